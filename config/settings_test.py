@@ -1,0 +1,19 @@
+"""Settings for the test suite: real PostgreSQL and Redis (CONTRACT §2), short timings."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shelfwise")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("HANDLER_RETRY_SCHEDULE", "1,1,1")
+os.environ.setdefault("OUTBOX_DISPATCH_GRACE", "2")
+os.environ.setdefault("OUTBOX_LEASE", "3")
+os.environ.setdefault("OUTBOX_ORDERING_WAIT", "0.2")
+os.environ.setdefault("OUTBOX_RELAY_POLL_INTERVAL", "0.2")
+
+from config.settings import *  # noqa: F403
+from config.settings import INSTALLED_APPS
+
+# Probe handlers and events that the backbone tests drive; also loaded by the relays and workers
+# that those tests start as subprocesses.
+INSTALLED_APPS = [*INSTALLED_APPS, "domain_events.tests.probe"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config import health
+
+api_v1 = [
+    path("", include("tenants.urls")),
+    path("", include("inventory.urls")),
+    path("", include("orders.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]
+
+admin.site.site_header = "ShelfWise"
+admin.site.site_title = "ShelfWise admin"
+admin.site.index_title = "Bookstore administration"
+
+handler400 = "config.exceptions.json_bad_request"
+handler404 = "config.exceptions.json_not_found"
+handler500 = "config.exceptions.json_server_error"

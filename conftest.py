@@ -1,0 +1,64 @@
+"""Fixtures shared by every module's tests: tenants, users, API clients, real services."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from tenants.tests.factories import TenantFactory, UserFactory
+
+
+@pytest.fixture
+def tenant():
+    return TenantFactory(slug="tenant-a")
+
+
+@pytest.fixture
+def other_tenant():
+    return TenantFactory(slug="tenant-b")
+
+
+@pytest.fixture
+def customer(tenant):
+    return UserFactory(tenant=tenant, username="carol")
+
+
+@pytest.fixture
+def staff(tenant):
+    return UserFactory(tenant=tenant, username="sam", is_staff=True)
+
+
+def _client_for(user) -> APIClient:
+    from tenants.services import user_token
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user_token(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def customer_api(customer) -> APIClient:
+    return _client_for(customer)
+
+
+@pytest.fixture
+def staff_api(staff) -> APIClient:
+    return _client_for(staff)
+
+
+@pytest.fixture
+def api_client_for():
+    return _client_for
+
+
+@pytest.fixture(scope="session")
+def redis_broker() -> redis.Redis:
+    """The real Redis broker the tests send Celery messages through; a missing Redis fails the test."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {settings.CELERY_BROKER_URL} is required and unreachable: {exc}")
+    return client

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class DomainEventsConfig(AppConfig):
+    name = "domain_events"
+    verbose_name = "Domain events"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from domain_events import upcasters  # noqa: F401  (registers the upcaster chains)

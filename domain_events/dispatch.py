@@ -1,0 +1,286 @@
+"""Running deliveries: the fast path after commit, the executor, and hand-off to Celery.
+
+A delivery runs in a transaction that first locks its record (`SKIP LOCKED`: whoever holds it is
+running it), checks its lease token and that no earlier event of the same aggregate is still open
+for the same handler, runs the handler in a savepoint and records the outcome. The handler's
+writes and its delivery record therefore commit together: a redelivered event finds the record
+`succeeded` and is not applied again. A batch of deliveries shares one commit; each handler still
+has its own savepoint, so one failing handler rolls back only its own writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from domain_events.bus import Mode, Subscription, event_bus
+from domain_events.conf import domain_events_settings, retry_schedule
+from domain_events.context import traced
+from domain_events.models import Delivery
+from domain_events.outbox import Claim
+from domain_events.registry import registry
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_LENGTH = 4000
+
+
+@dataclass
+class Report:
+    succeeded: int = 0
+    failed: int = 0
+    dead: int = 0
+    waiting: int = 0
+    skipped: int = 0
+    sent: int = 0
+
+    def add(self, other: Report) -> None:
+        for name in ("succeeded", "failed", "dead", "waiting", "skipped", "sent"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def handled(self) -> int:
+        return self.succeeded + self.failed + self.dead + self.waiting + self.sent
+
+
+# --- the fast path ------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    callback: object = None
+    claims: list[Claim] = field(default_factory=list)
+
+
+_local = threading.local()
+
+
+def after_commit(claims: Iterable[Claim]) -> None:
+    """Queue `claims` for dispatch when the current transaction commits: one dispatch per commit."""
+    connection = transaction.get_connection()
+    pending: _Pending | None = getattr(_local, "pending", None)
+    # A rolled-back transaction drops its on_commit callbacks; then the list is stale too.
+    if pending is None or not any(item[1] is pending.callback for item in connection.run_on_commit):
+        pending = _Pending()
+        claims_ref = pending.claims
+
+        def dispatch_pending() -> None:
+            if getattr(_local, "pending", None) is pending:
+                _local.pending = None
+            hand_on(claims_ref)
+
+        pending.callback = dispatch_pending
+        _local.pending = pending
+        transaction.on_commit(dispatch_pending)
+    pending.claims.extend(claims)
+
+
+def hand_on(claims: Sequence[Claim]) -> Report:
+    """Send celery-mode claims to the broker and run the others here. Never raises."""
+    report = Report()
+    local: list[Claim] = []
+    remote: list[tuple[Claim, Subscription]] = []
+    for claim in claims:
+        subscription = event_bus.subscription(claim.handler)
+        if subscription is not None and subscription.mode is Mode.CELERY:
+            remote.append((claim, subscription))
+        else:
+            local.append(claim)
+    if remote:
+        report.sent += send_to_celery(remote)
+    if local:
+        try:
+            report.add(execute(local))
+        except Exception:
+            # The deliveries stay open; a relay runs them once their lease is over.
+            logger.exception("dispatch of %d deliveries failed; the relay will retry them", len(local))
+    return report
+
+
+def send_to_celery(items: Sequence[tuple[Claim, Subscription]]) -> int:
+    from domain_events.tasks import run_delivery
+
+    sent = 0
+    try:
+        with run_delivery.app.producer_or_acquire() as producer:
+            for claim, subscription in items:
+                options = {"queue": subscription.queue} if subscription.queue else {}
+                run_delivery.apply_async(
+                    args=(claim.delivery_id, str(claim.token)), producer=producer, retry=False, **options
+                )
+                sent += 1
+    except Exception:
+        logger.warning(
+            "broker unavailable: %d of %d deliveries not sent; the relay will send them",
+            len(items) - sent,
+            len(items),
+            exc_info=True,
+        )
+    return sent
+
+
+# --- the executor ---------------------------------------------------------------------------
+
+
+def execute(claims: Sequence[Claim]) -> Report:
+    """Run the deliveries of `claims` whose lease is still valid, in one transaction."""
+    report = Report()
+    if not claims:
+        return report
+    tokens: dict[int, UUID] = {c.delivery_id: c.token for c in claims}
+    with transaction.atomic():
+        rows = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("stored_event")
+            .filter(id__in=tokens.keys(), status__in=Delivery.OPEN)
+            .order_by("stored_event_id", "id")
+        )
+        rows = [d for d in rows if d.lease_token == tokens[d.pk]]
+        report.skipped = len(claims) - len(rows)
+        if not rows:
+            return report
+        blocked = _blocked_by_earlier(rows)
+        now = timezone.now()
+        conf = domain_events_settings()
+        succeeded: list[int] = []
+        changed: list[Delivery] = []
+        closed_keys: set[tuple[str, UUID]] = set()
+        for delivery in rows:
+            key = (delivery.handler, delivery.aggregate_id)
+            if delivery.pk in blocked or key in closed_keys:
+                # An earlier event of this aggregate is still open for this handler: wait behind it.
+                closed_keys.add(key)
+                delivery.next_attempt_at = now + conf["ORDERING_WAIT"]
+                delivery.lease_token = None
+                delivery.last_error = "waiting for an earlier event of the same aggregate"
+                changed.append(delivery)
+                report.waiting += 1
+                continue
+            error = _run_one(delivery)
+            if error is None:
+                succeeded.append(delivery.pk)
+                report.succeeded += 1
+                continue
+            closed_keys.add(key)
+            _schedule_retry(delivery, error, now, conf["RETRY_JITTER"])
+            changed.append(delivery)
+            if delivery.status == Delivery.Status.DEAD:
+                report.dead += 1
+            else:
+                report.failed += 1
+        if succeeded:
+            Delivery.objects.filter(pk__in=succeeded).update(
+                status=Delivery.Status.SUCCEEDED,
+                attempts=F("attempts") + 1,
+                lease_token=None,
+                last_error="",
+                completed_at=now,
+                updated_at=now,
+            )
+        if changed:
+            for delivery in changed:
+                delivery.updated_at = now
+            Delivery.objects.bulk_update(
+                changed, ["status", "attempts", "next_attempt_at", "lease_token", "last_error", "updated_at"]
+            )
+    return report
+
+
+def _blocked_by_earlier(rows: Sequence[Delivery]) -> set[int]:
+    """Ids among `rows` with an earlier, still open delivery of the same handler and aggregate."""
+    ids = [d.pk for d in rows]
+    earlier_open = Delivery.objects.filter(
+        handler=OuterRef("handler"),
+        aggregate_id=OuterRef("aggregate_id"),
+        stored_event_id__lt=OuterRef("stored_event_id"),
+        status__in=Delivery.OPEN,
+    ).exclude(pk__in=ids)
+    return set(Delivery.objects.filter(pk__in=ids).filter(Exists(earlier_open)).values_list("pk", flat=True))
+
+
+def _run_one(delivery: Delivery) -> str | None:
+    """Run one handler in a savepoint; returns the error text, or None on success."""
+    subscription = event_bus.subscription(delivery.handler)
+    stored = delivery.stored_event
+    try:
+        if subscription is None:
+            raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
+        event = registry.load(stored.type, stored.version, stored.payload, envelope=stored.envelope(), ref=stored.ref)
+        with transaction.atomic(), traced(event.correlation_id, causation_id=event.event_id):
+            subscription.handler(event)
+    except Exception as exc:
+        logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
+        return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+    return None
+
+
+def _schedule_retry(delivery: Delivery, error: str, now, jitter: float) -> None:
+    subscription = event_bus.subscription(delivery.handler)
+    schedule = (subscription.retry_schedule if subscription else None) or retry_schedule()
+    delivery.attempts += 1
+    delivery.last_error = error
+    delivery.lease_token = None
+    if delivery.attempts > len(schedule):
+        delivery.status = Delivery.Status.DEAD
+        delivery.next_attempt_at = now
+        logger.error("delivery %s of %s is dead after %d attempts", delivery.pk, delivery.handler, delivery.attempts)
+        return
+    delay = schedule[delivery.attempts - 1] * random.uniform(1 - jitter, 1 + jitter)
+    delivery.status = Delivery.Status.FAILED
+    delivery.next_attempt_at = now + timedelta(seconds=delay)
+
+
+# --- claims for relays ----------------------------------------------------------------------
+
+
+def claim_due(limit: int) -> list[Claim]:
+    """Lease up to `limit` due deliveries; the claim commits before anything is run or sent."""
+    conf = domain_events_settings()
+    with transaction.atomic():
+        now = timezone.now()
+        due = list(
+            Delivery.objects.filter(status__in=Delivery.OPEN, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "handler")[:limit]
+        )
+        if not due:
+            return []
+        token = uuid.uuid4()
+        Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(
+            lease_token=token, next_attempt_at=now + conf["LEASE"], updated_at=now
+        )
+    return [Claim(pk, token, handler) for pk, handler in due]
+
+
+def redrive(deliveries: Iterable[Delivery] | None = None, *, queryset=None) -> int:
+    """Reopen dead deliveries with a fresh schedule and hand them on at once."""
+    qs = queryset if queryset is not None else Delivery.objects.filter(pk__in=[d.pk for d in deliveries or ()])
+    with transaction.atomic():
+        ids = list(
+            qs.filter(status=Delivery.Status.DEAD).select_for_update(skip_locked=True).values_list("pk", "handler")
+        )
+        if not ids:
+            return 0
+        token = uuid.uuid4()
+        now = timezone.now()
+        Delivery.objects.filter(pk__in=[pk for pk, _ in ids]).update(
+            status=Delivery.Status.PENDING,
+            attempts=0,
+            lease_token=token,
+            next_attempt_at=now + domain_events_settings()["LEASE"],
+            updated_at=now,
+        )
+        claims = [Claim(pk, token, handler) for pk, handler in ids]
+        transaction.on_commit(lambda: hand_on(claims))
+    return len(ids)

@@ -1,0 +1,87 @@
+"""Probe handlers: each records its run in `ProbeRecord`, and misbehaves when a switch says so."""
+
+import os
+import time
+
+from domain_events.bus import event_bus
+from domain_events.registry import registry
+from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
+from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
+
+
+class ProbeFailure(RuntimeError):
+    pass
+
+
+def _record(handler: str, event) -> None:
+    ProbeRecord.objects.create(
+        handler=handler,
+        event_id=event.event_id,
+        aggregate_id=event.aggregate_id,
+        n=event.n,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        pid=os.getpid(),
+    )
+
+
+def _misbehave(handler: str, event) -> None:
+    delay = ProbeSwitch.value_of(f"{handler}:sleep")
+    if delay:
+        time.sleep(delay)
+    if ProbeSwitch.value_of(f"{handler}:fail") or ProbeSwitch.value_of(f"{handler}:fail:{event.n}"):
+        raise ProbeFailure(f"{handler} told to fail on n={event.n}")
+
+
+def record_fast(event: ProbeHappened) -> None:
+    _misbehave("probe.fast", event)
+    _record("probe.fast", event)
+
+
+def record_other(event: ProbeHappened) -> None:
+    _misbehave("probe.other", event)
+    _record("probe.other", event)
+
+
+def record_slow(event: ProbeHappened) -> None:
+    _misbehave("probe.slow", event)
+    _record("probe.slow", event)
+
+
+def follow_up(event: ProbeHappened) -> None:
+    if event.n >= 1000:
+        _record("probe.follow_up", event)
+        event_bus.publish(ProbeFollowedUp(tenant_id=event.tenant_id, probe_id=event.probe_id, n=event.n + 1))
+
+
+def record_follow_up(event: ProbeFollowedUp) -> None:
+    _record("probe.followed", event)
+
+
+def refuse_negative(event: ProbeHappened) -> None:
+    if event.n < 0:
+        raise ValueError("n must not be negative")
+
+
+def subscribe_all() -> None:
+    event_bus.subscribe(ProbeHappened, refuse_negative, mode="inline", name="probe.inline_guard")
+    event_bus.subscribe(ProbeHappened, record_fast, mode="on_commit", name="probe.fast")
+    event_bus.subscribe(ProbeHappened, record_other, mode="on_commit", name="probe.other")
+    event_bus.subscribe(ProbeHappened, record_slow, mode="celery", name="probe.slow", queue="probe")
+    event_bus.subscribe(ProbeHappened, follow_up, mode="on_commit", name="probe.follow_up")
+    event_bus.subscribe(ProbeFollowedUp, record_follow_up, mode="on_commit", name="probe.followed")
+
+
+@registry.upcaster("probe.measured", from_version=1)
+def _measured_v1_to_v2(payload: dict) -> dict:
+    data = dict(payload)
+    data["value_cm"] = data.pop("cm")
+    return data
+
+
+@registry.upcaster("probe.measured", from_version=2)
+def _measured_v2_to_v3(payload: dict) -> dict:
+    data = dict(payload)
+    data["value_mm"] = data.pop("value_cm") * 10
+    data.setdefault("unit_note", "converted from centimetres")
+    return data

@@ -1,0 +1,25 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tenants.services import user_token
+
+
+class TokenObtainApi(APIView):
+    """Exchange a username and password for the user's API token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(request=AuthTokenSerializer, responses={200: OutputSerializer}, auth=[])
+    def post(self, request):
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        token = user_token(user=serializer.validated_data["user"])
+        return Response(self.OutputSerializer({"token": token.key}).data, status=status.HTTP_200_OK)

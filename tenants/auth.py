@@ -1,0 +1,33 @@
+"""Permissions: a tenant's staff may work with their tenant's business data in the admin."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+
+# Apps whose models are tenant-scoped business data that a bookstore's staff work with.
+TENANT_STAFF_APPS = frozenset(
+    getattr(
+        settings,
+        "TENANT_STAFF_APPS",
+        ("orders", "inventory", "payments", "notifications", "webhooks", "analytics", "audit", "domain_events"),
+    )
+)
+
+
+class TenantStaffBackend(ModelBackend):
+    """Model permissions from groups as usual, plus every permission on tenant business data for
+    active staff who belong to a tenant (the admin classes narrow rows to their tenant)."""
+
+    def _is_tenant_staff(self, user) -> bool:
+        return bool(user.is_active and user.is_staff and getattr(user, "tenant_id", None))
+
+    def has_perm(self, user_obj, perm: str, obj=None) -> bool:
+        if self._is_tenant_staff(user_obj) and perm.split(".", 1)[0] in TENANT_STAFF_APPS:
+            return True
+        return super().has_perm(user_obj, perm, obj)
+
+    def has_module_perms(self, user_obj, app_label: str) -> bool:
+        if self._is_tenant_staff(user_obj) and app_label in TENANT_STAFF_APPS:
+            return True
+        return super().has_module_perms(user_obj, app_label)
