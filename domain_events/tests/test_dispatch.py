@@ -126,7 +126,7 @@ def test_later_events_of_an_aggregate_wait_behind_a_failing_one():
     probe_id = uuid.uuid4()
     tenant_id = uuid.uuid4()
     ProbeSwitch.set("probe.fast:fail:1")
-    first = publish(n=1, probe_id=probe_id, tenant_id=tenant_id)
+    publish(n=1, probe_id=probe_id, tenant_id=tenant_id)
     second = publish(n=2, probe_id=probe_id, tenant_id=tenant_id)
     waiting = deliveries(second, "probe.fast")
     assert waiting.status == Delivery.Status.PENDING
