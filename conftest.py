@@ -62,3 +62,17 @@ def redis_broker() -> redis.Redis:
     except redis.RedisError as exc:
         pytest.fail(f"Redis at {settings.CELERY_BROKER_URL} is required and unreachable: {exc}")
     return client
+
+
+@pytest.fixture
+def processes(tmp_path, redis_broker, transactional_db):
+    """Start real relays and Celery workers against the test database; all are killed afterwards.
+
+    The broker's test database is emptied first, so no message from an earlier test is delivered.
+    """
+    from domain_events.testing import ProcessRunner
+
+    redis_broker.flushdb()
+    runner = ProcessRunner(tmp_path)
+    yield runner
+    runner.stop_all()

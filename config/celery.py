@@ -3,9 +3,23 @@
 import os
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("shelfwise")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@celeryd_after_setup.connect
+def consume_every_handler_queue(sender: str, instance, **kwargs) -> None:
+    """Without -Q, a worker consumes the default queue and every queue a handler was given."""
+    queues = instance.app.amqp.queues
+    if getattr(queues, "_consume_from", None):
+        return  # the operator chose queues with -Q
+    from domain_events.bus import event_bus
+
+    for subscription in event_bus.subscriptions():
+        if subscription.queue and subscription.queue not in queues:
+            queues.select_add(subscription.queue)
