@@ -167,6 +167,8 @@ DOMAIN_EVENTS = {
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
     # How long a relay's claim on a delivery lasts; a claim whose holder died expires after it.
     "LEASE": timedelta(seconds=env.float("OUTBOX_LEASE", default=60)),
+    # How long a delivery handed to Celery may wait in the queue before a relay sends it again.
+    "CELERY_LEASE": timedelta(seconds=env.float("OUTBOX_CELERY_LEASE", default=300)),
     # How long a delivery waits before looking again when an earlier event of its aggregate is unfinished.
     "ORDERING_WAIT": timedelta(seconds=env.float("OUTBOX_ORDERING_WAIT", default=1)),
     "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=100),

@@ -7,6 +7,7 @@ os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("HANDLER_RETRY_SCHEDULE", "1,1,1")
 os.environ.setdefault("OUTBOX_DISPATCH_GRACE", "2")
 os.environ.setdefault("OUTBOX_LEASE", "3")
+os.environ.setdefault("OUTBOX_CELERY_LEASE", "6")
 os.environ.setdefault("OUTBOX_ORDERING_WAIT", "0.2")
 os.environ.setdefault("OUTBOX_RELAY_POLL_INTERVAL", "0.2")
 

@@ -9,6 +9,7 @@ DEFAULTS: dict[str, Any] = {
     "DISPATCH_ON_COMMIT": True,
     "DISPATCH_GRACE": timedelta(seconds=10),
     "LEASE": timedelta(seconds=60),
+    "CELERY_LEASE": timedelta(minutes=5),
     "ORDERING_WAIT": timedelta(seconds=1),
     "RELAY_BATCH_SIZE": 100,
     "RELAY_POLL_INTERVAL": 1.0,

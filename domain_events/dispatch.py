@@ -85,8 +85,11 @@ def after_commit(claims: Iterable[Claim]) -> None:
     pending.claims.extend(claims)
 
 
-def hand_on(claims: Sequence[Claim]) -> Report:
-    """Send celery-mode claims to the broker and run the others here. Never raises."""
+def hand_on(claims: Sequence[Claim], *, by_relay: bool = False) -> Report:
+    """Send celery-mode claims to the broker and run the others here. Never raises.
+
+    `by_relay`: the claims come from a relay's lease rather than from a publisher's commit.
+    """
     report = Report()
     local: list[Claim] = []
     remote: list[tuple[Claim, Subscription]] = []
@@ -97,7 +100,7 @@ def hand_on(claims: Sequence[Claim]) -> Report:
         else:
             local.append(claim)
     if remote:
-        report.sent += send_to_celery(remote)
+        report.sent += send_to_celery(remote, by_relay=by_relay)
     if local:
         try:
             report.add(execute(local))
@@ -107,10 +110,16 @@ def hand_on(claims: Sequence[Claim]) -> Report:
     return report
 
 
-def send_to_celery(items: Sequence[tuple[Claim, Subscription]]) -> int:
+def send_to_celery(items: Sequence[tuple[Claim, Subscription]], *, by_relay: bool = False) -> int:
+    """One task per (event, handler); returns how many were sent.
+
+    A sent delivery must get the Celery lease, since its message may queue for a while (the
+    publisher's deliveries have it from the start). What the publisher could not send becomes due
+    at once for the relays; what a relay could not send waits for its claim to expire.
+    """
     from domain_events.tasks import run_delivery
 
-    sent = 0
+    sent: list[int] = []
     try:
         with run_delivery.app.producer_or_acquire() as producer:
             for claim, subscription in items:
@@ -118,15 +127,27 @@ def send_to_celery(items: Sequence[tuple[Claim, Subscription]]) -> int:
                 run_delivery.apply_async(
                     args=(claim.delivery_id, str(claim.token)), producer=producer, retry=False, **options
                 )
-                sent += 1
+                sent.append(claim.delivery_id)
     except Exception:
         logger.warning(
-            "broker unavailable: %d of %d deliveries not sent; the relay will send them",
-            len(items) - sent,
+            "broker unavailable: %d of %d deliveries not sent; a relay will send them",
+            len(items) - len(sent),
             len(items),
             exc_info=True,
         )
-    return sent
+        if not by_relay:
+            done = set(sent)
+            _reschedule([claim.delivery_id for claim, _ in items if claim.delivery_id not in done], timezone.now())
+    if by_relay and sent:
+        _reschedule(sent, timezone.now() + domain_events_settings()["CELERY_LEASE"])
+    return len(sent)
+
+
+def _reschedule(delivery_ids: Sequence[int], when) -> None:
+    try:
+        Delivery.objects.filter(pk__in=delivery_ids, status__in=Delivery.OPEN).update(next_attempt_at=when)
+    except Exception:
+        logger.warning("could not reschedule %d deliveries; their current lease stands", len(delivery_ids))
 
 
 # --- the executor ---------------------------------------------------------------------------
@@ -282,5 +303,5 @@ def redrive(deliveries: Iterable[Delivery] | None = None, *, queryset=None) -> i
             updated_at=now,
         )
         claims = [Claim(pk, token, handler) for pk, handler in ids]
-        transaction.on_commit(lambda: hand_on(claims))
+        transaction.on_commit(lambda: hand_on(claims, by_relay=True))
     return len(ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -31,6 +32,17 @@ class Claim:
 def payload_of(event: DomainEvent) -> dict:
     data = registry.dump(event)
     return {k: v for k, v in data.items() if k not in ENVELOPE_FIELDS}
+
+
+def _publisher_lease(subscription: Subscription, conf: dict) -> timedelta:
+    """How long relays leave a fresh delivery to the publisher's fast path.
+
+    A Celery message may wait in a busy queue for a while, so celery-mode deliveries get the
+    longer Celery lease: a relay re-sends them only if the message seems lost.
+    """
+    if subscription.mode == "celery":
+        return max(conf["DISPATCH_GRACE"], conf["CELERY_LEASE"])
+    return conf["DISPATCH_GRACE"]
 
 
 def record(event: DomainEvent, subscriptions: Sequence[Subscription]) -> list[Claim]:
@@ -64,7 +76,7 @@ def record(event: DomainEvent, subscriptions: Sequence[Subscription]) -> list[Cl
                 event_type=event.type,
                 tenant_id=event.tenant_id,
                 aggregate_id=event.aggregate_id,
-                next_attempt_at=now + conf["DISPATCH_GRACE"] if fast_path else now,
+                next_attempt_at=now + _publisher_lease(s, conf) if fast_path else now,
                 lease_token=token,
             )
             for s in subscriptions

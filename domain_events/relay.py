@@ -57,7 +57,7 @@ class Relay:
             claims = claim_due(self.batch_size)
             if not claims:
                 break
-            report = hand_on(claims)
+            report = hand_on(claims, by_relay=True)
             total.add(report)
             if self.on_report:
                 self.on_report(report)

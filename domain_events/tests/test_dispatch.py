@@ -167,3 +167,23 @@ def test_succeeded_deliveries_are_pruned_after_the_retention_but_events_are_kept
     assert pruned == 3
     assert StoredEvent.objects.filter(event_id=event.event_id).exists()
     assert deliveries(event, "probe.slow").status == Delivery.Status.PENDING
+
+
+def test_a_malformed_stored_event_fails_its_deliveries_with_a_clear_error_and_the_relay_goes_on(settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    broken, healthy = publish(n=1), publish(n=2)
+    StoredEvent.objects.filter(event_id=broken.event_id).update(payload={"probe_id": "not-a-uuid"})
+    relay_once()
+    failed = deliveries(broken, "probe.fast")
+    assert failed.status == Delivery.Status.FAILED
+    assert f"stored event #{failed.stored_event_id}" in failed.last_error
+    assert "probe_id" in failed.last_error
+    assert deliveries(healthy, "probe.fast").status == Delivery.Status.SUCCEEDED
+
+
+def test_an_unknown_stored_type_is_reported_not_crashed_on(settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    event = publish()
+    StoredEvent.objects.filter(event_id=event.event_id).update(type="probe.vanished")
+    relay_once()
+    assert "unknown event type 'probe.vanished'" in deliveries(event, "probe.fast").last_error
