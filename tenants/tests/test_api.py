@@ -1,0 +1,31 @@
+"""Token authentication: the token endpoint, 401 without a valid token."""
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_username_and_password_give_the_users_token(customer):
+    response = APIClient().post("/api/v1/auth/token", {"username": "carol", "password": "secret"}, format="json")
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert len(token) == 40
+    again = APIClient().post("/api/v1/auth/token", {"username": "carol", "password": "secret"}, format="json")
+    assert again.json()["token"] == token
+
+
+def test_wrong_credentials_are_a_400_with_a_json_message(customer):
+    response = APIClient().post("/api/v1/auth/token", {"username": "carol", "password": "nope"}, format="json")
+    assert response.status_code == 400
+    assert "non_field_errors" in response.json()
+
+
+def test_missing_fields_and_invalid_json_are_json_errors():
+    client = APIClient()
+    missing = client.post("/api/v1/auth/token", {}, format="json")
+    assert missing.status_code == 400
+    assert set(missing.json()) == {"username", "password"}
+    broken = client.post("/api/v1/auth/token", "{not json", content_type="application/json")
+    assert broken.status_code == 400
+    assert "JSON parse error" in broken.json()["detail"]
