@@ -1,0 +1,36 @@
+"""Reads of the catalog and its reservations.
+
+Querysets returned here are not scoped to a tenant: the API and the admin narrow them with
+`tenants.scoping` (the one scoping mechanism), and the functions that take a `tenant_id` filter by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from django.db.models import QuerySet
+
+from domain_events.queries import ProductQuote
+from inventory.models import Product, Reservation
+
+
+def product_list() -> QuerySet[Product]:
+    """Every product with its tenant (for the currency), by sku."""
+    return Product.objects.select_related("tenant").order_by("sku", "tenant_id")
+
+
+def product_get(*, products: QuerySet[Product], sku: str) -> Product | None:
+    """The product with `sku` among `products` (a scoped queryset), or None."""
+    return products.filter(sku=sku).first()
+
+
+def product_quotes(*, tenant_id: UUID, skus: Iterable[str]) -> dict[str, ProductQuote]:
+    """The current title and price of each of `skus` that `tenant_id`'s catalog knows."""
+    rows = Product.objects.filter(tenant_id=tenant_id, sku__in=set(skus)).values_list("sku", "title", "price")
+    return {sku: ProductQuote(sku=sku, title=title, unit_price=price) for sku, title, price in rows}
+
+
+def reservation_for_order(*, tenant_id: UUID, order_id: UUID) -> Reservation | None:
+    """The order's reservation (any status), with its lines and their products."""
+    return Reservation.objects.filter(tenant_id=tenant_id, order_id=order_id).prefetch_related("lines__product").first()
