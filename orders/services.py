@@ -1,0 +1,296 @@
+"""Writes of the orders module; the only place that publishes `order.*` events.
+
+Placing an order prices it from the catalog (the `QuoteProducts` query) before anything is
+written, then saves it and records `order.placed` in one short transaction. Every later
+transition locks the order row first, so one order's events are recorded in the order they
+happened and concurrent transitions (a payment captured while the customer cancels) serialize.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.exceptions import ApplicationError, Conflict, NotFound
+from domain_events.bus import event_bus
+from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
+from domain_events.queries import ProductQuote, QuoteProducts
+from orders.models import MAX_QUANTITY, TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant, User
+
+logger = logging.getLogger(__name__)
+
+MAX_LINES = 100
+PAYMENT_TOKEN_MAX_LENGTH = 255
+CENT = Decimal("0.01")
+# Order.total_amount is Decimal(12, 2).
+MAX_TOTAL = Decimal("9999999999.99")
+
+
+class OrderItemRequest(TypedDict):
+    """One line as the customer asks for it: what and how many, never at what price."""
+
+    sku: str
+    quantity: int
+
+
+# --- placing --------------------------------------------------------------------------------
+
+
+def order_place(*, tenant: Tenant, customer: User, items: Sequence[OrderItemRequest], payment_token: str) -> Order:
+    """Place an order for `customer`, priced from `tenant`'s catalog, and publish `order.placed`.
+
+    Validates 1 to `MAX_LINES` lines of distinct skus, each quantity 1 to `MAX_QUANTITY`, and a
+    payment token; a sku the catalog does not know is refused, naming it. Raises
+    `ApplicationError` (400) with field messages; nothing is written then. The catalog is asked
+    before the transaction opens, which holds only the inserts and the event.
+    """
+    _validate_order_request(items=items, payment_token=payment_token)
+    skus = tuple(item["sku"] for item in items)
+    quotes: dict[str, ProductQuote] = event_bus.ask(QuoteProducts(tenant_id=tenant.id, skus=skus))
+    unknown = [sku for sku in skus if sku not in quotes]
+    if unknown:
+        raise ApplicationError(
+            f"Not in the catalog: {', '.join(unknown)}.",
+            extra={"items": [{"sku": [f"No product with sku {sku!r}."]} if sku in unknown else {} for sku in skus]},
+        )
+
+    order = Order(tenant=tenant, customer=customer, currency=tenant.currency)
+    order_items = [
+        OrderItem(
+            order=order,
+            sku=item["sku"],
+            title=quotes[item["sku"]].title,
+            quantity=item["quantity"],
+            unit_price=quotes[item["sku"]].unit_price.quantize(CENT),
+        )
+        for item in items
+    ]
+    order.total_amount = sum((i.unit_price * i.quantity for i in order_items), Decimal("0.00")).quantize(CENT)
+    if order.total_amount > MAX_TOTAL:
+        raise ApplicationError("The order's total is too large.", extra={"items": ["The order's total is too large."]})
+
+    with transaction.atomic():
+        order.save(force_insert=True)
+        OrderItem.objects.bulk_create(order_items)
+        event_bus.publish(
+            OrderPlaced(
+                tenant_id=tenant.id,
+                order_id=order.id,
+                customer_id=customer.pk,
+                lines=_lines_of(order_items),
+                total_amount=order.total_amount,
+                currency=order.currency,
+                payment_token=payment_token,
+            )
+        )
+    _keep_items(order, order_items)
+    logger.info("order %s placed: %d lines, %s %s", order.id, len(order_items), order.total_amount, order.currency)
+    return order
+
+
+def _validate_order_request(*, items: Any, payment_token: Any) -> None:
+    errors: dict[str, Any] = {}
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        errors["items"] = ["A list of lines is required."]
+    elif not 1 <= len(items) <= MAX_LINES:
+        errors["items"] = [f"An order has 1 to {MAX_LINES} lines."]
+    else:
+        line_errors = [_line_errors(item) for item in items]
+        first_line_of: dict[str, int] = {}
+        for number, (item, line) in enumerate(zip(items, line_errors, strict=True), start=1):
+            sku = item.get("sku") if isinstance(item, Mapping) else None
+            if "sku" in line or sku is None:
+                continue
+            if sku in first_line_of:
+                line["sku"] = [f"{sku!r} is already on line {first_line_of[sku]}; list each sku once."]
+            else:
+                first_line_of[sku] = number
+        if any(line_errors):
+            errors["items"] = line_errors
+    if not isinstance(payment_token, str) or not payment_token.strip():
+        errors["payment_token"] = ["A payment token is required."]
+    elif len(payment_token) > PAYMENT_TOKEN_MAX_LENGTH:
+        errors["payment_token"] = [f"At most {PAYMENT_TOKEN_MAX_LENGTH} characters."]
+    if errors:
+        raise ApplicationError("The order is invalid.", extra=errors)
+
+
+def _line_errors(item: Any) -> dict[str, list[str]]:
+    if not isinstance(item, Mapping):
+        return {"non_field_errors": ["A line is an object with a sku and a quantity."]}
+    errors: dict[str, list[str]] = {}
+    sku, quantity = item.get("sku"), item.get("quantity")
+    if not isinstance(sku, str) or not sku:
+        errors["sku"] = ["A sku is required."]
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
+        errors["quantity"] = [f"A whole number from 1 to {MAX_QUANTITY}."]
+    return errors
+
+
+# --- transitions ----------------------------------------------------------------------------
+
+
+def order_confirm(*, order: Order) -> Order:
+    """Confirm a placed order whose stock is reserved and payment captured; publish `order.confirmed`.
+
+    Anything but a placed order is left as it is (a cancelled order's payment is refunded by
+    payments when it sees `order.cancelled`), so a late or repeated capture changes nothing.
+    """
+    with transaction.atomic():
+        locked = _locked(order)
+        if locked.status != Order.Status.PLACED:
+            logger.info("order %s not confirmed: it is %s", locked.id, locked.status)
+            return locked
+        locked.status = Order.Status.CONFIRMED
+        locked.save(update_fields=["status", "updated_at"])
+        event_bus.publish(
+            OrderConfirmed(
+                tenant_id=locked.tenant_id,
+                order_id=locked.id,
+                total_amount=locked.total_amount,
+                currency=locked.currency,
+            )
+        )
+    logger.info("order %s confirmed", locked.id)
+    return locked
+
+
+def order_cancel(*, order: Order, reason: str, by: User | None) -> Order:
+    """Cancel a placed or confirmed order for `reason`; publish `order.cancelled`.
+
+    `by` is who asks (None for the platform itself); a customer may cancel only their own order.
+    Raises `Conflict` (409) if the order is fulfilled or already cancelled.
+    """
+    _check_reason(reason)
+    if by is not None and not _may_act_on(by, order):
+        raise NotFound("Not found.")
+    with transaction.atomic():
+        locked = _locked(order)
+        if locked.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
+            message = (
+                "A fulfilled order cannot be cancelled."
+                if locked.status == Order.Status.FULFILLED
+                else "The order is already cancelled."
+            )
+            raise Conflict(message, extra={"status": locked.status})
+        _cancel(locked, reason)
+    logger.info("order %s cancelled (%s) by %s", locked.id, reason, by.get_username() if by else "the platform")
+    return locked
+
+
+def order_cancel_if_open(*, order: Order, reason: str) -> Order:
+    """Cancel the order for `reason` if it is still placed or confirmed; otherwise change nothing.
+
+    For the platform's reactions to a failure (no stock, a declined payment), which may arrive
+    after the customer cancelled or the order shipped.
+    """
+    _check_reason(reason)
+    with transaction.atomic():
+        locked = _locked(order)
+        if locked.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
+            logger.info("order %s not cancelled for %s: it is %s", locked.id, reason, locked.status)
+            return locked
+        _cancel(locked, reason)
+    logger.info("order %s cancelled (%s)", locked.id, reason)
+    return locked
+
+
+def order_fulfill(*, order: Order, tracking_number: str) -> Order:
+    """Ship a confirmed order with `tracking_number`; publish `order.fulfilled`.
+
+    Raises `ApplicationError` (400) for a missing or too long tracking number and `Conflict`
+    (409) unless the order is confirmed.
+    """
+    tracking_number = tracking_number.strip() if isinstance(tracking_number, str) else ""
+    if not tracking_number:
+        raise ApplicationError(
+            "A tracking number is required.", extra={"tracking_number": ["A tracking number is required."]}
+        )
+    if len(tracking_number) > TRACKING_NUMBER_MAX_LENGTH:
+        message = f"At most {TRACKING_NUMBER_MAX_LENGTH} characters."
+        raise ApplicationError(message, extra={"tracking_number": [message]})
+    with transaction.atomic():
+        locked = _locked(order)
+        if locked.status != Order.Status.CONFIRMED:
+            raise Conflict(
+                f"Only a confirmed order can be fulfilled; this one is {locked.status}.",
+                extra={"status": locked.status},
+            )
+        locked.status = Order.Status.FULFILLED
+        locked.tracking_number = tracking_number
+        locked.shipped_at = timezone.now()
+        locked.save(update_fields=["status", "tracking_number", "shipped_at", "updated_at"])
+        event_bus.publish(
+            OrderFulfilled(
+                tenant_id=locked.tenant_id,
+                order_id=locked.id,
+                tracking_number=tracking_number,
+                shipped_at=locked.shipped_at,
+                lines=_lines_of(locked.items.all()),
+            )
+        )
+    logger.info("order %s fulfilled, tracking %s", locked.id, tracking_number)
+    return locked
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _locked(order: Order) -> Order:
+    """The order's current row, locked until the transaction ends (a key-share lock is still
+    allowed, so inserting rows that reference the order does not wait)."""
+    return Order.objects.select_for_update(no_key=True).get(pk=order.pk)
+
+
+def _cancel(locked: Order, reason: str) -> None:
+    previous_status = locked.status
+    locked.status = Order.Status.CANCELLED
+    locked.cancellation_reason = reason
+    locked.save(update_fields=["status", "cancellation_reason", "updated_at"])
+    event_bus.publish(
+        OrderCancelled(
+            tenant_id=locked.tenant_id,
+            order_id=locked.id,
+            reason=reason,
+            previous_status=previous_status,
+            lines=_lines_of(locked.items.all()),
+            total_amount=locked.total_amount,
+            currency=locked.currency,
+        )
+    )
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in Order.CancellationReason.values:
+        raise ApplicationError(
+            f"Unknown cancellation reason {reason!r}.",
+            extra={"reason": [f"One of {', '.join(Order.CancellationReason.values)}."]},
+        )
+
+
+def _may_act_on(user: User, order: Order) -> bool:
+    if user.is_superuser and user.tenant_id is None:
+        return True
+    if user.tenant_id != order.tenant_id:
+        return False
+    return user.is_staff or user.pk == order.customer_id
+
+
+def _lines_of(items: Iterable[OrderItem]) -> tuple[OrderLine, ...]:
+    return tuple(OrderLine(sku=i.sku, title=i.title, quantity=i.quantity, unit_price=i.unit_price) for i in items)
+
+
+def _keep_items(order: Order, items: list[OrderItem]) -> None:
+    """Let `order.items.all()` return the lines just saved, as a prefetch would, without a query."""
+    queryset = order.items.all()
+    queryset._result_cache = items
+    queryset._prefetch_done = True
+    order._prefetched_objects_cache = {"items": queryset}
