@@ -3,6 +3,7 @@
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from django.db import transaction
@@ -168,3 +169,11 @@ def test_a_cancelled_captured_order_is_refunded_through_the_bus(tenant, no_fast_
     [refunded] = published("payment.refunded", payment.order_id)
     assert refunded.causation_id == event.event_id
     assert SimulatedCharge.objects.get(kind="refund").idempotency_key == str(event.event_id)
+
+
+def test_an_order_of_an_unknown_tenant_fails_only_its_own_delivery(no_fast_path):
+    event = place(SimpleNamespace(id=uuid.uuid4()), uuid.uuid4())
+    report = run_deliveries(REGISTER)
+    assert report.failed == 1
+    assert "unknown tenant" in delivery(event, REGISTER).last_error
+    assert not Payment.objects.exists()
