@@ -16,7 +16,7 @@ from django.db.models import F, Q
 
 from tenants.models import Tenant
 
-SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}\Z"
 SKU_MAX_LENGTH = 64
 
 

@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                         max_length=64,
                         validators=[
                             django.core.validators.RegexValidator(
-                                "^[A-Za-z0-9._-]{1,64}$", "Letters, digits, '.', '_' and '-' only (at most 64)."
+                                "^[A-Za-z0-9._-]{1,64}\\Z", "Letters, digits, '.', '_' and '-' only (at most 64)."
                             )
                         ],
                         verbose_name="SKU",

@@ -58,6 +58,7 @@ def test_a_sku_is_unique_per_tenant_only(tenant, other_tenant):
     ("sku", "price"),
     [
         ("has space", Decimal("1.00")),
+        ("BOOK-1\n", Decimal("1.00")),
         ("", Decimal("1.00")),
         ("x" * 65, Decimal("1.00")),
         ("BOOK-1", Decimal("-0.01")),
