@@ -160,6 +160,7 @@ def execute(claims: Sequence[Claim]) -> Report:
         return report
     tokens: dict[int, UUID] = {c.delivery_id: c.token for c in claims}
     with transaction.atomic():
+        _check_constraints_per_statement()
         rows = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("stored_event")
@@ -215,6 +216,18 @@ def execute(claims: Sequence[Claim]) -> Report:
                 changed, ["status", "attempts", "next_attempt_at", "lease_token", "last_error", "updated_at"]
             )
     return report
+
+
+def _check_constraints_per_statement() -> None:
+    """Make deferred constraints (Django's foreign keys) fire inside each handler's savepoint.
+
+    Otherwise a handler that writes a dangling reference passes its savepoint and breaks the
+    commit of the whole batch. The outbox's position trigger stays deferred: it must run at commit.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS domain_events_assign_position DEFERRED")
 
 
 def _blocked_by_earlier(rows: Sequence[Delivery]) -> set[int]:

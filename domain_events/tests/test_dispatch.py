@@ -187,3 +187,18 @@ def test_an_unknown_stored_type_is_reported_not_crashed_on(settings):
     StoredEvent.objects.filter(event_id=event.event_id).update(type="probe.vanished")
     relay_once()
     assert "unknown event type 'probe.vanished'" in deliveries(event, "probe.fast").last_error
+
+
+def test_a_handler_writing_a_dangling_foreign_key_fails_alone():
+    ProbeSwitch.set("probe.fast:dangling")
+    event = publish()
+    assert deliveries(event, "probe.fast").status == Delivery.Status.FAILED
+    assert "foreign key" in deliveries(event, "probe.fast").last_error.lower()
+    assert deliveries(event, "probe.other").status == Delivery.Status.SUCCEEDED
+    assert ProbeRecord.objects.filter(event_id=event.event_id, handler="probe.other").count() == 1
+
+
+def test_events_published_by_handlers_still_get_commit_order_positions():
+    event = publish(n=1000)
+    followed = StoredEvent.objects.get(type="probe.followed_up")
+    assert followed.position > StoredEvent.objects.get(event_id=event.event_id).position

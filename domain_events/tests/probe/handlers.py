@@ -6,7 +6,7 @@ import time
 from domain_events.bus import event_bus
 from domain_events.registry import registry
 from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
-from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
+from domain_events.tests.probe.models import ProbeChild, ProbeRecord, ProbeSwitch
 
 
 class ProbeFailure(RuntimeError):
@@ -35,6 +35,9 @@ def _misbehave(handler: str, event) -> None:
 
 def record_fast(event: ProbeHappened) -> None:
     _misbehave("probe.fast", event)
+    if ProbeSwitch.value_of("probe.fast:dangling"):
+        # PostgreSQL checks foreign keys at commit unless told otherwise.
+        ProbeChild.objects.create(parent_id=2_000_000_000)
     _record("probe.fast", event)
 
 

@@ -27,3 +27,9 @@ class ProbeSwitch(models.Model):
     @classmethod
     def set(cls, name: str, value: float = 1) -> None:
         cls.objects.update_or_create(name=name, defaults={"value": value})
+
+
+class ProbeChild(models.Model):
+    """A row with a foreign key, so a handler can write a dangling reference on purpose."""
+
+    parent = models.ForeignKey(ProbeSwitch, on_delete=models.CASCADE)
