@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
@@ -86,7 +86,11 @@ class ProductListCreateApi(CatalogApi):
         price = _price_field()
         stock = serializers.IntegerField(min_value=0, max_value=MAX_STOCK_CHANGE, default=0)
 
-    @extend_schema(operation_id="products_list", responses={200: ProductPageSerializer})
+    @extend_schema(
+        operation_id="products_list",
+        parameters=[OpenApiParameter("page", int, description="Page number, from 1.")],
+        responses={200: ProductPageSerializer},
+    )
     def get(self, request: Request) -> Response:
         paginator = api_settings.DEFAULT_PAGINATION_CLASS()
         page = paginator.paginate_queryset(self.products(), request, view=self)
