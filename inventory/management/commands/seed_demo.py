@@ -1,14 +1,36 @@
+"""`seed_demo`: the demo bookstore, its users and its catalog (CONTRACT §3). Safe to run again."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from inventory.models import Product
+from inventory.services import product_create
 from tenants.models import Tenant, User
 from tenants.services import tenant_create, user_create, user_token
 
+BASE_URL = "http://127.0.0.1:8000"
+
+# sku, title, price, initial stock
+DEMO_CATALOG: tuple[tuple[str, str, Decimal, int], ...] = (
+    ("BOOK-DUNE", "Dune", Decimal("19.99"), 25),
+    ("BOOK-NEUROMANCER", "Neuromancer", Decimal("14.50"), 12),
+    ("BOOK-EARTHSEA", "A Wizard of Earthsea", Decimal("12.00"), 8),
+    ("BOOK-SICP", "Structure and Interpretation of Computer Programs", Decimal("59.97"), 5),
+    ("BOOK-DDD", "Domain-Driven Design", Decimal("54.99"), 3),
+    ("BOOK-HOBBIT", "The Hobbit", Decimal("9.99"), 40),
+)
+
 
 class Command(BaseCommand):
-    help = "Load the demo bookstore `demo` with its staff and customer (idempotent)."
+    help = "Load the demo bookstore `demo` with its staff, its customer and a catalog with stock (idempotent)."
 
     def handle(self, *args, **options) -> None:
+        """Create whatever of the demo data is missing, then print how to use it."""
         with transaction.atomic():
             tenant = Tenant.objects.filter(slug="demo").first() or tenant_create(slug="demo", name="Demo Books")
             tokens = {}
@@ -17,6 +39,23 @@ class Command(BaseCommand):
                 if user is None:
                     user, _ = user_create(tenant=tenant, username=username, password=username, is_staff=is_staff)
                 tokens[username] = user_token(user=user).key
+            known = set(Product.objects.filter(tenant=tenant).values_list("sku", flat=True))
+            added = [
+                product_create(tenant=tenant, sku=sku, title=title, price=price, stock=stock)
+                for sku, title, price, stock in DEMO_CATALOG
+                if sku not in known
+            ]
+        order = {"items": [{"sku": DEMO_CATALOG[0][0], "quantity": 1}], "payment_token": "tok_visa"}
+        curl = (
+            f"curl -s -X POST {BASE_URL}/api/v1/orders/ "
+            f'-H "Authorization: Token {tokens["alice"]}" -H "Content-Type: application/json" '
+            f"-d '{json.dumps(order)}'"
+        )
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
+        self.stdout.write(f"  catalog: {len(DEMO_CATALOG)} books ({len(added)} added now)")
+        self.stdout.write(f"  admin:   {BASE_URL}/admin/  (log in as staff/staff)")
+        self.stdout.write("  logins:  staff/staff (the bookstore's staff), alice/alice (a customer)")
         self.stdout.write(f"  staff token: {tokens['staff']}")
         self.stdout.write(f"  alice token: {tokens['alice']}")
+        self.stdout.write("  place an order as alice:")
+        self.stdout.write(f"    {curl}")
