@@ -178,6 +178,17 @@ class ReservationAdmin(TenantScopedAdmin):
             return [*self.list_display, "tenant"]
         return self.list_display
 
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        if request.user.is_superuser:
+            return [*self.list_filter, "tenant"]
+        return self.list_filter
+
+    def get_fields(self, request: HttpRequest, obj: Reservation | None = None) -> list[str]:
+        return ["tenant", *self.fields] if request.user.is_superuser else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Reservation | None = None) -> list[str]:
+        return self.get_fields(request, obj)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

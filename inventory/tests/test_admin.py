@@ -170,3 +170,12 @@ def test_reservations_are_read_only_and_scoped(staff_admin, tenant, other_tenant
     assert ours_reservation.status == "reserved"
     assert staff_admin.get(f"{RESERVATIONS}{theirs_reservation.pk}/change/").status_code in (302, 404)
     assert staff_admin.get(f"{RESERVATIONS}add/").status_code == 403
+
+
+def test_superusers_see_which_tenant_a_reservation_belongs_to(tenant, ours):
+    reservation = stock_reserve_for_order(tenant_id=tenant.pk, order_id=uuid.uuid4(), lines=(order_line(ours),))
+    client = Client()
+    client.force_login(UserFactory(username="root", tenant=None, is_staff=True, is_superuser=True))
+    page = client.get(f"{RESERVATIONS}{reservation.pk}/change/")
+    assert page.status_code == 200
+    assert tenant.name in page.content.decode()
