@@ -59,7 +59,9 @@ def order_place(*, tenant: Tenant, customer: User, items: Sequence[OrderItemRequ
     if unknown:
         raise ApplicationError(
             f"Not in the catalog: {', '.join(unknown)}.",
-            extra={"items": [{"sku": [f"No product with sku {sku!r}."]} if sku in unknown else {} for sku in skus]},
+            extra={
+                "items": {i: {"sku": [f"No product with sku {sku!r}."]} for i, sku in enumerate(skus) if sku in unknown}
+            },
         )
 
     order = Order(tenant=tenant, customer=customer, currency=tenant.currency)
@@ -103,17 +105,19 @@ def _validate_order_request(*, items: Any, payment_token: Any) -> None:
     elif not 1 <= len(items) <= MAX_LINES:
         errors["items"] = [f"An order has 1 to {MAX_LINES} lines."]
     else:
-        line_errors = [_line_errors(item) for item in items]
-        first_line_of: dict[str, int] = {}
-        for number, (item, line) in enumerate(zip(items, line_errors, strict=True), start=1):
+        seen: set[str] = set()
+        line_errors: dict[int, dict[str, list[str]]] = {}
+        for index, item in enumerate(items):
+            errors_of_line = _line_errors(item)
             sku = item.get("sku") if isinstance(item, Mapping) else None
-            if "sku" in line or sku is None:
-                continue
-            if sku in first_line_of:
-                line["sku"] = [f"{sku!r} is already on line {first_line_of[sku]}; list each sku once."]
-            else:
-                first_line_of[sku] = number
-        if any(line_errors):
+            if "sku" not in errors_of_line and sku in seen:
+                errors_of_line["sku"] = [f"{sku!r} appears more than once; list each sku once."]
+            if isinstance(sku, str):
+                seen.add(sku)
+            if errors_of_line:
+                line_errors[index] = errors_of_line
+        if line_errors:
+            # Keyed by the line's index, for the failing lines only, as DRF reports a list's errors.
             errors["items"] = line_errors
     if not isinstance(payment_token, str) or not payment_token.strip():
         errors["payment_token"] = ["A payment token is required."]

@@ -99,11 +99,10 @@ def test_unknown_skus_are_refused_naming_them(catalog, tenant, customer):
         )
     assert "NOPE-1" in raised.value.message
     assert "NOPE-2" in raised.value.message
-    assert raised.value.extra["items"] == [
-        {},
-        {"sku": ["No product with sku 'NOPE-1'."]},
-        {"sku": ["No product with sku 'NOPE-2'."]},
-    ]
+    assert raised.value.extra["items"] == {
+        1: {"sku": ["No product with sku 'NOPE-1'."]},
+        2: {"sku": ["No product with sku 'NOPE-2'."]},
+    }
     assert not Order.objects.exists()
     assert not StoredEvent.objects.exists()
 
@@ -112,7 +111,7 @@ def test_another_tenants_products_are_unknown(catalog, tenant, other_tenant):
     catalog.add(other_tenant, "THEIRS-1", "5.00")
     with pytest.raises(ApplicationError) as raised:
         place(tenant, UserFactory(tenant=tenant), [{"sku": "THEIRS-1", "quantity": 1}])
-    assert raised.value.extra["items"] == [{"sku": ["No product with sku 'THEIRS-1'."]}]
+    assert raised.value.extra["items"] == {0: {"sku": ["No product with sku 'THEIRS-1'."]}}
 
 
 def line(sku="BOOK-1", quantity=1):
@@ -126,21 +125,21 @@ def line(sku="BOOK-1", quantity=1):
         ([line(f"S-{n}") for n in range(MAX_LINES + 1)], "items", ["An order has 1 to 100 lines."]),
         ("BOOK-1", "items", ["A list of lines is required."]),
         ({"sku": "BOOK-1", "quantity": 1}, "items", ["A list of lines is required."]),
-        ([line(quantity=0)], "items", [{"quantity": ["A whole number from 1 to 10000."]}]),
-        ([line(quantity=-1)], "items", [{"quantity": ["A whole number from 1 to 10000."]}]),
-        ([line(quantity=MAX_QUANTITY + 1)], "items", [{"quantity": ["A whole number from 1 to 10000."]}]),
-        ([line(quantity=10**9)], "items", [{"quantity": ["A whole number from 1 to 10000."]}]),
-        ([line(quantity="3")], "items", [{"quantity": ["A whole number from 1 to 10000."]}]),
-        ([line(quantity=2.0)], "items", [{"quantity": ["A whole number from 1 to 10000."]}]),
-        ([line(quantity=True)], "items", [{"quantity": ["A whole number from 1 to 10000."]}]),
-        ([line(sku="")], "items", [{"sku": ["A sku is required."]}]),
-        ([{"quantity": 1}], "items", [{"sku": ["A sku is required."]}]),
-        ([line(sku=7)], "items", [{"sku": ["A sku is required."]}]),
-        (["BOOK-1"], "items", [{"non_field_errors": ["A line is an object with a sku and a quantity."]}]),
+        ([line(quantity=0)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
+        ([line(quantity=-1)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
+        ([line(quantity=MAX_QUANTITY + 1)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
+        ([line(quantity=10**9)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
+        ([line(quantity="3")], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
+        ([line(quantity=2.0)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
+        ([line(quantity=True)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
+        ([line(sku="")], "items", {0: {"sku": ["A sku is required."]}}),
+        ([{"quantity": 1}], "items", {0: {"sku": ["A sku is required."]}}),
+        ([line(sku=7)], "items", {0: {"sku": ["A sku is required."]}}),
+        (["BOOK-1"], "items", {0: {"non_field_errors": ["A line is an object with a sku and a quantity."]}}),
         (
             [line("BOOK-1"), line("BOOK-2"), line("BOOK-1")],
             "items",
-            [{}, {}, {"sku": ["'BOOK-1' is already on line 1; list each sku once."]}],
+            {2: {"sku": ["'BOOK-1' appears more than once; list each sku once."]}},
         ),
     ],
 )

@@ -1,0 +1,209 @@
+"""The orders HTTP API (CONTRACT §4): place, list, read, cancel and fulfill orders.
+
+Each operation is one view that validates its input, calls one service or selector and
+serializes the order. A customer sees only their own orders, staff the whole tenant's; any other
+order is a 404.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from config.exceptions import NotFound
+from orders import idempotency
+from orders.idempotency import StoredResponse, idempotency_key_from_header, idempotency_key_run, request_fingerprint
+from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order
+from orders.selectors import order_get_for, order_list_for
+from orders.services import MAX_LINES, PAYMENT_TOKEN_MAX_LENGTH, order_cancel, order_fulfill, order_place
+from tenants.permissions import IsTenantStaff
+from tenants.scoping import TenantApiMixin
+
+# --- fields and the order representation ------------------------------------------------------
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: a number is refused rather than turned into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: `"3"`, `3.0` and `true` are refused rather than coerced."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_serializer(component_name="OrderPlaceItem")
+class OrderItemInputSerializer(serializers.Serializer):
+    """One line of `POST orders/`: a sku and a whole quantity; any price sent is ignored."""
+
+    sku = StrictCharField(max_length=SKU_MAX_LENGTH)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+@extend_schema_serializer(component_name="OrderItem")
+class OrderItemOutputSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2)
+
+
+@extend_schema_serializer(component_name="Order")
+class OrderOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Order.Status.choices)
+    cancellation_reason = serializers.ChoiceField(choices=Order.CancellationReason.choices, allow_blank=True)
+    items = OrderItemOutputSerializer(many=True)
+    total_amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    tracking_number = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+def _order_or_404(user, order_id) -> Order:
+    order = order_get_for(user=user, order_id=order_id)
+    if order is None:
+        raise NotFound("Not found.")
+    return order
+
+
+# --- operations --------------------------------------------------------------------------------
+
+
+class OrderListApi(TenantApiMixin, APIView):
+    """The orders the caller may see, newest first, paginated."""
+
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+    OutputSerializer = OrderOutputSerializer
+
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
+
+    @extend_schema(
+        operation_id="orders_list", parameters=[FilterSerializer], responses=OrderOutputSerializer(many=True)
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        orders = order_list_for(user=request.user, **filters.validated_data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+class OrderPlaceApi(TenantApiMixin, APIView):
+    """Place an order; prices come from the catalog. Safe to retry with an `Idempotency-Key`."""
+
+    OutputSerializer = OrderOutputSerializer
+
+    @extend_schema_serializer(component_name="OrderPlace")
+    class InputSerializer(serializers.Serializer):
+        items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
+        payment_token = StrictCharField(max_length=PAYMENT_TOKEN_MAX_LENGTH)
+
+    @extend_schema(
+        operation_id="orders_place",
+        request=InputSerializer,
+        responses={
+            201: OrderOutputSerializer,
+            400: OpenApiResponse(description="Invalid input, with field messages; nothing was written."),
+            409: OpenApiResponse(description="A request with the same Idempotency-Key is still in progress."),
+            422: OpenApiResponse(description="The Idempotency-Key was already used with another request body."),
+        },
+        parameters=[
+            OpenApiParameter(
+                idempotency.HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                description="Retry safely: the same key and body within 24 hours give back the first response.",
+            )
+        ],
+    )
+    def post(self, request):
+        key = idempotency_key_from_header(request.headers.get(idempotency.HEADER))
+        if key is None:
+            result, replayed = self._place(request), False
+        else:
+            fingerprint = request_fingerprint(method=request.method, path=request.path, body=request.data)
+            result, replayed = idempotency_key_run(
+                user=request.user, key=key, fingerprint=fingerprint, perform=lambda: self._place(request)
+            )
+        response = Response(result.body, status=result.status)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    def _place(self, request) -> StoredResponse:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = order_place(tenant=self.tenant, customer=request.user, **serializer.validated_data)
+        return StoredResponse(status=status.HTTP_201_CREATED, body=self.OutputSerializer(order).data)
+
+
+class OrderCollectionApi(OrderListApi, OrderPlaceApi):
+    """`orders/`: GET is `OrderListApi`, POST is `OrderPlaceApi` (two operations, one URL)."""
+
+
+class OrderDetailApi(TenantApiMixin, APIView):
+    """One order the caller may see."""
+
+    OutputSerializer = OrderOutputSerializer
+
+    @extend_schema(operation_id="orders_retrieve", responses=OrderOutputSerializer)
+    def get(self, request, order_id):
+        order = _order_or_404(request.user, order_id)
+        return Response(self.OutputSerializer(order).data)
+
+
+class OrderCancelApi(TenantApiMixin, APIView):
+    """Cancel an order at the customer's request (its owner or staff); 409 once it is fulfilled."""
+
+    OutputSerializer = OrderOutputSerializer
+
+    @extend_schema(
+        operation_id="orders_cancel",
+        request=None,
+        responses={
+            200: OrderOutputSerializer,
+            409: OpenApiResponse(description="The order is fulfilled or cancelled."),
+        },
+    )
+    def post(self, request, order_id):
+        order = _order_or_404(request.user, order_id)
+        order = order_cancel(order=order, reason=Order.CancellationReason.CUSTOMER_REQUEST, by=request.user)
+        return Response(self.OutputSerializer(order).data)
+
+
+class OrderFulfillApi(TenantApiMixin, APIView):
+    """Ship a confirmed order with its tracking number (staff); 409 for any other order."""
+
+    permission_classes = [IsTenantStaff]
+    OutputSerializer = OrderOutputSerializer
+
+    @extend_schema_serializer(component_name="OrderFulfill")
+    class InputSerializer(serializers.Serializer):
+        tracking_number = StrictCharField(max_length=TRACKING_NUMBER_MAX_LENGTH)
+
+    @extend_schema(
+        operation_id="orders_fulfill",
+        request=InputSerializer,
+        responses={200: OrderOutputSerializer, 409: OpenApiResponse(description="The order is not confirmed.")},
+    )
+    def post(self, request, order_id):
+        order = _order_or_404(request.user, order_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = order_fulfill(order=order, **serializer.validated_data)
+        return Response(self.OutputSerializer(order).data)

@@ -1,0 +1,161 @@
+"""Idempotency keys for `POST orders/`, after the IETF draft "The Idempotency-Key HTTP Header Field".
+
+A client sends `Idempotency-Key: <key>` so it can retry a request safely:
+
+- the first request with a key claims it (`in_progress`) in a transaction of its own, so a
+  concurrent request with the same key sees the claim and is told 409;
+- the order and the key's response are written in one transaction, so a key is `completed` if
+  and only if its order exists; the same key and body later get that response back, replayed;
+- the same key with another request body is 422; keys are per user and live 24 hours;
+- a request that fails (bad input, a conflict, a crash) wrote nothing, so its claim is released
+  and the client may retry with the same key; a process killed mid-request leaves the claim
+  `in_progress` until it is stale, then the next attempt takes it over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from config.exceptions import ApplicationError, Conflict, Unprocessable
+from orders.models import IdempotencyKey
+
+if TYPE_CHECKING:
+    from tenants.models import User
+
+HEADER = "Idempotency-Key"
+KEY_MAX_LENGTH = IdempotencyKey._meta.get_field("key").max_length
+KEY_LIFETIME = timedelta(hours=24)
+# A claim older than this belongs to an attempt that died: a new attempt may take it over.
+STALE_AFTER = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """An HTTP status and JSON body, as first answered and as replayed."""
+
+    status: int
+    body: Any
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """The right of one attempt to complete a key: valid while the key is still locked at `locked_at`."""
+
+    key_id: int
+    locked_at: datetime
+
+
+def idempotency_key_from_header(value: str | None) -> str | None:
+    """The key in an `Idempotency-Key` header value, or None if there is no header.
+
+    The draft sends the key as a structured-field string (`"8e03…"`); a bare token is accepted
+    too. Raises `ApplicationError` (400) for an empty or too long key.
+    """
+    if value is None:
+        return None
+    key = value.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not key or len(key) > KEY_MAX_LENGTH or not key.isprintable():
+        message = f"The {HEADER} header must hold 1 to {KEY_MAX_LENGTH} printable characters."
+        raise ApplicationError(message, extra={"idempotency_key": [message]})
+    return key
+
+
+def request_fingerprint(*, method: str, path: str, body: Any) -> str:
+    """sha256 of the method, the path and the body as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, cls=DjangoJSONEncoder)
+    return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
+
+
+def idempotency_key_claim(*, user: User, key: str, fingerprint: str) -> IdempotencyClaim | StoredResponse:
+    """Claim `key` for a new attempt, or return the response it already completed with.
+
+    Raises `Unprocessable` (422) if the key was used for another request and `Conflict` (409)
+    while an earlier attempt with it is still in progress.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        record, created = IdempotencyKey.objects.select_for_update().get_or_create(
+            user=user, key=key, defaults={"fingerprint": fingerprint, "created_at": now, "locked_at": now}
+        )
+        if created:
+            return IdempotencyClaim(key_id=record.pk, locked_at=now)
+        if record.created_at <= now - KEY_LIFETIME:
+            # An expired key starts afresh, as if it had never been used.
+            record.fingerprint = fingerprint
+            record.state = IdempotencyKey.State.IN_PROGRESS
+            record.response_status = None
+            record.response_body = None
+            record.created_at = now
+            record.locked_at = now
+            record.save()
+            return IdempotencyClaim(key_id=record.pk, locked_at=now)
+        if record.fingerprint != fingerprint:
+            raise Unprocessable(
+                f"This {HEADER} was already used with another request; use a new key for a new request.",
+                extra={"idempotency_key": ["Already used with another request."]},
+            )
+        if record.state == IdempotencyKey.State.COMPLETED:
+            return StoredResponse(status=record.response_status, body=record.response_body)
+        if record.locked_at is not None and record.locked_at > now - STALE_AFTER:
+            raise Conflict(
+                f"A request with this {HEADER} is still being processed; retry later.",
+                extra={"idempotency_key": ["A request with this key is in progress."]},
+            )
+        record.locked_at = now
+        record.save(update_fields=["locked_at"])
+        return IdempotencyClaim(key_id=record.pk, locked_at=now)
+
+
+def idempotency_key_complete(*, claim: IdempotencyClaim, response: StoredResponse) -> None:
+    """Store `response` as the key's outcome, in the transaction that made the change.
+
+    Raises `Conflict` (409), rolling that transaction back, if another attempt took the key over
+    in the meantime: only one attempt's change may commit.
+    """
+    completed = IdempotencyKey.objects.filter(
+        pk=claim.key_id, state=IdempotencyKey.State.IN_PROGRESS, locked_at=claim.locked_at
+    ).update(state=IdempotencyKey.State.COMPLETED, response_status=response.status, response_body=response.body)
+    if not completed:
+        raise Conflict(
+            f"Another request with this {HEADER} took over; retry to get its response.",
+            extra={"idempotency_key": ["Taken over by another request."]},
+        )
+
+
+def idempotency_key_release(*, claim: IdempotencyClaim) -> None:
+    """Give the key up after an attempt that wrote nothing, so that a retry may use it."""
+    IdempotencyKey.objects.filter(
+        pk=claim.key_id, state=IdempotencyKey.State.IN_PROGRESS, locked_at=claim.locked_at
+    ).delete()
+
+
+def idempotency_key_run(
+    *, user: User, key: str, fingerprint: str, perform: Callable[[], StoredResponse]
+) -> tuple[StoredResponse, bool]:
+    """Run `perform` at most once per (user, key); returns its response and whether it is a replay.
+
+    `perform` runs in one transaction with the key's completion. If it raises, nothing of it
+    committed: the claim is released and the error goes on to the caller.
+    """
+    outcome = idempotency_key_claim(user=user, key=key, fingerprint=fingerprint)
+    if isinstance(outcome, StoredResponse):
+        return outcome, True
+    try:
+        with transaction.atomic():
+            response = perform()
+            idempotency_key_complete(claim=outcome, response=response)
+    except BaseException:
+        idempotency_key_release(claim=outcome)
+        raise
+    return response, False

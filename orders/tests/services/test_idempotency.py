@@ -1,0 +1,154 @@
+"""Idempotency keys: claim, replay, mismatch, in progress, takeover of a stale claim, release, expiry."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from config.exceptions import ApplicationError, Conflict, Unprocessable
+from orders.idempotency import (
+    IdempotencyClaim,
+    StoredResponse,
+    idempotency_key_claim,
+    idempotency_key_complete,
+    idempotency_key_from_header,
+    idempotency_key_run,
+    request_fingerprint,
+)
+from orders.models import IdempotencyKey
+from tenants.tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CREATED = StoredResponse(status=201, body={"id": "42", "status": "placed"})
+
+
+def fingerprint(body) -> str:
+    return request_fingerprint(method="POST", path="/api/v1/orders/", body=body)
+
+
+def test_the_fingerprint_is_of_the_canonical_json():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    assert fingerprint({"a": 1}) != request_fingerprint(method="POST", path="/api/v1/other/", body={"a": 1})
+    assert fingerprint({"a": 1}) != request_fingerprint(method="PUT", path="/api/v1/orders/", body={"a": 1})
+    assert len(fingerprint({})) == 64
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [(None, None), ("abc-123", "abc-123"), ('"8e03978e-40d5"', "8e03978e-40d5"), (" k ", "k"), ("x" * 255, "x" * 255)],
+)
+def test_keys_are_read_from_the_header(header, key):
+    assert idempotency_key_from_header(header) == key
+
+
+@pytest.mark.parametrize("header", ["", '""', "   ", "x" * 256, "tab\there"])
+def test_an_unusable_key_is_a_400(header):
+    with pytest.raises(ApplicationError) as raised:
+        idempotency_key_from_header(header)
+    assert raised.value.status_code == 400
+    assert "idempotency_key" in raised.value.extra
+
+
+def test_a_completed_key_replays_and_refuses_another_request(customer):
+    claim = idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({"a": 1}))
+    assert isinstance(claim, IdempotencyClaim)
+    idempotency_key_complete(claim=claim, response=CREATED)
+
+    assert idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({"a": 1})) == CREATED
+    with pytest.raises(Unprocessable):
+        idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({"a": 2}))
+
+
+def test_a_key_in_progress_is_a_conflict_until_it_is_stale(customer):
+    first = idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+    with pytest.raises(Conflict):
+        idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+
+    IdempotencyKey.objects.update(locked_at=timezone.now() - timedelta(seconds=61))
+    second = idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+    assert isinstance(second, IdempotencyClaim)
+    assert second.locked_at > first.locked_at
+
+    # The attempt that was taken over may not complete any more; the new one may.
+    with pytest.raises(Conflict):
+        idempotency_key_complete(claim=first, response=CREATED)
+    idempotency_key_complete(claim=second, response=CREATED)
+    assert IdempotencyKey.objects.get().state == IdempotencyKey.State.COMPLETED
+
+
+def test_keys_are_per_user(customer, tenant):
+    other = UserFactory(tenant=tenant, username="dave")
+    idempotency_key_complete(
+        claim=idempotency_key_claim(user=customer, key="same", fingerprint=fingerprint({"a": 1})), response=CREATED
+    )
+    assert isinstance(
+        idempotency_key_claim(user=other, key="same", fingerprint=fingerprint({"a": 2})), IdempotencyClaim
+    )
+
+
+def test_an_expired_key_starts_afresh(customer):
+    idempotency_key_complete(
+        claim=idempotency_key_claim(user=customer, key="old", fingerprint=fingerprint({"a": 1})), response=CREATED
+    )
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
+    claim = idempotency_key_claim(user=customer, key="old", fingerprint=fingerprint({"a": 2}))
+    assert isinstance(claim, IdempotencyClaim)
+    record = IdempotencyKey.objects.get()
+    assert record.state == IdempotencyKey.State.IN_PROGRESS
+    assert record.response_body is None
+    assert record.fingerprint == fingerprint({"a": 2})
+
+
+def test_run_performs_once_and_replays(customer):
+    calls = []
+
+    def perform() -> StoredResponse:
+        calls.append(1)
+        return CREATED
+
+    assert idempotency_key_run(user=customer, key="k", fingerprint=fingerprint({}), perform=perform) == (CREATED, False)
+    assert idempotency_key_run(user=customer, key="k", fingerprint=fingerprint({}), perform=perform) == (CREATED, True)
+    assert len(calls) == 1
+
+
+def test_a_failed_attempt_releases_the_key_and_keeps_nothing_it_wrote(customer, tenant):
+    def perform() -> StoredResponse:
+        UserFactory(tenant=tenant, username="written-then-rolled-back")
+        raise ApplicationError("bad input")
+
+    with pytest.raises(ApplicationError):
+        idempotency_key_run(user=customer, key="k", fingerprint=fingerprint({"a": 1}), perform=perform)
+    assert not IdempotencyKey.objects.exists()
+    assert not UserFactory._meta.model.objects.filter(username="written-then-rolled-back").exists()
+
+    # The same key may now be used, even for another body.
+    response, replayed = idempotency_key_run(
+        user=customer, key="k", fingerprint=fingerprint({"a": 2}), perform=lambda: CREATED
+    )
+    assert (response, replayed) == (CREATED, False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attempt_taken_over_midway_commits_nothing(customer, tenant):
+    def take_over() -> None:
+        try:
+            IdempotencyKey.objects.update(locked_at=timezone.now())
+        finally:
+            connections.close_all()
+
+    def perform_slowly() -> StoredResponse:
+        UserFactory(tenant=tenant, username="first-attempt")
+        # Meanwhile the claim went stale and another attempt, in another process, took it over.
+        thread = threading.Thread(target=take_over)
+        thread.start()
+        thread.join(10)
+        return CREATED
+
+    with pytest.raises(Conflict):
+        idempotency_key_run(user=customer, key="k", fingerprint=fingerprint({}), perform=perform_slowly)
+    assert not UserFactory._meta.model.objects.filter(username="first-attempt").exists()
+    assert IdempotencyKey.objects.get().state == IdempotencyKey.State.IN_PROGRESS  # the other attempt's claim
