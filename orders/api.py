@@ -7,8 +7,12 @@ order is a 404.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -22,13 +26,16 @@ from orders.services import MAX_LINES, PAYMENT_TOKEN_MAX_LENGTH, order_cancel, o
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
 
+if TYPE_CHECKING:
+    from tenants.models import User
+
 # --- fields and the order representation ------------------------------------------------------
 
 
 class StrictCharField(serializers.CharField):
     """A JSON string only: a number is refused rather than turned into text."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -37,7 +44,7 @@ class StrictCharField(serializers.CharField):
 class StrictIntegerField(serializers.IntegerField):
     """A JSON integer only: `"3"`, `3.0` and `true` are refused rather than coerced."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -72,7 +79,7 @@ class OrderOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-def _order_or_404(user, order_id) -> Order:
+def _order_or_404(user: User, order_id: UUID) -> Order:
     order = order_get_for(user=user, order_id=order_id)
     if order is None:
         raise NotFound("Not found.")
@@ -92,9 +99,12 @@ class OrderListApi(TenantApiMixin, APIView):
         status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
 
     @extend_schema(
-        operation_id="orders_list", parameters=[FilterSerializer], responses=OrderOutputSerializer(many=True)
+        operation_id="orders_list",
+        description="The orders the caller may see, newest first: a customer's own, or all the bookstore's for staff.",
+        parameters=[FilterSerializer],
+        responses=OrderOutputSerializer(many=True),
     )
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         orders = order_list_for(user=request.user, **filters.validated_data)
@@ -115,6 +125,10 @@ class OrderPlaceApi(TenantApiMixin, APIView):
 
     @extend_schema(
         operation_id="orders_place",
+        description=(
+            "Place an order: 1 to 100 lines of distinct skus, each quantity 1 to 10,000; prices come from the "
+            "catalog. The order starts `placed`; stock, payment and confirmation follow asynchronously."
+        ),
         request=InputSerializer,
         responses={
             201: OrderOutputSerializer,
@@ -131,7 +145,7 @@ class OrderPlaceApi(TenantApiMixin, APIView):
             )
         ],
     )
-    def post(self, request):
+    def post(self, request: Request) -> Response:
         key = idempotency_key_from_header(request.headers.get(idempotency.HEADER))
         if key is None:
             result, replayed = self._place(request), False
@@ -145,7 +159,7 @@ class OrderPlaceApi(TenantApiMixin, APIView):
             response["Idempotent-Replayed"] = "true"
         return response
 
-    def _place(self, request) -> StoredResponse:
+    def _place(self, request: Request) -> StoredResponse:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = order_place(tenant=self.tenant, customer=request.user, **serializer.validated_data)
@@ -162,7 +176,7 @@ class OrderDetailApi(TenantApiMixin, APIView):
     OutputSerializer = OrderOutputSerializer
 
     @extend_schema(operation_id="orders_retrieve", responses=OrderOutputSerializer)
-    def get(self, request, order_id):
+    def get(self, request: Request, order_id: UUID) -> Response:
         order = _order_or_404(request.user, order_id)
         return Response(self.OutputSerializer(order).data)
 
@@ -180,7 +194,7 @@ class OrderCancelApi(TenantApiMixin, APIView):
             409: OpenApiResponse(description="The order is fulfilled or cancelled."),
         },
     )
-    def post(self, request, order_id):
+    def post(self, request: Request, order_id: UUID) -> Response:
         order = _order_or_404(request.user, order_id)
         order = order_cancel(order=order, reason=Order.CancellationReason.CUSTOMER_REQUEST, by=request.user)
         return Response(self.OutputSerializer(order).data)
@@ -201,7 +215,7 @@ class OrderFulfillApi(TenantApiMixin, APIView):
         request=InputSerializer,
         responses={200: OrderOutputSerializer, 409: OpenApiResponse(description="The order is not confirmed.")},
     )
-    def post(self, request, order_id):
+    def post(self, request: Request, order_id: UUID) -> Response:
         order = _order_or_404(request.user, order_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -85,20 +85,13 @@ def idempotency_key_claim(*, user: User, key: str, fingerprint: str) -> Idempote
     """
     now = timezone.now()
     with transaction.atomic():
+        # Expired keys are forgotten, so the table holds at most a day of each user's keys and an
+        # expired key starts afresh.
+        IdempotencyKey.objects.filter(user=user, created_at__lte=now - KEY_LIFETIME).delete()
         record, created = IdempotencyKey.objects.select_for_update().get_or_create(
             user=user, key=key, defaults={"fingerprint": fingerprint, "created_at": now, "locked_at": now}
         )
         if created:
-            return IdempotencyClaim(key_id=record.pk, locked_at=now)
-        if record.created_at <= now - KEY_LIFETIME:
-            # An expired key starts afresh, as if it had never been used.
-            record.fingerprint = fingerprint
-            record.state = IdempotencyKey.State.IN_PROGRESS
-            record.response_status = None
-            record.response_body = None
-            record.created_at = now
-            record.locked_at = now
-            record.save()
             return IdempotencyClaim(key_id=record.pk, locked_at=now)
         if record.fingerprint != fingerprint:
             raise Unprocessable(

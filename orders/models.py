@@ -130,7 +130,8 @@ class IdempotencyKey(models.Model):
                 name="idempotency_key_completed_has_response",
             ),
         ]
-        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created")]
+        # A user's expired keys are deleted when they claim a new one.
+        indexes = [models.Index(fields=["user", "created_at"], name="idempotency_key_user_created")]
 
     def __str__(self) -> str:
         return f"{self.key} ({self.state})"

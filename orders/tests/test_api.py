@@ -104,6 +104,19 @@ def test_placing_takes_few_queries(catalog, customer_api, django_assert_max_num_
     assert response.status_code == 201
 
 
+def test_placing_with_the_real_catalog_takes_few_queries(staff_api, customer_api, django_assert_max_num_queries):
+    for sku in ("REAL-1", "REAL-2"):
+        created = staff_api.post(
+            "/api/v1/products/", {"sku": sku, "title": sku, "price": "3.10", "stock": 5}, format="json"
+        )
+        assert created.status_code == 201
+    # As above, plus the catalog's one query for both prices.
+    with django_assert_max_num_queries(9):
+        response = place(customer_api, [{"sku": "REAL-1", "quantity": 1}, {"sku": "REAL-2", "quantity": 2}])
+    assert response.status_code == 201
+    assert response.json()["total_amount"] == "9.30"
+
+
 @pytest.mark.parametrize(
     "headers", [{}, {"HTTP_AUTHORIZATION": "Token not-a-real-token"}, {"HTTP_AUTHORIZATION": "Bearer x"}]
 )

@@ -103,6 +103,17 @@ def test_an_expired_key_starts_afresh(customer):
     assert record.fingerprint == fingerprint({"a": 2})
 
 
+def test_a_users_expired_keys_are_forgotten_when_they_use_a_new_one(customer, tenant):
+    other = UserFactory(tenant=tenant, username="dave")
+    for user, key in ((customer, "old-1"), (customer, "old-2"), (other, "theirs")):
+        idempotency_key_complete(
+            claim=idempotency_key_claim(user=user, key=key, fingerprint=fingerprint({})), response=CREATED
+        )
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    idempotency_key_claim(user=customer, key="new", fingerprint=fingerprint({}))
+    assert set(IdempotencyKey.objects.values_list("key", flat=True)) == {"new", "theirs"}
+
+
 def test_run_performs_once_and_replays(customer):
     calls = []
 
