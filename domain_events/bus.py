@@ -17,7 +17,8 @@ one module answers a query type, and a missing answer fails loudly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -156,6 +157,19 @@ class EventBus:
         if current is not None and current is not handler:
             raise ValueError(f"{query_type.__name__} already has a handler")
         self._query_handlers[query_type] = handler
+
+    @contextmanager
+    def answering(self, query_type: type[Query], handler: Callable[[Any], Any]) -> Iterator[None]:
+        """Let `handler` answer `query_type` for the duration of the block (tests, maintenance scripts)."""
+        previous = self._query_handlers.get(query_type)
+        self._query_handlers[query_type] = handler
+        try:
+            yield
+        finally:
+            if previous is None:
+                self._query_handlers.pop(query_type, None)
+            else:
+                self._query_handlers[query_type] = previous
 
     def ask(self, query: Query) -> Any:
         try:

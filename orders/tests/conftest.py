@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from uuid import UUID
 
@@ -35,7 +35,7 @@ class FakeCatalog:
 
 
 @pytest.fixture
-def catalog(monkeypatch, tenant) -> FakeCatalog:
+def catalog(tenant) -> Iterator[FakeCatalog]:
     """Replaces whatever answers `QuoteProducts` for one test; restored afterwards.
 
     The tenant's catalog holds BOOK-1 at 12.50 and BOOK-2 at 7.99.
@@ -43,6 +43,5 @@ def catalog(monkeypatch, tenant) -> FakeCatalog:
     fake = FakeCatalog()
     fake.add(tenant, "BOOK-1", "12.50", title="Emma")
     fake.add(tenant, "BOOK-2", "7.99", title="Persuasion")
-    # The bus has no public way to withdraw an answer; monkeypatch puts the real one back.
-    monkeypatch.setitem(event_bus._query_handlers, QuoteProducts, fake)
-    return fake
+    with event_bus.answering(QuoteProducts, fake):
+        yield fake
