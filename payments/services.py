@@ -20,7 +20,6 @@ from domain_events.bus import event_bus
 from domain_events.events import PaymentCaptured, PaymentFailed, PaymentRefunded
 from payments.gateways import PaymentGateway, get_gateway
 from payments.models import Payment
-from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +28,6 @@ MAX_REASON_LENGTH = Payment._meta.get_field("failure_reason").max_length
 
 class PaymentNotRegistered(ApplicationError):
     """The order's payment is not registered yet; the event that needs it is retried later."""
-
-
-def _require_tenant(tenant_id: UUID) -> None:
-    # The tenant foreign key is checked only at commit (PostgreSQL defers it), where a violation
-    # would fail the whole delivery batch rather than this handler alone: check it up front.
-    if not Tenant.objects.filter(pk=tenant_id).exists():
-        raise ApplicationError(f"unknown tenant {tenant_id}")
 
 
 def _locked_payment(*, tenant_id: UUID, order_id: UUID) -> Payment | None:
@@ -50,7 +42,6 @@ def payment_register_for_order(
     Idempotent: an order has one payment, and an existing one (a redelivery, or the tombstone of
     an order cancelled before this ran) is returned unchanged.
     """
-    _require_tenant(tenant_id)
     payment, created = Payment.objects.get_or_create(
         order_id=order_id,
         defaults={
@@ -144,7 +135,6 @@ def payment_void_or_refund_for_cancelled_order(
     """
     payment = _locked_payment(tenant_id=tenant_id, order_id=order_id)
     if payment is None:
-        _require_tenant(tenant_id)
         payment, created = Payment.objects.get_or_create(
             order_id=order_id,
             defaults={"tenant_id": tenant_id, "amount": amount, "currency": currency, "status": Payment.Status.VOIDED},

@@ -3,7 +3,6 @@ from decimal import Decimal
 
 import pytest
 
-from config.exceptions import ApplicationError
 from payments.models import Payment
 from payments.services import payment_register_for_order
 from payments.tests.factories import PaymentFactory
@@ -42,15 +41,3 @@ def test_a_voided_tombstone_is_kept(tenant):
     tombstone.refresh_from_db()
     assert tombstone.status == Payment.Status.VOIDED
     assert tombstone.payment_token == ""
-
-
-def test_an_unknown_tenant_is_refused_at_once_not_at_commit():
-    with pytest.raises(ApplicationError, match="unknown tenant"):
-        payment_register_for_order(
-            tenant_id=uuid.uuid4(),
-            order_id=uuid.uuid4(),
-            amount=Decimal("1.00"),
-            currency="USD",
-            payment_token="tok_visa",
-        )
-    assert not Payment.objects.exists()
