@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 from django.conf import settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tenants.tests.factories import TenantFactory, UserFactory
@@ -51,6 +52,28 @@ def staff_api(staff) -> APIClient:
 @pytest.fixture
 def api_client_for():
     return _client_for
+
+
+@pytest.fixture
+def operator():
+    """A superuser with no tenant: an operator who sees every bookstore in the admin."""
+    return UserFactory(username="root", tenant=None, is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff_admin(staff) -> Client:
+    """A browser logged in to the admin as the tenant's staff member."""
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def operator_admin(operator) -> Client:
+    """A browser logged in to the admin as an operator."""
+    client = Client()
+    client.force_login(operator)
+    return client
 
 
 @pytest.fixture(scope="session")

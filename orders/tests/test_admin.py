@@ -22,21 +22,6 @@ def change_url(order: Order) -> str:
     return reverse("admin:orders_order_change", args=[order.pk])
 
 
-@pytest.fixture
-def staff_admin(staff) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
-def operator_admin() -> Client:
-    operator = UserFactory(username="root", tenant=None, is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
 def run_action(client: Client, action: str, orders, **extra):
     data = {"action": action, ACTION_CHECKBOX_NAME: [str(o.pk) for o in orders], **extra}
     return client.post(CHANGELIST, data, follow=False)

@@ -3,32 +3,15 @@
 from decimal import Decimal
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from payments.gateways import SimulatedGateway
 from payments.models import Payment, SimulatedCharge
 from payments.tests.factories import PaymentFactory
-from tenants.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET_TOKEN = "tok_1Nv0FGsecretcard4242"
-
-
-@pytest.fixture
-def staff_admin(staff) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
-def operator_admin() -> Client:
-    operator = UserFactory(username="root", tenant=None, is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 def test_staff_see_only_their_bookstores_payments(staff_admin, tenant, other_tenant):
