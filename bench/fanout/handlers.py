@@ -1,0 +1,31 @@
+"""Five handlers per bench event type; each bumps its own counter for the event's account.
+
+The delivery record written by `domain_events` is the idempotent inbox, committed together with
+the handler's update, so a handler here is the counter update and nothing else.
+"""
+
+from collections.abc import Callable
+
+from django.db.models import F
+
+from bench.fanout.events import CeleryFanoutHappened, FanoutHappened
+from bench.fanout.models import Counter
+from bench.fanout.names import CELERY_HANDLERS, ON_COMMIT_HANDLERS
+from domain_events.bus import event_bus
+
+
+def count_for(handler: str) -> Callable[[FanoutHappened | CeleryFanoutHappened], None]:
+    """A handler that bumps the (handler, account) counter of the event."""
+
+    def count(event: FanoutHappened | CeleryFanoutHappened) -> None:
+        Counter.objects.filter(handler=handler, account=event.account).update(value=F("value") + 1)
+
+    count.__name__ = f"count_{handler.rsplit('_', 1)[-1]}"
+    return count
+
+
+def subscribe_all() -> None:
+    for name in ON_COMMIT_HANDLERS:
+        event_bus.subscribe(FanoutHappened, count_for(name), mode="on_commit", name=name)
+    for name in CELERY_HANDLERS:
+        event_bus.subscribe(CeleryFanoutHappened, count_for(name), mode="celery", name=name)

@@ -1,0 +1,347 @@
+"""Benchmark 1: events published and fully dispatched per second (five handlers per event).
+
+Every event is one transaction that records the event and its five deliveries; every delivery is
+one counter update committed with its delivery record. Measured, in one run:
+
+* the platform's relay path: publishers record events with dispatch on commit off, K relays
+  (`manage.py run_outbox_relay`) run every handler; from the first publish to the last delivery done;
+* the platform's fast path: publishers run the handlers in-process right after each commit;
+* the Celery path (comparison): five celery-mode handlers, one task per (event, handler), a
+  `celery -A config worker`;
+* the raw-SQL ceilings: the same inserts, claims and updates hand-written with psycopg 3,
+  measured before and after the platform runs so that drift on a shared machine shows.
+"""
+
+from __future__ import annotations
+
+from bench.fanout.names import CELERY_HANDLERS, HANDLERS_PER_EVENT, ON_COMMIT_HANDLERS
+from bench.harness import Bench, ServicesCpu, cpu_per_unit, fmt_rate, fmt_ratio, mean, span, table
+from bench.procs import PYTHON, BenchError, start_line
+
+
+def fmt_cpu(cpu: dict[str, float]) -> str:
+    return f"{cpu['client_ms']:.2f}+{cpu['server_ms']:.2f}"
+
+
+def split(total: int, parts: int) -> list[tuple[int, int]]:
+    """(account base, count) for each of `parts` processes sharing `total` events."""
+    size, extra = divmod(total, parts)
+    out, base = [], 0
+    for i in range(parts):
+        count = size + (1 if i < extra else 0)
+        out.append((base, count))
+        base += count
+    return out
+
+
+class FanoutBenchmark:
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.config = bench.config
+        self.results: dict[str, object] = {"ceilings": []}
+
+    # --- state ----------------------------------------------------------------------------
+
+    def reset(self, events: int, handlers: tuple[str, ...]) -> None:
+        """Empty outbox; one zeroed counter per (handler, account) for `events` accounts."""
+        self.bench.reset_outbox("fanout_counter")
+        self.bench.db.execute(
+            "INSERT INTO fanout_counter (handler, account, value)"
+            " SELECT h, a, 0 FROM unnest(%s::text[]) h, generate_series(0, %s - 1) a",
+            (list(handlers), events),
+        )
+        self.bench.db.execute("VACUUM ANALYZE fanout_counter")
+
+    def verify(self, events: int, handlers: tuple[str, ...]) -> None:
+        """Every delivery succeeded and every counter was bumped exactly once."""
+        expected = events * len(handlers)
+        succeeded = self.bench.scalar(
+            "SELECT count(*) FROM domain_events_delivery WHERE status = 'succeeded' AND handler = ANY(%s)",
+            (list(handlers),),
+        )
+        once = self.bench.scalar(
+            "SELECT count(*) FROM fanout_counter WHERE value = 1 AND handler = ANY(%s)", (list(handlers),)
+        )
+        total = self.bench.scalar(
+            "SELECT coalesce(sum(value), 0) FROM fanout_counter WHERE handler = ANY(%s)", (list(handlers),)
+        )
+        if not (succeeded == once == total == expected):
+            raise BenchError(
+                f"wrong outcome: {succeeded} deliveries succeeded, {once} counters at 1, sum {total};"
+                f" expected {expected}"
+            )
+
+    # --- the platform -------------------------------------------------------------------------
+
+    def publishers(self, count: int, events: int, *extra: str, **env: str) -> list:
+        return [
+            self.bench.worker(f"publisher-{i}", "bench.publish", "--count", n, "--account-base", base, *extra, **env)
+            for i, (base, n) in enumerate(split(events, count))
+        ]
+
+    def relay_path(self, relays: int) -> dict:
+        events = self.config.events
+        self.reset(events, ON_COMMIT_HANDLERS)
+        running = [self.bench.relay(f"relay-{relays}-{i}") for i in range(relays)]
+        try:
+            workers = self.publishers(self.config.publishers, events, OUTBOX_DISPATCH_ON_COMMIT="false")
+            for w in workers:
+                w.wait_ready()
+            meter = ServicesCpu(self.bench, running)
+            meter.start()
+            started = start_line(workers)
+            reports = [w.result() for w in workers]
+            published = max(r["end"] for r in reports)
+            done = self.bench.wait_for_no_open_deliveries(timeout=max(120, events / 10))
+            reports.append(meter.stop())
+        finally:
+            for relay in running:
+                relay.stop()
+        self.verify(events, ON_COMMIT_HANDLERS)
+        elapsed = done - started
+        return {
+            "path": "relay",
+            "relays": relays,
+            "publishers": self.config.publishers,
+            "events": events,
+            "seconds": elapsed,
+            "events_per_s": events / elapsed,
+            "published_per_s": events / (published - started),
+            "cpu": cpu_per_unit(reports, events),
+        }
+
+    def fast_path(self) -> dict:
+        events = self.config.events
+        self.reset(events, ON_COMMIT_HANDLERS)
+        running = [self.bench.relay("relay-fast")] if self.config.fast_path_relay else []
+        try:
+            workers = self.publishers(self.config.fast_publishers, events)
+            for w in workers:
+                w.wait_ready()
+            meter = ServicesCpu(self.bench, running)
+            meter.start()
+            started = start_line(workers)
+            reports = [w.result() for w in workers]
+            done = self.bench.wait_for_no_open_deliveries(timeout=60)
+            reports.append(meter.stop())
+        finally:
+            for relay in running:
+                relay.stop()
+        self.verify(events, ON_COMMIT_HANDLERS)
+        elapsed = done - started
+        return {
+            "path": "fast",
+            "publishers": self.config.fast_publishers,
+            "relays": len(running),
+            "events": events,
+            "seconds": elapsed,
+            "events_per_s": events / elapsed,
+            "cpu": cpu_per_unit(reports, events),
+        }
+
+    def celery_path(self) -> dict:
+        import redis
+
+        events = self.config.celery_events
+        self.reset(events, CELERY_HANDLERS)
+        redis.Redis.from_url(self.config.broker_url).flushdb()
+        argv = [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--hostname",
+            "bench@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        worker = self.bench.service("celery-worker", argv, LOG_LEVEL="INFO")
+        try:
+            worker.wait_for(" ready.", timeout=60)
+            workers = self.publishers(self.config.publishers, events, "--celery")
+            for w in workers:
+                w.wait_ready()
+            meter = ServicesCpu(self.bench, [worker])
+            meter.start()
+            started = start_line(workers)
+            reports = [w.result() for w in workers]
+            published = max(r["end"] for r in reports)
+            done = self.bench.wait_for_no_open_deliveries(timeout=max(120, events / 5), interval=0.05)
+            reports.append(meter.stop())
+        finally:
+            worker.stop()
+        self.verify(events, CELERY_HANDLERS)
+        elapsed = done - started
+        return {
+            "path": "celery",
+            "publishers": self.config.publishers,
+            "worker_concurrency": 2,
+            "events": events,
+            "seconds": elapsed,
+            "events_per_s": events / elapsed,
+            "published_per_s": events / (published - started),
+            "cpu": cpu_per_unit(reports, events),
+        }
+
+    # --- the ceilings ---------------------------------------------------------------------
+
+    def ceilings(self) -> dict:
+        events, procs = self.config.events, self.config.ceiling_procs
+        self.reset(events, ON_COMMIT_HANDLERS)
+        workers = [
+            self.bench.worker(f"ceiling-publish-{i}", "bench.ceiling", "publish", "--count", n, "--account-base", base)
+            for i, (base, n) in enumerate(split(events, procs))
+        ]
+        start_line(workers)
+        publish_reports = [w.result() for w in workers]
+        publish = events / span(publish_reports)
+
+        workers = [
+            self.bench.worker(f"ceiling-fanout-{i}", "bench.ceiling", "fanout", "--batch", self.config.batch)
+            for i in range(procs)
+        ]
+        start_line(workers)
+        fanout_reports = [w.result() for w in workers]
+        fanout = events / span(fanout_reports)
+        self.verify(events, ON_COMMIT_HANDLERS)
+
+        self.reset(events, ON_COMMIT_HANDLERS)
+        workers = [
+            self.bench.worker(
+                f"ceiling-fastpath-{i}", "bench.ceiling", "fastpath", "--count", n, "--account-base", base
+            )
+            for i, (base, n) in enumerate(split(events, procs))
+        ]
+        start_line(workers)
+        fastpath_reports = [w.result() for w in workers]
+        fastpath = events / span(fastpath_reports)
+        self.verify(events, ON_COMMIT_HANDLERS)
+        return {
+            "publish_per_s": publish,
+            "fanout_per_s": fanout,
+            # Publishing and fanning out share the same cores and database: their capacities add as rates do in series.
+            "pipeline_per_s": 1 / (1 / publish + 1 / fanout),
+            "fast_path_per_s": fastpath,
+            "pipeline_cpu": cpu_per_unit(publish_reports + fanout_reports, events),
+            "fast_path_cpu": cpu_per_unit(fastpath_reports, events),
+        }
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        say = self.bench.say
+        say(f"Benchmark 1: fan-out, {self.config.events} events x {HANDLERS_PER_EVENT} handlers")
+        ceilings: list[dict] = self.results["ceilings"]  # type: ignore[assignment]
+        ceilings.append(self.ceilings())
+        say(f"  raw-SQL ceilings (before): {self._describe_ceiling(ceilings[-1])}")
+        runs: list[dict] = []
+        for relays in self.config.relays:
+            runs.append(self.relay_path(relays))
+            say(f"  relay path, {relays} relays: {runs[-1]['events_per_s']:,.0f} events/s")
+        if self.config.fast_publishers:
+            runs.append(self.fast_path())
+            say(f"  fast path, {self.config.fast_publishers} publishers: {runs[-1]['events_per_s']:,.0f} events/s")
+        if self.config.celery_events:
+            runs.append(self.celery_path())
+            say(f"  celery path: {runs[-1]['events_per_s']:,.0f} events/s")
+        ceilings.append(self.ceilings())
+        say(f"  raw-SQL ceilings (after): {self._describe_ceiling(ceilings[-1])}")
+        self.results["runs"] = runs
+        self.results["ceiling"] = {k: mean([c[k] for c in ceilings]) for k in ceilings[0] if k.endswith("_per_s")}
+        for key in ("pipeline_cpu", "fast_path_cpu"):
+            self.results["ceiling"][key] = {
+                part: mean([c[key][part] for c in ceilings]) for part in ("client_ms", "server_ms")
+            }
+        return self.results
+
+    @staticmethod
+    def _describe_ceiling(c: dict) -> str:
+        return (
+            f"publish {c['publish_per_s']:,.0f}/s, fan-out {c['fanout_per_s']:,.0f}/s, "
+            f"pipeline {c['pipeline_per_s']:,.0f}/s, in-process {c['fast_path_per_s']:,.0f}/s"
+        )
+
+    def rows(self) -> list[dict]:
+        """The figures with their ceilings and ratios, one dict per line of the table."""
+        ceiling = self.results["ceiling"]
+        out = []
+        for run in self.results["runs"]:
+            if run["path"] == "relay":
+                label = f"relay path: {run['publishers']} publishers, {run['relays']} relays"
+                ceil, ceil_label, ceil_cpu = ceiling["pipeline_per_s"], "publish + fan-out", ceiling["pipeline_cpu"]
+            elif run["path"] == "fast":
+                relay_note = f", {run['relays']} idle relay" if run["relays"] else ""
+                label = f"fast path: {run['publishers']} publishers{relay_note}"
+                ceil, ceil_label = ceiling["fast_path_per_s"], "publish, then dispatch in-process"
+                ceil_cpu = ceiling["fast_path_cpu"]
+            else:
+                label = f"celery path: {run['publishers']} publishers, 1 worker (prefork 2)"
+                ceil, ceil_label, ceil_cpu = ceiling["pipeline_per_s"], "publish + fan-out", ceiling["pipeline_cpu"]
+            out.append(
+                {
+                    "label": label,
+                    "events_per_s": run["events_per_s"],
+                    "ceiling_label": ceil_label,
+                    "ceiling_per_s": ceil,
+                    "ratio": run["events_per_s"] / ceil,
+                    "cpu": run["cpu"],
+                    "ceiling_cpu": ceil_cpu,
+                }
+            )
+        return out
+
+    def report(self) -> str:
+        ceilings = self.results["ceilings"]
+        rows = [
+            [
+                r["label"],
+                fmt_rate(r["events_per_s"]),
+                r["ceiling_label"],
+                fmt_rate(r["ceiling_per_s"]),
+                fmt_ratio(r["ratio"]),
+                fmt_cpu(r["cpu"]),
+                fmt_cpu(r["ceiling_cpu"]),
+            ]
+            for r in self.rows()
+        ]
+        main = table(
+            [
+                "events published and fully dispatched",
+                "events/s",
+                "raw-SQL ceiling",
+                "ceiling/s",
+                "ratio",
+                "CPU ms/event py+pg",
+                "ceiling CPU",
+            ],
+            rows,
+            notes=[
+                f"{self.config.events} events (celery: {self.config.celery_events}), 5 handlers each; a handler is one"
+                " counter UPDATE; its delivery record in domain_events is the idempotent inbox, committed with it.",
+                "Figures run from the first publish to the last delivery done;"
+                " every counter is checked to be exactly 1.",
+                "CPU ms/event: Python processes (publishers, relays, worker) + their PostgreSQL backends; it does not"
+                " move with the machine's other load the way events/s does.",
+            ],
+        )
+        ceiling_rows = [
+            [name, *(fmt_rate(c[key]) for c in ceilings), fmt_rate(self.results["ceiling"][key])]
+            for name, key in [
+                ("publish tx (1 event + 5 delivery rows)", "publish_per_s"),
+                (f"fan-out (SKIP LOCKED claim of {self.config.batch}, 1 commit/batch)", "fanout_per_s"),
+                ("pipeline: publish + fan-out in series", "pipeline_per_s"),
+                ("publish, then dispatch in-process (2 tx)", "fast_path_per_s"),
+            ]
+        ]
+        detail = table(
+            [f"raw-SQL ceiling, psycopg 3, {self.config.ceiling_procs} processes", "before", "after", "mean (used)"],
+            ceiling_rows,
+        )
+        return main + "\n\n" + detail

@@ -1,0 +1,260 @@
+"""What every benchmark shares: configuration, the bench database, child environments, tables."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import conninfo
+
+from bench.procs import PYTHON, ROOT, BenchError, Service, Worker, cpu_of
+
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def env_ints(name: str, default: str) -> list[int]:
+    return [int(x) for x in os.environ.get(name, default).split(",") if x.strip()]
+
+
+@dataclass
+class Config:
+    database_url: str = "postgres://postgres@127.0.0.1:5432/sw_bench"
+    broker_url: str = "redis://127.0.0.1:6379/5"
+    events: int = 4000
+    celery_events: int = 1500
+    publishers: int = 2
+    relays: list[int] = field(default_factory=lambda: [2, 4])
+    fast_publishers: int = 4
+    fast_path_relay: bool = True
+    ceiling_procs: int = 4
+    batch: int = 100
+    seconds: float = 15.0
+    http_clients: int = 6
+    gunicorn_workers: int = 3
+    orders_relayed: bool = True
+    only: list[str] = field(default_factory=lambda: ["fanout", "orders"])
+
+    @classmethod
+    def from_env(cls) -> Config:
+        return cls(
+            database_url=os.environ.get("BENCH_DATABASE_URL", cls.database_url),
+            broker_url=os.environ.get("BENCH_BROKER_URL", cls.broker_url),
+            events=env_int("BENCH_EVENTS", cls.events),
+            celery_events=env_int("BENCH_CELERY_EVENTS", cls.celery_events),
+            publishers=env_int("BENCH_PUBLISHERS", cls.publishers),
+            relays=env_ints("BENCH_RELAYS", "2,4"),
+            fast_publishers=env_int("BENCH_FAST_PUBLISHERS", cls.fast_publishers),
+            fast_path_relay=os.environ.get("BENCH_FAST_PATH_RELAY", "1") not in ("0", "false", "no"),
+            ceiling_procs=env_int("BENCH_CEILING_PROCS", cls.ceiling_procs),
+            batch=env_int("BENCH_BATCH", cls.batch),
+            seconds=env_float("BENCH_SECONDS", cls.seconds),
+            http_clients=env_int("BENCH_HTTP_CLIENTS", cls.http_clients),
+            gunicorn_workers=env_int("BENCH_GUNICORN_WORKERS", cls.gunicorn_workers),
+            orders_relayed=os.environ.get("BENCH_ORDERS_RELAYED", "1") not in ("0", "false", "no"),
+            only=[x.strip() for x in os.environ.get("BENCH_ONLY", "fanout,orders").split(",") if x.strip()],
+        )
+
+
+class Bench:
+    """One run: the configuration, a connection to the bench database, logs, and the results."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.log_dir = RESULTS_DIR / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.log_dir.glob("*.log"):
+            old.unlink()
+        self.results: dict[str, object] = {}
+        self._db: psycopg.Connection | None = None
+
+    def say(self, text: str = "") -> None:
+        print(text, flush=True)
+
+    # --- database -----------------------------------------------------------------------
+
+    def recreate_database(self) -> None:
+        """Start every run from an empty database and an empty broker db: nothing left over counts."""
+        import redis
+
+        params = conninfo.conninfo_to_dict(self.config.database_url)
+        name = params.get("dbname")
+        if not name or not (name == "sw_bench" or name.startswith("sw_bench_")):
+            raise BenchError(f"the bench only runs on a database named sw_bench or sw_bench_*, not {name!r}")
+        if self._db is not None:
+            self._db.close()
+        admin = conninfo.make_conninfo(self.config.database_url, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            redis.Redis.from_url(self.config.broker_url, socket_connect_timeout=2).flushdb()
+        except redis.RedisError as exc:
+            raise BenchError(f"Redis at {self.config.broker_url} is required: {exc}") from exc
+
+    @property
+    def db(self) -> psycopg.Connection:
+        if self._db is None or self._db.closed:
+            self._db = psycopg.connect(self.config.database_url, autocommit=True)
+        return self._db
+
+    def scalar(self, sql: str, params: tuple = ()) -> object:
+        row = self.db.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def reset_outbox(self, *extra_tables: str) -> None:
+        """Empty the outbox (and `extra_tables`), then analyze it empty: the worst statistics a claim meets."""
+        tables = ", ".join(["domain_events_delivery", "domain_events_storedevent", *extra_tables])
+        self.db.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        self.db.execute("VACUUM ANALYZE domain_events_delivery")
+        self.db.execute("VACUUM ANALYZE domain_events_storedevent")
+
+    def wait_for_no_open_deliveries(self, timeout: float, interval: float = 0.01) -> float:
+        """Poll until no delivery is pending or failed; returns the time it was first seen so."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.scalar(
+                "SELECT NOT EXISTS (SELECT 1 FROM domain_events_delivery WHERE status IN ('pending', 'failed'))"
+            ):
+                return time.time()
+            if time.monotonic() > deadline:
+                open_count = self.scalar(
+                    "SELECT count(*) FROM domain_events_delivery WHERE status IN ('pending', 'failed')"
+                )
+                raise BenchError(f"{open_count} deliveries still open after {timeout:.0f}s; see {self.log_dir}")
+            time.sleep(interval)
+
+    # --- processes ----------------------------------------------------------------------
+
+    def child_env(self, **overrides: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "BENCH_DATABASE_URL": self.config.database_url,
+            "BENCH_BROKER_URL": self.config.broker_url,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+        env.update(overrides)
+        return env
+
+    def worker(self, name: str, module: str, *args: object, **env: str) -> Worker:
+        argv = [PYTHON, "-m", module, *(str(a) for a in args)]
+        return Worker(name, argv, self.child_env(**env), self.log_dir)
+
+    def service(self, name: str, argv: list[str], **env: str) -> Service:
+        # The application name lets the bench find the service's database backends (their CPU).
+        return Service(name, argv, self.child_env(PGAPPNAME=f"bench-{name}", **env), self.log_dir)
+
+    def backends_cpu(self, services: list[Service]) -> float:
+        names = [f"bench-{s.name}" for s in services]
+        pids = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", (names,)
+            ).fetchall()
+        ]
+        return sum(cpu_of(pid) for pid in pids)
+
+    def manage(self, *args: str, **env: str) -> None:
+        import subprocess
+
+        done = subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.child_env(**env), capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise BenchError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+
+    def relay(self, name: str, **env: str) -> Service:
+        # Verbosity 2 prints one line per batch handed on: the batch sizes a relay achieves.
+        argv = [PYTHON, "manage.py", "run_outbox_relay", "--batch-size", str(self.config.batch), "--verbosity", "2"]
+        relay = self.service(name, argv, **env)
+        relay.wait_for("running")
+        return relay
+
+
+class ServicesCpu:
+    """CPU spent by long-running services (and their database backends) between start() and stop()."""
+
+    def __init__(self, bench: Bench, services: list[Service]) -> None:
+        self.bench = bench
+        self.services = services
+        self.client = self.server = 0.0
+
+    def start(self) -> None:
+        self.client = sum(s.cpu() for s in self.services)
+        self.server = self.bench.backends_cpu(self.services)
+
+    def stop(self) -> dict[str, float]:
+        return {
+            "cpu_client": sum(s.cpu() for s in self.services) - self.client,
+            "cpu_server": self.bench.backends_cpu(self.services) - self.server,
+        }
+
+
+def cpu_per_unit(parts: list[dict], units: int) -> dict[str, float]:
+    """Milliseconds of client (Python) and server (PostgreSQL backend) CPU per event or request."""
+    client = sum(p.get("cpu_client", 0.0) for p in parts)
+    server = sum(p.get("cpu_server", 0.0) for p in parts)
+    return {"client_ms": client / units * 1000, "server_ms": server / units * 1000}
+
+
+# --- figures and tables ---------------------------------------------------------------------
+
+
+def span(reports: list[dict]) -> float:
+    return max(r["end"] for r in reports) - min(r["start"] for r in reports)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def fmt_rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value * 1000:.1f}"
+
+
+def table(headers: list[str], rows: list[list[str]], notes: list[str] | None = None) -> str:
+    """A Markdown table, aligned so that it also reads well on a terminal."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=False)):
+            out.append(str(cell).ljust(width) if i == 0 else str(cell).rjust(width))
+        return "| " + " | ".join(out) + " |"
+
+    text = [
+        line(headers),
+        "|" + "|".join(("-" * (w + 1) + ":") if i else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|",
+    ]
+    text += [line(r) for r in rows]
+    for note in notes or []:
+        text.append(f"  {note}")
+    return "\n".join(text)

@@ -1,0 +1,205 @@
+"""`make bench`: ShelfWise's throughput against raw-SQL ceilings measured in the same run.
+
+Needs only PostgreSQL and Redis. Creates and migrates its own database (BENCH_DATABASE_URL,
+default postgres://postgres@127.0.0.1:5432/sw_bench), uses Redis db 5 (BENCH_BROKER_URL), stops
+every process it started, and writes the figures to bench/results/latest.json.
+
+Absolute figures move ±30 % between runs on a small machine; compare the ratios, which are taken
+against ceilings measured in the same run.
+
+Sizes (environment variable or option):
+  BENCH_EVENTS / --events             events per fan-out run (default 4000)
+  BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 1500; 0 skips it)
+  BENCH_RELAYS / --relays             relay counts to measure, comma-separated (default 2,4)
+  BENCH_SECONDS / --seconds           duration of each HTTP and order-ceiling phase (default 15)
+  BENCH_ONLY / --only                 fanout,orders (default both)
+  see bench/harness.py for the rest (publishers, batch size, HTTP clients, gunicorn workers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import RESULTS_DIR, Bench, Config, fmt_rate, fmt_ratio, table
+from bench.procs import ROOT, BenchError, stop_all
+
+
+def parse_args() -> Config:
+    config = Config.from_env()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=config.events)
+    parser.add_argument("--celery-events", type=int, default=config.celery_events)
+    parser.add_argument("--relays", default=",".join(map(str, config.relays)))
+    parser.add_argument("--seconds", type=float, default=config.seconds)
+    parser.add_argument("--only", default=",".join(config.only))
+    args = parser.parse_args()
+    config.events = args.events
+    config.celery_events = args.celery_events
+    config.relays = [int(x) for x in args.relays.split(",") if x.strip()]
+    config.seconds = args.seconds
+    config.only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(config.only) - {"fanout", "orders"}
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    return config
+
+
+def machine_facts(bench: Bench) -> dict[str, object]:
+    import django
+    import psycopg
+    import redis
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(
+            next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")).split()[1]
+        )
+        memory = f"{mem_kb / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration):
+        memory = "unknown"
+    pg = {
+        name: bench.scalar(f"SHOW {name}")
+        for name in ("server_version", "shared_buffers", "synchronous_commit", "max_connections")
+    }
+    try:
+        redis_version = redis.Redis.from_url(bench.config.broker_url, socket_connect_timeout=2).info("server")[
+            "redis_version"
+        ]
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis at {bench.config.broker_url} is required: {exc}") from exc
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory": memory,
+        "load_average_at_start": os.getloadavg(),
+        "postgresql": pg["server_version"],
+        "postgresql_settings": {k: v for k, v in pg.items() if k != "server_version"},
+        "redis": redis_version,
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "psycopg": psycopg.__version__,
+    }
+
+
+def header(facts: dict[str, object]) -> str:
+    load = ", ".join(f"{x:.2f}" for x in facts["load_average_at_start"])
+    pg = facts["postgresql_settings"]
+    return "\n".join(
+        [
+            "ShelfWise benchmarks",
+            f"  machine:    {facts['cores']} cores ({facts['cpu']}), {facts['memory']}, load average {load}",
+            f"  PostgreSQL: {facts['postgresql']} (shared_buffers {pg['shared_buffers']},"
+            f" synchronous_commit {pg['synchronous_commit']})",
+            f"  Redis:      {facts['redis']}",
+            f"  Python:     {facts['python']}, Django {facts['django']}, psycopg {facts['psycopg']}",
+            f"  commit:     {facts['commit'] or 'unknown'}    date: {facts['date']}",
+            "  Absolute figures move ±30 % between runs here;"
+            " the ratios to the ceilings of the same run are what count.",
+        ]
+    )
+
+
+def summary(rows: list[dict]) -> str:
+    return table(
+        ["ShelfWise (this run)", "figure", "raw-SQL ceiling", "ratio"],
+        [[r["what"], r["figure"], r["ceiling"], r["ratio"]] for r in rows],
+    )
+
+
+def main() -> int:
+    config = parse_args()
+    bench = Bench(config)
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        bench.recreate_database()
+        bench.manage("migrate", "--no-input")
+        facts = machine_facts(bench)
+        bench.say(header(facts))
+        bench.say()
+        results: dict[str, object] = {"machine": facts, "config": vars(config).copy()}
+        summary_rows: list[dict] = []
+        reports: list[str] = []
+
+        if "fanout" in config.only:
+            from bench.fanout_bench import FanoutBenchmark
+
+            fanout = FanoutBenchmark(bench)
+            results["fanout"] = fanout.run()
+            rows = fanout.rows()
+            results["fanout"]["rows"] = rows
+            reports.append(fanout.report())
+            for r in rows:
+                summary_rows.append(
+                    {
+                        "what": r["label"],
+                        "figure": f"{fmt_rate(r['events_per_s'])} events/s",
+                        "ceiling": f"{fmt_rate(r['ceiling_per_s'])} events/s",
+                        "ratio": fmt_ratio(r["ratio"]),
+                    }
+                )
+            bench.say()
+
+        if "orders" in config.only:
+            from bench.orders_bench import OrdersBenchmark, orders_available
+
+            if orders_available():
+                orders = OrdersBenchmark(bench)
+                results["orders"] = orders.run()
+                reports.append(orders.report())
+                summary_rows.extend(orders.summary_rows())
+            else:
+                bench.say("Benchmark 2 (orders over HTTP) skipped: orders/api.py is not in this checkout.")
+            bench.say()
+
+        for report in reports:
+            bench.say(report)
+            bench.say()
+        bench.say("Summary")
+        bench.say(summary(summary_rows))
+        results["summary"] = summary_rows
+        results["machine"]["load_average_at_end"] = os.getloadavg()
+        results["seconds"] = time.monotonic() - started
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        out = RESULTS_DIR / "latest.json"
+        out.write_text(json.dumps(results, indent=2, default=str))
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        bench.say(
+            f"\n{time.monotonic() - started:.0f} s; load average at the end {load}; results in {out.relative_to(ROOT)}"
+        )
+        return 0
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
