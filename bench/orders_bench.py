@@ -1,0 +1,415 @@
+"""Benchmark 2: orders placed per second over HTTP, beside the raw-SQL order transaction.
+
+Measured in one run, each for BENCH_SECONDS:
+
+* the raw-SQL ceiling: the order transaction (1 order + 3 items + the `order.placed` event + one
+  delivery per subscribed handler) hand-written with psycopg 3 in 4 processes;
+* the plain-DRF reference: the same inserts through gunicorn, Django and DRF, without
+  authentication, catalog lookup, events or handlers (bench/plain.py);
+* ShelfWise: `POST /api/v1/orders/` through gunicorn (sync workers, persistent connections) with
+  every handler subscribed and an outbox relay running; on_commit handlers run in the web worker
+  right after each commit, Celery handlers are queued.
+* then a Celery worker is started and the time until every placed order is confirmed gives the
+  downstream rate (reserve, register, capture, confirm) as a comparison line.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import time
+
+from bench.harness import (
+    Bench,
+    ServicesCpu,
+    cpu_per_unit,
+    fmt_ms,
+    fmt_rate,
+    fmt_ratio,
+    percentile,
+    span,
+    table,
+)
+from bench.procs import PYTHON, ROOT, BenchError, Service, start_line
+
+MAX_REQUESTS_PER_CLIENT = 50_000
+PRODUCTS = 100
+STOCK = 1_000_000
+
+
+def orders_available() -> bool:
+    return (ROOT / "orders" / "api.py").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def latency_figure(figures: dict) -> str:
+    return f"{fmt_rate(figures['per_s'])} req/s, p50 {fmt_ms(figures['p50'])} ms, p99 {fmt_ms(figures['p99'])} ms"
+
+
+def fmt_cpu(cpu: dict[str, float] | None) -> str:
+    return "—" if not cpu else f"{cpu['client_ms']:.2f}+{cpu['server_ms']:.2f}"
+
+
+class OrdersBenchmark:
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.config = bench.config
+        self.spec: dict = {}
+        self.results: dict[str, object] = {}
+
+    # --- seed ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        done = subprocess.run(
+            [PYTHON, "-m", "bench.orders_setup", "--products", str(PRODUCTS), "--stock", str(STOCK)],
+            cwd=ROOT,
+            env=self.bench.child_env(),
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"seeding the order benchmark failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        self.spec = json.loads(done.stdout.strip().splitlines()[-1])
+
+    def load_spec(self) -> str:
+        keys = (
+            "tenant_id",
+            "currency",
+            "customer_id",
+            "customer_token",
+            "plain_customer_id",
+            "raw_customer_id",
+            "products",
+            "order_placed_handlers",
+        )
+        return json.dumps({k: self.spec[k] for k in keys})
+
+    # --- phases --------------------------------------------------------------------------
+
+    def ceiling(self) -> dict:
+        procs = self.config.ceiling_procs
+        workers = [
+            self.bench.worker(
+                f"ceiling-order-{i}",
+                "bench.ceiling",
+                "order",
+                "--seconds",
+                self.config.seconds,
+                "--max-count",
+                MAX_REQUESTS_PER_CLIENT,
+                "--spec",
+                self.load_spec(),
+                "--seed",
+                i,
+            )
+            for i in range(procs)
+        ]
+        start_line(workers)
+        reports = [w.result(timeout=self.config.seconds + 120) for w in workers]
+        self._forget_raw_orders()
+        return self._figures(reports, reports)
+
+    def _forget_raw_orders(self) -> None:
+        """The ceiling's orders must not reach the handlers of the phases that follow."""
+        customer = self.spec["raw_customer_id"]
+        db = self.bench.db
+        with db.transaction():
+            db.execute(
+                "CREATE TEMP TABLE raw_events ON COMMIT DROP AS SELECT e.id FROM domain_events_storedevent e"
+                " JOIN orders_order o ON o.id = e.aggregate_id WHERE o.customer_id = %s",
+                (customer,),
+            )
+            db.execute("DELETE FROM domain_events_delivery WHERE stored_event_id IN (SELECT id FROM raw_events)")
+            db.execute("DELETE FROM domain_events_storedevent WHERE id IN (SELECT id FROM raw_events)")
+            db.execute(
+                "DELETE FROM orders_orderitem WHERE order_id IN (SELECT id FROM orders_order WHERE customer_id = %s)",
+                (customer,),
+            )
+            db.execute("DELETE FROM orders_order WHERE customer_id = %s", (customer,))
+
+    def gunicorn(self, name: str, **env: str) -> tuple[Service, int]:
+        port = free_port()
+        argv = [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(self.config.gunicorn_workers),
+            "--worker-class",
+            "sync",
+            "--log-level",
+            "warning",
+        ]
+        server = self.bench.service(name, argv, **env)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return server, port
+            except OSError:
+                pass
+            if server.popen.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"gunicorn did not come up:\n{server.output()[-2000:]}")
+            time.sleep(0.1)
+
+    def http_load(self, port: int, services: list[Service], *, plain: bool) -> dict:
+        extra = ["--plain"] if plain else []
+        clients = [
+            self.bench.worker(
+                f"load-{'plain' if plain else 'orders'}-{i}",
+                "bench.load",
+                "--port",
+                port,
+                "--seconds",
+                self.config.seconds,
+                "--max-requests",
+                MAX_REQUESTS_PER_CLIENT,
+                "--spec",
+                self.load_spec(),
+                "--seed",
+                i,
+                *extra,
+            )
+            for i in range(self.config.http_clients)
+        ]
+        for client in clients:
+            client.wait_ready(timeout=120)
+        meter = ServicesCpu(self.bench, services)
+        meter.start()
+        start_line(clients)
+        reports = [c.result(timeout=self.config.seconds + 120) for c in clients]
+        cpu = meter.stop()
+        statuses: dict[str, int] = {}
+        for r in reports:
+            for code, n in r["statuses"].items():
+                statuses[code] = statuses.get(code, 0) + n
+        figures = self._figures(reports, [cpu])
+        figures["statuses"] = statuses
+        bad = sum(n for code, n in statuses.items() if code != "201")
+        if bad:
+            raise BenchError(f"{bad} requests did not get 201: {statuses}; see {self.bench.log_dir}")
+        return figures
+
+    def _figures(self, reports: list[dict], cpu_parts: list[dict]) -> dict:
+        latencies = [x for r in reports for x in r["latencies"]]
+        count = len(latencies)
+        return {
+            "count": count,
+            "per_s": count / span(reports),
+            "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99),
+            "cpu": cpu_per_unit(cpu_parts, count),
+        }
+
+    def plain(self) -> dict:
+        server, port = self.gunicorn("gunicorn-plain")
+        try:
+            return self.http_load(port, [server], plain=True)
+        finally:
+            server.stop()
+
+    def shelfwise(self, *, dispatch_in_web: bool) -> dict:
+        """Load `POST orders/`, then drain what follows with a Celery worker.
+
+        `dispatch_in_web`: the web workers run the on_commit handlers right after each commit (the
+        default); off, they only record events and the relay runs the handlers, in batches.
+        """
+        tag = "served" if dispatch_in_web else "relayed"
+        relay = self.bench.relay(f"relay-orders-{tag}")
+        env = {} if dispatch_in_web else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
+        server, port = self.gunicorn(f"gunicorn-orders-{tag}", **env)
+        since = self.bench.scalar("SELECT now()")
+        try:
+            placed = self.http_load(port, [server, relay], plain=False)
+            server.stop()
+            placed["downstream"] = self.drain(placed["count"], tag, since)
+        finally:
+            server.stop()
+            relay.stop()
+        return placed
+
+    def drain(self, placed: int, tag: str, since: object) -> dict:
+        """Start a Celery worker and wait until every order of the run is confirmed."""
+        customer = self.spec["customer_id"]
+        argv = [
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--hostname",
+            "bench-orders@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+        worker = self.bench.service(f"celery-orders-{tag}", argv, LOG_LEVEL="INFO")
+        try:
+            worker.wait_for(" ready.", timeout=60)
+            started = time.time()
+            deadline = time.monotonic() + max(120, placed / 10)
+            while True:
+                waiting = self.bench.scalar(
+                    "SELECT count(*) FROM orders_order"
+                    " WHERE customer_id = %s AND status = 'placed' AND created_at >= %s",
+                    (customer, since),
+                )
+                if not waiting:
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{waiting} orders still placed after the drain timeout; see {self.bench.log_dir}")
+                time.sleep(0.05)
+            done = time.time()
+        finally:
+            worker.stop()
+        rows = self.bench.db.execute(
+            "SELECT status, count(*) FROM orders_order WHERE customer_id = %s AND created_at >= %s GROUP BY status",
+            (customer, since),
+        ).fetchall()
+        by_status = dict(rows)
+        total = sum(by_status.values())
+        return {"orders": total, "seconds": done - started, "per_s": total / (done - started), "statuses": by_status}
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        say = self.bench.say
+        say(f"Benchmark 2: POST orders over HTTP, {self.config.seconds:.0f} s per phase")
+        self.setup()
+        q = self.spec["queries"]
+        say(
+            f"  seeded tenant {self.spec['tenant_slug']}: {PRODUCTS} products via POST products/;"
+            f" queries per POST orders/: {q['post_order_served']} with handlers,"
+            f" {q['post_order_request_only']} request only"
+        )
+        self.results["ceiling"] = self.ceiling()
+        say(f"  raw-SQL order transaction: {self.results['ceiling']['per_s']:,.0f} tx/s")
+        self.results["plain"] = self.plain()
+        say(f"  plain DRF: {self.results['plain']['per_s']:,.0f} req/s")
+        for key, in_web in (("shelfwise", True), ("shelfwise_relayed", False)):
+            if key == "shelfwise_relayed" and not self.config.orders_relayed:
+                continue
+            placed = self.results[key] = self.shelfwise(dispatch_in_web=in_web)
+            down = placed["downstream"]
+            say(
+                f"  ShelfWise POST orders/ ({'handlers in the web worker' if in_web else 'handlers in the relay'}):"
+                f" {placed['per_s']:,.0f} req/s; {down['orders']} orders confirmed {down['seconds']:.1f} s later"
+            )
+        self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token",)}
+        return self.results
+
+    def report(self) -> str:
+        r = self.results
+        ceiling, plain = r["ceiling"], r["plain"]
+        w = self.config.gunicorn_workers
+        handlers = ", ".join(self.spec["order_placed_handlers"])
+
+        def shelf_row(label: str, shelf: dict) -> list[str]:
+            return [
+                label,
+                f"{fmt_rate(shelf['per_s'])} req/s",
+                fmt_ms(shelf["p50"]),
+                fmt_ms(shelf["p99"]),
+                fmt_ratio(shelf["per_s"] / ceiling["per_s"]),
+                fmt_ratio(shelf["per_s"] / plain["per_s"]),
+                fmt_cpu(shelf["cpu"]),
+            ]
+
+        rows = [
+            [
+                "raw-SQL order transaction (psycopg 3, 4 processes)",
+                f"{fmt_rate(ceiling['per_s'])} tx/s",
+                fmt_ms(ceiling["p50"]),
+                fmt_ms(ceiling["p99"]),
+                "1.00",
+                "—",
+                fmt_cpu(ceiling["cpu"]),
+            ],
+            [
+                f"plain Django + DRF, same inserts, no auth, no events (gunicorn {w} sync)",
+                f"{fmt_rate(plain['per_s'])} req/s",
+                fmt_ms(plain["p50"]),
+                fmt_ms(plain["p99"]),
+                fmt_ratio(plain["per_s"] / ceiling["per_s"]),
+                "1.00",
+                fmt_cpu(plain["cpu"]),
+            ],
+            shelf_row(
+                f"ShelfWise POST /api/v1/orders/, every handler subscribed (gunicorn {w} sync + relay)", r["shelfwise"]
+            ),
+        ]
+        if "shelfwise_relayed" in r:
+            rows.append(
+                shelf_row(
+                    "  the same, web publishes only: OUTBOX_DISPATCH_ON_COMMIT=false for gunicorn",
+                    r["shelfwise_relayed"],
+                )
+            )
+        downs = [(k, r[k]["downstream"]) for k in ("shelfwise", "shelfwise_relayed") if k in r]
+        q = self.spec["queries"]
+        return table(
+            ["orders", "throughput", "p50 ms", "p99 ms", "vs raw SQL", "vs plain DRF", "CPU ms/req py+pg"],
+            rows,
+            notes=[
+                f"{self.config.http_clients} closed-loop HTTP clients on loopback,"
+                f" 3 random lines of {PRODUCTS} products each,"
+                f" {self.config.seconds:.0f} s per phase; every response checked to be 201.",
+                f"order.placed is handled by: {handlers};"
+                " each subscriber is a delivery row in the raw-SQL transaction too.",
+                f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} as served, including the"
+                " on_commit handlers run in the web worker after the commit;"
+                f" {q['post_order_request_only']} for the request alone (dispatch on commit off).",
+                "After each ShelfWise phase a Celery worker (prefork 2) starts and every order must end confirmed: "
+                + "; ".join(f"{d['orders']} orders {d['statuses']} {d['seconds']:.1f} s later" for _, d in downs)
+                + ".",
+                "CPU ms/req: gunicorn + relay processes and their PostgreSQL backends during the load"
+                " (raw SQL: the client processes and their backends).",
+            ],
+        )
+
+    def summary_rows(self) -> list[dict]:
+        r = self.results
+        ceiling, plain, shelf = r["ceiling"], r["plain"], r["shelfwise"]
+        rows = [
+            {
+                "what": "POST orders/ over HTTP, every handler subscribed",
+                "figure": latency_figure(shelf),
+                "ceiling": f"{fmt_rate(ceiling['per_s'])} tx/s",
+                "ratio": fmt_ratio(shelf["per_s"] / ceiling["per_s"]),
+            },
+            {
+                "what": "POST orders/ vs plain DRF with the same inserts",
+                "figure": f"{fmt_rate(shelf['per_s'])} req/s",
+                "ceiling": f"plain DRF {fmt_rate(plain['per_s'])} req/s",
+                "ratio": fmt_ratio(shelf["per_s"] / plain["per_s"]),
+            },
+        ]
+        if "shelfwise_relayed" in r:
+            relayed = r["shelfwise_relayed"]
+            rows.append(
+                {
+                    "what": "POST orders/, web publishes only (handlers in the relay)",
+                    "figure": latency_figure(relayed),
+                    "ceiling": f"plain DRF {fmt_rate(plain['per_s'])} req/s",
+                    "ratio": fmt_ratio(relayed["per_s"] / plain["per_s"]),
+                }
+            )
+        return rows
