@@ -173,6 +173,8 @@ DOMAIN_EVENTS = {
     "ORDERING_WAIT": timedelta(seconds=env.float("OUTBOX_ORDERING_WAIT", default=1)),
     "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=100),
     "RELAY_POLL_INTERVAL": env.float("OUTBOX_RELAY_POLL_INTERVAL", default=1.0),
+    # After a NOTIFY, how long a relay lets more events gather before it claims a batch.
+    "RELAY_GATHER": env.float("OUTBOX_RELAY_GATHER", default=0.02),
     # Succeeded delivery records are pruned after this; stored events are kept for ever.
     "DELIVERY_RETENTION": timedelta(hours=env.float("OUTBOX_DELIVERY_RETENTION_HOURS", default=168)),
     "RETRY_JITTER": env.float("HANDLER_RETRY_JITTER", default=0.2),

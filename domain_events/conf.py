@@ -13,6 +13,7 @@ DEFAULTS: dict[str, Any] = {
     "ORDERING_WAIT": timedelta(seconds=1),
     "RELAY_BATCH_SIZE": 100,
     "RELAY_POLL_INTERVAL": 1.0,
+    "RELAY_GATHER": 0.02,
     "DELIVERY_RETENTION": timedelta(days=7),
     "RETRY_JITTER": 0.2,
     "NOTIFY_CHANNEL": "shelfwise_outbox",

@@ -1,11 +1,11 @@
 """Running deliveries: the fast path after commit, the executor, and hand-off to Celery.
 
-A delivery runs in a transaction that first locks its record (`SKIP LOCKED`: whoever holds it is
-running it), checks its lease token and that no earlier event of the same aggregate is still open
-for the same handler, runs the handler in a savepoint and records the outcome. The handler's
-writes and its delivery record therefore commit together: a redelivered event finds the record
-`succeeded` and is not applied again. A batch of deliveries shares one commit; each handler still
-has its own savepoint, so one failing handler rolls back only its own writes.
+A delivery runs in a transaction that first locks its record, checks its lease token and that no
+earlier event of the same aggregate is still open for the same handler, runs the handler and
+records the outcome. The handler's writes and its delivery record therefore commit together: a
+redelivered event finds the record `succeeded` and is not applied again. A batch of deliveries
+shares one commit; when a handler fails, the batch is rolled back and run again with a savepoint
+per handler, so one failing handler rolls back only its own writes.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from domain_events.bus import Mode, Subscription, event_bus
 from domain_events.conf import domain_events_settings, retry_schedule
 from domain_events.context import traced
+from domain_events.events import DomainEvent
 from domain_events.models import Delivery
 from domain_events.outbox import Claim
-from domain_events.registry import registry
+from domain_events.registry import EventLoadError, registry
 
 logger = logging.getLogger(__name__)
 
@@ -153,68 +154,128 @@ def _reschedule(delivery_ids: Sequence[int], when) -> None:
 # --- the executor ---------------------------------------------------------------------------
 
 
+class _RunCarefully(Exception):
+    """The optimistic pass met a failure: roll it back and run the batch handler by handler."""
+
+
 def execute(claims: Sequence[Claim]) -> Report:
-    """Run the deliveries of `claims` whose lease is still valid, in one transaction."""
-    report = Report()
+    """Run the deliveries of `claims` whose lease is still valid, in one transaction.
+
+    The rows are locked without SKIP LOCKED: the lease token says they are ours, and a lock held
+    by someone else is a relay's claim scan passing over them, which ends in milliseconds.
+    """
     if not claims:
-        return report
+        return Report()
     tokens: dict[int, UUID] = {c.delivery_id: c.token for c in claims}
-    with transaction.atomic():
-        _check_constraints_per_statement()
+
+    def lock() -> list[Delivery]:
         rows = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            Delivery.objects.select_for_update(of=("self",))
             .select_related("stored_event")
-            .filter(id__in=tokens.keys(), status__in=Delivery.OPEN)
+            .filter(id__in=tokens.keys(), status__in=Delivery.OPEN, lease_token__in=set(tokens.values()))
             .order_by("stored_event_id", "id")
         )
-        rows = [d for d in rows if d.lease_token == tokens[d.pk]]
-        report.skipped = len(claims) - len(rows)
-        if not rows:
-            return report
-        blocked = _blocked_by_earlier(rows)
-        now = timezone.now()
-        conf = domain_events_settings()
-        succeeded: list[int] = []
-        changed: list[Delivery] = []
-        closed_keys: set[tuple[str, UUID]] = set()
-        for delivery in rows:
-            key = (delivery.handler, delivery.aggregate_id)
-            if delivery.pk in blocked or key in closed_keys:
-                # An earlier event of this aggregate is still open for this handler: wait behind it.
-                closed_keys.add(key)
-                delivery.next_attempt_at = now + conf["ORDERING_WAIT"]
-                delivery.lease_token = None
-                delivery.last_error = "waiting for an earlier event of the same aggregate"
-                changed.append(delivery)
-                report.waiting += 1
-                continue
-            error = _run_one(delivery)
-            if error is None:
-                succeeded.append(delivery.pk)
-                report.succeeded += 1
-                continue
+        return [d for d in rows if d.lease_token == tokens[d.pk]]
+
+    report = _run_batch(lock)
+    report.skipped = len(claims) - report.handled
+    return report
+
+
+def run_due_here(limit: int) -> Report:
+    """Claim and run due deliveries of this process's in-process handlers, in one transaction.
+
+    Nothing here talks to a broker or the network, so the claim is the row lock itself: a relay
+    that dies mid-batch rolls back and its rows are due again at once.
+    """
+    names = [s.name for s in event_bus.subscriptions() if s.mode is not Mode.CELERY]
+    if not names:
+        return Report()
+    seen: list[int] = []
+
+    def lock() -> list[Delivery]:
+        qs = Delivery.objects.filter(status__in=Delivery.OPEN, next_attempt_at__lte=timezone.now())
+        qs = qs.filter(pk__in=seen) if seen else qs.filter(handler__in=names)
+        rows = list(
+            qs.select_for_update(skip_locked=True, of=("self",))
+            .select_related("stored_event")
+            .order_by("next_attempt_at")[:limit]
+        )
+        seen[:] = [d.pk for d in rows]
+        return sorted(rows, key=lambda d: (d.stored_event_id, d.pk))
+
+    return _run_batch(lock)
+
+
+def _run_batch(lock) -> Report:
+    """Run a batch in one transaction; on any failure, again with a savepoint per handler.
+
+    The optimistic pass costs one commit and no savepoints. If a handler raises, or the commit
+    fails (a deferred constraint), everything it did is rolled back and the careful pass runs each
+    handler in its own savepoint with constraints checked per statement, so a failure stays with
+    its handler and the others' writes still commit with their delivery records.
+    """
+    try:
+        with transaction.atomic():
+            return _run_locked(lock(), careful=False)
+    except _RunCarefully:
+        pass
+    except DatabaseError:
+        logger.info("a batch failed at commit; running it again handler by handler", exc_info=True)
+    with transaction.atomic():
+        _check_constraints_per_statement()
+        return _run_locked(lock(), careful=True)
+
+
+def _run_locked(rows: list[Delivery], *, careful: bool) -> Report:
+    report = Report()
+    if not rows:
+        return report
+    blocked = _blocked_by_earlier(rows)
+    now = timezone.now()
+    conf = domain_events_settings()
+    events: dict[int, DomainEvent | Exception] = {}
+    succeeded: list[int] = []
+    changed: list[Delivery] = []
+    closed_keys: set[tuple[str, UUID]] = set()
+    for delivery in rows:
+        key = (delivery.handler, delivery.aggregate_id)
+        if delivery.pk in blocked or key in closed_keys:
+            # An earlier event of this aggregate is still open for this handler: wait behind it.
             closed_keys.add(key)
-            _schedule_retry(delivery, error, now, conf["RETRY_JITTER"])
+            delivery.next_attempt_at = now + conf["ORDERING_WAIT"]
+            delivery.lease_token = None
+            delivery.last_error = "waiting for an earlier event of the same aggregate"
             changed.append(delivery)
-            if delivery.status == Delivery.Status.DEAD:
-                report.dead += 1
-            else:
-                report.failed += 1
-        if succeeded:
-            Delivery.objects.filter(pk__in=succeeded).update(
-                status=Delivery.Status.SUCCEEDED,
-                attempts=F("attempts") + 1,
-                lease_token=None,
-                last_error="",
-                completed_at=now,
-                updated_at=now,
-            )
-        if changed:
-            for delivery in changed:
-                delivery.updated_at = now
-            Delivery.objects.bulk_update(
-                changed, ["status", "attempts", "next_attempt_at", "lease_token", "last_error", "updated_at"]
-            )
+            report.waiting += 1
+            continue
+        error = _run_one(delivery, events, careful=careful)
+        if error is None:
+            succeeded.append(delivery.pk)
+            report.succeeded += 1
+            continue
+        closed_keys.add(key)
+        _schedule_retry(delivery, error, now, conf["RETRY_JITTER"])
+        changed.append(delivery)
+        if delivery.status == Delivery.Status.DEAD:
+            report.dead += 1
+        else:
+            report.failed += 1
+    if succeeded:
+        Delivery.objects.filter(pk__in=succeeded).update(
+            status=Delivery.Status.SUCCEEDED,
+            attempts=F("attempts") + 1,
+            lease_token=None,
+            last_error="",
+            completed_at=now,
+            updated_at=now,
+        )
+    if changed:
+        for delivery in changed:
+            delivery.updated_at = now
+        Delivery.objects.bulk_update(
+            changed, ["status", "attempts", "next_attempt_at", "lease_token", "last_error", "updated_at"]
+        )
     return report
 
 
@@ -242,18 +303,43 @@ def _blocked_by_earlier(rows: Sequence[Delivery]) -> set[int]:
     return set(Delivery.objects.filter(pk__in=ids).filter(Exists(earlier_open)).values_list("pk", flat=True))
 
 
-def _run_one(delivery: Delivery) -> str | None:
-    """Run one handler in a savepoint; returns the error text, or None on success."""
-    subscription = event_bus.subscription(delivery.handler)
+def _load(delivery: Delivery, events: dict[int, DomainEvent | Exception]) -> DomainEvent:
+    """The delivery's event, read (and upcast) once per batch however many handlers it has."""
     stored = delivery.stored_event
+    if stored.pk not in events:
+        try:
+            events[stored.pk] = registry.load(
+                stored.type, stored.version, stored.payload, envelope=stored.envelope(), ref=stored.ref
+            )
+        except EventLoadError as exc:
+            events[stored.pk] = exc
+    loaded = events[stored.pk]
+    if isinstance(loaded, Exception):
+        raise loaded
+    return loaded
+
+
+def _run_one(delivery: Delivery, events: dict[int, DomainEvent | Exception], *, careful: bool) -> str | None:
+    """Run one handler; returns the error text, or None on success.
+
+    In the optimistic pass a failure aborts the whole pass; in the careful pass the handler runs
+    in its own savepoint and its failure is returned.
+    """
+    subscription = event_bus.subscription(delivery.handler)
     try:
         if subscription is None:
             raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
-        event = registry.load(stored.type, stored.version, stored.payload, envelope=stored.envelope(), ref=stored.ref)
-        with transaction.atomic(), traced(event.correlation_id, causation_id=event.event_id):
-            subscription.handler(event)
+        event = _load(delivery, events)
+        with traced(event.correlation_id, causation_id=event.event_id):
+            if careful:
+                with transaction.atomic():
+                    subscription.handler(event)
+            else:
+                subscription.handler(event)
     except Exception as exc:
-        logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
+        if not careful:
+            raise _RunCarefully from exc
+        logger.warning("handler %s failed on %s: %r", delivery.handler, delivery.stored_event.ref, exc, exc_info=True)
         return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
     return None
 
@@ -277,16 +363,17 @@ def _schedule_retry(delivery: Delivery, error: str, now, jitter: float) -> None:
 # --- claims for relays ----------------------------------------------------------------------
 
 
-def claim_due(limit: int) -> list[Claim]:
-    """Lease up to `limit` due deliveries; the claim commits before anything is run or sent."""
+def claim_due(limit: int, *, handlers: Sequence[str] | None = None) -> list[Claim]:
+    """Lease up to `limit` due deliveries (of `handlers`, if given); the claim commits before
+    anything is run or sent."""
     conf = domain_events_settings()
     with transaction.atomic():
         now = timezone.now()
+        due_qs = Delivery.objects.filter(status__in=Delivery.OPEN, next_attempt_at__lte=now)
+        if handlers is not None:
+            due_qs = due_qs.filter(handler__in=handlers)
         due = list(
-            Delivery.objects.filter(status__in=Delivery.OPEN, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", "handler")[:limit]
+            due_qs.order_by("next_attempt_at").select_for_update(skip_locked=True).values_list("pk", "handler")[:limit]
         )
         if not due:
             return []

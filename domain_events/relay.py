@@ -19,8 +19,9 @@ import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
+from domain_events.bus import Mode, event_bus
 from domain_events.conf import domain_events_settings
-from domain_events.dispatch import Report, claim_due, hand_on
+from domain_events.dispatch import Report, claim_due, hand_on, run_due_here
 from domain_events.models import Delivery
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Relay:
         self.batch_size = batch_size or conf["RELAY_BATCH_SIZE"]
         self.poll_interval = poll_interval if poll_interval is not None else conf["RELAY_POLL_INTERVAL"]
         self.channel = conf["NOTIFY_CHANNEL"]
+        self.gather: float = conf["RELAY_GATHER"]
         self.retention: timedelta = conf["DELIVERY_RETENTION"]
         self.on_report = on_report
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -51,17 +53,25 @@ class Relay:
     # --- one pass -----------------------------------------------------------------------------
 
     def drain(self) -> Report:
-        """Claim and hand on batches until nothing is due."""
+        """Run and send batches until nothing is due.
+
+        In-process handlers' deliveries are claimed and run in one transaction (the row lock is
+        the claim); Celery handlers' deliveries are leased, the lease committed, then sent.
+        """
         total = Report()
+        remote = [s.name for s in event_bus.subscriptions() if s.mode is Mode.CELERY]
         while not self._stopping:
-            claims = claim_due(self.batch_size)
-            if not claims:
-                break
-            report = hand_on(claims, by_relay=True)
+            report = run_due_here(self.batch_size)
+            full = report.handled >= self.batch_size
+            if remote:
+                claims = claim_due(self.batch_size, handlers=remote)
+                if claims:
+                    report.add(hand_on(claims, by_relay=True))
+                full = full or len(claims) >= self.batch_size
             total.add(report)
-            if self.on_report:
+            if self.on_report and report.handled:
                 self.on_report(report)
-            if len(claims) < self.batch_size:
+            if not full:
                 break
         return total
 
@@ -127,12 +137,22 @@ class Relay:
             self._listener = None
 
     def _wait(self) -> None:
+        """Sleep until notified or the poll interval is over.
+
+        After a notification the relay lingers for `RELAY_GATHER` seconds and swallows the
+        notifications of that moment, so that busy publishers make batches, not a claim each.
+        """
         if self._listener is None:
             time.sleep(self.poll_interval)
             return
         try:
+            woken = False
             for _ in self._listener.notifies(timeout=self.poll_interval, stop_after=1):
-                break
+                woken = True
+            if woken and self.gather > 0:
+                time.sleep(self.gather)
+                for _ in self._listener.notifies(timeout=0, stop_after=10_000):
+                    pass
         except psycopg.Error:
             logger.warning("lost the LISTEN connection; reconnecting", exc_info=True)
             self._listener = None

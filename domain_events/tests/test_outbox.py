@@ -95,14 +95,21 @@ def test_a_reader_tracking_position_never_skips_an_event_that_committed_late():
     assert StoredEvent.objects.get(event_id=result["a"].event_id).position > b_stored.position
 
 
-def test_one_transaction_with_many_events_sends_one_notify():
+def notifications_after(publish_count: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute('LISTEN "shelfwise_outbox"')
-    raw = connection.connection
     with transaction.atomic():
-        for n in range(5):
+        for n in range(publish_count):
             event_bus.publish(probe(n=n))
     with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    notifications = list(raw.notifies(timeout=0.5, stop_after=10))
-    assert len(notifications) == 1
+        cursor.execute('UNLISTEN "shelfwise_outbox"')
+    return len(list(connection.connection.notifies(timeout=0.5, stop_after=10)))
+
+
+def test_a_transaction_whose_events_are_left_to_relays_notifies_them_once(settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    assert notifications_after(5) == 1
+
+
+def test_a_publisher_that_dispatches_itself_does_not_wake_the_relays():
+    assert notifications_after(3) == 0
