@@ -155,7 +155,13 @@ def _reschedule(delivery_ids: Sequence[int], when) -> None:
 
 
 class _RunCarefully(Exception):
-    """The optimistic pass met a failure: roll it back and run the batch handler by handler."""
+    """The optimistic pass met a failing handler: roll the pass back, record that failure, and run
+    the rest of the batch handler by handler."""
+
+    def __init__(self, delivery_id: int, error: str) -> None:
+        super().__init__(error)
+        self.delivery_id = delivery_id
+        self.error = error
 
 
 def execute(claims: Sequence[Claim]) -> Report:
@@ -213,21 +219,23 @@ def _run_batch(lock) -> Report:
     The optimistic pass costs one commit and no savepoints. If a handler raises, or the commit
     fails (a deferred constraint), everything it did is rolled back and the careful pass runs each
     handler in its own savepoint with constraints checked per statement, so a failure stays with
-    its handler and the others' writes still commit with their delivery records.
+    its handler and the others' writes still commit with their delivery records. A handler that
+    raised is not run twice: its failure is recorded as it was.
     """
+    known_failures: dict[int, str] = {}
     try:
         with transaction.atomic():
             return _run_locked(lock(), careful=False)
-    except _RunCarefully:
-        pass
+    except _RunCarefully as failure:
+        known_failures[failure.delivery_id] = failure.error
     except DatabaseError:
         logger.info("a batch failed at commit; running it again handler by handler", exc_info=True)
     with transaction.atomic():
         _check_constraints_per_statement()
-        return _run_locked(lock(), careful=True)
+        return _run_locked(lock(), careful=True, known_failures=known_failures)
 
 
-def _run_locked(rows: list[Delivery], *, careful: bool) -> Report:
+def _run_locked(rows: list[Delivery], *, careful: bool, known_failures: dict[int, str] | None = None) -> Report:
     report = Report()
     if not rows:
         return report
@@ -249,7 +257,10 @@ def _run_locked(rows: list[Delivery], *, careful: bool) -> Report:
             changed.append(delivery)
             report.waiting += 1
             continue
-        error = _run_one(delivery, events, careful=careful)
+        if known_failures and delivery.pk in known_failures:
+            error = known_failures[delivery.pk]
+        else:
+            error = _run_one(delivery, events, careful=careful)
         if error is None:
             succeeded.append(delivery.pk)
             report.succeeded += 1
@@ -322,8 +333,8 @@ def _load(delivery: Delivery, events: dict[int, DomainEvent | Exception]) -> Dom
 def _run_one(delivery: Delivery, events: dict[int, DomainEvent | Exception], *, careful: bool) -> str | None:
     """Run one handler; returns the error text, or None on success.
 
-    In the optimistic pass a failure aborts the whole pass; in the careful pass the handler runs
-    in its own savepoint and its failure is returned.
+    In the optimistic pass a failure aborts the whole pass (it is recorded, not run again); in the
+    careful pass the handler runs in its own savepoint and its failure is returned.
     """
     subscription = event_bus.subscription(delivery.handler)
     try:
@@ -337,10 +348,11 @@ def _run_one(delivery: Delivery, events: dict[int, DomainEvent | Exception], *, 
             else:
                 subscription.handler(event)
     except Exception as exc:
-        if not careful:
-            raise _RunCarefully from exc
         logger.warning("handler %s failed on %s: %r", delivery.handler, delivery.stored_event.ref, exc, exc_info=True)
-        return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+        if not careful:
+            raise _RunCarefully(delivery.pk, error) from exc
+        return error
     return None
 
 
