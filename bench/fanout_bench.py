@@ -19,6 +19,10 @@ from bench.harness import Bench, ServicesCpu, cpu_per_unit, fmt_rate, fmt_ratio,
 from bench.procs import PYTHON, BenchError, start_line
 
 
+def cpu_total(cpu: dict[str, float]) -> float:
+    return cpu["client_ms"] + cpu["server_ms"]
+
+
 def fmt_cpu(cpu: dict[str, float]) -> str:
     return f"{cpu['client_ms']:.2f}+{cpu['server_ms']:.2f}"
 
@@ -254,7 +258,8 @@ class FanoutBenchmark:
         ceilings.append(self.ceilings())
         say(f"  raw-SQL ceilings (after): {self._describe_ceiling(ceilings[-1])}")
         self.results["runs"] = runs
-        self.results["ceiling"] = {k: mean([c[k] for c in ceilings]) for k in ceilings[0] if k.endswith("_per_s")}
+        # Other load on a shared machine only ever slows a phase down: the better of the two is the ceiling.
+        self.results["ceiling"] = {k: max(c[k] for c in ceilings) for k in ceilings[0] if k.endswith("_per_s")}
         for key in ("pipeline_cpu", "fast_path_cpu"):
             self.results["ceiling"][key] = {
                 part: mean([c[key][part] for c in ceilings]) for part in ("client_ms", "server_ms")
@@ -293,6 +298,7 @@ class FanoutBenchmark:
                     "ratio": run["events_per_s"] / ceil,
                     "cpu": run["cpu"],
                     "ceiling_cpu": ceil_cpu,
+                    "cpu_ratio": cpu_total(ceil_cpu) / cpu_total(run["cpu"]),
                 }
             )
         return out
@@ -308,6 +314,7 @@ class FanoutBenchmark:
                 fmt_ratio(r["ratio"]),
                 fmt_cpu(r["cpu"]),
                 fmt_cpu(r["ceiling_cpu"]),
+                fmt_ratio(r["cpu_ratio"]),
             ]
             for r in self.rows()
         ]
@@ -320,6 +327,7 @@ class FanoutBenchmark:
                 "ratio",
                 "CPU ms/event py+pg",
                 "ceiling CPU",
+                "CPU ratio",
             ],
             rows,
             notes=[
@@ -327,8 +335,10 @@ class FanoutBenchmark:
                 " counter UPDATE; its delivery record in domain_events is the idempotent inbox, committed with it.",
                 "Figures run from the first publish to the last delivery done;"
                 " every counter is checked to be exactly 1.",
-                "CPU ms/event: Python processes (publishers, relays, worker) + their PostgreSQL backends; it does not"
-                " move with the machine's other load the way events/s does.",
+                "CPU ms/event: Python processes (publishers, relays, worker) + their PostgreSQL backends. CPU ratio ="
+                " ceiling CPU / platform CPU: what the ratio of rates would be on a machine doing nothing else;"
+                " unlike events/s it does not move with other load.",
+                "Ceilings: the better of two measurements, before and after the platform runs (below).",
             ],
         )
         ceiling_rows = [
@@ -341,7 +351,7 @@ class FanoutBenchmark:
             ]
         ]
         detail = table(
-            [f"raw-SQL ceiling, psycopg 3, {self.config.ceiling_procs} processes", "before", "after", "mean (used)"],
+            [f"raw-SQL ceiling, psycopg 3, {self.config.ceiling_procs} processes", "before", "after", "best (used)"],
             ceiling_rows,
         )
         return main + "\n\n" + detail

@@ -31,15 +31,15 @@ def env_ints(name: str, default: str) -> list[int]:
 class Config:
     database_url: str = "postgres://postgres@127.0.0.1:5432/sw_bench"
     broker_url: str = "redis://127.0.0.1:6379/5"
-    events: int = 4000
-    celery_events: int = 1500
+    events: int = 3000
+    celery_events: int = 600
     publishers: int = 2
     relays: list[int] = field(default_factory=lambda: [2, 4])
     fast_publishers: int = 4
     fast_path_relay: bool = True
     ceiling_procs: int = 4
     batch: int = 100
-    seconds: float = 15.0
+    seconds: float = 10.0
     http_clients: int = 6
     gunicorn_workers: int = 3
     orders_relayed: bool = True

@@ -53,6 +53,10 @@ def latency_figure(figures: dict) -> str:
     return f"{fmt_rate(figures['per_s'])} req/s, p50 {fmt_ms(figures['p50'])} ms, p99 {fmt_ms(figures['p99'])} ms"
 
 
+def cpu_total(cpu: dict[str, float]) -> float:
+    return cpu["client_ms"] + cpu["server_ms"]
+
+
 def fmt_cpu(cpu: dict[str, float] | None) -> str:
     return "—" if not cpu else f"{cpu['client_ms']:.2f}+{cpu['server_ms']:.2f}"
 
@@ -331,6 +335,8 @@ class OrdersBenchmark:
                 fmt_ratio(shelf["per_s"] / ceiling["per_s"]),
                 fmt_ratio(shelf["per_s"] / plain["per_s"]),
                 fmt_cpu(shelf["cpu"]),
+                fmt_ratio(cpu_total(ceiling["cpu"]) / cpu_total(shelf["cpu"])),
+                fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(shelf["cpu"])),
             ]
 
         rows = [
@@ -342,6 +348,8 @@ class OrdersBenchmark:
                 "1.00",
                 "—",
                 fmt_cpu(ceiling["cpu"]),
+                "1.00",
+                "—",
             ],
             [
                 f"plain Django + DRF, same inserts, no auth, no events (gunicorn {w} sync)",
@@ -351,6 +359,8 @@ class OrdersBenchmark:
                 fmt_ratio(plain["per_s"] / ceiling["per_s"]),
                 "1.00",
                 fmt_cpu(plain["cpu"]),
+                fmt_ratio(cpu_total(ceiling["cpu"]) / cpu_total(plain["cpu"])),
+                "1.00",
             ],
             shelf_row(
                 f"ShelfWise POST /api/v1/orders/, every handler subscribed (gunicorn {w} sync + relay)", r["shelfwise"]
@@ -366,7 +376,17 @@ class OrdersBenchmark:
         downs = [(k, r[k]["downstream"]) for k in ("shelfwise", "shelfwise_relayed") if k in r]
         q = self.spec["queries"]
         return table(
-            ["orders", "throughput", "p50 ms", "p99 ms", "vs raw SQL", "vs plain DRF", "CPU ms/req py+pg"],
+            [
+                "orders",
+                "throughput",
+                "p50 ms",
+                "p99 ms",
+                "vs raw SQL",
+                "vs plain DRF",
+                "CPU ms/req py+pg",
+                "CPU vs raw",
+                "CPU vs plain",
+            ],
             rows,
             notes=[
                 f"{self.config.http_clients} closed-loop HTTP clients on loopback,"
@@ -381,7 +401,7 @@ class OrdersBenchmark:
                 + "; ".join(f"{d['orders']} orders {d['statuses']} {d['seconds']:.1f} s later" for _, d in downs)
                 + ".",
                 "CPU ms/req: gunicorn + relay processes and their PostgreSQL backends during the load"
-                " (raw SQL: the client processes and their backends).",
+                " (raw SQL: the client processes and their backends); CPU vs x = x's CPU per order / this line's.",
             ],
         )
 
@@ -392,14 +412,16 @@ class OrdersBenchmark:
             {
                 "what": "POST orders/ over HTTP, every handler subscribed",
                 "figure": latency_figure(shelf),
-                "ceiling": f"{fmt_rate(ceiling['per_s'])} tx/s",
+                "ceiling": f"raw SQL {fmt_rate(ceiling['per_s'])} tx/s",
                 "ratio": fmt_ratio(shelf["per_s"] / ceiling["per_s"]),
+                "cpu_ratio": fmt_ratio(cpu_total(ceiling["cpu"]) / cpu_total(shelf["cpu"])),
             },
             {
                 "what": "POST orders/ vs plain DRF with the same inserts",
                 "figure": f"{fmt_rate(shelf['per_s'])} req/s",
                 "ceiling": f"plain DRF {fmt_rate(plain['per_s'])} req/s",
                 "ratio": fmt_ratio(shelf["per_s"] / plain["per_s"]),
+                "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(shelf["cpu"])),
             },
         ]
         if "shelfwise_relayed" in r:
@@ -410,6 +432,7 @@ class OrdersBenchmark:
                     "figure": latency_figure(relayed),
                     "ceiling": f"plain DRF {fmt_rate(plain['per_s'])} req/s",
                     "ratio": fmt_ratio(relayed["per_s"] / plain["per_s"]),
+                    "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(relayed["cpu"])),
                 }
             )
         return rows

@@ -1,19 +1,23 @@
 """`make bench`: ShelfWise's throughput against raw-SQL ceilings measured in the same run.
 
-Needs only PostgreSQL and Redis. Creates and migrates its own database (BENCH_DATABASE_URL,
-default postgres://postgres@127.0.0.1:5432/sw_bench), uses Redis db 5 (BENCH_BROKER_URL), stops
-every process it started, and writes the figures to bench/results/latest.json.
+Needs only PostgreSQL and Redis. Drops, creates and migrates its own database on every run
+(BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/sw_bench; only a database named
+sw_bench or sw_bench_* is accepted), empties and uses Redis db 5 (BENCH_BROKER_URL), stops every
+process it started, and writes the figures to bench/results/latest.json.
 
 Absolute figures move ±30 % between runs on a small machine; compare the ratios, which are taken
 against ceilings measured in the same run.
 
 Sizes (environment variable or option):
-  BENCH_EVENTS / --events             events per fan-out run (default 4000)
-  BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 1500; 0 skips it)
-  BENCH_RELAYS / --relays             relay counts to measure, comma-separated (default 2,4)
-  BENCH_SECONDS / --seconds           duration of each HTTP and order-ceiling phase (default 15)
-  BENCH_ONLY / --only                 fanout,orders (default both)
-  see bench/harness.py for the rest (publishers, batch size, HTTP clients, gunicorn workers)
+  BENCH_EVENTS / --events                events per fan-out run (default 3000)
+  BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 600; 0 skips it)
+  BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 2,4)
+  BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
+  BENCH_ONLY / --only                    fanout,orders (default both)
+  BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
+  BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
+  BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay)
+  BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import experiments
 from bench.harness import RESULTS_DIR, Bench, Config, fmt_rate, fmt_ratio, table
 from bench.procs import ROOT, BenchError, stop_all
 
@@ -86,9 +91,15 @@ def machine_facts(bench: Bench) -> dict[str, object]:
     except redis.RedisError as exc:
         raise BenchError(f"Redis at {bench.config.broker_url} is required: {exc}") from exc
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        git = ["git", "-C", str(ROOT)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "domain_events", "config", "orders", "inventory", "payments"],
+            capture_output=True,
+            text=True,
         ).stdout.strip()
+        if commit and dirty:
+            commit += " + uncommitted changes"
     except OSError:
         commit = ""
     return {
@@ -104,6 +115,7 @@ def machine_facts(bench: Bench) -> dict[str, object]:
         "python": platform.python_version(),
         "django": django.get_version(),
         "psycopg": psycopg.__version__,
+        "experiments": experiments.active(),
     }
 
 
@@ -119,6 +131,11 @@ def header(facts: dict[str, object]) -> str:
             f"  Redis:      {facts['redis']}",
             f"  Python:     {facts['python']}, Django {facts['django']}, psycopg {facts['psycopg']}",
             f"  commit:     {facts['commit'] or 'unknown'}    date: {facts['date']}",
+            *(
+                [f"  experiments: {', '.join(facts['experiments'])} (bench/experiments.py)"]
+                if facts["experiments"]
+                else []
+            ),
             "  Absolute figures move ±30 % between runs here;"
             " the ratios to the ceilings of the same run are what count.",
         ]
@@ -127,8 +144,8 @@ def header(facts: dict[str, object]) -> str:
 
 def summary(rows: list[dict]) -> str:
     return table(
-        ["ShelfWise (this run)", "figure", "raw-SQL ceiling", "ratio"],
-        [[r["what"], r["figure"], r["ceiling"], r["ratio"]] for r in rows],
+        ["ShelfWise (this run)", "figure", "reference, same run", "ratio", "CPU ratio"],
+        [[r["what"], r["figure"], r["ceiling"], r["ratio"], r["cpu_ratio"]] for r in rows],
     )
 
 
@@ -160,8 +177,9 @@ def main() -> int:
                     {
                         "what": r["label"],
                         "figure": f"{fmt_rate(r['events_per_s'])} events/s",
-                        "ceiling": f"{fmt_rate(r['ceiling_per_s'])} events/s",
+                        "ceiling": f"raw SQL {fmt_rate(r['ceiling_per_s'])} events/s",
                         "ratio": fmt_ratio(r["ratio"]),
+                        "cpu_ratio": fmt_ratio(r["cpu_ratio"]),
                     }
                 )
             bench.say()
