@@ -29,3 +29,24 @@ def test_missing_fields_and_invalid_json_are_json_errors():
     broken = client.post("/api/v1/auth/token", "{not json", content_type="application/json")
     assert broken.status_code == 400
     assert "JSON parse error" in broken.json()["detail"]
+
+
+def test_a_token_request_loads_user_and_tenant_in_one_query(customer_api):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = customer_api.get("/api/v1/products/")
+    assert response.status_code == 200
+    tenant_reads = [q["sql"] for q in queries.captured_queries if 'FROM "tenants_tenant"' in q["sql"]]
+    assert tenant_reads == []
+    assert 'JOIN "tenants_tenant"' in queries.captured_queries[0]["sql"]
+
+
+def test_no_token_or_a_bad_one_is_401(customer):
+    assert APIClient().get("/api/v1/products/").status_code == 401
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+    response = bad.get("/api/v1/products/")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "Invalid token."
