@@ -76,6 +76,10 @@ class EventRegistry:
         """All fields of `event` as JSON-ready values (UUID, Decimal → str; datetimes ISO 8601)."""
         return _adapter(type(event)).dump_python(event, mode="json")
 
+    def dump_json(self, event: DomainEvent, *, exclude: frozenset[str] = frozenset()) -> str:
+        """`dump` straight to JSON text, leaving out the `exclude`d fields."""
+        return _adapter(type(event)).dump_json(event, exclude=set(exclude) or None).decode()
+
     def load(
         self,
         type_name: str,
