@@ -10,6 +10,7 @@ per handler, so one failing handler rolls back only its own writes.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -20,14 +21,14 @@ from datetime import timedelta
 from uuid import UUID
 
 from django.db import DatabaseError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from domain_events.bus import Mode, Subscription, event_bus
 from domain_events.conf import domain_events_settings, retry_schedule
 from domain_events.context import traced
 from domain_events.events import DomainEvent
-from domain_events.models import Delivery
+from domain_events.models import Delivery, StoredEvent
 from domain_events.outbox import Claim
 from domain_events.registry import EventLoadError, registry
 
@@ -174,18 +175,90 @@ def execute(claims: Sequence[Claim]) -> Report:
         return Report()
     tokens: dict[int, UUID] = {c.delivery_id: c.token for c in claims}
 
-    def lock() -> list[Delivery]:
-        rows = list(
-            Delivery.objects.select_for_update(of=("self",))
-            .select_related("stored_event")
-            .filter(id__in=tokens.keys(), status__in=Delivery.OPEN, lease_token__in=set(tokens.values()))
-            .order_by("stored_event_id", "id")
-        )
-        return [d for d in rows if d.lease_token == tokens[d.pk]]
+    def lock() -> tuple[list[Delivery], set[int] | None]:
+        if transaction.get_connection().vendor == "postgresql":
+            rows, blocked = _lock_leased_in_one_statement(tokens)
+        else:
+            rows = list(
+                Delivery.objects.select_for_update(of=("self",))
+                .select_related("stored_event")
+                .filter(id__in=tokens.keys(), status__in=Delivery.OPEN, lease_token__in=set(tokens.values()))
+                .order_by("stored_event_id", "id")
+            )
+            blocked = None
+        return [d for d in rows if d.lease_token == tokens[d.pk]], blocked
 
     report = _run_batch(lock)
     report.skipped = len(claims) - report.handled
     return report
+
+
+_DELIVERY_COLUMNS = (
+    "id",
+    "stored_event_id",
+    "handler",
+    "event_type",
+    "tenant_id",
+    "aggregate_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "lease_token",
+    "last_error",
+    "created_at",
+    "updated_at",
+    "completed_at",
+)
+_EVENT_COLUMNS = (
+    "id",
+    "event_id",
+    "type",
+    "version",
+    "tenant_id",
+    "aggregate_id",
+    "occurred_at",
+    "recorded_at",
+    "correlation_id",
+    "causation_id",
+    "payload",
+    "position",
+)
+# Built from the column tuples above only; every value is a bound parameter.
+_LOCK_LEASED = f"""
+SELECT {", ".join("d." + c for c in _DELIVERY_COLUMNS)}, {", ".join("e." + c for c in _EVENT_COLUMNS)},
+       EXISTS (SELECT 1 FROM domain_events_delivery o
+                WHERE o.handler = d.handler AND o.aggregate_id = d.aggregate_id
+                  AND o.stored_event_id < d.stored_event_id AND o.status IN ('pending', 'failed')
+                  AND o.id <> ALL(%(ids)s)) AS blocked
+  FROM domain_events_delivery d JOIN domain_events_storedevent e ON e.id = d.stored_event_id
+ WHERE d.id = ANY(%(ids)s) AND d.status IN ('pending', 'failed') AND d.lease_token = ANY(%(tokens)s)
+ ORDER BY d.stored_event_id, d.id
+   FOR UPDATE OF d"""
+
+
+def _lock_leased_in_one_statement(tokens: dict[int, UUID]) -> tuple[list[Delivery], set[int]]:
+    """PostgreSQL: lock the leased rows, read their events and check their order in one statement.
+
+    This runs once per commit on the fast path, so it is written out rather than compiled by the
+    ORM each time.
+    """
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(_LOCK_LEASED, {"ids": list(tokens), "tokens": list(set(tokens.values()))})
+        fetched = cursor.fetchall()
+    rows: list[Delivery] = []
+    blocked: set[int] = set()
+    width = len(_DELIVERY_COLUMNS)
+    for row in fetched:
+        delivery = Delivery.from_db("default", _DELIVERY_COLUMNS, row[:width])
+        event_values = list(row[width : width + len(_EVENT_COLUMNS)])
+        payload = event_values[_EVENT_COLUMNS.index("payload")]
+        if isinstance(payload, str):
+            event_values[_EVENT_COLUMNS.index("payload")] = json.loads(payload)
+        delivery.stored_event = StoredEvent.from_db("default", _EVENT_COLUMNS, event_values)
+        if row[-1]:
+            blocked.add(delivery.pk)
+        rows.append(delivery)
+    return rows, blocked
 
 
 def run_due_here(limit: int) -> Report:
@@ -199,7 +272,7 @@ def run_due_here(limit: int) -> Report:
         return Report()
     seen: list[int] = []
 
-    def lock() -> list[Delivery]:
+    def lock() -> tuple[list[Delivery], set[int] | None]:
         qs = Delivery.objects.filter(status__in=Delivery.OPEN, next_attempt_at__lte=timezone.now())
         qs = qs.filter(pk__in=seen) if seen else qs.filter(handler__in=names)
         rows = list(
@@ -208,7 +281,7 @@ def run_due_here(limit: int) -> Report:
             .order_by("next_attempt_at")[:limit]
         )
         seen[:] = [d.pk for d in rows]
-        return sorted(rows, key=lambda d: (d.stored_event_id, d.pk))
+        return sorted(rows, key=lambda d: (d.stored_event_id, d.pk)), None
 
     return _run_batch(lock)
 
@@ -225,21 +298,24 @@ def _run_batch(lock) -> Report:
     known_failures: dict[int, str] = {}
     try:
         with transaction.atomic():
-            return _run_locked(lock(), careful=False)
+            return _run_locked(*lock(), careful=False)
     except _RunCarefully as failure:
         known_failures[failure.delivery_id] = failure.error
     except DatabaseError:
         logger.info("a batch failed at commit; running it again handler by handler", exc_info=True)
     with transaction.atomic():
         _check_constraints_per_statement()
-        return _run_locked(lock(), careful=True, known_failures=known_failures)
+        return _run_locked(*lock(), careful=True, known_failures=known_failures)
 
 
-def _run_locked(rows: list[Delivery], *, careful: bool, known_failures: dict[int, str] | None = None) -> Report:
+def _run_locked(
+    rows: list[Delivery], blocked: set[int] | None, *, careful: bool, known_failures: dict[int, str] | None = None
+) -> Report:
     report = Report()
     if not rows:
         return report
-    blocked = _blocked_by_earlier(rows)
+    if blocked is None:
+        blocked = _blocked_by_earlier(rows)
     now = timezone.now()
     conf = domain_events_settings()
     events: dict[int, DomainEvent | Exception] = {}
@@ -273,14 +349,7 @@ def _run_locked(rows: list[Delivery], *, careful: bool, known_failures: dict[int
         else:
             report.failed += 1
     if succeeded:
-        Delivery.objects.filter(pk__in=succeeded).update(
-            status=Delivery.Status.SUCCEEDED,
-            attempts=F("attempts") + 1,
-            lease_token=None,
-            last_error="",
-            completed_at=now,
-            updated_at=now,
-        )
+        _mark_succeeded(succeeded, now)
     if changed:
         for delivery in changed:
             delivery.updated_at = now
@@ -288,6 +357,16 @@ def _run_locked(rows: list[Delivery], *, careful: bool, known_failures: dict[int
             changed, ["status", "attempts", "next_attempt_at", "lease_token", "last_error", "updated_at"]
         )
     return report
+
+
+def _mark_succeeded(delivery_ids: list[int], now) -> None:
+    placeholders = ", ".join(["%s"] * len(delivery_ids))
+    sql = (
+        "UPDATE domain_events_delivery SET status = 'succeeded', attempts = attempts + 1, lease_token = NULL,"
+        f" last_error = '', completed_at = %s, updated_at = %s WHERE id IN ({placeholders})"
+    )
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(sql, [now, now, *delivery_ids])
 
 
 def _check_constraints_per_statement() -> None:
