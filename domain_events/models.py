@@ -67,7 +67,11 @@ class Delivery(models.Model):
 
     OPEN = (Status.PENDING, Status.FAILED)
 
-    stored_event = models.ForeignKey(StoredEvent, on_delete=models.PROTECT, related_name="deliveries")
+    # No database constraint: a delivery is written in the same statement as its event, events are
+    # never deleted, and a constraint would cost a lookup per delivery on every publish.
+    stored_event = models.ForeignKey(
+        StoredEvent, on_delete=models.PROTECT, related_name="deliveries", db_constraint=False
+    )
     handler = models.CharField(max_length=150)
     event_type = models.CharField(max_length=100)
     tenant_id = models.UUIDField()

@@ -113,3 +113,10 @@ def test_a_transaction_whose_events_are_left_to_relays_notifies_them_once(settin
 
 def test_a_publisher_that_dispatches_itself_does_not_wake_the_relays():
     assert notifications_after(3) == 0
+
+
+def test_the_position_trigger_never_plans_a_table_scan():
+    """Its cached plans must not turn into scans after the table was analysed while empty."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'domain_events_assign_position'")
+        assert cursor.fetchone()[0] == ["enable_seqscan=off"]
