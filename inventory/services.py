@@ -18,6 +18,7 @@ from uuid import UUID
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from config.exceptions import ApplicationError, Conflict
 from domain_events.bus import event_bus
@@ -138,10 +139,12 @@ def stock_reserve_for_order(*, tenant_id: UUID, order_id: UUID, lines: Sequence[
             ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
             for sku, quantity in requested.items()
         )
+        now = timezone.now()
         for sku, quantity in requested.items():
-            product = products[sku]
-            product.reserved += quantity
-            product.save(update_fields=["reserved", "updated_at"])
+            products[sku].reserved += quantity
+            products[sku].updated_at = now
+        # One UPDATE for every line: the rows are locked already, the values computed under the lock.
+        Product.objects.bulk_update([products[sku] for sku in requested], ["reserved", "updated_at"])
         event_bus.publish(InventoryReserved(tenant_id=tenant_id, order_id=order_id, lines=tuple(lines)))
     return reservation
 
@@ -166,9 +169,12 @@ def stock_release_for_order(*, tenant_id: UUID, order_id: UUID) -> Reservation:
         if reservation.status != Reservation.Status.RESERVED:
             return reservation
         quantities = _reserved_quantities(reservation)
-        for product in _lock(Product.objects.filter(pk__in=quantities)):
+        released = list(_lock(Product.objects.filter(pk__in=quantities)))
+        now = timezone.now()
+        for product in released:
             product.reserved -= quantities[product.pk]
-            product.save(update_fields=["reserved", "updated_at"])
+            product.updated_at = now
+        Product.objects.bulk_update(released, ["reserved", "updated_at"])
         reservation.status = Reservation.Status.RELEASED
         reservation.save(update_fields=["status", "updated_at"])
     return reservation
@@ -187,10 +193,13 @@ def stock_ship_for_order(*, tenant_id: UUID, order_id: UUID) -> Reservation | No
         if reservation.status != Reservation.Status.RESERVED:
             return reservation
         quantities = _reserved_quantities(reservation)
-        for product in _lock(Product.objects.filter(pk__in=quantities)):
+        shipped = list(_lock(Product.objects.filter(pk__in=quantities)))
+        now = timezone.now()
+        for product in shipped:
             product.on_hand -= quantities[product.pk]
             product.reserved -= quantities[product.pk]
-            product.save(update_fields=["on_hand", "reserved", "updated_at"])
+            product.updated_at = now
+        Product.objects.bulk_update(shipped, ["on_hand", "reserved", "updated_at"])
         reservation.status = Reservation.Status.SHIPPED
         reservation.save(update_fields=["status", "updated_at"])
     return reservation
