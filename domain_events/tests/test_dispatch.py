@@ -4,7 +4,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.utils import timezone
 
@@ -202,3 +202,8 @@ def test_events_published_by_handlers_still_get_commit_order_positions():
     event = publish(n=1000)
     followed = StoredEvent.objects.get(type="probe.followed_up")
     assert followed.position > StoredEvent.objects.get(event_id=event.event_id).position
+
+
+def test_redrive_refuses_a_malformed_event_id():
+    with pytest.raises(CommandError, match="not a UUID"):
+        call_command("redrive_dead_letters", "--event-id", "not-a-uuid")

@@ -1,3 +1,5 @@
+import uuid
+
 from django.core.management.base import BaseCommand, CommandError
 
 from domain_events.dispatch import redrive
@@ -17,8 +19,8 @@ class Command(BaseCommand):
             qs = qs.filter(handler=handler)
         if event_id:
             try:
-                qs = qs.filter(stored_event__event_id=event_id)
-            except Exception as exc:  # a malformed UUID
-                raise CommandError(f"--event-id: {exc}") from exc
+                qs = qs.filter(stored_event__event_id=uuid.UUID(event_id))
+            except ValueError:
+                raise CommandError(f"--event-id: {event_id!r} is not a UUID") from None
         count = redrive(queryset=qs)
         self.stdout.write(f"Re-queued {count} dead deliver{'y' if count == 1 else 'ies'}.")
