@@ -17,6 +17,7 @@ from __future__ import annotations
 from bench.fanout.names import CELERY_HANDLERS, HANDLERS_PER_EVENT, ON_COMMIT_HANDLERS
 from bench.harness import Bench, ServicesCpu, cpu_per_unit, fmt_rate, fmt_ratio, mean, span, table
 from bench.procs import PYTHON, BenchError, start_line
+from domain_events.testing import celery_worker_argv
 
 
 def cpu_total(cpu: dict[str, float]) -> float:
@@ -149,23 +150,7 @@ class FanoutBenchmark:
         events = self.config.celery_events
         self.reset(events, CELERY_HANDLERS)
         redis.Redis.from_url(self.config.broker_url).flushdb()
-        argv = [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "2",
-            "--hostname",
-            "bench@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        argv = celery_worker_argv("bench", python=PYTHON)
         worker = self.bench.service("celery-worker", argv, LOG_LEVEL="INFO")
         try:
             worker.wait_for(" ready.", timeout=60)

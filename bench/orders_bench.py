@@ -33,6 +33,7 @@ from bench.harness import (
     table,
 )
 from bench.procs import PYTHON, ROOT, BenchError, Service, start_line
+from domain_events.testing import celery_worker_argv
 
 MAX_REQUESTS_PER_CLIENT = 50_000
 PRODUCTS = 100
@@ -248,23 +249,7 @@ class OrdersBenchmark:
     def drain(self, placed: int, tag: str, since: object) -> dict:
         """Start a Celery worker and wait until every order of the run is confirmed."""
         customer = self.spec["customer_id"]
-        argv = [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "2",
-            "--hostname",
-            "bench-orders@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        argv = celery_worker_argv("bench-orders", python=PYTHON)
         worker = self.bench.service(f"celery-orders-{tag}", argv, LOG_LEVEL="INFO")
         try:
             worker.wait_for(" ready.", timeout=60)
