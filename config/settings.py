@@ -81,7 +81,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
+    # No transaction stays open without bound: a statement, or a transaction left idle, that runs
+    # past these limits is cancelled (long maintenance commands raise them for their session).
     DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"]["options"] = (
+        f"-c statement_timeout={env.int('DATABASE_STATEMENT_TIMEOUT_MS', default=30_000)}"
+        f" -c idle_in_transaction_session_timeout={env.int('DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS', default=60_000)}"
+    )
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
@@ -167,16 +173,24 @@ DOMAIN_EVENTS = {
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
     # How long a relay's claim on a delivery lasts; a claim whose holder died expires after it.
     "LEASE": timedelta(seconds=env.float("OUTBOX_LEASE", default=60)),
-    # How long a delivery handed to Celery may wait in the queue before a relay sends it again.
+    # A Celery message still unstarted after this is checked for loss, and sent again if lost.
+    "CELERY_SEND_CHECK": timedelta(seconds=env.float("OUTBOX_CELERY_SEND_CHECK", default=15)),
+    # The hard time limit of a Celery delivery task (the soft one is 80 % of it).
+    "CELERY_TIME_LIMIT": timedelta(seconds=env.float("OUTBOX_CELERY_TIME_LIMIT", default=30)),
+    # How long a started Celery delivery is its worker's before a relay sends it again.
+    "CELERY_RUN_LEASE": timedelta(seconds=env.float("OUTBOX_CELERY_RUN_LEASE", default=40)),
+    # Past this a relay sends an unstarted Celery message again, whether or not it was proved lost.
     "CELERY_LEASE": timedelta(seconds=env.float("OUTBOX_CELERY_LEASE", default=300)),
-    # How long a delivery waits before looking again when an earlier event of its aggregate is unfinished.
-    "ORDERING_WAIT": timedelta(seconds=env.float("OUTBOX_ORDERING_WAIT", default=1)),
     "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=100),
     "RELAY_POLL_INTERVAL": env.float("OUTBOX_RELAY_POLL_INTERVAL", default=1.0),
     # After a NOTIFY, how long a relay lets more events gather before it claims a batch.
     "RELAY_GATHER": env.float("OUTBOX_RELAY_GATHER", default=0.02),
     # Succeeded delivery records are pruned after this; stored events are kept for ever.
     "DELIVERY_RETENTION": timedelta(hours=env.float("OUTBOX_DELIVERY_RETENTION_HOURS", default=168)),
+    # Dead letters hold their aggregate back until redriven or skipped; after this they are pruned.
+    "DEAD_LETTER_RETENTION": timedelta(days=env.float("OUTBOX_DEAD_LETTER_RETENTION_DAYS", default=30)),
+    # Open deliveries of a handler that no process has run for this long are pruned.
+    "ORPHAN_RETENTION": timedelta(days=env.float("OUTBOX_ORPHAN_RETENTION_DAYS", default=30)),
     "RETRY_JITTER": env.float("HANDLER_RETRY_JITTER", default=0.2),
 }
 

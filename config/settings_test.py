@@ -8,7 +8,8 @@ os.environ.setdefault("HANDLER_RETRY_SCHEDULE", "1,1,1")
 os.environ.setdefault("OUTBOX_DISPATCH_GRACE", "2")
 os.environ.setdefault("OUTBOX_LEASE", "3")
 os.environ.setdefault("OUTBOX_CELERY_LEASE", "6")
-os.environ.setdefault("OUTBOX_ORDERING_WAIT", "0.2")
+os.environ.setdefault("OUTBOX_CELERY_SEND_CHECK", "1")
+os.environ.setdefault("OUTBOX_CELERY_RUN_LEASE", "5")
 os.environ.setdefault("OUTBOX_RELAY_POLL_INTERVAL", "0.2")
 
 from config.settings import *  # noqa: F403

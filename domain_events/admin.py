@@ -1,10 +1,18 @@
-"""Stored events and their deliveries, for staff: what happened, who handled it, what is stuck."""
+"""Stored events, deliveries, subscribers and position readers, for staff: what happened, who
+handled it, what is stuck, and what is behind."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from domain_events.dispatch import redrive
-from domain_events.models import Delivery, StoredEvent
+from domain_events import subscribers, tracking
+from domain_events.deadletters import redrive, skip
+from domain_events.models import UNTIL_RELEASED, Checkpoint, Delivery, DeliveryStatus, StoredEvent, Subscriber
+from domain_events.subscriptions import subscriptions
 from tenants.scoping import TenantScopedAdmin
 
 
@@ -62,14 +70,35 @@ class StoredEventAdmin(ReadOnlyAdmin):
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.pretty_payload())
 
 
+class HeldFilter(admin.SimpleListFilter):
+    title = "held back"
+    parameter_name = "held"
+
+    def lookups(self, request, model_admin):
+        return [("dead", "held by a dead letter"), ("waiting", "waiting for an earlier event")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "dead":
+            return queryset.filter(held_by__isnull=False, next_attempt_at=UNTIL_RELEASED)
+        if self.value() == "waiting":
+            return queryset.filter(held_by__isnull=False).exclude(next_attempt_at=UNTIL_RELEASED)
+        return queryset
+
+
+class SkipForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), help_text="Kept on each delivery."
+    )
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "event_type", "handler", "status", "attempts", "next_attempt_at", "short_error"]
-    list_filter = ["status", "handler", "event_type", "tenant_id"]
+    list_display = ["id", "event_type", "handler", "status", "attempts", "next_attempt_at", "held", "short_error"]
+    list_filter = ["status", HeldFilter, "handler", "event_type", "tenant_id"]
     search_fields = ["=stored_event__event_id", "=aggregate_id", "handler"]
     list_select_related = ["stored_event"]
     ordering = ["-id"]
-    actions = ["redrive_selected"]
+    actions = ["redrive_selected", "skip_selected"]
     fields = [
         "stored_event",
         "event_type",
@@ -79,7 +108,11 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "status",
         "attempts",
         "next_attempt_at",
+        "held",
         "last_error",
+        "resolution",
+        "sent_at",
+        "started_at",
         "created_at",
         "updated_at",
         "completed_at",
@@ -92,16 +125,103 @@ class DeliveryAdmin(ReadOnlyAdmin):
     def short_error(self, obj: Delivery) -> str:
         return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
 
+    @admin.display(description="held")
+    def held(self, obj: Delivery) -> str:
+        if obj.held_by is None:
+            return ""
+        if obj.next_attempt_at == UNTIL_RELEASED:
+            return f"held by a dead letter (#{obj.held_by})"
+        return f"waiting for #{obj.held_by}"
+
     @admin.display(description="event payload")
     def payload_pretty(self, obj: Delivery) -> str:
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.stored_event.pretty_payload())
 
     @admin.action(description="Redrive selected dead deliveries")
     def redrive_selected(self, request, queryset) -> None:
-        count = redrive(queryset=queryset)
-        skipped = queryset.count() - count
+        selected = queryset.count()
+        count = redrive(queryset)
         self.message_user(request, f"Re-queued {count} dead deliveries.", messages.SUCCESS)
-        if skipped:
+        if selected - count:
             self.message_user(
-                request, f"{skipped} selected deliveries were not dead and were left alone.", messages.INFO
+                request, f"{selected - count} selected deliveries were not dead and were left alone.", messages.INFO
             )
+
+    @admin.action(description="Skip selected dead deliveries (with a reason)")
+    def skip_selected(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> TemplateResponse | None:
+        """Ask why, then mark the dead deliveries skipped and release what they held back."""
+        dead = list(queryset.filter(status=DeliveryStatus.DEAD))
+        if not dead:
+            self.message_user(request, "None of the selected deliveries is dead; nothing to skip.", messages.WARNING)
+            return None
+        form = SkipForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Skip dead deliveries",
+                "opts": self.model._meta,
+                "form": form,
+                "deliveries": dead,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/domain_events/delivery/skip.html", context)
+        count = skip(queryset, reason=form.cleaned_data["reason"], by=request.user.get_username())
+        self.message_user(request, f"Skipped {count} dead deliveries; what they held back goes on.", messages.SUCCESS)
+        return None
+
+
+class SuperuserOnlyAdmin(admin.ModelAdmin):
+    """Backbone state that spans every tenant: superusers only."""
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(SuperuserOnlyAdmin):
+    list_display = ["name", "mode", "deployed_here", "first_position", "covered_position", "last_seen_at"]
+    ordering = ["name"]
+
+    @admin.display(boolean=True, description="subscribed in this code")
+    def deployed_here(self, obj: Subscriber) -> bool:
+        return subscriptions.get(obj.name) is not None
+
+    def changelist_view(self, request, extra_context=None):
+        for orphan in subscribers.orphans():
+            self.message_user(
+                request,
+                f"Handler {orphan.name!r} is no longer subscribed: {orphan.open_deliveries} open deliveries are "
+                "kept out of claims and pruned after the orphan retention.",
+                messages.WARNING,
+            )
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(SuperuserOnlyAdmin):
+    list_display = ["name", "position", "behind", "attempts", "retry_at", "short_error", "updated_at"]
+    ordering = ["name"]
+
+    @admin.display(description="behind the head")
+    def behind(self, obj: Checkpoint) -> str:
+        name, _, target = obj.name.partition("@")
+        if subscriptions.tracker(name) is None:
+            return "not subscribed"
+        lag = tracking.lag(name, target=target or tracking.LIVE)
+        return f"{lag.positions} positions, {lag.seconds:.1f} s"
+
+    @admin.display(description="last error")
+    def short_error(self, obj: Checkpoint) -> str:
+        return obj.last_error[:80]

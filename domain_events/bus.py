@@ -10,7 +10,8 @@ Modes:
 
 Every ``on_commit`` and ``celery`` subscriber gets a delivery record in the publisher's transaction,
 so the stored event is the guarantee: dispatch after commit is only the fast path, and the relay
-hands on whatever it missed. Queries (``ask``/``answer``) are the synchronous counterpart: exactly
+hands on whatever it missed. ``track`` subscribes a position reader instead (see
+``tracking``). Queries (``ask``/``answer``) are the synchronous counterpart: exactly
 one module answers a query type, and a missing answer fails loudly.
 """
 
@@ -19,27 +20,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from enum import StrEnum
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Any, Literal, TypeVar
 
 from django.db import transaction
 
+from domain_events import fastpath, recording
 from domain_events.context import current_trace, new_correlation_id
 from domain_events.events import DomainEvent
 from domain_events.queries import Query
+from domain_events.subscriptions import BatchHandler, Handler, Mode, Subscription, Tracker, subscriptions
 
 logger = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=DomainEvent)
 R = TypeVar("R")
-Handler = Callable[[Any], None]
 
-
-class Mode(StrEnum):
-    INLINE = "inline"
-    ON_COMMIT = "on_commit"
-    CELERY = "celery"
+__all__ = ["EventBus", "Mode", "NoQueryHandler", "PublishOutsideTransaction", "Subscription", "event_bus"]
 
 
 class PublishOutsideTransaction(RuntimeError):
@@ -50,23 +47,12 @@ class NoQueryHandler(LookupError):
     pass
 
 
-@dataclass(frozen=True)
-class Subscription:
-    name: str
-    handler: Handler
-    mode: Mode
-    event_types: tuple[type[DomainEvent], ...]
-    queue: str | None = None
-    retry_schedule: tuple[int, ...] | None = None
-
-    def matches(self, event_cls: type[DomainEvent]) -> bool:
-        return issubclass(event_cls, self.event_types)
+def _types(event_types: type[DomainEvent] | Iterable[type[DomainEvent]]) -> tuple[type[DomainEvent], ...]:
+    return (event_types,) if isinstance(event_types, type) else tuple(event_types)
 
 
 class EventBus:
     def __init__(self) -> None:
-        self._by_name: dict[str, Subscription] = {}
-        self._cache: dict[type[DomainEvent], tuple[Subscription, ...]] = {}
         self._query_handlers: dict[type[Query], Callable[[Any], Any]] = {}
 
     # --- subscribing ----------------------------------------------------------------------
@@ -86,35 +72,30 @@ class EventBus:
         Subscribing to `DomainEvent` itself receives every event type. Subscribing the same
         name again with the same handler adds event types to it.
         """
-        types = (event_types,) if isinstance(event_types, type) else tuple(event_types)
-        mode = Mode(mode)
         schedule = tuple(retry_schedule) if retry_schedule is not None else None
-        existing = self._by_name.get(name)
-        if existing is not None:
-            if existing.handler is not handler or existing.mode is not mode:
-                raise ValueError(f"handler name {name!r} is already subscribed to another handler or mode")
-            types = existing.event_types + tuple(t for t in types if t not in existing.event_types)
-        subscription = Subscription(name, handler, mode, types, queue, schedule)
-        self._by_name[name] = subscription
-        self._cache.clear()
-        return subscription
+        return subscriptions.add(Subscription(name, handler, Mode(mode), _types(event_types), queue, schedule))
 
-    def unsubscribe(self, name: str) -> None:
-        self._by_name.pop(name, None)
-        self._cache.clear()
+    def track(
+        self,
+        event_types: type[DomainEvent] | Iterable[type[DomainEvent]],
+        handler: BatchHandler,
+        *,
+        name: str,
+        batch_size: int = 500,
+        start: Literal["beginning", "now"] = "beginning",
+    ) -> Tracker:
+        """Subscribe a position reader: `handler(events, context)` gets every matching stored event
+        in `position` order, in batches, and its writes commit with its checkpoint."""
+        return subscriptions.add_tracker(Tracker(name, handler, _types(event_types), batch_size, start))
 
     def subscriptions_for(self, event_cls: type[DomainEvent]) -> tuple[Subscription, ...]:
-        found = self._cache.get(event_cls)
-        if found is None:
-            found = tuple(s for s in self._by_name.values() if s.matches(event_cls))
-            self._cache[event_cls] = found
-        return found
+        return subscriptions.for_event(event_cls)
 
     def subscription(self, name: str) -> Subscription | None:
-        return self._by_name.get(name)
+        return subscriptions.get(name)
 
     def subscriptions(self) -> tuple[Subscription, ...]:
-        return tuple(self._by_name.values())
+        return subscriptions.all()
 
     # --- publishing -----------------------------------------------------------------------
 
@@ -125,19 +106,16 @@ class EventBus:
         (the handled event, or the event itself when nothing caused it). Returns the event as
         stored.
         """
-        from domain_events import dispatch, outbox
-
         if not transaction.get_connection().in_atomic_block:
             raise PublishOutsideTransaction(f"publish({event.type}) needs an open transaction (transaction.atomic)")
         event = self._traced(event)
-        subscriptions = self.subscriptions_for(type(event))
-        for subscription in subscriptions:
+        found = subscriptions.for_event(type(event))
+        for subscription in found:
             if subscription.mode is Mode.INLINE:
                 subscription.handler(event)
-        deferred = [s for s in subscriptions if s.mode is not Mode.INLINE]
-        entries = outbox.record(event, deferred)
-        if entries:
-            dispatch.after_commit(entries)
+        claims = recording.record(event, [s for s in found if s.mode is not Mode.INLINE])
+        if claims:
+            fastpath.after_commit(claims)
         return event
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain_events.events import DomainEvent
-from domain_events.outbox import payload_of
+from domain_events.recording import payload_of
 
 CONTENT_TYPE = "application/cloudevents+json"
 

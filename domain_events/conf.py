@@ -9,12 +9,19 @@ DEFAULTS: dict[str, Any] = {
     "DISPATCH_ON_COMMIT": True,
     "DISPATCH_GRACE": timedelta(seconds=10),
     "LEASE": timedelta(seconds=60),
+    # A sent Celery message still unstarted after this is checked for loss (see `handoff`).
+    "CELERY_SEND_CHECK": timedelta(seconds=15),
+    # The hard time limit of a Celery delivery task; a started one is the worker's for a little longer.
+    "CELERY_TIME_LIMIT": timedelta(seconds=30),
+    "CELERY_RUN_LEASE": timedelta(seconds=40),
+    # Past this a relay sends an unstarted Celery message again, proof of loss or not.
     "CELERY_LEASE": timedelta(minutes=5),
-    "ORDERING_WAIT": timedelta(seconds=1),
     "RELAY_BATCH_SIZE": 100,
     "RELAY_POLL_INTERVAL": 1.0,
     "RELAY_GATHER": 0.02,
     "DELIVERY_RETENTION": timedelta(days=7),
+    "DEAD_LETTER_RETENTION": timedelta(days=30),
+    "ORPHAN_RETENTION": timedelta(days=30),
     "RETRY_JITTER": 0.2,
     "NOTIFY_CHANNEL": "shelfwise_outbox",
 }

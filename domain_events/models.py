@@ -1,19 +1,31 @@
-"""The outbox: stored events (kept for ever) and one delivery record per (event, handler)."""
+"""The outbox and its readers' state.
+
+- `StoredEvent`: every event, kept for ever, numbered by `position` once committed.
+- `Delivery`: the inbox of per-event handlers, one row per (event, handler), with its state.
+- `Subscriber`: every per-event handler ever deployed, and from which position it is owed events.
+- `Checkpoint`: how far each position reader (projection, audit chain, integration relay) has got.
+- `QueueMark`: per Celery queue, the latest send time a worker has started; proof that older
+  unstarted messages on that queue were lost.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from django.db import models
 from django.db.models import Q
+
+# What a held delivery waits for: its blocker's release, not a clock.
+UNTIL_RELEASED = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class StoredEvent(models.Model):
     """An event as recorded in the transaction of the change it describes.
 
-    `position` is assigned at commit time, in commit order (see migration 0002): a reader that
-    tracks it never skips an event that committed late. `id` is the insertion order, which is the
-    order of one aggregate's events because producers change an aggregate under its row lock.
+    `position` is assigned after commit by the sequencer (`domain_events.sequencer`), which numbers
+    committed events one batch at a time under a lock: a reader that tracks it never skips an
+    event that committed late, and one aggregate's events are ordered by it everywhere.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -33,7 +45,9 @@ class StoredEvent(models.Model):
         verbose_name = "stored event"
         indexes = [
             models.Index(fields=["tenant_id", "position"], name="storedevent_tenant_position"),
-            models.Index(fields=["aggregate_id", "id"], name="storedevent_aggregate"),
+            models.Index(fields=["aggregate_id", "position"], name="storedevent_aggregate_pos"),
+            # The sequencer's work list: committed events without a position yet.
+            models.Index(fields=["id"], name="storedevent_unsequenced", condition=Q(position__isnull=True)),
         ]
 
     def __str__(self) -> str:
@@ -56,33 +70,51 @@ class StoredEvent(models.Model):
         return json.dumps(self.payload, indent=2, sort_keys=True)
 
 
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    SKIPPED = "skipped"
+
+
+# Still to be run.
+OPEN = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
+# Holds back the later events of its aggregate for its handler.
+BLOCKING = (DeliveryStatus.PENDING, DeliveryStatus.FAILED, DeliveryStatus.DEAD)
+
+
 class Delivery(models.Model):
     """The inbox: one (event, handler) pair, its state and its retry schedule."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        DEAD = "dead"
+    Status = DeliveryStatus
+    OPEN = OPEN
+    BLOCKING = BLOCKING
 
-    OPEN = (Status.PENDING, Status.FAILED)
-
+    # No index of its own: the unique (stored_event, handler) index serves lookups by event.
     # No database constraint: a delivery is written in the same statement as its event, events are
     # never deleted, and a constraint would cost a lookup per delivery on every publish.
     stored_event = models.ForeignKey(
-        StoredEvent, on_delete=models.PROTECT, related_name="deliveries", db_constraint=False
+        StoredEvent, on_delete=models.PROTECT, related_name="deliveries", db_constraint=False, db_index=False
     )
     handler = models.CharField(max_length=150)
     event_type = models.CharField(max_length=100)
     tenant_id = models.UUIDField()
     aggregate_id = models.UUIDField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     # When the delivery may next be claimed. A claim pushes it forward by the lease, so a claim
     # whose holder died simply becomes due again.
     next_attempt_at = models.DateTimeField()
     lease_token = models.UUIDField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The earlier delivery of the same handler and aggregate this one waits behind.
+    held_by = models.BigIntegerField(null=True, blank=True)
+    # Celery hand-off: when the message was sent, and when a worker started it.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # What staff decided about a dead letter (skip with a reason).
+    resolution = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -92,23 +124,72 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["stored_event", "handler"], name="delivery_once_per_handler"),
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "succeeded", "failed", "dead"]), name="delivery_status_valid"
+                condition=Q(status__in=["pending", "succeeded", "failed", "dead", "skipped"]),
+                name="delivery_status_valid",
             ),
         ]
         indexes = [
-            # Claims read only this partial index, whatever the table's statistics say.
+            # Claims: per handler, what is due. Partial, so finished rows leave it.
             models.Index(
-                fields=["next_attempt_at"], name="delivery_claimable", condition=Q(status__in=["pending", "failed"])
-            ),
-            # "Is an earlier event of this aggregate still open for this handler?"
-            models.Index(
-                fields=["handler", "aggregate_id", "stored_event"],
-                name="delivery_open_by_aggregate",
+                fields=["handler", "next_attempt_at"],
+                name="delivery_claimable",
                 condition=Q(status__in=["pending", "failed"]),
             ),
+            # "Is an earlier event of this aggregate still unfinished (or dead) for this handler?"
+            models.Index(
+                fields=["aggregate_id", "handler"],
+                name="delivery_blocking",
+                condition=Q(status__in=["pending", "failed", "dead"]),
+            ),
+            # Pruning and the admin's "succeeded" lists.
             models.Index(fields=["completed_at"], name="delivery_succeeded", condition=Q(status="succeeded")),
-            models.Index(fields=["status", "handler"], name="delivery_status_handler"),
+            # Releasing what waits behind a delivery once it is done.
+            models.Index(fields=["held_by"], name="delivery_held", condition=Q(held_by__isnull=False)),
+            # Dead letters, for the admin and redrive.
+            models.Index(fields=["handler", "id"], name="delivery_dead", condition=Q(status="dead")),
         ]
 
     def __str__(self) -> str:
         return f"{self.event_type} → {self.handler} ({self.status})"
+
+
+class Subscriber(models.Model):
+    """A per-event handler as first deployed: it is owed every matching event from `first_position`.
+
+    Relays that run the handler create the deliveries that a publisher without it (older code,
+    another process) did not, up to `covered_position`.
+    """
+
+    name = models.CharField(max_length=150, primary_key=True)
+    mode = models.CharField(max_length=20)
+    event_types = models.JSONField(default=list)
+    first_position = models.BigIntegerField()
+    covered_position = models.BigIntegerField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Checkpoint(models.Model):
+    """How far a position reader has got; committed with its writes, so a batch applies once."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    position = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+    attempts = models.PositiveIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.position}"
+
+
+class QueueMark(models.Model):
+    queue = models.CharField(max_length=150, primary_key=True)
+    started_sent_at = models.DateTimeField()
+    probe_sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.queue}: started up to {self.started_sent_at}"

@@ -1,33 +1,42 @@
-"""The outbox relay: hands on every delivery that is due (lost dispatch, expired lease, retry).
+"""The relay loop: hands on every delivery that is due (lost dispatch, expired lease, retry).
 
-It wakes on PostgreSQL LISTEN/NOTIFY (the outbox trigger notifies once per committing
-transaction) and polls as a fallback. Several relays run side by side: claims are short leases
-taken with `SKIP LOCKED` and committed before any handler runs or any message is sent.
+Each pass: number committed events (the sequencer), write the deliveries that publishers without a
+handler left out (late subscribers), catch the position readers up, run in-process deliveries and
+send Celery ones, and now and then prune. It wakes on PostgreSQL LISTEN/NOTIFY and polls as a
+fallback; a lost LISTEN connection is re-established with backoff for as long as the relay runs.
+Several relays run side by side: claims are short leases or row locks taken with SKIP LOCKED.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
-from domain_events.bus import Mode, event_bus
+from domain_events import subscribers, tracking
 from domain_events.conf import domain_events_settings
-from domain_events.dispatch import Report, claim_due, hand_on, run_due_here
-from domain_events.models import Delivery
+from domain_events.executor import Report, run_due_here
+from domain_events.fastpath import hand_on
+from domain_events.handoff import claim_for_workers, send_probes
+from domain_events.models import Delivery, DeliveryStatus, Subscriber
+from domain_events.sequencer import POSITIONS_PAYLOAD, sequence
+from domain_events.subscriptions import Mode, subscriptions
 
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0
 PRUNE_BATCH = 5000
+COVER_EVERY = 1.0
+PRUNE_LOCK = 7246183015249174628
+LISTEN_BACKOFF_MAX = 30.0
 
 
 class Relay:
@@ -43,30 +52,40 @@ class Relay:
         self.poll_interval = poll_interval if poll_interval is not None else conf["RELAY_POLL_INTERVAL"]
         self.channel = conf["NOTIFY_CHANNEL"]
         self.gather: float = conf["RELAY_GATHER"]
-        self.retention: timedelta = conf["DELIVERY_RETENTION"]
         self.on_report = on_report
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = False
         self._listener: psycopg.Connection | None = None
+        self._listen_retry_at = 0.0
+        self._listen_backoff = 0.0
         self._last_prune = 0.0
+        self._last_cover = 0.0
+        self._last_drain = 0.0
 
     # --- one pass -----------------------------------------------------------------------------
 
     def drain(self) -> Report:
-        """Run and send batches until nothing is due.
-
-        In-process handlers' deliveries are claimed and run in one transaction (the row lock is
-        the claim); Celery handlers' deliveries are leased, the lease committed, then sent.
-        """
+        """Hand on everything due now: number events, cover late subscribers, catch position
+        readers up, then run and send batches of deliveries until nothing is due."""
+        sequence()
+        if time.monotonic() - self._last_cover >= COVER_EVERY:
+            subscribers.register_once()
+            subscribers.cover()
+            self._last_cover = time.monotonic()
+        if subscriptions.trackers():
+            tracking.run_due()
         total = Report()
-        remote = [s.name for s in event_bus.subscriptions() if s.mode is Mode.CELERY]
+        local = subscriptions.names(Mode.ON_COMMIT)
+        remote = [s for s in subscriptions.all() if s.mode is Mode.CELERY]
         while not self._stopping:
-            report = run_due_here(self.batch_size)
+            report = run_due_here(self.batch_size, local)
             full = report.handled >= self.batch_size
             if remote:
-                claims = claim_due(self.batch_size, handlers=remote)
+                claims, probes = claim_for_workers(self.batch_size, remote)
                 if claims:
                     report.add(hand_on(claims, by_relay=True))
+                if probes:
+                    send_probes(probes)
                 full = full or len(claims) >= self.batch_size
             total.add(report)
             if self.on_report and report.handled:
@@ -76,41 +95,79 @@ class Relay:
         return total
 
     def prune(self) -> int:
-        """Delete succeeded delivery records older than the retention; events are kept for ever."""
-        cutoff = timezone.now() - self.retention
+        """Apply the retention rules; only one relay at a time does it.
+
+        - succeeded and skipped deliveries: after `DELIVERY_RETENTION`;
+        - dead letters: after `DEAD_LETTER_RETENTION` (they hold their aggregate back until then);
+        - open deliveries of orphaned handlers (not seen by any process for `ORPHAN_RETENTION`).
+        Stored events are kept for ever.
+        """
+        conf = domain_events_settings()
+        now = timezone.now()
+        rules = [
+            (
+                "succeeded or skipped",
+                Delivery.objects.filter(
+                    status__in=[DeliveryStatus.SUCCEEDED, DeliveryStatus.SKIPPED],
+                    completed_at__lt=now - conf["DELIVERY_RETENTION"],
+                ),
+            ),
+            (
+                "dead",
+                Delivery.objects.filter(status=DeliveryStatus.DEAD, updated_at__lt=now - conf["DEAD_LETTER_RETENTION"]),
+            ),
+        ]
+        gone = list(
+            Subscriber.objects.filter(last_seen_at__lt=now - conf["ORPHAN_RETENTION"])
+            .exclude(name__in=[s.name for s in subscriptions.all()])
+            .values_list("name", flat=True)
+        )
+        if gone:
+            rules.append(("orphaned", Delivery.objects.filter(handler__in=gone, status__in=Delivery.OPEN)))
         deleted = 0
-        while True:
-            with transaction.atomic():
-                ids = list(
-                    Delivery.objects.filter(status=Delivery.Status.SUCCEEDED, completed_at__lt=cutoff).values_list(
-                        "pk", flat=True
-                    )[:PRUNE_BATCH]
-                )
-                if not ids:
-                    return deleted
-                deleted += Delivery.objects.filter(pk__in=ids).delete()[0]
+        for label, qs in rules:
+            while True:
+                with transaction.atomic():
+                    if not self._prune_lock():
+                        return deleted
+                    ids = list(qs.values_list("pk", flat=True)[:PRUNE_BATCH])
+                    if not ids:
+                        break
+                    count = Delivery.objects.filter(pk__in=ids).delete()[0]
+                deleted += count
+                logger.info("pruned %d %s delivery records", count, label)
+        return deleted
+
+    @staticmethod
+    def _prune_lock() -> bool:
+        if connection.vendor != "postgresql":
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [PRUNE_LOCK])
+            return cursor.fetchone()[0]
 
     # --- long-running -------------------------------------------------------------------------
 
     def run(self) -> None:
         self._install_signal_handlers()
+        subscribers.register()
         self._listen()
         logger.info("outbox relay %s started (batch %d, poll %.1fs)", self.name, self.batch_size, self.poll_interval)
         try:
             while not self._stopping:
                 try:
                     self.drain()
+                    self._last_drain = time.monotonic()
                     if time.monotonic() - self._last_prune > PRUNE_EVERY:
-                        pruned = self.prune()
+                        self.prune()
                         self._last_prune = time.monotonic()
-                        if pruned:
-                            logger.info("pruned %d succeeded delivery records", pruned)
                 except Exception:
                     # A database restart or a network blip: keep the relay alive and try again.
                     logger.exception("relay pass failed; retrying")
                     connection.close()
                     time.sleep(self.poll_interval)
-                self._wait()
+                while not self._stopping and not self._wait():
+                    pass
         finally:
             if self._listener is not None:
                 self._listener.close()
@@ -124,37 +181,50 @@ class Relay:
         signal.signal(signal.SIGINT, self.stop)
 
     def _listen(self) -> None:
+        """Open the LISTEN connection; on failure, try again later with a growing backoff."""
         if connection.vendor != "postgresql":
             return
         try:
             params = connection.get_connection_params()
             params.pop("cursor_factory", None)
             params.pop("context", None)
-            self._listener = psycopg.connect(**params, autocommit=True)
+            self._listener = psycopg.connect(**params, autocommit=True, connect_timeout=5)
             self._listener.execute(f'LISTEN "{self.channel}"')
+            self._listen_backoff = 0.0
+            logger.info("relay %s listening on %s", self.name, self.channel)
         except psycopg.Error:
-            logger.warning("LISTEN failed; relay polls every %.1fs", self.poll_interval, exc_info=True)
             self._listener = None
+            self._listen_backoff = min(LISTEN_BACKOFF_MAX, max(self.poll_interval, self._listen_backoff * 2))
+            self._listen_retry_at = time.monotonic() + self._listen_backoff
+            logger.warning("LISTEN failed; polling, next try in %.1fs", self._listen_backoff, exc_info=True)
 
-    def _wait(self) -> None:
-        """Sleep until notified or the poll interval is over.
+    def _wait(self) -> bool:
+        """Sleep until notified or the poll interval is over; True when there is work to do.
 
-        After a notification the relay lingers for `RELAY_GATHER` seconds and swallows the
-        notifications of that moment, so that busy publishers make batches, not a claim each.
+        The sequencer's notifications (new positions) concern position readers only: without
+        any, they wake the relay no more often than it polls. After a notification the relay
+        lingers for `RELAY_GATHER` seconds and swallows the notifications of that moment, so that
+        busy publishers make batches, not a claim each.
         """
         if self._listener is None:
             time.sleep(self.poll_interval)
-            return
+            if connection.vendor == "postgresql" and time.monotonic() >= self._listen_retry_at:
+                self._listen()
+            return True
         try:
-            woken = False
-            for _ in self._listener.notifies(timeout=self.poll_interval, stop_after=1):
-                woken = True
-            if woken and self.gather > 0:
+            payloads = {n.payload for n in self._listener.notifies(timeout=self.poll_interval, stop_after=1)}
+            if payloads and self.gather > 0:
                 time.sleep(self.gather)
-                for _ in self._listener.notifies(timeout=0, stop_after=10_000):
-                    pass
+                payloads |= {n.payload for n in self._listener.notifies(timeout=0, stop_after=10_000)}
         except psycopg.Error:
             logger.warning("lost the LISTEN connection; reconnecting", exc_info=True)
+            with contextlib.suppress(psycopg.Error):
+                self._listener.close()
             self._listener = None
+            self._listen_retry_at = 0.0
             time.sleep(self.poll_interval)
             self._listen()
+            return True
+        if payloads == {POSITIONS_PAYLOAD} and not subscriptions.trackers():
+            return time.monotonic() - self._last_drain >= self.poll_interval
+        return True

@@ -1,16 +1,36 @@
-"""Celery entry point for `celery`-mode handlers: one task per (event, handler)."""
+"""Celery entry points: thin, they call the executor and the hand-off."""
 
+from datetime import datetime
 from uuid import UUID
 
 from celery import shared_task
 
-from domain_events.dispatch import execute
-from domain_events.outbox import Claim
+from domain_events.conf import domain_events_settings
+from domain_events.executor import execute
+from domain_events.handoff import delivery_start, queue_reached
+
+_TIME_LIMIT = domain_events_settings()["CELERY_TIME_LIMIT"]
 
 
-@shared_task(name="domain_events.run_delivery", acks_late=True, ignore_result=True)
+@shared_task(
+    name="domain_events.run_delivery",
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=_TIME_LIMIT.total_seconds() * 0.8,
+    time_limit=_TIME_LIMIT.total_seconds(),
+)
 def run_delivery(delivery_id: int, token: str) -> dict[str, int]:
     """Run one delivery. Retries are not Celery's: a failure is rescheduled on the delivery record
     and a relay sends the task again when it is due."""
-    report = execute([Claim(delivery_id, UUID(token), handler="")])
+    claim = delivery_start(delivery_id, UUID(token))
+    if claim is None:
+        return {"stale": 1}
+    report = execute([claim])
     return {"succeeded": report.succeeded, "failed": report.failed, "dead": report.dead, "waiting": report.waiting}
+
+
+@shared_task(name="domain_events.mark_queue", ignore_result=True)
+def mark_queue(queue: str, sent_at: str) -> None:
+    """A probe: it reached a worker, so whatever was sent before it on `queue` and is still
+    unstarted was lost."""
+    queue_reached(queue, datetime.fromisoformat(sent_at))

@@ -136,3 +136,26 @@ class ProcessRunner:
     def stop_all(self) -> None:
         for process in self.processes:
             process.kill(signal.SIGKILL)
+
+
+def run_deliveries_now(handler: str):
+    """Run, here and now, every open delivery of `handler`, as a relay or a worker would."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from domain_events.executor import execute, run_due_here
+    from domain_events.handoff import claim_for_workers
+    from domain_events.models import Delivery
+    from domain_events.sequencer import sequence
+    from domain_events.subscriptions import Mode, subscriptions
+
+    sequence()
+    Delivery.objects.filter(handler=handler, status__in=Delivery.OPEN).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1), sent_at=None, started_at=None
+    )
+    subscription = subscriptions.get(handler)
+    if subscription is not None and subscription.mode is Mode.CELERY:
+        claims, _ = claim_for_workers(1000, [subscription])
+        return execute(claims)
+    return run_due_here(1000, [handler])

@@ -9,10 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from domain_events.bus import event_bus
+from domain_events.claims import Claim
 from domain_events.context import traced
-from domain_events.dispatch import claim_due, execute, hand_on
+from domain_events.executor import execute
 from domain_events.models import Delivery, StoredEvent
-from domain_events.outbox import Claim
 from domain_events.relay import Relay
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -109,7 +109,7 @@ def test_forced_redelivery_applies_an_event_once():
     assert report.succeeded == 0
     Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     relay_once()
-    hand_on(claim_due(100))
+    relay_once()
     assert ProbeRecord.objects.filter(event_id=event.event_id, handler="probe.fast").count() == 1
 
 

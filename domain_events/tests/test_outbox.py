@@ -6,9 +6,11 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
+from domain_events import sequencer, sql
 from domain_events.bus import PublishOutsideTransaction, event_bus
 from domain_events.context import traced
 from domain_events.models import Delivery, StoredEvent
+from domain_events.sequencer import POSITIONS_PAYLOAD
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord
 
@@ -95,7 +97,8 @@ def test_a_reader_tracking_position_never_skips_an_event_that_committed_late():
     assert StoredEvent.objects.get(event_id=result["a"].event_id).position > b_stored.position
 
 
-def notifications_after(publish_count: int) -> int:
+def notifications_after(publish_count: int) -> list[str]:
+    """The payloads of the notifications that `publish_count` events in one transaction send."""
     with connection.cursor() as cursor:
         cursor.execute('LISTEN "shelfwise_outbox"')
     with transaction.atomic():
@@ -103,20 +106,25 @@ def notifications_after(publish_count: int) -> int:
             event_bus.publish(probe(n=n))
     with connection.cursor() as cursor:
         cursor.execute('UNLISTEN "shelfwise_outbox"')
-    return len(list(connection.connection.notifies(timeout=0.5, stop_after=10)))
+    return [n.payload for n in connection.connection.notifies(timeout=0.5, stop_after=10)]
 
 
 def test_a_transaction_whose_events_are_left_to_relays_notifies_them_once(settings):
     settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
-    assert notifications_after(5) == 1
+    assert notifications_after(5) == [""]
 
 
-def test_a_publisher_that_dispatches_itself_does_not_wake_the_relays():
-    assert notifications_after(3) == 0
+def test_a_publisher_that_dispatches_itself_wakes_only_position_readers():
+    """Its sequencer run announces new positions (for projections); no delivery work is announced."""
+    assert notifications_after(3) == [POSITIONS_PAYLOAD]
 
 
-def test_the_position_trigger_never_plans_a_table_scan():
-    """Its cached plans must not turn into scans after the table was analysed while empty."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'domain_events_assign_position'")
-        assert cursor.fetchone()[0] == ["enable_seqscan=off"]
+def test_the_sequencer_reads_its_work_list_from_the_partial_index_whatever_the_statistics():
+    """An ANALYZE taken while the table was empty must not turn the sequencer into a table scan."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ANALYZE domain_events_storedevent")
+        cursor.execute(sql.SEQUENCER_PRELUDE, [sql.SEQUENCER_LOCK])
+        cursor.execute("EXPLAIN " + sql.SEQUENCE, [sequencer.BATCH])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "storedevent_unsequenced" in plan
+    assert "Seq Scan on domain_events_storedevent" not in plan

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from uuid import UUID
 
-from django.utils import timezone
-
-from domain_events.dispatch import Report, claim_due, execute
-from domain_events.models import Delivery, StoredEvent
+from domain_events.executor import Report
+from domain_events.models import StoredEvent
+from domain_events.testing import run_deliveries_now
 
 
 def published(event_type: str, order_id: UUID) -> list[StoredEvent]:
@@ -18,8 +16,4 @@ def published(event_type: str, order_id: UUID) -> list[StoredEvent]:
 
 def run_deliveries(handler: str) -> Report:
     """Run, here and now, every open delivery of `handler`, as a relay or a worker would."""
-    Delivery.objects.filter(handler=handler, status__in=Delivery.OPEN).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
-    )
-    claims = [claim for claim in claim_due(1000) if claim.handler == handler]
-    return execute(claims)
+    return run_deliveries_now(handler)

@@ -2,7 +2,7 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
-from domain_events.dispatch import redrive
+from domain_events.deadletters import redrive
 from domain_events.models import Delivery
 
 
@@ -22,5 +22,5 @@ class Command(BaseCommand):
                 qs = qs.filter(stored_event__event_id=uuid.UUID(event_id))
             except ValueError:
                 raise CommandError(f"--event-id: {event_id!r} is not a UUID") from None
-        count = redrive(queryset=qs)
+        count = redrive(qs)
         self.stdout.write(f"Re-queued {count} dead deliver{'y' if count == 1 else 'ies'}.")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from domain_events.dispatch import Report
+from domain_events.executor import Report
 from domain_events.relay import Relay
 
 

@@ -1,0 +1,135 @@
+"""Recording: an event and a pending delivery per subscriber, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from domain_events import sql
+from domain_events.claims import Claim
+from domain_events.conf import domain_events_settings
+from domain_events.events import ENVELOPE_FIELDS, DomainEvent
+from domain_events.models import Delivery, StoredEvent
+from domain_events.registry import registry
+from domain_events.subscriptions import Mode, Subscription
+
+
+def payload_of(event: DomainEvent) -> dict:
+    """The event's own fields, JSON-ready; the envelope is stored in columns beside them."""
+    data = registry.dump(event)
+    return {k: v for k, v in data.items() if k not in ENVELOPE_FIELDS}
+
+
+def payload_json(event: DomainEvent) -> str:
+    return registry.dump_json(event, exclude=ENVELOPE_FIELDS)
+
+
+def _publisher_lease(subscription: Subscription, conf: dict) -> timedelta:
+    """How long relays leave a fresh delivery to the publisher's fast path.
+
+    A Celery message is sent right after commit; a relay looks again after `CELERY_SEND_CHECK`
+    and sends it anew only if it was lost (see `handoff`).
+    """
+    if subscription.mode is Mode.CELERY:
+        return conf["CELERY_SEND_CHECK"]
+    return conf["DISPATCH_GRACE"]
+
+
+def record(event: DomainEvent, subscriptions: Sequence[Subscription]) -> list[Claim]:
+    """Store `event` and a pending delivery per subscription; returns the claims to dispatch.
+
+    With dispatch after commit on, the publisher leases its deliveries for a grace period, so
+    relays leave them alone; with it off they are due at once and the commit wakes the relays.
+    """
+    conf = domain_events_settings()
+    fast_path = conf["DISPATCH_ON_COMMIT"]
+    now = timezone.now()
+    token = uuid.uuid4() if fast_path and subscriptions else None
+    due = [now + _publisher_lease(s, conf) if fast_path else now for s in subscriptions]
+    sent = [now if fast_path and s.mode is Mode.CELERY else None for s in subscriptions]
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        rows = _record_in_one_statement(
+            connection, event, subscriptions, now=now, token=token, due=due, sent=sent, notify=not fast_path
+        )
+    else:
+        rows = _record_with_the_orm(event, subscriptions, now=now, token=token, due=due, sent=sent)
+    if not fast_path:
+        return []
+    return [Claim(pk, token, handler) for pk, handler in rows]
+
+
+def _event_values(event: DomainEvent, now: datetime) -> tuple:
+    values = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "version": event.version,
+        "tenant_id": event.tenant_id,
+        "aggregate_id": event.aggregate_id,
+        "occurred_at": event.occurred_at,
+        "recorded_at": now,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "payload": payload_json(event),
+    }
+    return tuple(values[c] for c in sql.EVENT_INSERT_COLUMNS)
+
+
+def _record_in_one_statement(
+    connection, event, subscriptions, *, now, token, due, sent, notify: bool
+) -> list[tuple[int, str]]:
+    values = _event_values(event, now)
+    with connection.cursor() as cursor:
+        if not subscriptions:
+            cursor.execute(sql.INSERT_EVENT, values)
+            return []
+        params = [
+            *values,
+            event.type,
+            event.tenant_id,
+            event.aggregate_id,
+            token,
+            now,
+            now,
+            [s.name for s in subscriptions],
+            due,
+            sent,
+        ]
+        if notify:
+            params.append(domain_events_settings()["NOTIFY_CHANNEL"])
+        cursor.execute(sql.insert_event_and_deliveries(notify=notify), params)
+        return cursor.fetchall()
+
+
+def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list[tuple[int, str]]:
+    stored = StoredEvent.objects.create(
+        event_id=event.event_id,
+        type=event.type,
+        version=event.version,
+        tenant_id=event.tenant_id,
+        aggregate_id=event.aggregate_id,
+        occurred_at=event.occurred_at,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        payload=payload_of(event),
+    )
+    deliveries = Delivery.objects.bulk_create(
+        [
+            Delivery(
+                stored_event=stored,
+                handler=s.name,
+                event_type=event.type,
+                tenant_id=event.tenant_id,
+                aggregate_id=event.aggregate_id,
+                next_attempt_at=when,
+                lease_token=token,
+                sent_at=sent_at,
+            )
+            for s, when, sent_at in zip(subscriptions, due, sent, strict=True)
+        ]
+    )
+    return [(d.pk, d.handler) for d in deliveries]

@@ -1,0 +1,151 @@
+"""Late subscribers and rolling deploys: every per-event handler gets every event from the position
+where it was first deployed.
+
+A process that runs handlers records each of them at first sight (`Subscriber`, with the head
+position then). A publisher running older code writes no delivery for a handler it does not know;
+relays that know the handler cover that gap: they write the missing deliveries of every matching
+event between the handler's covered position and the head, and move the covered position on.
+
+Handlers that exist in the table but in no running code are orphans: `manage.py check` warns
+about them, the admin lists them, claim scans never see their deliveries (claims name the
+handlers of the process), and the relays' retention rule removes their open deliveries once the
+handler has not been seen for `ORPHAN_RETENTION`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from domain_events import sql
+from domain_events.models import Delivery, StoredEvent, Subscriber
+from domain_events.sequencer import head
+from domain_events.subscriptions import Mode, Subscription, subscriptions, type_names
+
+logger = logging.getLogger(__name__)
+
+_registered: set[str] = set()
+
+
+def _deferred() -> list[Subscription]:
+    return [s for s in subscriptions.all() if s.mode is not Mode.INLINE]
+
+
+def register(found: list[Subscription] | None = None) -> None:
+    """Record this process's handlers (first sight fixes their first position), and that they are
+    alive now."""
+    now = timezone.now()
+    for subscription in found if found is not None else _deferred():
+        types = type_names(subscription)
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    sql.REGISTER_SUBSCRIBER,
+                    {
+                        "name": subscription.name,
+                        "mode": subscription.mode.value,
+                        "types": json.dumps(types),
+                        "now": now,
+                    },
+                )
+        else:
+            updated = Subscriber.objects.filter(name=subscription.name).update(
+                mode=subscription.mode.value, event_types=types, last_seen_at=now
+            )
+            if not updated:
+                position = head()
+                try:
+                    with transaction.atomic():
+                        Subscriber.objects.create(
+                            name=subscription.name,
+                            mode=subscription.mode.value,
+                            event_types=types,
+                            first_position=position,
+                            covered_position=position,
+                            last_seen_at=now,
+                        )
+                except IntegrityError:
+                    pass
+        _registered.add(subscription.name)
+
+
+def register_once() -> None:
+    """`register`, the first time this process dispatches (and for handlers subscribed since)."""
+    missing = [s for s in _deferred() if s.name not in _registered]
+    if missing:
+        register(missing)
+
+
+def cover() -> int:
+    """Write the deliveries that publishers without this process's handlers did not write.
+
+    Returns how many were written. Each subscriber row is locked while it is covered, so relays
+    side by side share the work.
+    """
+    found = {s.name: s for s in _deferred()}
+    if not found:
+        return 0
+    written = 0
+    now = timezone.now()
+    with transaction.atomic():
+        position = head()
+        rows = list(
+            Subscriber.objects.select_for_update(skip_locked=True)
+            .filter(name__in=list(found), covered_position__lt=position)
+            .values_list("name", "covered_position")
+        )
+        for name, covered in rows:
+            types = type_names(found[name])
+            written += _write_missing(name, types, after=covered, upto=position, now=now)
+            Subscriber.objects.filter(name=name).update(covered_position=position, last_seen_at=now)
+    if written:
+        logger.info("wrote %d deliveries that publishers without the handler left out", written)
+    return written
+
+
+def _write_missing(name: str, types: list[str], *, after: int, upto: int, now) -> int:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.COVER_SUBSCRIBER, {"name": name, "types": types, "after": after, "head": upto, "now": now}
+            )
+            return cursor.rowcount
+    events = StoredEvent.objects.filter(position__gt=after, position__lte=upto, type__in=types).exclude(
+        deliveries__handler=name
+    )
+    created = Delivery.objects.bulk_create(
+        [
+            Delivery(
+                stored_event_id=e.pk,
+                handler=name,
+                event_type=e.type,
+                tenant_id=e.tenant_id,
+                aggregate_id=e.aggregate_id,
+                next_attempt_at=now,
+            )
+            for e in events
+        ],
+        ignore_conflicts=True,
+    )
+    return len(created)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    name: str
+    last_seen_at: object
+    open_deliveries: int
+
+
+def orphans() -> list[Orphan]:
+    """Handlers recorded by some deployment that this code no longer subscribes."""
+    known = {s.name for s in subscriptions.all()}
+    found = []
+    for name, last_seen in Subscriber.objects.exclude(name__in=known).values_list("name", "last_seen_at"):
+        count = Delivery.objects.filter(handler=name, status__in=Delivery.OPEN).count()
+        found.append(Orphan(name, last_seen, count))
+    return found

@@ -1,0 +1,189 @@
+"""Position readers: consumers that need every event in global order (projections, the audit
+chain, the events feed, the integration relay).
+
+A reader reads the stored events by `position` from its checkpoint, in batches, and its writes
+commit in the same transaction as the new checkpoint (as the `eventsourcing` library's tracking
+records do), so a batch is applied exactly once and in order, whoever runs it. Relays run them,
+woken by the sequencer's NOTIFY.
+
+Each reader can run against a second set of tables (`target`): a rebuild replays into "rebuild"
+from the beginning with its own checkpoint while "live" goes on. A failing batch is rolled back,
+its error and attempt count recorded on the checkpoint, and tried again on the handler retry
+schedule; an ordered reader cannot skip an event, so it never goes dead: staff see it stalled.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from domain_events.conf import retry_schedule
+from domain_events.events import DomainEvent
+from domain_events.models import Checkpoint, StoredEvent
+from domain_events.registry import registry
+from domain_events.sequencer import head
+from domain_events.subscriptions import Tracker, subscriptions, type_names
+
+logger = logging.getLogger(__name__)
+
+LIVE = "live"
+
+
+@dataclass(frozen=True)
+class TrackingContext:
+    """What a reader's handler knows about the batch it is given."""
+
+    name: str
+    target: str
+    after: int  # the checkpoint before this batch
+    upto: int  # the checkpoint this batch commits
+
+
+def checkpoint_name(name: str, target: str = LIVE) -> str:
+    return name if target == LIVE else f"{name}@{target}"
+
+
+def _tracker(name: str) -> Tracker:
+    tracker = subscriptions.tracker(name)
+    if tracker is None:
+        raise LookupError(f"no position reader named {name!r}")
+    return tracker
+
+
+def _ensure_checkpoint(tracker: Tracker, target: str) -> None:
+    start = head() if tracker.start == "now" and target == LIVE else 0
+    Checkpoint.objects.get_or_create(name=checkpoint_name(tracker.name, target), defaults={"position": start})
+
+
+def read_batch(name: str, *, target: str = LIVE, batch_size: int | None = None) -> int:
+    """Apply the next batch of `name` against `target`; returns how many events it applied.
+
+    Returns 0 without waiting if another process holds this reader's checkpoint.
+    """
+    return _read_batch(name, target, batch_size)[0]
+
+
+def _read_batch(name: str, target: str, batch_size: int | None) -> tuple[int, bool]:
+    """(events applied, whether the checkpoint moved)."""
+    tracker = _tracker(name)
+    _ensure_checkpoint(tracker, target)
+    size = batch_size or tracker.batch_size
+    with transaction.atomic():
+        checkpoint = (
+            Checkpoint.objects.select_for_update(skip_locked=True).filter(name=checkpoint_name(name, target)).first()
+        )
+        if checkpoint is None:
+            return 0, False
+        top = head()
+        if checkpoint.position >= top:
+            return 0, False
+        rows = list(
+            StoredEvent.objects.filter(
+                position__gt=checkpoint.position, position__lte=top, type__in=type_names(tracker)
+            ).order_by("position")[:size]
+        )
+        # A full batch stops at its last event; a short one saw everything up to the head.
+        upto = rows[-1].position if len(rows) == size else top
+        events: list[DomainEvent] = [
+            registry.load(r.type, r.version, r.payload, envelope=r.envelope(), ref=r.ref) for r in rows
+        ]
+        if events:
+            tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto))
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(
+            position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
+        )
+    return len(events), True
+
+
+def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None) -> int:
+    """Apply batches until `name` is at the head; returns how many events it applied."""
+    total = 0
+    while True:
+        applied, moved = _read_batch(name, target, batch_size)
+        total += applied
+        if not moved:
+            return total
+
+
+def run_due(names: Sequence[str] | None = None) -> int:
+    """What relays do: catch every reader up, leaving failing ones to their retry time."""
+    total = 0
+    now = timezone.now()
+    for tracker in subscriptions.trackers():
+        if names is not None and tracker.name not in names:
+            continue
+        if Checkpoint.objects.filter(name=tracker.name, retry_at__gt=now).exists():
+            continue
+        try:
+            total += catch_up(tracker.name)
+        except Exception as exc:
+            _record_failure(tracker.name, exc)
+    return total
+
+
+def _record_failure(name: str, exc: Exception) -> None:
+    logger.warning("position reader %s failed; it will try again: %r", name, exc)
+    checkpoint = Checkpoint.objects.get(name=name)
+    schedule = retry_schedule() or (1,)
+    delay = schedule[min(checkpoint.attempts, len(schedule) - 1)] * random.uniform(0.8, 1.2)
+    Checkpoint.objects.filter(pk=name).update(
+        attempts=checkpoint.attempts + 1,
+        retry_at=timezone.now() + timedelta(seconds=delay),
+        last_error=f"{type(exc).__name__}: {exc}"[:4000],
+    )
+
+
+def reset(name: str, *, target: str = LIVE, to: int | str = "beginning") -> int:
+    """Move `name`'s checkpoint to the beginning, the head (`"now"`) or a position; returns it."""
+    _tracker(name)
+    position = 0 if to == "beginning" else head() if to == "now" else int(to)
+    Checkpoint.objects.update_or_create(
+        name=checkpoint_name(name, target),
+        defaults={"position": position, "attempts": 0, "retry_at": None, "last_error": ""},
+    )
+    return position
+
+
+@dataclass(frozen=True)
+class Lag:
+    name: str
+    position: int
+    head: int
+    positions: int  # how many positions behind the head
+    seconds: float  # how old the first event it has not applied is (0 when caught up)
+    last_error: str
+    updated_at: datetime | None
+
+
+def lag(name: str, *, target: str = LIVE) -> Lag:
+    """How far `name` is behind the head, in positions and seconds."""
+    checkpoint = Checkpoint.objects.filter(name=checkpoint_name(name, target)).first()
+    position = checkpoint.position if checkpoint else 0
+    top = head()
+    seconds = 0.0
+    if top > position:
+        first = (
+            StoredEvent.objects.filter(position__gt=position).order_by("position").values_list("recorded_at", flat=True)
+        ).first()
+        if first is not None:
+            seconds = max(0.0, (timezone.now() - first).total_seconds())
+    return Lag(
+        name,
+        position,
+        top,
+        max(0, top - position),
+        seconds,
+        checkpoint.last_error if checkpoint else "",
+        checkpoint.updated_at if checkpoint else None,
+    )
+
+
+def lags() -> list[Lag]:
+    """Every reader's lag, for the admin and `/metrics`."""
+    return [lag(t.name) for t in subscriptions.trackers()]
