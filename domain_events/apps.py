@@ -7,4 +7,4 @@ class DomainEventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from domain_events import upcasters  # noqa: F401  (registers the upcaster chains)
+        from domain_events import checks, upcasters  # noqa: F401  (registers the checks and upcaster chains)

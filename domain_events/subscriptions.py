@@ -101,6 +101,12 @@ class Subscriptions:
         self._trackers[tracker.name] = tracker
         return tracker
 
+    def remove(self, *names: str) -> list[Subscription]:
+        """Take handlers out (tests that play older code); returns what was removed."""
+        removed = [self._by_name.pop(n) for n in names if n in self._by_name]
+        self._cache.clear()
+        return removed
+
     def get(self, name: str) -> Subscription | None:
         return self._by_name.get(name)
 

@@ -159,3 +159,16 @@ def run_deliveries_now(handler: str):
         claims, _ = claim_for_workers(1000, [subscription])
         return execute(claims)
     return run_due_here(1000, [handler])
+
+
+@contextlib.contextmanager
+def subscriptions_without(*names: str):
+    """Run the block as a process whose code lacks the handlers `names` (older code in a deploy)."""
+    from domain_events.subscriptions import subscriptions
+
+    saved = subscriptions.remove(*names)
+    try:
+        yield
+    finally:
+        for subscription in saved:
+            subscriptions.add(subscription)

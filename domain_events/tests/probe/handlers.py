@@ -33,8 +33,19 @@ def _misbehave(handler: str, event) -> None:
         raise ProbeFailure(f"{handler} told to fail on n={event.n}")
 
 
+def _lock_in_turn(event) -> None:
+    """With `probe.fast:interleave` set, lock one of two rows (by n) and linger: two batches run side
+    by side then each hold the row the other needs next, as reservations of overlapping products do."""
+    if not ProbeSwitch.value_of("probe.fast:interleave"):
+        return
+    name = "row-a" if event.n in (0, 3) else "row-b"
+    ProbeSwitch.objects.select_for_update().get(name=name)
+    time.sleep(0.3)
+
+
 def record_fast(event: ProbeHappened) -> None:
     _misbehave("probe.fast", event)
+    _lock_in_turn(event)
     if ProbeSwitch.value_of("probe.fast:dangling"):
         # PostgreSQL checks foreign keys at commit unless told otherwise.
         ProbeChild.objects.create(parent_id=2_000_000_000)
@@ -61,6 +72,15 @@ def record_follow_up(event: ProbeFollowedUp) -> None:
     _record("probe.followed", event)
 
 
+def record_tracked(events, context) -> None:
+    """A position reader: one record per event, under the reader's target ("live" or a rebuild)."""
+    if ProbeSwitch.value_of("probe.tracker:fail"):
+        _record("probe.tracker:" + context.target, events[0])
+        raise ProbeFailure("probe.tracker told to fail")
+    for event in events:
+        _record("probe.tracker:" + context.target, event)
+
+
 def refuse_negative(event: ProbeHappened) -> None:
     if event.n < 0:
         raise ValueError("n must not be negative")
@@ -73,6 +93,7 @@ def subscribe_all() -> None:
     event_bus.subscribe(ProbeHappened, record_slow, mode="celery", name="probe.slow", queue="probe")
     event_bus.subscribe(ProbeHappened, follow_up, mode="on_commit", name="probe.follow_up")
     event_bus.subscribe(ProbeFollowedUp, record_follow_up, mode="on_commit", name="probe.followed")
+    event_bus.track(ProbeHappened, record_tracked, name="probe.tracker", batch_size=3)
 
 
 @registry.upcaster("probe.measured", from_version=1)

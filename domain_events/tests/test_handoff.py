@@ -1,0 +1,133 @@
+"""The Celery hand-off: lost messages are sent again quickly, slow queues get no duplicates, and no
+update of a claimed row outlives its lease."""
+
+import re
+import signal
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from domain_events.bus import event_bus
+from domain_events.executor import execute
+from domain_events.handoff import claim_for_workers, delivery_start, queue_reached, send_to_celery
+from domain_events.models import Delivery, QueueMark
+from domain_events.sequencer import sequence
+from domain_events.subscriptions import subscriptions
+from domain_events.testing import wait_until
+from domain_events.tests.probe.events import ProbeHappened
+from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SLOW = "probe.slow"
+
+
+def publish_many(count: int) -> list[ProbeHappened]:
+    events = []
+    for n in range(count):
+        with transaction.atomic():
+            events.append(event_bus.publish(ProbeHappened(tenant_id=uuid.uuid4(), probe_id=uuid.uuid4(), n=n)))
+    return events
+
+
+def slow_deliveries():
+    return Delivery.objects.filter(handler=SLOW)
+
+
+def make_due() -> None:
+    slow_deliveries().update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+
+
+def all_done(count: int) -> bool:
+    return slow_deliveries().filter(status="succeeded").count() == count
+
+
+def runs_per_event() -> set[int]:
+    return set(
+        ProbeRecord.objects.filter(handler=SLOW).values("event_id").annotate(n=Count("id")).values_list("n", flat=True)
+    )
+
+
+def test_an_unstarted_message_is_sent_again_only_once_a_later_one_on_its_queue_has_started(redis_broker):
+    redis_broker.flushdb()
+    publish_many(1)
+    sent = slow_deliveries().get()
+    assert sent.sent_at is not None
+    make_due()
+    claims, probes = claim_for_workers(10, [subscriptions.get(SLOW)])
+    assert claims == [], "no proof of loss yet: the queue may merely be slow"
+    assert probes == {"probe"}
+    assert slow_deliveries().get().next_attempt_at > timezone.now(), "looked at again later, not at every pass"
+
+    queue_reached("probe", sent.sent_at + timedelta(milliseconds=1))
+    make_due()
+    claims, _ = claim_for_workers(10, [subscriptions.get(SLOW)])
+    assert [c.delivery_id for c in claims] == [sent.pk]
+    assert slow_deliveries().get().sent_at is None
+
+
+def test_a_relay_never_overwrites_the_retry_time_a_worker_has_just_recorded(redis_broker, settings):
+    settings.HANDLER_RETRY_SCHEDULE = [600]
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    redis_broker.flushdb()
+    ProbeSwitch.set("probe.slow:fail")
+    publish_many(1)
+    sequence()  # as a relay's pass does first
+    [claim], _ = claim_for_workers(10, [subscriptions.get(SLOW)])
+    # The worker is quicker than the relay's bookkeeping: it starts, runs and fails the delivery...
+    started = delivery_start(claim.delivery_id, claim.token)
+    assert started is not None
+    assert execute([started]).failed == 1
+    retry_at = slow_deliveries().get().next_attempt_at
+    assert retry_at > timezone.now() + timedelta(seconds=500)
+    # ...then the relay records its send: fenced by the token, it changes nothing.
+    assert send_to_celery([(claim, subscriptions.get(SLOW))], by_relay=True) == 1
+    assert slow_deliveries().get().next_attempt_at == retry_at
+    # A stale message (its lease gone) is dropped by the worker.
+    assert delivery_start(claim.delivery_id, claim.token) is None
+
+
+@pytest.mark.e2e
+def test_messages_lost_with_the_broker_queue_are_sent_again_within_seconds(processes, redis_broker):
+    """A Redis restart that loses the queue: a relay proves the loss with a probe and sends again,
+    long before the 5-minute fallback."""
+    events = publish_many(5)
+    assert redis_broker.llen("probe") == 5
+    redis_broker.flushdb()
+    processes.worker("worker", OUTBOX_CELERY_LEASE="300")
+    processes.relay("relay", OUTBOX_CELERY_LEASE="300")
+    wait_until(lambda: all_done(5), timeout=30, what="the lost deliveries to be sent again and run")
+    assert runs_per_event() == {1}
+    assert len(events) == 5
+    assert QueueMark.objects.get(queue="probe").probe_sent_at is not None
+
+
+@pytest.mark.e2e
+def test_prefetched_messages_of_a_killed_worker_are_sent_again_within_seconds(processes):
+    ProbeSwitch.set("probe.slow:sleep", 0.3)
+    worker = processes.worker("worker-1", concurrency=1)
+    publish_many(12)
+    wait_until(lambda: slow_deliveries().filter(status="succeeded").count() >= 2, what="2 done")
+    worker.kill(signal.SIGKILL)
+    assert slow_deliveries().filter(status="succeeded").count() < 12
+    processes.worker("worker-2", concurrency=2, OUTBOX_CELERY_LEASE="300")
+    processes.relay("relay", OUTBOX_CELERY_LEASE="300")
+    wait_until(lambda: all_done(12), timeout=45, what="all 12 slow deliveries")
+    assert runs_per_event() == {1}
+
+
+@pytest.mark.e2e
+def test_a_queue_that_is_merely_slow_gets_no_duplicate_messages(processes):
+    ProbeSwitch.set("probe.slow:sleep", 0.4)
+    processes.relay("relay", OUTBOX_CELERY_LEASE="300")
+    worker = processes.worker("worker", concurrency=1, OUTBOX_CELERY_LEASE="300")
+    publish_many(12)  # about 5 s of work, far past the 1 s send check of the tests
+    wait_until(lambda: all_done(12), timeout=60, what="all 12 slow deliveries")
+    log = worker.output()
+    received = re.findall(r"Task domain_events\.run_delivery\[[0-9a-f-]+\] received", log)
+    assert len(received) == 12, log[-3000:]
+    assert "'stale'" not in log
+    assert runs_per_event() == {1}

@@ -1,0 +1,120 @@
+"""Late subscribers and rolling deploys: a handler gets every event from its first sight on;
+handlers no code has any more are reported and kept out of claims."""
+
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+from domain_events import subscribers
+from domain_events.bus import event_bus
+from domain_events.models import Delivery, StoredEvent, Subscriber
+from domain_events.relay import Relay
+from domain_events.testing import subscriptions_without, wait_until
+from domain_events.tests.probe.events import ProbeHappened
+from domain_events.tests.probe.models import ProbeRecord
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def publish(n: int = 1) -> ProbeHappened:
+    with transaction.atomic():
+        return event_bus.publish(ProbeHappened(tenant_id=uuid.uuid4(), probe_id=uuid.uuid4(), n=n))
+
+
+@pytest.fixture(autouse=True)
+def _a_fresh_deployment():
+    """Each test starts as a process that has not yet recorded its handlers."""
+    subscribers._registered.clear()
+    yield
+    subscribers._registered.clear()
+
+
+def test_a_handler_is_recorded_at_first_sight_with_the_head_position():
+    publish(1)
+    assert Subscriber.objects.get(name="probe.fast").first_position == 0, "first seen before the first event"
+    Subscriber.objects.all().delete()
+    subscribers._registered.clear()
+    head = StoredEvent.objects.order_by("-position").values_list("position", flat=True).first()
+    subscribers.register()
+    row = Subscriber.objects.get(name="probe.fast")
+    assert row.first_position == head
+    assert row.mode == "on_commit"
+    assert "probe.happened" in row.event_types
+    # Seen again later: the first position stays.
+    publish(2)
+    Relay().drain()
+    subscribers.register()
+    assert Subscriber.objects.get(name="probe.fast").first_position == head
+
+
+@pytest.mark.e2e
+def test_an_event_published_by_code_without_the_handler_reaches_it_through_a_relay_that_has_it(processes):
+    subscribers.register()  # the new code's first process records its handlers
+    with subscriptions_without("probe.fast"):
+        event = publish(7)  # a publisher on older code: no delivery for probe.fast
+    assert not Delivery.objects.filter(stored_event__event_id=event.event_id, handler="probe.fast").exists()
+    assert ProbeRecord.objects.filter(handler="probe.other", event_id=event.event_id).exists()
+
+    processes.relay()
+    wait_until(
+        lambda: ProbeRecord.objects.filter(handler="probe.fast", event_id=event.event_id).exists(),
+        timeout=30,
+        what="the late handler to get the event",
+    )
+    assert ProbeRecord.objects.filter(handler="probe.fast", event_id=event.event_id).count() == 1
+    assert Delivery.objects.get(stored_event__event_id=event.event_id, handler="probe.fast").status == "succeeded"
+
+
+def test_covering_writes_each_missing_delivery_once_and_nothing_from_before_first_sight():
+    before = publish(1)
+    Relay().drain()
+    subscribers.register()
+    with subscriptions_without("probe.fast"):
+        after = publish(2)
+    assert subscribers.cover() == 1
+    assert subscribers.cover() == 0
+    Relay().drain()
+    assert (
+        not Delivery.objects.filter(stored_event__event_id=before.event_id, handler="probe.fast")
+        .exclude(status="succeeded")
+        .exists()
+    )
+    assert ProbeRecord.objects.filter(handler="probe.fast", event_id=after.event_id).count() == 1
+
+
+def test_deliveries_of_a_handler_no_code_has_are_reported_and_never_claimed(capsys):
+    subscribers.register()
+    Subscriber.objects.filter(name="probe.fast").update(name="probe.retired")
+    event = publish(1)
+    stored = StoredEvent.objects.get(event_id=event.event_id)
+    Delivery.objects.create(
+        stored_event=stored,
+        handler="probe.retired",
+        event_type=stored.type,
+        tenant_id=stored.tenant_id,
+        aggregate_id=stored.aggregate_id,
+        next_attempt_at=stored.recorded_at,
+    )
+    Relay().drain()
+    orphan = Delivery.objects.get(handler="probe.retired")
+    assert orphan.status == "pending"
+    assert orphan.attempts == 0
+
+    call_command("check")
+    err = capsys.readouterr().err
+    assert "domain_events.W001" in err
+    assert "probe.retired" in err
+    assert "1 open deliveries" in err
+
+
+def test_the_superuser_admin_lists_subscribers_and_warns_about_orphans(operator_admin):
+    subscribers.register()
+    Subscriber.objects.create(
+        name="probe.retired", mode="on_commit", first_position=0, covered_position=0, last_seen_at="2026-01-01T00:00Z"
+    )
+    page = operator_admin.get("/admin/domain_events/subscriber/", follow=True).content.decode()
+    assert "probe.fast" in page
+    assert "probe.retired" in page
+    assert "no longer subscribed" in page

@@ -1,0 +1,99 @@
+"""Position readers: every matching event once, in position order, with the checkpoint committed
+together with the reader's writes; start from the beginning or from now; reset; second tables; lag."""
+
+import uuid
+
+import pytest
+from django.db import transaction
+
+from domain_events import tracking
+from domain_events.bus import event_bus
+from domain_events.models import Checkpoint, StoredEvent
+from domain_events.relay import Relay
+from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
+from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+READER = "probe.tracker"
+
+
+def publish(n: int) -> ProbeHappened:
+    with transaction.atomic():
+        return event_bus.publish(ProbeHappened(tenant_id=uuid.uuid4(), probe_id=uuid.uuid4(), n=n))
+
+
+def seen(target: str = "live") -> list[int]:
+    return list(
+        ProbeRecord.objects.filter(handler=f"probe.tracker:{target}").order_by("id").values_list("n", flat=True)
+    )
+
+
+def test_a_reader_gets_every_matching_event_once_in_position_order_in_batches():
+    for n in range(7):
+        publish(n)
+    with transaction.atomic():
+        event_bus.publish(ProbeFollowedUp(tenant_id=uuid.uuid4(), probe_id=uuid.uuid4(), n=99))  # not its type
+    assert tracking.read_batch(READER) == 3, "batches of the reader's batch size"
+    assert tracking.catch_up(READER) == 4
+    assert seen() == list(range(7))
+    assert tracking.catch_up(READER) == 0, "a second run applies nothing again"
+    assert seen() == list(range(7))
+    lag = tracking.lag(READER)
+    assert lag.positions == 0
+    assert lag.seconds == 0
+    assert Checkpoint.objects.get(name=READER).position == StoredEvent.objects.latest("position").position
+
+
+def test_a_failing_batch_rolls_back_its_writes_with_its_checkpoint_and_is_retried():
+    for n in range(2):
+        publish(n)
+    ProbeSwitch.set("probe.tracker:fail")
+    Relay().drain()
+    assert seen() == [], "the failed batch's writes were rolled back"
+    checkpoint = Checkpoint.objects.get(name=READER)
+    assert checkpoint.position == 0
+    assert checkpoint.attempts == 1
+    assert "told to fail" in checkpoint.last_error
+    assert checkpoint.retry_at is not None
+    lag = tracking.lag(READER)
+    assert lag.position == 0
+    assert lag.positions == lag.head > 0
+    assert lag.last_error
+
+    ProbeSwitch.objects.all().delete()
+    Checkpoint.objects.filter(name=READER).update(retry_at=None)
+    Relay().drain()
+    assert seen() == [0, 1]
+    assert Checkpoint.objects.get(name=READER).attempts == 0
+
+
+def test_a_reader_can_start_from_now_be_reset_and_replay_into_a_second_set_of_tables():
+    publish(0)
+    publish(1)
+    assert tracking.reset(READER, to="now") > 0
+    publish(2)
+    tracking.catch_up(READER)
+    assert seen() == [2], "started from now"
+
+    tracking.reset(READER, target="rebuild")
+    rebuild_lag = tracking.lag(READER, target="rebuild")
+    assert rebuild_lag.position == 0
+    assert rebuild_lag.positions == rebuild_lag.head
+    tracking.catch_up(READER, target="rebuild")
+    assert seen("rebuild") == [0, 1, 2]
+    assert seen() == [2], "the live tables were left alone"
+    assert Checkpoint.objects.filter(name="probe.tracker@rebuild").exists()
+
+
+def test_an_unknown_reader_is_refused():
+    with pytest.raises(LookupError, match="no position reader"):
+        tracking.reset("nope")
+
+
+def test_relays_catch_readers_up_and_lag_is_listed_for_every_reader():
+    publish(0)
+    assert tracking.lags()[0].positions >= 1
+    Relay().drain()
+    assert seen() == [0]
+    assert {lag.name: lag.positions for lag in tracking.lags()} == {READER: 0}
