@@ -66,14 +66,19 @@ class EventBus:
         name: str,
         queue: str | None = None,
         retry_schedule: Iterable[int] | None = None,
+        atomic: bool = True,
     ) -> Subscription:
         """Subscribe `handler` under a stable `name` (it keys the delivery records).
 
         Subscribing to `DomainEvent` itself receives every event type. Subscribing the same
-        name again with the same handler adds event types to it.
+        name again with the same handler adds event types to it. `atomic=False` (celery mode
+        only) runs a handler that talks to the outside world outside the executor's transaction:
+        it must be idempotent itself (the event id is its idempotency key).
         """
         schedule = tuple(retry_schedule) if retry_schedule is not None else None
-        return subscriptions.add(Subscription(name, handler, Mode(mode), _types(event_types), queue, schedule))
+        return subscriptions.add(
+            Subscription(name, handler, Mode(mode), _types(event_types), queue, schedule, atomic=atomic)
+        )
 
     def track(
         self,

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -54,6 +54,8 @@ class Report:
     dead: int = 0
     waiting: int = 0
     sent: int = 0
+    # Deliveries recorded by the handlers of the batch, for the caller to hand on after commit.
+    follow_ups: list[Claim] = field(default_factory=list)
 
     def add(self, other: Report) -> None:
         for f in fields(self):
@@ -81,10 +83,8 @@ _collected: ContextVar[list[Claim] | None] = ContextVar("domain_events_collected
 
 
 def collect(claims: Sequence[Claim]) -> bool:
-    """Keep claims recorded by a handler of the running batch; they are handed on after its commit.
-
-    Returns False outside a batch.
-    """
+    """Keep claims recorded by a handler of the running batch: the batch reports them (as
+    `follow_ups`) once it has committed, and its caller hands them on. False outside a batch."""
     collected = _collected.get()
     if collected is None:
         return False
@@ -113,6 +113,22 @@ def execute(claims: Sequence[Claim]) -> Report:
     """
     if not claims:
         return Report()
+    outside = [c for c in claims if not _atomic(c)]
+    report = Report()
+    for claim in outside:
+        report.add(_run_outside(claim))
+    claims = [c for c in claims if _atomic(c)]
+    if claims:
+        report.add(_execute_atomic(claims))
+    return report
+
+
+def _atomic(claim: Claim) -> bool:
+    subscription = subscriptions.get(claim.handler)
+    return subscription is None or subscription.atomic
+
+
+def _execute_atomic(claims: Sequence[Claim]) -> Report:
     tokens: dict[int, UUID] = {c.delivery_id: c.token for c in claims}
 
     def lock(only: set[int] | None) -> Locked:
@@ -156,6 +172,52 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
         return rows
 
     return _run(lock)
+
+
+def _run_outside(claim: Claim) -> Report:
+    """A non-atomic handler (one that calls the outside world): no lock is held during the call.
+
+    1. A short transaction checks the lease and the aggregate's order (or holds the delivery).
+    2. The handler runs with no transaction of ours open; it makes its own short ones.
+    3. A short transaction records the outcome, fenced by the lease token: if the lease was lost
+       meanwhile, the outcome is dropped and whoever holds the delivery now runs it again. The
+       handler's writes and its record do not commit together, so the handler must be idempotent
+       (the event id is its idempotency key): this is the at-least-once window of external effects.
+    """
+
+    def lock(only: set[int] | None) -> Locked:
+        if connection.vendor == "postgresql":
+            rows = _fetch_locked(sql.LOCK_LEASED, {"ids": [claim.delivery_id], "tokens": [claim.token]})
+        else:
+            rows = _orm_locked(
+                Delivery.objects.filter(pk=claim.delivery_id, status__in=Delivery.OPEN, lease_token=claim.token)
+            )
+        return [(d, b) for d, b in rows if d.lease_token == claim.token]
+
+    report = Report()
+    with transaction.atomic():
+        rows = lock(None)
+        if not rows:
+            return report
+        delivery, blocker = rows[0]
+        if blocker is not None:
+            return _run_locked(rows, careful=True)
+    error = _run_one(delivery, {}, careful=True, bare=True)
+    with transaction.atomic():
+        rows = lock(None)
+        if not rows:
+            logger.warning("delivery %s lost its lease while its handler ran; outcome dropped", claim.delivery_id)
+            return report
+        current, _ = rows[0]
+        if error is None:
+            _mark_succeeded([current.pk], timezone.now())
+            report.succeeded += 1
+        else:
+            _schedule_retry(current, error, timezone.now(), domain_events_settings()["RETRY_JITTER"])
+            current.save(update_fields=[*_CHANGED_FIELDS])
+            report.dead += current.status == DeliveryStatus.DEAD
+            report.failed += current.status != DeliveryStatus.DEAD
+    return report
 
 
 # --- locking --------------------------------------------------------------------------------
@@ -262,7 +324,7 @@ def _run_batch(lock: Lock, only: set[int] | None) -> Report:
     try:
         with _collecting() as follow_ups, transaction.atomic():
             report = _run_locked(lock(only), careful=False)
-        _hand_on(follow_ups)
+        report.follow_ups = follow_ups
         return report
     except _RunCarefully as failure:
         known_failures[failure.delivery_id] = failure.error
@@ -280,15 +342,8 @@ def _run_batch(lock: Lock, only: set[int] | None) -> Report:
         if _is_transient(exc):
             raise _Transient from exc
         raise
-    _hand_on(follow_ups)
+    report.follow_ups = follow_ups
     return report
-
-
-def _hand_on(claims: list[Claim]) -> None:
-    if claims:
-        from domain_events.fastpath import hand_on
-
-        hand_on(claims)
 
 
 def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] | None = None) -> Report:
@@ -332,21 +387,21 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
     if changed:
         for delivery in changed:
             delivery.updated_at = now
-        Delivery.objects.bulk_update(
-            changed,
-            [
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "lease_token",
-                "last_error",
-                "held_by",
-                "sent_at",
-                "started_at",
-                "updated_at",
-            ],
-        )
+        Delivery.objects.bulk_update(changed, _CHANGED_FIELDS)
     return report
+
+
+_CHANGED_FIELDS = [
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "lease_token",
+    "last_error",
+    "held_by",
+    "sent_at",
+    "started_at",
+    "updated_at",
+]
 
 
 def _hold(delivery: Delivery, blocker: Blocker) -> None:
@@ -395,7 +450,7 @@ def _check_constraints_per_statement() -> None:
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(sql.CONSTRAINTS_IMMEDIATE)
 
 
 def _load(delivery: Delivery, events: dict[int, DomainEvent | Exception]) -> DomainEvent:
@@ -414,11 +469,14 @@ def _load(delivery: Delivery, events: dict[int, DomainEvent | Exception]) -> Dom
     return loaded
 
 
-def _run_one(delivery: Delivery, events: dict[int, DomainEvent | Exception], *, careful: bool) -> str | None:
+def _run_one(
+    delivery: Delivery, events: dict[int, DomainEvent | Exception], *, careful: bool, bare: bool = False
+) -> str | None:
     """Run one handler; returns the error text, or None on success.
 
     In the optimistic pass a failure aborts the whole pass (it is recorded, not run again); in the
-    careful pass the handler runs in its own savepoint and its failure is returned.
+    careful pass the handler runs in its own savepoint and its failure is returned. `bare`: no
+    transaction of ours is open (a non-atomic handler), and any failure is the handler's own.
     """
     subscription = subscriptions.get(delivery.handler)
     try:
@@ -426,13 +484,13 @@ def _run_one(delivery: Delivery, events: dict[int, DomainEvent | Exception], *, 
             raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
         event = _load(delivery, events)
         with traced(event.correlation_id, causation_id=event.event_id):
-            if careful:
+            if careful and not bare:
                 with transaction.atomic():
                     subscription.handler(event)
             else:
                 subscription.handler(event)
     except Exception as exc:
-        if _is_transient(exc):
+        if _is_transient(exc) and not bare:
             raise _Transient from exc
         logger.warning("handler %s failed on %s: %r", delivery.handler, delivery.stored_event.ref, exc, exc_info=True)
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]

@@ -59,4 +59,12 @@ def hand_on(claims: Sequence[Claim], *, by_relay: bool = False) -> Report:
             report.add(execute(local))
         except Exception:
             logger.exception("dispatch of %d deliveries failed; the relay will retry them", len(local))
+    return hand_on_follow_ups(report)
+
+
+def hand_on_follow_ups(report: Report) -> Report:
+    """Hand on what the handlers of a committed batch published; the counts stay the batch's."""
+    follow_ups, report.follow_ups = report.follow_ups, []
+    if follow_ups:
+        hand_on(follow_ups)
     return report

@@ -21,10 +21,10 @@ import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
-from domain_events import subscribers, tracking
+from domain_events import sql, subscribers, tracking
 from domain_events.conf import domain_events_settings
 from domain_events.executor import Report, run_due_here
-from domain_events.fastpath import hand_on
+from domain_events.fastpath import hand_on, hand_on_follow_ups
 from domain_events.handoff import claim_for_workers, send_probes
 from domain_events.models import Delivery, DeliveryStatus, Subscriber
 from domain_events.sequencer import POSITIONS_PAYLOAD, sequence
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 PRUNE_EVERY = 60.0
 PRUNE_BATCH = 5000
 COVER_EVERY = 1.0
-PRUNE_LOCK = 7246183015249174628
 LISTEN_BACKOFF_MAX = 30.0
 
 
@@ -78,7 +77,7 @@ class Relay:
         local = subscriptions.names(Mode.ON_COMMIT)
         remote = [s for s in subscriptions.all() if s.mode is Mode.CELERY]
         while not self._stopping:
-            report = run_due_here(self.batch_size, local)
+            report = hand_on_follow_ups(run_due_here(self.batch_size, local))
             full = report.handled >= self.batch_size
             if remote:
                 claims, probes = claim_for_workers(self.batch_size, remote)
@@ -143,7 +142,7 @@ class Relay:
         if connection.vendor != "postgresql":
             return True
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [PRUNE_LOCK])
+            cursor.execute(sql.TRY_PRUNE_LOCK)
             return cursor.fetchone()[0]
 
     # --- long-running -------------------------------------------------------------------------
@@ -189,7 +188,7 @@ class Relay:
             params.pop("cursor_factory", None)
             params.pop("context", None)
             self._listener = psycopg.connect(**params, autocommit=True, connect_timeout=5)
-            self._listener.execute(f'LISTEN "{self.channel}"')
+            self._listener.execute(sql.listen(self.channel))
             self._listen_backoff = 0.0
             logger.info("relay %s listening on %s", self.name, self.channel)
         except psycopg.Error:

@@ -35,13 +35,11 @@ def sequence() -> int:
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql.SEQUENCER_PRELUDE, [sql.SEQUENCER_LOCK])
+            cursor.execute(sql.SEQUENCER_PRELUDE)
             cursor.execute(sql.SEQUENCE, [BATCH])
             numbered = cursor.rowcount
             if numbered:
-                cursor.execute(
-                    "SELECT pg_notify(%s, %s)", [domain_events_settings()["NOTIFY_CHANNEL"], POSITIONS_PAYLOAD]
-                )
+                cursor.execute(sql.NOTIFY, [domain_events_settings()["NOTIFY_CHANNEL"], POSITIONS_PAYLOAD])
         total += numbered
         if numbered < BATCH:
             return total

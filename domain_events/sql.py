@@ -35,8 +35,20 @@ DELIVERY_INSERT_COLUMNS = (
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN) + ")"
 BLOCKING_SQL = "(" + ", ".join(f"'{s}'" for s in Delivery.BLOCKING) + ")"
 
-# The advisory lock that serialises the sequencer (an arbitrary, fixed 64-bit key).
+# Advisory locks (arbitrary, fixed 64-bit keys): the sequencer's, and the pruning relay's.
 SEQUENCER_LOCK = 7246183015249174627
+PRUNE_LOCK = 7246183015249174628
+
+NOTIFY = "SELECT pg_notify(%s, %s)"
+TRY_PRUNE_LOCK = f"SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"
+# Deferred constraints (Django's foreign keys) checked per statement, inside each savepoint.
+CONSTRAINTS_IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
+
+
+def listen(channel: str) -> str:
+    """LISTEN takes no parameters; the channel is an identifier, quoted."""
+    return 'LISTEN "{}"'.format(channel.replace('"', '""'))
+
 
 # --- recording ------------------------------------------------------------------------------
 
@@ -73,7 +85,7 @@ UPDATE {EVENTS} e SET position = numbered.position FROM numbered WHERE e.id = nu
 
 # Take the sequencer's lock; and its statement looks rows up by key only, so index access is right
 # for it whatever the statistics say (an ANALYZE of an empty table would plan a table scan).
-SEQUENCER_PRELUDE = "SELECT set_config('enable_seqscan', 'off', true), pg_advisory_xact_lock(%s)"
+SEQUENCER_PRELUDE = f"SELECT set_config('enable_seqscan', 'off', true), pg_advisory_xact_lock({SEQUENCER_LOCK})"
 
 HEAD = f"SELECT COALESCE(MAX(position), 0) FROM {EVENTS}"
 

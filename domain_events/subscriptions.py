@@ -11,7 +11,7 @@ Two kinds of subscriber:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +38,13 @@ class Subscription:
     event_types: tuple[type[DomainEvent], ...]
     queue: str | None = None
     retry_schedule: tuple[int, ...] | None = None
+    # False: the handler calls the outside world and opens its own short transactions; it runs
+    # outside the executor's transaction, so no row lock is held during the call (see executor).
+    atomic: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.atomic and self.mode is not Mode.CELERY:
+            raise ValueError(f"{self.name!r}: only celery-mode handlers may run outside a transaction")
 
     def matches(self, event_cls: type[DomainEvent]) -> bool:
         return issubclass(event_cls, self.event_types)
@@ -80,14 +87,7 @@ class Subscriptions:
             if existing.handler is not subscription.handler or existing.mode is not subscription.mode:
                 raise ValueError(f"handler name {subscription.name!r} is already subscribed to another handler or mode")
             types = existing.event_types + tuple(t for t in subscription.event_types if t not in existing.event_types)
-            subscription = Subscription(
-                subscription.name,
-                subscription.handler,
-                subscription.mode,
-                types,
-                subscription.queue,
-                subscription.retry_schedule,
-            )
+            subscription = replace(subscription, event_types=types)
         if subscription.name in self._trackers:
             raise ValueError(f"{subscription.name!r} is already a position reader")
         self._by_name[subscription.name] = subscription

@@ -7,6 +7,7 @@ from celery import shared_task
 
 from domain_events.conf import domain_events_settings
 from domain_events.executor import execute
+from domain_events.fastpath import hand_on_follow_ups
 from domain_events.handoff import delivery_start, queue_reached
 
 _TIME_LIMIT = domain_events_settings()["CELERY_TIME_LIMIT"]
@@ -25,7 +26,7 @@ def run_delivery(delivery_id: int, token: str) -> dict[str, int]:
     claim = delivery_start(delivery_id, UUID(token))
     if claim is None:
         return {"stale": 1}
-    report = execute([claim])
+    report = hand_on_follow_ups(execute([claim]))
     return {"succeeded": report.succeeded, "failed": report.failed, "dead": report.dead, "waiting": report.waiting}
 
 

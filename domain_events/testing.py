@@ -145,6 +145,7 @@ def run_deliveries_now(handler: str):
     from django.utils import timezone
 
     from domain_events.executor import execute, run_due_here
+    from domain_events.fastpath import hand_on_follow_ups
     from domain_events.handoff import claim_for_workers
     from domain_events.models import Delivery
     from domain_events.sequencer import sequence
@@ -157,8 +158,8 @@ def run_deliveries_now(handler: str):
     subscription = subscriptions.get(handler)
     if subscription is not None and subscription.mode is Mode.CELERY:
         claims, _ = claim_for_workers(1000, [subscription])
-        return execute(claims)
-    return run_due_here(1000, [handler])
+        return hand_on_follow_ups(execute(claims))
+    return hand_on_follow_ups(run_due_here(1000, [handler]))
 
 
 @contextlib.contextmanager

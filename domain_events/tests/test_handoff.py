@@ -18,7 +18,7 @@ from domain_events.models import Delivery, QueueMark
 from domain_events.sequencer import sequence
 from domain_events.subscriptions import subscriptions
 from domain_events.testing import wait_until
-from domain_events.tests.probe.events import ProbeHappened
+from domain_events.tests.probe.events import ProbeCalledOut, ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,3 +131,38 @@ def test_a_queue_that_is_merely_slow_gets_no_duplicate_messages(processes):
     assert len(received) == 12, log[-3000:]
     assert "'stale'" not in log
     assert runs_per_event() == {1}
+
+
+def leased_call_out(n: int = 1):
+    with transaction.atomic():
+        event = event_bus.publish(ProbeCalledOut(tenant_id=uuid.uuid4(), probe_id=uuid.uuid4(), n=n))
+    delivery = Delivery.objects.get(handler="probe.call_out", stored_event__event_id=event.event_id)
+    return event, delivery_start(delivery.pk, delivery.lease_token)
+
+
+def test_a_non_atomic_handler_calls_out_with_no_transaction_open_and_its_outcome_is_recorded(redis_broker):
+    redis_broker.flushdb()
+    event, claim = leased_call_out()
+    report = execute([claim])
+    assert report.succeeded == 1, Delivery.objects.get(handler="probe.call_out").last_error
+    assert ProbeRecord.objects.filter(handler="probe.call_out", event_id=event.event_id).count() == 1
+    assert Delivery.objects.get(handler="probe.call_out").status == "succeeded"
+
+
+def test_a_non_atomic_handler_that_fails_is_retried_and_one_that_lost_its_lease_records_nothing(redis_broker):
+    redis_broker.flushdb()
+    ProbeSwitch.set("probe.call_out:fail")
+    _, claim = leased_call_out(1)
+    assert execute([claim]).failed == 1
+    failed = Delivery.objects.get(pk=claim.delivery_id)
+    assert failed.status == "failed"
+    assert "told to fail" in failed.last_error
+    assert failed.attempts == 1
+
+    ProbeSwitch.objects.all().delete()
+    ProbeSwitch.set("probe.call_out:steal_lease")
+    _, claim = leased_call_out(2)
+    assert execute([claim]).handled == 0
+    taken = Delivery.objects.get(pk=claim.delivery_id)
+    assert taken.status == "pending", "the outcome of a run whose lease was lost is dropped"
+    assert taken.attempts == 0

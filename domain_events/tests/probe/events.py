@@ -36,3 +36,14 @@ class ProbeMeasured(DomainEvent):
     probe_id: UUID
     value_mm: int
     unit_note: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeCalledOut(DomainEvent):
+    """Handled by a non-atomic handler that stands for a call to the outside world."""
+
+    type: ClassVar[str] = "probe.called_out"
+    aggregate_field: ClassVar[str] = "probe_id"
+
+    probe_id: UUID
+    n: int

@@ -3,9 +3,11 @@
 import os
 import time
 
+from django.db import connection
+
 from domain_events.bus import event_bus
 from domain_events.registry import registry
-from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
+from domain_events.tests.probe.events import ProbeCalledOut, ProbeFollowedUp, ProbeHappened
 from domain_events.tests.probe.models import ProbeChild, ProbeRecord, ProbeSwitch
 
 
@@ -81,6 +83,22 @@ def record_tracked(events, context) -> None:
         _record("probe.tracker:" + context.target, event)
 
 
+def call_out(event: ProbeCalledOut) -> None:
+    """Stands for a call to a provider: it must run with no transaction (and so no row lock) of the
+    executor's open, and records what it saw in its own short transaction."""
+    if connection.in_atomic_block:
+        raise ProbeFailure("called out inside a transaction")
+    _misbehave("probe.call_out", event)
+    steal = ProbeSwitch.value_of("probe.call_out:steal_lease")
+    if steal:
+        from domain_events.models import Delivery
+
+        Delivery.objects.filter(handler="probe.call_out", stored_event__event_id=event.event_id).update(
+            lease_token=None
+        )
+    _record("probe.call_out", event)
+
+
 def refuse_negative(event: ProbeHappened) -> None:
     if event.n < 0:
         raise ValueError("n must not be negative")
@@ -93,6 +111,7 @@ def subscribe_all() -> None:
     event_bus.subscribe(ProbeHappened, record_slow, mode="celery", name="probe.slow", queue="probe")
     event_bus.subscribe(ProbeHappened, follow_up, mode="on_commit", name="probe.follow_up")
     event_bus.subscribe(ProbeFollowedUp, record_follow_up, mode="on_commit", name="probe.followed")
+    event_bus.subscribe(ProbeCalledOut, call_out, mode="celery", name="probe.call_out", atomic=False)
     event_bus.track(ProbeHappened, record_tracked, name="probe.tracker", batch_size=3)
 
 
