@@ -16,6 +16,7 @@ from domain_events.deadletters import skip
 from domain_events.models import UNTIL_RELEASED, Delivery, StoredEvent
 from domain_events.relay import Relay
 from domain_events.sequencer import sequence
+from domain_events.testing import run_deliveries_now
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
 
@@ -83,6 +84,9 @@ def test_relays_and_position_readers_apply_an_aggregate_in_position_order(settin
     assert order == [2, 1], "n=2 committed (and was numbered) first"
     assert applied("probe.fast") == order
     assert applied("probe.tracker:live") == order
+    # The Celery path: what a worker does with the relay's claims.
+    run_deliveries_now("probe.slow")
+    assert applied("probe.slow") == order
     # A replay into a second set of tables follows the same order.
     tracking.reset("probe.tracker", target="rebuild")
     tracking.catch_up("probe.tracker", target="rebuild")
