@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
@@ -43,6 +44,7 @@ class TrackingContext:
     target: str
     after: int  # the checkpoint before this batch
     upto: int  # the checkpoint this batch commits
+    positions: Mapping[UUID, int] = field(default_factory=dict)  # each event's position, by event id
 
 
 def checkpoint_name(name: str, target: str = LIVE) -> str:
@@ -94,7 +96,8 @@ def _read_batch(name: str, target: str, batch_size: int | None) -> tuple[int, bo
             registry.load(r.type, r.version, r.payload, envelope=r.envelope(), ref=r.ref) for r in rows
         ]
         if events:
-            tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto))
+            positions = {r.event_id: r.position for r in rows}
+            tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
         Checkpoint.objects.filter(pk=checkpoint.pk).update(
             position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
         )

@@ -1,0 +1,53 @@
+"""The audit trail, read-only for staff (their tenant's entries), searchable by aggregate and
+correlation id."""
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from audit.chain import canonical
+from audit.models import AuditEntry
+from tenants.scoping import TenantScopedAdmin
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(TenantScopedAdmin):
+    tenant_field = "tenant_id"
+    list_display = ["sequence", "event_type", "aggregate_id", "actor", "occurred_at", "short_hash"]
+    list_filter = ["event_type"]
+    search_fields = ["=aggregate_id", "=correlation_id", "=event_id"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    fields = [
+        "tenant_id",
+        "sequence",
+        "event_id",
+        "event_type",
+        "aggregate_id",
+        "actor",
+        "correlation_id",
+        "causation_id",
+        "occurred_at",
+        "recorded_at",
+        "position",
+        "previous_hash",
+        "hash",
+        "payload_pretty",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="hash")
+    def short_hash(self, obj: AuditEntry) -> str:
+        return obj.hash[:12]
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: AuditEntry) -> str:
+        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", canonical(obj.payload))

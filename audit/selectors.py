@@ -1,0 +1,78 @@
+"""Reads of the audit module: walking a tenant's chain to verify it, in bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from uuid import UUID
+
+from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
+from audit.models import AuditEntry
+
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    tenant_id: UUID
+    length: int
+    head: str  # the last entry's stored hash (GENESIS for an empty chain)
+    problem: str = ""  # the first entry that fails, in words; empty when intact
+    contains_expected: bool | None = None  # with an expected head: whether it is still in the chain
+
+    @property
+    def intact(self) -> bool:
+        return not self.problem and self.contains_expected is not False
+
+
+def audit_tenants() -> list[UUID]:
+    return list(AuditEntry.objects.order_by("tenant_id").values_list("tenant_id", flat=True).distinct())
+
+
+def _entries(tenant_id: UUID) -> Iterator[dict]:
+    """The chain in sequence order, a chunk at a time (keyset pages, whatever its length)."""
+    after = 0
+    fields = ["id", *CONTENT_FIELDS, "previous_hash", "hash"]
+    while True:
+        chunk = list(
+            AuditEntry.objects.filter(tenant_id=tenant_id, sequence__gt=after)
+            .order_by("sequence")
+            .values(*fields)[:CHUNK]
+        )
+        full, after = len(chunk) == CHUNK, chunk[-1]["sequence"] if chunk else after
+        yield from chunk
+        del chunk  # one page in memory at a time
+        if not full:
+            return
+
+
+def audit_chain_verify(*, tenant_id: UUID, expect_head: str | None = None) -> ChainReport:
+    """Walk `tenant_id`'s chain; name the first entry that was altered, removed, inserted or moved.
+
+    - altered: its content no longer gives its stored hash;
+    - removed: a sequence number is missing;
+    - inserted or moved: its `previous_hash` is not the hash of the entry before it.
+    With `expect_head` (a head recorded elsewhere earlier), also report whether that hash is still
+    an entry of the chain: a chain recomputed from the start after a rewrite no longer contains it.
+    """
+    previous, expected_sequence, length = GENESIS, 1, 0
+    problem = ""
+    found = None if expect_head is None else False
+    for row in _entries(tenant_id):
+        length += 1
+        if found is False and row["hash"] == expect_head:
+            found = True
+        if problem:
+            continue
+        if row["sequence"] != expected_sequence:
+            problem = f"entry #{expected_sequence} is missing (removed): the chain jumps to #{row['sequence']}"
+        elif row["previous_hash"] != previous:
+            problem = (
+                f"entry #{row['sequence']} (event {row['event_id']}) does not follow entry #{row['sequence'] - 1}: "
+                "an entry was inserted or moved here"
+            )
+        elif entry_hash(previous, {f: row[f] for f in CONTENT_FIELDS}) != row["hash"]:
+            problem = f"entry #{row['sequence']} (event {row['event_id']}) was altered: its content no longer matches"
+        previous = row["hash"]
+        expected_sequence = row["sequence"] + 1
+    return ChainReport(tenant_id, length, previous, problem, found)

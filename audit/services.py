@@ -1,0 +1,72 @@
+"""Writes of the audit module: appending events to the tenants' chains (its projection's only job)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from django.utils import timezone
+
+from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
+from audit.models import AuditEntry
+from domain_events.events import ENVELOPE_FIELDS, DomainEvent
+from domain_events.registry import registry
+
+
+def _actor(event: DomainEvent) -> str:
+    """Who caused it: the customer for what a customer did, else the platform."""
+    customer = getattr(event, "customer_id", None)
+    return f"customer:{customer}" if customer else "system"
+
+
+def _payload(event: DomainEvent) -> dict:
+    data = registry.dump(event)
+    return {k: v for k, v in data.items() if k not in ENVELOPE_FIELDS and k not in event.private_fields}
+
+
+def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]]) -> list[AuditEntry]:
+    """Append `(event, position)` pairs, in position order, to their tenants' chains.
+
+    Called by the audit projection inside the transaction that also moves its checkpoint, so a
+    batch is appended once. An event already in the trail (it cannot be, unless a checkpoint was
+    reset) is skipped rather than appended twice.
+    """
+    if not events:
+        return []
+    known = set(
+        AuditEntry.objects.filter(event_id__in=[e.event_id for e, _ in events]).values_list("event_id", flat=True)
+    )
+    tenants = {e.tenant_id for e, _ in events}
+    heads: dict[UUID, tuple[int, str]] = dict.fromkeys(tenants, (0, GENESIS))
+    for tenant_id, sequence, hash_ in (
+        AuditEntry.objects.filter(tenant_id__in=tenants)
+        .order_by("tenant_id", "-sequence")
+        .distinct("tenant_id")
+        .values_list("tenant_id", "sequence", "hash")
+    ):
+        heads[tenant_id] = (sequence, hash_)
+    now = timezone.now()
+    entries = []
+    for event, position in events:
+        if event.event_id in known:
+            continue
+        sequence, previous = heads[event.tenant_id]
+        entry = AuditEntry(
+            tenant_id=event.tenant_id,
+            sequence=sequence + 1,
+            event_id=event.event_id,
+            event_type=event.type,
+            aggregate_id=event.aggregate_id,
+            actor=_actor(event),
+            correlation_id=event.correlation_id,
+            causation_id=event.causation_id or event.event_id,
+            payload=_payload(event),
+            occurred_at=event.occurred_at,
+            recorded_at=now,
+            position=position,
+            previous_hash=previous,
+        )
+        entry.hash = entry_hash(previous, {f: getattr(entry, f) for f in CONTENT_FIELDS})
+        heads[event.tenant_id] = (entry.sequence, entry.hash)
+        entries.append(entry)
+    return AuditEntry.objects.bulk_create(entries)

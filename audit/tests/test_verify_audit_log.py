@@ -1,0 +1,168 @@
+"""`verify_audit_log`: intact chains pass; each kind of tampering is found and named; a chain
+recomputed from the start fails `--expect-head`; memory stays bounded however long the chain."""
+
+import contextlib
+import tracemalloc
+import uuid
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
+from audit.models import AuditEntry
+from audit.selectors import audit_chain_verify
+from audit.services import audit_append_events
+from domain_events.events import StockAdjusted
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def verify(*args: str) -> tuple[int, str]:
+    from io import StringIO
+
+    out = StringIO()
+    try:
+        call_command("verify_audit_log", *args, stdout=out)
+    except SystemExit as exit_:
+        return exit_.code, out.getvalue()
+    return 0, out.getvalue()
+
+
+@contextlib.contextmanager
+def tampering():
+    """What an attacker with the database's owner rights does first: switch the guard off."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE audit_auditentry DISABLE TRIGGER audit_append_only")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE audit_auditentry ENABLE TRIGGER audit_append_only")
+
+
+def synthetic_chain(tenant, count: int, start_position: int = 1) -> None:
+    """`count` entries for `tenant`, appended by the service in batches as the projection does."""
+    product = uuid.uuid4()
+    batch = []
+    for n in range(count):
+        event = StockAdjusted(
+            tenant_id=tenant.id, product_id=product, sku="S", quantity_change=1, on_hand=n, reason="restock"
+        )
+        event = type(event)(**{**event.__dict__, "correlation_id": "c", "causation_id": event.event_id})
+        batch.append((event, start_position + n))
+        if len(batch) == 500:
+            audit_append_events(events=batch)
+            batch = []
+    audit_append_events(events=batch)
+
+
+def test_intact_chains_pass_and_print_length_and_head(tenant, other_tenant, record_events):
+    record_events(tenant, 3)
+    record_events(other_tenant, 2)
+    code, out = verify()
+    assert code == 0, out
+    head = AuditEntry.objects.filter(tenant_id=tenant.id).order_by("-sequence").first().hash
+    assert f"tenant-a: 3 entries, head {head}" in out
+    assert "tenant-b: 2 entries" in out
+    assert "Audit log intact." in out
+    code, out = verify("--tenant", "tenant-b")
+    assert code == 0
+    assert "tenant-a" not in out
+
+
+def test_an_altered_entry_is_named(tenant, record_events):
+    record_events(tenant, 4)
+    with tampering():
+        AuditEntry.objects.filter(tenant_id=tenant.id, sequence=2).update(actor="customer:mallory")
+    code, out = verify()
+    assert code == 1
+    assert "entry #2" in out
+    assert "was altered" in out
+
+
+def test_a_removed_entry_is_named(tenant, record_events):
+    record_events(tenant, 4)
+    with tampering():
+        AuditEntry.objects.filter(tenant_id=tenant.id, sequence=3).delete()
+    code, out = verify()
+    assert code == 1
+    assert "entry #3 is missing" in out
+
+
+def test_an_inserted_entry_is_named(tenant, record_events):
+    record_events(tenant, 3)
+    with tampering():
+        last = AuditEntry.objects.get(tenant_id=tenant.id, sequence=3)
+        AuditEntry.objects.filter(pk=last.pk).update(sequence=4)
+        forged = AuditEntry.objects.get(pk=last.pk)
+        forged.pk, forged.sequence, forged.event_id = None, 3, uuid.uuid4()
+        forged.payload = {**forged.payload, "reason": "forged"}
+        forged.previous_hash = AuditEntry.objects.get(tenant_id=tenant.id, sequence=2).hash
+        forged.hash = entry_hash(forged.previous_hash, {f: getattr(forged, f) for f in CONTENT_FIELDS})
+        forged.save()
+    code, out = verify()
+    assert code == 1
+    assert "entry #4" in out
+    assert "inserted or moved" in out
+
+
+def test_swapped_entries_are_named(tenant, record_events):
+    record_events(tenant, 4)
+    with tampering():
+        two = AuditEntry.objects.get(tenant_id=tenant.id, sequence=2)
+        three = AuditEntry.objects.get(tenant_id=tenant.id, sequence=3)
+        AuditEntry.objects.filter(pk=two.pk).update(sequence=1_000_000)
+        AuditEntry.objects.filter(pk=three.pk).update(sequence=2)
+        AuditEntry.objects.filter(pk=two.pk).update(sequence=3)
+    code, out = verify()
+    assert code == 1
+    assert "entry #2" in out
+    assert "inserted or moved" in out
+
+
+def test_a_chain_recomputed_from_the_start_fails_the_expected_head(tenant, record_events):
+    record_events(tenant, 3)
+    old_head = AuditEntry.objects.filter(tenant_id=tenant.id).order_by("-sequence").first().hash
+    assert verify("--expect-head", old_head)[0] == 0
+    with tampering():
+        previous = GENESIS
+        for entry in AuditEntry.objects.filter(tenant_id=tenant.id).order_by("sequence"):
+            if entry.sequence == 2:
+                entry.payload = {**entry.payload, "quantity_change": 1000}
+            entry.previous_hash = previous
+            entry.hash = entry_hash(previous, {f: getattr(entry, f) for f in CONTENT_FIELDS})
+            entry.save()
+            previous = entry.hash
+    code, out = verify()
+    assert code == 0, "a consistent rewrite passes on its own..."
+    code, out = verify("--expect-head", old_head)
+    assert code == 1, "...but not against the head recorded elsewhere before"
+    assert "no longer an entry" in out
+
+
+def test_bad_arguments_are_refused(tenant):
+    with pytest.raises(CommandError, match="no tenant"):
+        call_command("verify_audit_log", "--tenant", "nope")
+    with pytest.raises(CommandError, match="64 hexadecimal"):
+        call_command("verify_audit_log", "--expect-head", "xyz")
+
+
+def peak_memory_of_verifying(tenant_id) -> tuple[object, int]:
+    tracemalloc.start()
+    report = audit_chain_verify(tenant_id=tenant_id)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return report, peak
+
+
+def test_a_long_chain_verifies_in_bounded_memory(tenant, other_tenant):
+    synthetic_chain(other_tenant, 2_500)
+    synthetic_chain(tenant, 10_000)
+    short, short_peak = peak_memory_of_verifying(other_tenant.id)
+    long, long_peak = peak_memory_of_verifying(tenant.id)
+    assert short.intact
+    assert long.intact
+    assert long.length == 10_000
+    # Keyset pages: four times the chain, about the same memory.
+    assert long_peak < 1.5 * short_peak, f"{long_peak / 1e6:.1f} MB for 10,000 vs {short_peak / 1e6:.1f} MB for 2,500"
