@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import email
+import socket
+from email.message import Message
+
 import pytest
 import redis
+from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.test import Client
 from rest_framework.test import APIClient
@@ -99,3 +104,41 @@ def processes(tmp_path, redis_broker, transactional_db):
     runner = ProcessRunner(tmp_path)
     yield runner
     runner.stop_all()
+
+
+# --- a real SMTP server on loopback ---------------------------------------------------------
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.refuse = 0  # how many of the next DATA commands to answer with a temporary failure
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        if self.refuse:
+            self.refuse -= 1
+            return "451 4.3.0 try again later"
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """Django sends through a real SMTP server for the duration of the test."""
+    mailbox = Mailbox()
+    port = _free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_USE_TLS = False
+    mailbox.port = port
+    yield mailbox
+    controller.stop()

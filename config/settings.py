@@ -198,6 +198,7 @@ DOMAIN_EVENTS = {
 # --- E-mail -----------------------------------------------------------------------------------
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ShelfWise <orders@shelfwise.localhost>")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
 # --- Payments ---------------------------------------------------------------------------------
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateways.SimulatedGateway")

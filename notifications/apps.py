@@ -4,3 +4,20 @@ from django.apps import AppConfig
 class NotificationsConfig(AppConfig):
     name = "notifications"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from domain_events.bus import event_bus
+        from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderPlaced
+        from notifications import handlers
+
+        event_bus.subscribe(
+            OrderPlaced, handlers.remember_order_contact, mode="on_commit", name="notifications.remember_order_contact"
+        )
+        event_bus.subscribe(
+            [OrderConfirmed, OrderCancelled, OrderFulfilled],
+            handlers.email_customer_about_order,
+            mode="celery",
+            queue="email",
+            atomic=False,
+            name="notifications.email_customer_about_order",
+        )

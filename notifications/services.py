@@ -1,0 +1,144 @@
+"""Writes of the notifications module: remembering who ordered, and e-mailing them.
+
+An e-mail is sent at most once per (event, template): the log row is claimed before sending and
+marked sent after. The one window for a second copy is a crash after the SMTP server accepted the
+message and before the log committed; the message then goes again with the same deterministic
+Message-ID, which a receiving server or client can drop as a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from config.exceptions import ApplicationError
+from domain_events.events import DomainEvent, OrderCancelled, OrderConfirmed, OrderFulfilled, OrderPlaced
+from notifications.models import EmailMessage, OrderContact
+from tenants.models import Tenant, User
+
+logger = logging.getLogger(__name__)
+
+# Event type → template name and subject.
+TEMPLATES: dict[str, tuple[str, str]] = {
+    OrderConfirmed.type: ("order_confirmed", "Your order {short_id} is confirmed"),
+    OrderCancelled.type: ("order_cancelled", "Your order {short_id} was cancelled"),
+    OrderFulfilled.type: ("order_fulfilled", "Your order {short_id} has shipped"),
+}
+REASONS = {
+    "out_of_stock": "some of the books were out of stock",
+    "payment_declined": "the payment was declined",
+    "customer_request": "you asked us to cancel it",
+}
+MAX_ERROR_LENGTH = 2000
+
+
+class OrderContactUnknown(ApplicationError):
+    """The order's `order.placed` has not been seen yet; the e-mail is retried later."""
+
+
+def message_id_for(*, event: DomainEvent, template: str) -> str:
+    """The same Message-ID on every attempt, so a duplicate copy can be recognised."""
+    return f"<{event.event_id}.{template}@shelfwise>"
+
+
+def order_contact_record(*, event: OrderPlaced) -> OrderContact:
+    """Remember who placed the order and what it holds (idempotent)."""
+    contact, _ = OrderContact.objects.get_or_create(
+        order_id=event.order_id,
+        defaults={
+            "tenant_id": event.tenant_id,
+            "customer_id": event.customer_id,
+            "total_amount": event.total_amount,
+            "currency": event.currency,
+            "lines": [
+                {"sku": line.sku, "title": line.title, "quantity": line.quantity, "unit_price": str(line.unit_price)}
+                for line in event.lines
+            ],
+        },
+    )
+    return contact
+
+
+def _context(event: DomainEvent, contact: OrderContact, customer: User) -> dict:
+    store = Tenant.objects.filter(pk=event.tenant_id).values_list("name", flat=True).first() or "our store"
+    context = {
+        "name": customer.first_name or customer.username,
+        "store": store,
+        "short_id": str(event.order_id)[:8],
+        "lines": contact.lines,
+        "total": contact.total_amount,
+        "currency": contact.currency,
+    }
+    if isinstance(event, OrderCancelled):
+        context["reason"] = REASONS.get(event.reason, event.reason.replace("_", " "))
+        context["refunded"] = event.previous_status in ("confirmed", "fulfilled")
+    if isinstance(event, OrderFulfilled):
+        context["tracking_number"] = event.tracking_number
+    return context
+
+
+def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled) -> EmailMessage:
+    """E-mail the customer about `event` unless that was done already.
+
+    Runs outside any transaction of the executor (it talks to an SMTP server): the log row is
+    claimed and updated in short transactions of its own. Raises `OrderContactUnknown` when the
+    order's placement is not known yet, and lets SMTP errors through after logging them: both are
+    retried on the handler's schedule.
+    """
+    template, subject = TEMPLATES[event.type]
+    contact = OrderContact.objects.filter(order_id=event.order_id).first()
+    if contact is None:
+        raise OrderContactUnknown(f"order {event.order_id} has not been seen placed yet")
+    message, _ = EmailMessage.objects.get_or_create(
+        event_id=event.event_id,
+        template=template,
+        defaults={
+            "tenant_id": event.tenant_id,
+            "event_type": event.type,
+            "order_id": event.order_id,
+            "message_id": message_id_for(event=event, template=template),
+        },
+    )
+    if message.status in (EmailMessage.Status.SENT, EmailMessage.Status.SKIPPED):
+        logger.info("e-mail %s for event %s was %s already", template, event.event_id, message.status)
+        return message
+    customer = User.objects.filter(pk=contact.customer_id).first()
+    if customer is None or not customer.email:
+        message.status = EmailMessage.Status.SKIPPED
+        message.last_error = "the customer has no e-mail address"
+        message.save(update_fields=["status", "last_error", "updated_at"])
+        return message
+
+    context = _context(event, contact, customer)
+    message.recipient = customer.email
+    message.subject = subject.format(**context)
+    mail = EmailMultiAlternatives(
+        subject=message.subject,
+        body=render_to_string(f"notifications/{template}.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[customer.email],
+        headers={"Message-ID": message.message_id},
+        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+    )
+    mail.attach_alternative(render_to_string(f"notifications/{template}.html", context), "text/html")
+    message.attempts += 1
+    try:
+        mail.send()
+    except Exception as exc:
+        message.status = EmailMessage.Status.FAILED
+        message.last_error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+        message.save(update_fields=["recipient", "subject", "status", "attempts", "last_error", "updated_at"])
+        raise
+    with transaction.atomic():
+        message.status = EmailMessage.Status.SENT
+        message.sent_at = timezone.now()
+        message.last_error = ""
+        message.save(
+            update_fields=["recipient", "subject", "status", "attempts", "last_error", "sent_at", "updated_at"]
+        )
+    return message
