@@ -6,11 +6,11 @@ from django.utils.html import format_html
 
 from audit.chain import canonical
 from audit.models import AuditEntry
-from tenants.scoping import TenantScopedAdmin
+from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(TenantScopedAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
     list_display = ["sequence", "event_type", "aggregate_id", "actor", "occurred_at", "short_hash"]
     list_filter = ["event_type"]
@@ -34,15 +34,6 @@ class AuditEntryAdmin(TenantScopedAdmin):
         "payload_pretty",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="hash")
     def short_hash(self, obj: AuditEntry) -> str:

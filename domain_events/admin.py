@@ -13,20 +13,11 @@ from domain_events import subscribers, tracking
 from domain_events.deadletters import redrive, skip
 from domain_events.models import UNTIL_RELEASED, Checkpoint, Delivery, DeliveryStatus, StoredEvent, Subscriber
 from domain_events.subscriptions import subscriptions
-from tenants.scoping import TenantScopedAdmin
+from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
-class ReadOnlyAdmin(TenantScopedAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class DeliveryInline(admin.TabularInline):
@@ -170,7 +161,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
         return None
 
 
-class SuperuserOnlyAdmin(admin.ModelAdmin):
+class SuperuserOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Backbone state that spans every tenant: superusers only."""
 
     def has_module_permission(self, request) -> bool:
@@ -178,15 +169,6 @@ class SuperuserOnlyAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Subscriber)

@@ -3,11 +3,11 @@
 from django.contrib import admin
 
 from notifications.models import EmailMessage
-from tenants.scoping import TenantScopedAdmin
+from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(EmailMessage)
-class EmailMessageAdmin(TenantScopedAdmin):
+class EmailMessageAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
     list_display = ["created_at", "template", "recipient", "status", "attempts", "sent_at", "order_id"]
     list_filter = ["status", "template"]
@@ -31,12 +31,3 @@ class EmailMessageAdmin(TenantScopedAdmin):
         "updated_at",
     ]
     fields = readonly_fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

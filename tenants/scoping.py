@@ -71,3 +71,16 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if not change and not request.user.is_superuser and getattr(obj, "tenant_id", None) is None:
             obj.tenant_id = request.user.tenant_id
         super().save_model(request, obj, form, change)
+
+
+class ReadOnlyAdminMixin:
+    """Admin pages that show records nobody edits by hand (logs, trails, the outbox)."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

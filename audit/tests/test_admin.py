@@ -1,0 +1,28 @@
+"""The audit trail in the admin: read-only, the staff member's tenant only, searchable."""
+
+import pytest
+
+from audit.models import AuditEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_staff_read_only_their_tenants_trail_and_search_it_by_aggregate(
+    staff_admin, tenant, other_tenant, record_events
+):
+    mine = record_events(tenant, 2)
+    theirs = record_events(other_tenant, 1)
+    page = staff_admin.get("/admin/audit/auditentry/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert str(mine[0].aggregate_id) in body
+    assert str(theirs[0].aggregate_id) not in body
+    found = staff_admin.get(f"/admin/audit/auditentry/?q={mine[0].aggregate_id}").content.decode()
+    assert "2 audit entries" in found or found.count(str(mine[0].aggregate_id)) >= 2
+    other = AuditEntry.objects.get(tenant_id=other_tenant.id)
+    assert staff_admin.get(f"/admin/audit/auditentry/{other.pk}/change/").status_code in (302, 404)
+    entry = AuditEntry.objects.filter(tenant_id=tenant.id).first()
+    detail = staff_admin.get(f"/admin/audit/auditentry/{entry.pk}/change/")
+    assert detail.status_code == 200
+    assert entry.hash in detail.content.decode()
+    assert "Save" not in detail.content.decode()
