@@ -60,6 +60,7 @@ class Relay:
         self._last_prune = 0.0
         self._last_cover = 0.0
         self._last_drain = 0.0
+        self.readers_behind = False
 
     # --- one pass -----------------------------------------------------------------------------
 
@@ -71,8 +72,7 @@ class Relay:
             subscribers.register_once()
             subscribers.cover()
             self._last_cover = time.monotonic()
-        if subscriptions.trackers():
-            tracking.run_due()
+        readers_behind = subscriptions.trackers() and tracking.run_due() > 0
         total = Report()
         local = subscriptions.names(Mode.ON_COMMIT)
         remote = [s for s in subscriptions.all() if s.mode is Mode.CELERY]
@@ -91,6 +91,7 @@ class Relay:
                 self.on_report(report)
             if not full:
                 break
+        self.readers_behind = bool(readers_behind)
         return total
 
     def prune(self) -> int:
@@ -165,7 +166,8 @@ class Relay:
                     logger.exception("relay pass failed; retrying")
                     connection.close()
                     time.sleep(self.poll_interval)
-                while not self._stopping and not self._wait():
+                # Position readers with a way to go get the next pass at once; otherwise wait for work.
+                while not self._stopping and not self.readers_behind and not self._wait():
                     pass
         finally:
             if self._listener is not None:

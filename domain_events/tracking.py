@@ -104,18 +104,27 @@ def _read_batch(name: str, target: str, batch_size: int | None) -> tuple[int, bo
     return len(events), True
 
 
-def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None) -> int:
-    """Apply batches until `name` is at the head; returns how many events it applied."""
+def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None, max_batches: int | None = None) -> int:
+    """Apply batches until `name` is at the head (or `max_batches` were applied); returns how many
+    events it applied."""
     total = 0
-    while True:
+    batches = 0
+    while max_batches is None or batches < max_batches:
         applied, moved = _read_batch(name, target, batch_size)
         total += applied
+        batches += 1
         if not moved:
-            return total
+            break
+    return total
+
+
+# A relay pass applies at most this many batches per reader, so a reader with a long way to go
+# (a new projection over years of events) does not hold up the relay's deliveries.
+BATCHES_PER_PASS = 10
 
 
 def run_due(names: Sequence[str] | None = None) -> int:
-    """What relays do: catch every reader up, leaving failing ones to their retry time."""
+    """What relays do: move every reader towards the head, leaving failing ones to their retry time."""
     total = 0
     now = timezone.now()
     for tracker in subscriptions.trackers():
@@ -124,7 +133,7 @@ def run_due(names: Sequence[str] | None = None) -> int:
         if Checkpoint.objects.filter(name=tracker.name, retry_at__gt=now).exists():
             continue
         try:
-            total += catch_up(tracker.name)
+            total += catch_up(tracker.name, max_batches=BATCHES_PER_PASS)
         except Exception as exc:
             _record_failure(tracker.name, exc)
     return total

@@ -99,3 +99,17 @@ def test_relays_catch_readers_up_and_lag_is_listed_for_every_reader():
     lags = {lag.name: lag.positions for lag in tracking.lags()}
     assert lags[READER] == 0
     assert set(lags) >= {READER, "audit.chain"}, "every subscribed reader is listed"
+
+
+def test_a_reader_far_behind_does_not_hold_up_a_relays_deliveries(settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    for n in range(40):
+        publish(n)
+    relay = Relay()
+    relay.drain()
+    assert len(seen()) == tracking.BATCHES_PER_PASS * 3, "batches of 3, a bounded number per pass"
+    assert ProbeRecord.objects.filter(handler="probe.fast").count() == 40, "deliveries went on meanwhile"
+    assert relay.readers_behind
+    while relay.readers_behind:
+        relay.drain()
+    assert seen() == list(range(40))
