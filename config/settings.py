@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "webhooks",
     "analytics",
     "audit",
+    "demo",
 ]
 
 MIDDLEWARE = [
