@@ -15,7 +15,7 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.services import MAX_STOCK_CHANGE, product_create, product_restock, product_update
 from tenants.scoping import TenantScopedAdmin

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from config.exceptions import NotFound
+from core.errors import NotFound
 from inventory.models import SKU_PATTERN, Product
 from inventory.selectors import product_get, product_list
 from inventory.services import MAX_STOCK_CHANGE, product_create, product_restock, product_update

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from config.exceptions import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 from domain_events.bus import event_bus
 from domain_events.events import InventoryReservationFailed, InventoryReserved, OrderLine, StockAdjusted, StockShortage
 from inventory.models import Product, Reservation, ReservationLine

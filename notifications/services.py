@@ -16,7 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from domain_events.events import DomainEvent, OrderCancelled, OrderConfirmed, OrderFulfilled, OrderPlaced
 from notifications.models import EmailMessage, OrderContact
 from tenants.models import Tenant, User

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 from orders.services import order_cancel, order_fulfill
 from tenants.scoping import TenantScopedAdmin

@@ -10,16 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from config.exceptions import NotFound
-from orders import idempotency
-from orders.idempotency import StoredResponse, idempotency_key_from_header, idempotency_key_run, request_fingerprint
+from core.errors import NotFound
+from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order
 from orders.selectors import order_get_for, order_list_for
 from orders.services import MAX_LINES, PAYMENT_TOKEN_MAX_LENGTH, order_cancel, order_fulfill, order_place
@@ -136,34 +135,14 @@ class OrderPlaceApi(TenantApiMixin, APIView):
             409: OpenApiResponse(description="A request with the same Idempotency-Key is still in progress."),
             422: OpenApiResponse(description="The Idempotency-Key was already used with another request body."),
         },
-        parameters=[
-            OpenApiParameter(
-                idempotency.HEADER,
-                str,
-                OpenApiParameter.HEADER,
-                description="Retry safely: the same key and body within 24 hours give back the first response.",
-            )
-        ],
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
-        key = idempotency_key_from_header(request.headers.get(idempotency.HEADER))
-        if key is None:
-            result, replayed = self._place(request), False
-        else:
-            fingerprint = request_fingerprint(method=request.method, path=request.path, body=request.data)
-            result, replayed = idempotency_key_run(
-                user=request.user, key=key, fingerprint=fingerprint, perform=lambda: self._place(request)
-            )
-        response = Response(result.body, status=result.status)
-        if replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
-
-    def _place(self, request: Request) -> StoredResponse:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         order = order_place(tenant=self.tenant, customer=request.user, **serializer.validated_data)
-        return StoredResponse(status=status.HTTP_201_CREATED, body=self.OutputSerializer(order).data)
+        return Response(self.OutputSerializer(order).data, status=status.HTTP_201_CREATED)
 
 
 class OrderCollectionApi(OrderListApi, OrderPlaceApi):

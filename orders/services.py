@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.db import transaction
 from django.utils import timezone
 
-from config.exceptions import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound
 from domain_events.bus import event_bus
 from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
 from domain_events.queries import ProductQuote, QuoteProducts

@@ -15,7 +15,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from domain_events.bus import event_bus
 from domain_events.events import PaymentCaptured, PaymentFailed, PaymentRefunded
 from payments.gateways import PaymentGateway, get_gateway

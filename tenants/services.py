@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
-from config.exceptions import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 from tenants.models import Tenant, User
 
 

@@ -8,10 +8,11 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from core.idempotency import request_fingerprint
+from core.models import IdempotencyKey
 from domain_events.models import StoredEvent
 from domain_events.testing import wait_until
-from orders.idempotency import request_fingerprint
-from orders.models import IdempotencyKey, Order
+from orders.models import Order
 from tenants.tests.factories import UserFactory
 
 ORDERS = "/api/v1/orders/"

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from config.exceptions import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 from domain_events.models import StoredEvent
 from inventory.models import Product
 from inventory.services import product_create

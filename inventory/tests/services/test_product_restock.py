@@ -2,7 +2,7 @@
 
 import pytest
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from domain_events.models import StoredEvent
 from inventory.services import MAX_ON_HAND, product_restock
 from inventory.tests.factories import ProductFactory

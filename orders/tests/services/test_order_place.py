@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from domain_events.models import StoredEvent
 from orders.models import MAX_QUANTITY, Order, OrderItem
 from orders.services import MAX_LINES, order_place

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from config.exceptions import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, NotFound
 from orders.models import Order
 from orders.services import order_cancel, order_cancel_if_open, order_confirm, order_fulfill
 from orders.tests.factories import OrderFactory

@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from tenants.services import tenant_create
 
 

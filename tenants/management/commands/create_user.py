@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from tenants.selectors import tenant_get_by_slug
 from tenants.services import user_create
 

@@ -1,12 +1,14 @@
-"""Idempotency keys for `POST orders/`, after the IETF draft "The Idempotency-Key HTTP Header Field".
+"""Idempotency keys for POST endpoints, after the IETF draft "The Idempotency-Key HTTP Header Field".
 
-A client sends `Idempotency-Key: <key>` so it can retry a request safely:
+A client sends `Idempotency-Key: <key>` so it can retry a request safely; a view opts in by
+decorating its `post` with `@idempotent` (as `POST orders/` does):
 
 - the first request with a key claims it (`in_progress`) in a transaction of its own, so a
   concurrent request with the same key sees the claim and is told 409;
-- the order and the key's response are written in one transaction, so a key is `completed` if
-  and only if its order exists; the same key and body later get that response back, replayed;
-- the same key with another request body is 422; keys are per user and live 24 hours;
+- the view's change and the key's response are written in one transaction, so a key is
+  `completed` if and only if the change committed; the same key and body later get that response
+  back, replayed;
+- the same key with another request (method, path or body) is 422; keys are per user and live 24 hours;
 - a request that fails (bad input, a conflict, a crash) wrote nothing, so its claim is released
   and the client may retry with the same key; a process killed mid-request leaves the claim
   `in_progress` until it is stale, then the next attempt takes it over.
@@ -14,6 +16,7 @@ A client sends `Idempotency-Key: <key>` so it can retry a request safely:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -24,14 +27,19 @@ from typing import TYPE_CHECKING, Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from config.exceptions import ApplicationError, Conflict, Unprocessable
-from orders.models import IdempotencyKey
+from core.errors import ApplicationError, Conflict, Unprocessable
+from core.models import IdempotencyKey
 
 if TYPE_CHECKING:
-    from tenants.models import User
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from rest_framework.views import APIView
 
 HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX_LENGTH = IdempotencyKey._meta.get_field("key").max_length
 KEY_LIFETIME = timedelta(hours=24)
 # A claim older than this belongs to an attempt that died: a new attempt may take it over.
@@ -77,7 +85,7 @@ def request_fingerprint(*, method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
 
 
-def idempotency_key_claim(*, user: User, key: str, fingerprint: str) -> IdempotencyClaim | StoredResponse:
+def idempotency_key_claim(*, user: AbstractBaseUser, key: str, fingerprint: str) -> IdempotencyClaim | StoredResponse:
     """Claim `key` for a new attempt, or return the response it already completed with.
 
     Raises `Unprocessable` (422) if the key was used for another request and `Conflict` (409)
@@ -134,7 +142,7 @@ def idempotency_key_release(*, claim: IdempotencyClaim) -> None:
 
 
 def idempotency_key_run(
-    *, user: User, key: str, fingerprint: str, perform: Callable[[], StoredResponse]
+    *, user: AbstractBaseUser, key: str, fingerprint: str, perform: Callable[[], StoredResponse]
 ) -> tuple[StoredResponse, bool]:
     """Run `perform` at most once per (user, key); returns its response and whether it is a replay.
 
@@ -152,3 +160,41 @@ def idempotency_key_run(
         idempotency_key_release(claim=outcome)
         raise
     return response, False
+
+
+# The header as the OpenAPI schema of an `@idempotent` operation documents it.
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    description="Retry safely: the same key and body within 24 hours give back the first response.",
+)
+
+
+def idempotent(post: Callable[..., Response]) -> Callable[..., Response]:
+    """Make a view's `post` safe to retry with an `Idempotency-Key` header (for authenticated users).
+
+    Without the header, `post` simply runs. With it, `post` runs at most once per (user, key) in
+    one transaction with the key's completion, and its status and JSON body are stored; a repeat
+    gets them back with `Idempotent-Replayed: true`. `post` reports failure by raising (as DRF
+    validation and the domain errors do), so a failed attempt writes nothing and frees the key.
+    """
+
+    @functools.wraps(post)
+    def idempotent_post(view: APIView, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = idempotency_key_from_header(request.headers.get(HEADER))
+        if key is None:
+            return post(view, request, *args, **kwargs)
+
+        def perform() -> StoredResponse:
+            response = post(view, request, *args, **kwargs)
+            return StoredResponse(status=response.status_code, body=response.data)
+
+        fingerprint = request_fingerprint(method=request.method, path=request.path, body=request.data)
+        result, replayed = idempotency_key_run(user=request.user, key=key, fingerprint=fingerprint, perform=perform)
+        response = Response(result.body, status=result.status)
+        if replayed:
+            response[REPLAYED_HEADER] = "true"
+        return response
+
+    return idempotent_post

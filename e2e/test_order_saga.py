@@ -12,6 +12,7 @@ from django.db import connections
 
 from domain_events.models import Delivery, StoredEvent
 from domain_events.testing import wait_until
+from e2e.helpers import published
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -74,10 +75,6 @@ def settles_as(api, order_id: str, status: str) -> dict:
     return wait_until(reached, timeout=SAGA_TIMEOUT, what=f"order {order_id} to be {status}")
 
 
-def stored(type_: str, order_id: str) -> list[StoredEvent]:
-    return list(StoredEvent.objects.filter(type=type_, aggregate_id=order_id))
-
-
 def test_a_paid_order_is_confirmed(saga, staff_api, customer_api):
     add_product(staff_api, "EMMA-1", stock=5)
     placed = place(customer_api, "EMMA-1", quantity=2)
@@ -89,7 +86,7 @@ def test_a_paid_order_is_confirmed(saga, staff_api, customer_api):
     assert [e.type for e in StoredEvent.objects.filter(aggregate_id=placed["id"]).order_by("id")][-1] == (
         "order.confirmed"
     )
-    assert stored("payment.captured", placed["id"])
+    assert published("payment.captured", placed["id"])
 
 
 def test_a_declined_payment_cancels_the_order_and_gives_the_stock_back(saga, staff_api, customer_api):
@@ -98,7 +95,7 @@ def test_a_declined_payment_cancels_the_order_and_gives_the_stock_back(saga, sta
 
     cancelled = settles_as(customer_api, placed["id"], "cancelled")
     assert cancelled["cancellation_reason"] == "payment_declined"
-    assert stored("payment.failed", placed["id"])
+    assert published("payment.failed", placed["id"])
     wait_until(lambda: available(customer_api, "EMMA-1") == 5, timeout=SAGA_TIMEOUT, what="the stock to come back")
 
 
@@ -108,8 +105,8 @@ def test_an_order_beyond_the_stock_is_cancelled_as_out_of_stock(saga, staff_api,
 
     cancelled = settles_as(customer_api, placed["id"], "cancelled")
     assert cancelled["cancellation_reason"] == "out_of_stock"
-    assert stored("inventory.reservation_failed", placed["id"])
-    assert not stored("payment.captured", placed["id"])
+    assert published("inventory.reservation_failed", placed["id"])
+    assert not published("payment.captured", placed["id"])
     assert available(customer_api, "EMMA-1") == 1
 
 
@@ -125,7 +122,7 @@ def test_a_customer_cancels_a_confirmed_order_gets_the_stock_back_and_a_refund(s
     assert response.json()["cancellation_reason"] == "customer_request"
 
     wait_until(lambda: available(customer_api, "EMMA-1") == 5, timeout=SAGA_TIMEOUT, what="the stock to come back")
-    [refunded] = wait_until(lambda: stored("payment.refunded", placed["id"]), timeout=SAGA_TIMEOUT, what="a refund")
+    [refunded] = wait_until(lambda: published("payment.refunded", placed["id"]), timeout=SAGA_TIMEOUT, what="a refund")
     assert refunded.payload["amount"] == "25.00"
     # Cancelled it stays: a second cancel is a conflict, and so is fulfilling it.
     assert customer_api.post(f"{ORDERS}{placed['id']}/cancel").status_code == 409

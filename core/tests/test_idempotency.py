@@ -7,8 +7,8 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from config.exceptions import ApplicationError, Conflict, Unprocessable
-from orders.idempotency import (
+from core.errors import ApplicationError, Conflict, Unprocessable
+from core.idempotency import (
     IdempotencyClaim,
     StoredResponse,
     idempotency_key_claim,
@@ -17,8 +17,7 @@ from orders.idempotency import (
     idempotency_key_run,
     request_fingerprint,
 )
-from orders.models import IdempotencyKey
-from tenants.tests.factories import UserFactory
+from core.models import IdempotencyKey
 
 pytestmark = pytest.mark.django_db
 
@@ -80,8 +79,8 @@ def test_a_key_in_progress_is_a_conflict_until_it_is_stale(customer):
     assert IdempotencyKey.objects.get().state == IdempotencyKey.State.COMPLETED
 
 
-def test_keys_are_per_user(customer, tenant):
-    other = UserFactory(tenant=tenant, username="dave")
+def test_keys_are_per_user(customer, django_user_model):
+    other = django_user_model.objects.create_user(username="dave")
     idempotency_key_complete(
         claim=idempotency_key_claim(user=customer, key="same", fingerprint=fingerprint({"a": 1})), response=CREATED
     )
@@ -103,8 +102,8 @@ def test_an_expired_key_starts_afresh(customer):
     assert record.fingerprint == fingerprint({"a": 2})
 
 
-def test_a_users_expired_keys_are_forgotten_when_they_use_a_new_one(customer, tenant):
-    other = UserFactory(tenant=tenant, username="dave")
+def test_a_users_expired_keys_are_forgotten_when_they_use_a_new_one(customer, django_user_model):
+    other = django_user_model.objects.create_user(username="dave")
     for user, key in ((customer, "old-1"), (customer, "old-2"), (other, "theirs")):
         idempotency_key_complete(
             claim=idempotency_key_claim(user=user, key=key, fingerprint=fingerprint({})), response=CREATED
@@ -126,15 +125,15 @@ def test_run_performs_once_and_replays(customer):
     assert len(calls) == 1
 
 
-def test_a_failed_attempt_releases_the_key_and_keeps_nothing_it_wrote(customer, tenant):
+def test_a_failed_attempt_releases_the_key_and_keeps_nothing_it_wrote(customer, django_user_model):
     def perform() -> StoredResponse:
-        UserFactory(tenant=tenant, username="written-then-rolled-back")
+        django_user_model.objects.create_user(username="written-then-rolled-back")
         raise ApplicationError("bad input")
 
     with pytest.raises(ApplicationError):
         idempotency_key_run(user=customer, key="k", fingerprint=fingerprint({"a": 1}), perform=perform)
     assert not IdempotencyKey.objects.exists()
-    assert not UserFactory._meta.model.objects.filter(username="written-then-rolled-back").exists()
+    assert not django_user_model.objects.filter(username="written-then-rolled-back").exists()
 
     # The same key may now be used, even for another body.
     response, replayed = idempotency_key_run(
@@ -144,7 +143,7 @@ def test_a_failed_attempt_releases_the_key_and_keeps_nothing_it_wrote(customer, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_attempt_taken_over_midway_commits_nothing(customer, tenant):
+def test_an_attempt_taken_over_midway_commits_nothing(customer, django_user_model):
     def take_over() -> None:
         try:
             IdempotencyKey.objects.update(locked_at=timezone.now())
@@ -152,7 +151,7 @@ def test_an_attempt_taken_over_midway_commits_nothing(customer, tenant):
             connections.close_all()
 
     def perform_slowly() -> StoredResponse:
-        UserFactory(tenant=tenant, username="first-attempt")
+        django_user_model.objects.create_user(username="first-attempt")
         # Meanwhile the claim went stale and another attempt, in another process, took it over.
         thread = threading.Thread(target=take_over)
         thread.start()
@@ -161,5 +160,5 @@ def test_an_attempt_taken_over_midway_commits_nothing(customer, tenant):
 
     with pytest.raises(Conflict):
         idempotency_key_run(user=customer, key="k", fingerprint=fingerprint({}), perform=perform_slowly)
-    assert not UserFactory._meta.model.objects.filter(username="first-attempt").exists()
+    assert not django_user_model.objects.filter(username="first-attempt").exists()
     assert IdempotencyKey.objects.get().state == IdempotencyKey.State.IN_PROGRESS  # the other attempt's claim

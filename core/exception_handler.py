@@ -1,4 +1,4 @@
-"""Domain errors and the one place that turns every error into a JSON response."""
+"""The one place that turns every error into a JSON response: DRF's handler and Django's 400/404/500."""
 
 from __future__ import annotations
 
@@ -7,39 +7,12 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler
 
-
-class ApplicationError(Exception):
-    """A business rule said no. Services raise it; the API answers with `status_code`."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid"
-
-    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra = extra or {}
-
-
-class Conflict(ApplicationError):
-    """The request conflicts with the current state (an illegal transition, a taken name)."""
-
-    status_code = status.HTTP_409_CONFLICT
-    code = "conflict"
-
-
-class NotFound(ApplicationError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
-
-
-class Unprocessable(ApplicationError):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    code = "unprocessable"
+from core.errors import ApplicationError
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class DemoConfig(AppConfig):
+    """The `seed_demo` command; no models."""
+
+    name = "demo"
