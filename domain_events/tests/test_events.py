@@ -114,6 +114,15 @@ def test_cloudevent_passes_the_official_sdk_strict_parser():
     assert data["order_id"] == str(event.order_id)
     assert data["total_amount"] == "59.97"
     assert "payment_token" not in data, "private fields never leave the process"
+    assert parsed.get_extension("sequence") is None, "no sequence without a position"
+
+
+def test_a_cloudevent_with_its_position_carries_the_sequence_extension_zero_padded_to_20_digits():
+    event = order_placed()
+    body = json.dumps(to_cloudevent(event, position=42)).encode()
+    parsed = JSONFormat().read(CloudEvent, body)
+    assert parsed.get_extension("sequence") == "00000000000000000042"
+    assert to_cloudevent(event, position=9)["sequence"] < to_cloudevent(event, position=10)["sequence"]
 
 
 def test_a_stored_v1_stock_adjusted_is_upcast_to_the_current_version():

@@ -45,6 +45,25 @@ def test_a_reader_gets_every_matching_event_once_in_position_order_in_batches():
     assert Checkpoint.objects.get(name=READER).position == StoredEvent.objects.latest("position").position
 
 
+def test_a_reader_is_told_the_position_of_each_event_of_its_batch():
+    batches = []
+    for n in range(4):
+        publish(n)
+    tracker = tracking.subscriptions.tracker(READER)
+    original = tracker.handler
+    # Trackers are frozen records; the test swaps the probe's handler for one run.
+    object.__setattr__(tracker, "handler", lambda events, context: batches.append((events, context)))
+    try:
+        tracking.catch_up(READER)
+    finally:
+        object.__setattr__(tracker, "handler", original)
+    positions = list(
+        StoredEvent.objects.filter(type="probe.happened").order_by("position").values_list("position", flat=True)
+    )
+    assert [context.positions[e.event_id] for events, context in batches for e in events] == positions
+    assert all(context.after < context.positions[events[0].event_id] for events, context in batches)
+
+
 def test_a_failing_batch_rolls_back_its_writes_with_its_checkpoint_and_is_retried():
     for n in range(2):
         publish(n)
