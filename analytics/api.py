@@ -15,7 +15,7 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from analytics.selectors import dashboard_get, event_feed_for, order_timeline_for
-from config.exceptions import NotFound
+from core.errors import NotFound
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
 

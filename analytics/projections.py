@@ -245,8 +245,8 @@ def _upsert(model: type[models.Model], rows: Iterable[models.Model], unique_fiel
 def project_sales(events: Sequence[DomainEvent], context: TrackingContext) -> None:
     """Apply a batch of order and stock events to the order summaries and the sales figures."""
     batch = _SalesBatch(generation_for(projection=context.name, target=context.target), events)
-    for event, position in zip(events, context.positions, strict=True):
-        batch.apply(event, position)
+    for event in events:
+        batch.apply(event, context.positions[event.event_id])
     batch.save()
 
 

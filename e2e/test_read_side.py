@@ -19,7 +19,7 @@ from analytics.models import Generation, OrderSummary, ProductSales, TenantDay, 
 from analytics.projections import SALES, generation_for
 from analytics.services import projection_check, projection_rebuild
 from analytics.tests.helpers import OrderStory, line, project
-from config.exceptions import ApplicationError
+from core.errors import ApplicationError
 from domain_events.bus import event_bus
 from domain_events.models import Delivery
 from domain_events.testing import ROOT, run_deliveries_now, subprocess_env

@@ -119,7 +119,8 @@ def test_replaying_the_same_events_twice_changes_nothing(tenant):
     events = [registry.load(r.type, r.version, r.payload, envelope=r.envelope()) for r in rows]
     with transaction.atomic():
         project_sales(
-            events, tracking.TrackingContext(SALES, "live", 0, rows[-1].position, tuple(r.position for r in rows))
+            events,
+            tracking.TrackingContext(SALES, "live", 0, rows[-1].position, {r.event_id: r.position for r in rows}),
         )
     assert snapshot() == before
 
