@@ -6,7 +6,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,13 +27,16 @@ class DashboardApi(TenantApiMixin, APIView):
 
     permission_classes = [IsTenantStaff]
 
+    @extend_schema_serializer(component_name="Dashboard")
     class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="DashboardTopProduct")
         class TopProductSerializer(serializers.Serializer):
             sku = serializers.CharField()
             title = serializers.CharField()
             units = serializers.IntegerField()
             revenue = serializers.DecimalField(**MONEY)
 
+        @extend_schema_serializer(component_name="DashboardDay")
         class DaySerializer(serializers.Serializer):
             date = serializers.DateField()
             orders = serializers.IntegerField()
@@ -104,7 +107,9 @@ class OrderTimelineApi(TenantApiMixin, APIView):
     permission_classes = [IsTenantStaff]
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
+    @extend_schema_serializer(component_name="OrderTimelineEvent")
     class OutputSerializer(serializers.Serializer):
+        @extend_schema_serializer(component_name="OrderTimelineDelivery")
         class DeliverySerializer(serializers.Serializer):
             handler = serializers.CharField()
             status = serializers.CharField()

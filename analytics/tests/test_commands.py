@@ -68,3 +68,21 @@ def test_check_prints_each_difference_and_exits_1_on_drift(tenant):
         "live Decimal('12.00'), rebuilt Decimal('10.00')"
     ) in out.getvalue()
     assert "1 differences" in out.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rebuild_shows_a_progress_bar_on_a_terminal(tenant, monkeypatch):
+    for _ in range(3):
+        OrderStory(tenant).placed(at=AT)
+    project()
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    run("rebuild_projections", "--batch-size", "1")
+    bar = terminal.getvalue()
+    assert f"{SALES}: 100%" in bar
+    assert "3/3" in bar
+    assert "events/s" in bar
