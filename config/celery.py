@@ -14,11 +14,18 @@ app.autodiscover_tasks()
 
 @celeryd_after_setup.connect
 def consume_every_handler_queue(sender: str, instance, **kwargs) -> None:
-    """Without -Q, a worker consumes the default queue and every queue a handler was given."""
+    """Without -Q, a worker consumes the default queue, every queue a handler was given and every
+    queue a task is routed to."""
     queues = instance.app.amqp.queues
     if getattr(queues, "_consume_from", None):
         return  # the operator chose queues with -Q
+    from django.conf import settings
+
     from domain_events.bus import event_bus
+
+    for route in settings.CELERY_TASK_ROUTES.values():
+        if route.get("queue") and route["queue"] not in queues:
+            queues.select_add(route["queue"])
 
     for subscription in event_bus.subscriptions():
         if subscription.queue and subscription.queue not in queues:

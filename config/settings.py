@@ -160,6 +160,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Webhook POSTs wait on other people's servers: their own queue, so they never hold up handlers.
+CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}
 
 # --- Domain events ----------------------------------------------------------------------------
 HANDLER_RETRY_SCHEDULE = [
@@ -169,6 +171,15 @@ WEBHOOK_RETRY_SCHEDULE = [
     int(s) for s in env.list("WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])
 ]
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.2)
+# Requests in flight to one endpoint at a time: a slow receiver keeps at most this many workers busy.
+WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", default=1)
+# Retries due within this many seconds go to the broker with a countdown; later ones to the sweep.
+WEBHOOK_COUNTDOWN_LIMIT = env.int("WEBHOOK_COUNTDOWN_LIMIT", default=300)
+# The sweep (`send_due_webhooks`): how often, how late a due delivery must be, how soon to resend.
+WEBHOOK_SWEEP_INTERVAL = env.float("WEBHOOK_SWEEP_INTERVAL", default=5)
+WEBHOOK_SWEEP_GRACE = env.float("WEBHOOK_SWEEP_GRACE", default=10)
+WEBHOOK_SWEEP_RESEND_AFTER = env.float("WEBHOOK_SWEEP_RESEND_AFTER", default=60)
 DOMAIN_EVENTS = {
     # How long the process that published an event has to dispatch it before a relay takes over.
     # Dispatch right after commit in the publishing process (the fast path); off, relays do it all.

@@ -1,0 +1,207 @@
+"""Webhook endpoints over HTTP (CONTRACT §4), for the tenant's staff.
+
+One class per path; each method is one operation that validates, calls one service and
+serializes. The secret is in the create and rotate responses only. Another tenant's endpoint or
+delivery is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from core.errors import NotFound
+from tenants.permissions import IsTenantStaff
+from tenants.scoping import TenantApiMixin
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.selectors import delivery_get, delivery_list, endpoint_get, endpoint_list
+from webhooks.services import (
+    delivery_redeliver,
+    endpoint_create,
+    endpoint_delete,
+    endpoint_recover,
+    endpoint_rotate_secret,
+    endpoint_update,
+)
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so a misspelt or read-only field is an error, not a no-op."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class EndpointOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    url = serializers.URLField()
+    event_types = serializers.ListField(child=serializers.CharField())
+    is_active = serializers.BooleanField()
+    description = serializers.CharField()
+    disabled_reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class EndpointWithSecretOutputSerializer(EndpointOutputSerializer):
+    secret = serializers.CharField()
+
+
+class DeliveryOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    event_id = serializers.UUIDField()
+    event_type = serializers.CharField()
+    subject = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True, source="next_attempt_at_if_open")
+    created_at = serializers.DateTimeField()
+
+
+class EndpointFieldsSerializer(StrictInputSerializer):
+    url = serializers.URLField(max_length=2000)
+    event_types = serializers.ListField(child=serializers.CharField(max_length=100), max_length=50, default=list)
+    is_active = serializers.BooleanField(default=True)
+    description = serializers.CharField(max_length=500, allow_blank=True, default="")
+
+
+def _page(request: Request, view: APIView, queryset: QuerySet, serializer: type[serializers.Serializer]) -> Response:
+    paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+def _with_secret(endpoint: WebhookEndpoint, secret: str) -> dict[str, Any]:
+    endpoint.secret = secret
+    return EndpointWithSecretOutputSerializer(endpoint).data
+
+
+class WebhookApi(TenantApiMixin, APIView):
+    permission_classes = [IsTenantStaff]
+
+    def endpoint(self, endpoint_id: UUID) -> WebhookEndpoint:
+        endpoint = endpoint_get(endpoints=self.scoped(endpoint_list()), endpoint_id=endpoint_id)
+        if endpoint is None:
+            raise NotFound("No such webhook endpoint.")
+        return endpoint
+
+
+class EndpointListCreateApi(WebhookApi):
+    """`GET webhook-endpoints/` lists the tenant's endpoints; `POST` registers one."""
+
+    class InputSerializer(EndpointFieldsSerializer):
+        pass
+
+    @extend_schema(operation_id="webhook_endpoints_list", responses={200: EndpointOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return _page(request, self, self.scoped(endpoint_list()), EndpointOutputSerializer)
+
+    @extend_schema(
+        operation_id="webhook_endpoints_create",
+        request=InputSerializer,
+        responses={201: EndpointWithSecretOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint, secret = endpoint_create(tenant=self.tenant, **serializer.validated_data)
+        return Response(_with_secret(endpoint, secret), status=status.HTTP_201_CREATED)
+
+
+class EndpointDetailApi(WebhookApi):
+    """`GET`, `PATCH` and `DELETE webhook-endpoints/{id}/`."""
+
+    class InputSerializer(EndpointFieldsSerializer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, partial=True, **kwargs)
+
+    @extend_schema(operation_id="webhook_endpoints_retrieve", responses={200: EndpointOutputSerializer})
+    def get(self, request: Request, endpoint_id: UUID) -> Response:
+        return Response(EndpointOutputSerializer(self.endpoint(endpoint_id)).data)
+
+    @extend_schema(
+        operation_id="webhook_endpoints_partial_update",
+        request=InputSerializer,
+        responses={200: EndpointOutputSerializer},
+    )
+    def patch(self, request: Request, endpoint_id: UUID) -> Response:
+        endpoint = self.endpoint(endpoint_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint = endpoint_update(endpoint=endpoint, **serializer.validated_data)
+        return Response(EndpointOutputSerializer(endpoint).data)
+
+    @extend_schema(operation_id="webhook_endpoints_destroy", responses={204: None})
+    def delete(self, request: Request, endpoint_id: UUID) -> Response:
+        endpoint_delete(endpoint=self.endpoint(endpoint_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EndpointRotateSecretApi(WebhookApi):
+    """`POST webhook-endpoints/{id}/rotate-secret`: a new secret; the old one signs for 24 h more."""
+
+    @extend_schema(
+        operation_id="webhook_endpoints_rotate_secret",
+        request=None,
+        responses={200: EndpointWithSecretOutputSerializer},
+    )
+    def post(self, request: Request, endpoint_id: UUID) -> Response:
+        endpoint = self.endpoint(endpoint_id)
+        return Response(_with_secret(endpoint, endpoint_rotate_secret(endpoint=endpoint)))
+
+
+class EndpointRecoverApi(WebhookApi):
+    """`POST webhook-endpoints/{id}/recover`: send again what failed or died since a time."""
+
+    class InputSerializer(StrictInputSerializer):
+        since = serializers.DateTimeField()
+
+    class OutputSerializer(serializers.Serializer):
+        recovering = serializers.IntegerField()
+
+    @extend_schema(operation_id="webhook_endpoints_recover", request=InputSerializer, responses={202: OutputSerializer})
+    def post(self, request: Request, endpoint_id: UUID) -> Response:
+        endpoint = self.endpoint(endpoint_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        count = endpoint_recover(endpoint=endpoint, since=serializer.validated_data["since"])
+        return Response(self.OutputSerializer({"recovering": count}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DeliveryListApi(WebhookApi):
+    """`GET webhook-endpoints/{id}/deliveries/`, newest first."""
+
+    @extend_schema(
+        operation_id="webhook_deliveries_list",
+        parameters=[OpenApiParameter("page", int, description="Page number, from 1.")],
+        responses={200: DeliveryOutputSerializer(many=True)},
+    )
+    def get(self, request: Request, endpoint_id: UUID) -> Response:
+        return _page(request, self, delivery_list(endpoint=self.endpoint(endpoint_id)), DeliveryOutputSerializer)
+
+
+class DeliveryRedeliverApi(WebhookApi):
+    """`POST webhook-endpoints/{id}/deliveries/{id}/redeliver`: send it again now, same webhook-id."""
+
+    @extend_schema(operation_id="webhook_deliveries_redeliver", request=None, responses={202: DeliveryOutputSerializer})
+    def post(self, request: Request, endpoint_id: UUID, delivery_id: UUID) -> Response:
+        delivery: WebhookDelivery | None = delivery_get(endpoint=self.endpoint(endpoint_id), delivery_id=delivery_id)
+        if delivery is None:
+            raise NotFound("No such delivery.")
+        delivery = delivery_redeliver(delivery=delivery)
+        return Response(DeliveryOutputSerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,31 @@
+"""`manage.py send_due_webhooks [--once]`: the webhooks sweep."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from webhooks.services import deliveries_enqueue_due
+
+
+class Command(BaseCommand):
+    help = (
+        "Hands to the Celery workers the webhook deliveries that are due and have no message: retries "
+        "too far off for a countdown, and messages lost with a worker or the broker. Long-running unless --once."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true", help="One pass, then exit.")
+
+    def handle(self, *args, once: bool = False, **options) -> None:
+        if options["verbosity"] >= 1:
+            self.stdout.write("webhooks sweep running" + (" once" if once else ""))
+        while True:
+            handed = deliveries_enqueue_due()
+            if handed and options["verbosity"] >= 2:
+                self.stdout.write(f"handed {handed} webhook deliveries to the workers")
+            if once:
+                return
+            time.sleep(settings.WEBHOOK_SWEEP_INTERVAL)

@@ -1,0 +1,164 @@
+"""Sending a delivery: signed CloudEvents, retries with the same webhook-id, dead letters,
+410 Gone, order per subject, and the private-network guard at delivery time."""
+
+from uuid import uuid4
+
+import pytest
+
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
+from webhooks.tests.receiver import Answer, Receiver, running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    settings.WEBHOOK_RETRY_SCHEDULE = [1, 1, 1]
+
+
+def test_a_receiver_failing_twice_gets_the_third_attempt_with_the_same_webhook_id(tenant):
+    with running(Receiver([Answer(500), Answer(502)])) as receiver:
+        endpoint, secret = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        event = publish_confirmed(tenant.pk)
+        send_due_now()
+
+    assert len(receiver.received) == 3
+    assert len({r.webhook_id for r in receiver.received}) == 1
+    cloudevent = receiver.received[2].verified(secret)
+    assert cloudevent.get_id() == str(event.event_id)
+    assert cloudevent.get_type() == "order.confirmed"
+    assert cloudevent.get_subject() == str(event.order_id)
+    assert len(cloudevent.get_extension("sequence")) == 20
+    assert receiver.received[0].headers["content-type"] == "application/cloudevents+json"
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert str(delivery.pk) == receiver.received[0].webhook_id
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 3, 200)
+    assert [a.status_code for a in delivery.attempt_log.all()] == [500, 502, 200]
+
+
+def test_a_dead_receiver_ends_dead_and_a_redelivery_succeeds(tenant):
+    from webhooks.services import delivery_redeliver
+
+    with running(Receiver(default=Answer(500, body=b"x" * 5000))) as receiver:
+        endpoint, secret = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        publish_confirmed(tenant.pk)
+        send_due_now()
+        delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+        assert (delivery.status, delivery.attempts) == ("dead", 4)
+        assert len(delivery.attempt_log.first().response_body) == 1024, "only the first kilobyte is kept"
+
+        receiver.default = Answer(204)
+        delivery_redeliver(delivery=delivery)
+        send_due_now()
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("succeeded", 5)
+    assert len({r.webhook_id for r in receiver.received}) == 1
+    receiver.received[-1].verified(secret)
+
+
+def test_410_gone_disables_the_endpoint(tenant):
+    with running(Receiver([Answer(410)])) as receiver:
+        endpoint, _ = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        publish_confirmed(tenant.pk)
+        send_due_now()
+        publish_confirmed(tenant.pk)
+        send_due_now()
+
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active
+    assert "410" in endpoint.disabled_reason
+    assert len(receiver.received) == 1, "a disabled endpoint gets nothing more"
+    assert list(WebhookDelivery.objects.values_list("status", flat=True)) == ["dead"]
+
+
+def test_a_refused_connection_is_retried_then_dead(tenant):
+    endpoint, _ = endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/nothing-listens")
+    publish_confirmed(tenant.pk)
+    send_due_now()
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("dead", 4, None)
+    assert "Connection" in delivery.last_error
+
+
+def test_redirects_are_not_followed(tenant):
+    with running(Receiver(default=Answer(302, headers={"Location": "http://127.0.0.1:9/"}))) as receiver:
+        endpoint, _ = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        publish_confirmed(tenant.pk)
+        send_due_now()
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert (delivery.status, delivery.last_status_code) == ("dead", 302)
+    assert len(receiver.received) == 4
+
+
+def test_one_subject_goes_out_in_position_order_while_its_first_event_is_retried(tenant):
+    order_id = uuid4()
+    with running(Receiver()) as receiver:
+        _, secret = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        first = publish_confirmed(tenant.pk, order_id)
+        second = publish_confirmed(tenant.pk, order_id)
+        other = publish_confirmed(tenant.pk)
+        receiver.fail_first = {str(first.event_id): 2}
+        send_due_now()
+
+    ids = [e.get_id() for e in receiver.events(secret)]
+    first_id, second_id, other_id = str(first.event_id), str(second.event_id), str(other.event_id)
+    assert ids.count(first_id) == 3
+    assert ids.count(second_id) == 1
+    last_of_first = len(ids) - 1 - ids[::-1].index(first_id)
+    assert ids.index(second_id) > last_of_first, "the later event of the order waited for the first"
+    assert ids.index(other_id) < last_of_first, "another order did not wait"
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+
+
+def test_once_the_first_is_dead_the_later_events_of_its_subject_go_on(tenant, settings):
+    settings.WEBHOOK_RETRY_SCHEDULE = [1]
+    order_id = uuid4()
+    with running(Receiver()) as receiver:
+        _, secret = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        first = publish_confirmed(tenant.pk, order_id)
+        second = publish_confirmed(tenant.pk, order_id)
+        receiver.fail_first = {str(first.event_id): 2}
+        send_due_now()
+    ids = [e.get_id() for e in receiver.events(secret)]
+    assert ids == [str(first.event_id), str(first.event_id), str(second.event_id)]
+    assert WebhookDelivery.objects.get(event_id=first.event_id).status == "dead"
+
+
+def test_event_types_filter_what_an_endpoint_gets(tenant):
+    with running(Receiver()) as receiver:
+        endpoint_with_secret(tenant=tenant, url=receiver.url, event_types=["order.cancelled"])
+        publish_confirmed(tenant.pk)
+        send_due_now()
+    assert receiver.received == []
+    assert not WebhookDelivery.objects.exists()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_private_address_is_refused_at_delivery_time(tenant, settings, host):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    with running(Receiver()) as receiver:
+        endpoint, _ = endpoint_with_secret(tenant=tenant, url=f"http://{host}:{receiver.port}/hooks")
+        publish_confirmed(tenant.pk)
+        send_due_now()
+    assert receiver.received == [], "not a byte reaches a loopback receiver"
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert delivery.status == "dead"
+    assert "loopback" in delivery.last_error
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
+
+
+def test_a_rotated_secret_signs_alongside_the_old_one_for_a_day(tenant):
+    from webhooks.services import endpoint_rotate_secret
+
+    with running(Receiver()) as receiver:
+        endpoint, old = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        new = endpoint_rotate_secret(endpoint=endpoint)
+        publish_confirmed(tenant.pk)
+        send_due_now()
+    received = receiver.received[0]
+    assert received.headers["webhook-signature"].count("v1,") == 2
+    received.verified(old)
+    received.verified(new)
