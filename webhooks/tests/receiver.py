@@ -41,7 +41,7 @@ class Answer:
 
 class Receiver:
     """Answers each POST with the next scripted `Answer`, then with `default`; `fail_first` maps a
-    CloudEvent id to how many of its requests to answer with 500 before the script applies."""
+    CloudEvent id or type to how many of its requests to answer with 500 before the script applies."""
 
     def __init__(
         self,
@@ -81,10 +81,11 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.port}/hooks"
 
     def _answer(self, body: bytes) -> Answer:
-        event_id = json.loads(body).get("id", "")
-        if self.fail_first.get(event_id, 0) > 0:
-            self.fail_first[event_id] -= 1
-            return Answer(500)
+        cloudevent = json.loads(body)
+        for key in (cloudevent.get("id"), cloudevent.get("type")):
+            if self.fail_first.get(key, 0) > 0:
+                self.fail_first[key] -= 1
+                return Answer(500)
         return self.script.pop(0) if self.script else self.default
 
     def events(self, secret: str) -> list[CloudEvent]:
