@@ -1,7 +1,8 @@
 """The zero-setup default of `make run`: SQLite and the filesystem Celery transport, no server.
 
 Not what the suite proves the guarantees on (that is PostgreSQL), but every feature must keep
-working there: an order placed through the API ends confirmed through a real worker and relay.
+working there: an order placed through the API ends confirmed through a real worker and relay,
+its confirmation e-mail appears on the worker's console, and the dashboard shows it.
 """
 
 import json
@@ -31,12 +32,18 @@ print("ORDER", response.status_code, response.json()["id"])
 
 SHOW = """
 import json
+from django.test import Client
 from orders.models import Order
 from domain_events.models import Delivery
+from tenants.models import User
+from tenants.services import user_token
+staff = User.objects.get(username="staff")
+dashboard = Client(HTTP_AUTHORIZATION=f"Token {user_token(user=staff).key}").get("/api/v1/dashboard/").json()
 print("STATE", json.dumps({
     "orders": [o.status for o in Order.objects.all()],
     "open": Delivery.objects.filter(status__in=Delivery.OPEN).count(),
     "positions": sorted(Delivery.objects.values_list("stored_event__position", flat=True).distinct()),
+    "dashboard": dashboard,
 }))
 """
 
@@ -76,11 +83,19 @@ def test_an_order_is_confirmed_on_the_zero_setup_default(sqlite_env, tmp_path):
             return json.loads(out.split("STATE", 1)[1])
 
         final = wait_until(
-            lambda: (s := state())["orders"] == ["confirmed"] and s["open"] == 0 and s,
+            lambda: (
+                (s := state())["orders"] == ["confirmed"]
+                and s["open"] == 0
+                and s["dashboard"]["orders_this_month"] == 1
+                and s
+            ),
             timeout=60,
-            what="the order to be confirmed on SQLite",
+            what="the order to be confirmed on SQLite and shown on the dashboard",
         )
         assert None not in final["positions"], "every event got its position"
+        assert final["dashboard"]["revenue_this_month"] == "39.98"
+        wait_until(lambda: "is confirmed" in worker.output(), timeout=30, what="the e-mail on the worker's console")
+        assert "alice@demo.shelfwise.localhost" in worker.output()
     finally:
         worker.kill()
         relay.kill()

@@ -38,6 +38,10 @@ class Command(BaseCommand):
                 user = User.objects.filter(username=username).first()
                 if user is None:
                     user, _ = user_create(tenant=tenant, username=username, password=username, is_staff=is_staff)
+                if not user.email:
+                    # So that the demo's confirmation e-mails have somewhere to go (the console by default).
+                    user.email = f"{username}@demo.shelfwise.localhost"
+                    user.save(update_fields=["email"])
                 tokens[username] = user_token(user=user).key
             known = set(Product.objects.filter(tenant=tenant).values_list("sku", flat=True))
             added = [
