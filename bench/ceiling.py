@@ -4,7 +4,7 @@ One process per invocation, one persistent connection, psycopg's server-side bin
 statements get prepared). Run by `bench/run.py`; each job waits at the start line, then prints
 `{"start", "end", "count", ...}` as one JSON line.
 
-    python -m bench.ceiling publish  --count N --account-base A [--fast-path]
+    python -m bench.ceiling publish  --count N --account-base A [--fast-path] [--sequence]
     python -m bench.ceiling fanout   --batch B
     python -m bench.ceiling fastpath --count N --account-base A
     python -m bench.ceiling order    --seconds S --max-count N --spec JSON
@@ -38,12 +38,11 @@ RETURNING id
 
 
 def insert_deliveries_sql(count: int) -> str:
-    row = "(%s, %s, %s, %s, %s, 'pending', 0, now() + %s * interval '1 second', %s, '', now(), now(), NULL)"
+    row = "(%s, %s, %s, %s, %s, 'pending', 0, now() + %s * interval '1 second', %s, '', '', now(), now(), NULL)"
     return (
         "INSERT INTO domain_events_delivery (stored_event_id, handler, event_type, tenant_id, aggregate_id, status,"
-        " attempts, next_attempt_at, lease_token, last_error, created_at, updated_at, completed_at) VALUES "
-        + ", ".join([row] * count)
-        + " RETURNING id"
+        " attempts, next_attempt_at, lease_token, last_error, resolution, created_at, updated_at, completed_at)"
+        " VALUES " + ", ".join([row] * count) + " RETURNING id"
     )
 
 
@@ -105,7 +104,39 @@ def run_handlers(cur: psycopg.Cursor, rows: list[tuple[int, str, int]]) -> None:
     cur.execute(MARK_SUCCEEDED, ([row[0] for row in rows],))
 
 
+class Sequencer:
+    """The platform's sequencer run (`domain_events.sequencer.sequence`), its own statements on this
+    connection: number every committed event without a position, under the sequencer's lock."""
+
+    def __init__(self) -> None:
+        # The statements come from the platform itself, so the bench measures what it runs.
+        import django
+
+        django.setup()
+        from domain_events import sequencer, sql
+        from domain_events.conf import domain_events_settings
+
+        self.sql = sql
+        self.batch = sequencer.BATCH
+        self.notify = [domain_events_settings()["NOTIFY_CHANNEL"], sequencer.POSITIONS_PAYLOAD]
+        self.runs = self.numbering_runs = 0
+
+    def run(self, conn: psycopg.Connection, cur: psycopg.Cursor) -> None:
+        while True:
+            with conn.transaction():
+                cur.execute(self.sql.SEQUENCER_PRELUDE)
+                cur.execute(self.sql.SEQUENCE, (self.batch,))
+                numbered = cur.rowcount
+                if numbered:
+                    cur.execute(self.sql.NOTIFY, self.notify)
+            self.runs += 1
+            self.numbering_runs += bool(numbered)
+            if numbered < self.batch:
+                return
+
+
 def job_publish(args: argparse.Namespace) -> None:
+    sequencer = Sequencer() if args.sequence else None
     conn, meter = connect()
     cur = conn.cursor()
     tenant_id = uuid.uuid4()
@@ -114,7 +145,11 @@ def job_publish(args: argparse.Namespace) -> None:
     for i in range(args.count):
         with conn.transaction():
             publish_one(cur, tenant_id, args.account_base + i, fast_path=args.fast_path)
-    child_report(meter, start=start, end=time.time(), count=args.count)
+        if sequencer is not None:
+            # As the fast path does: right after the commit, in a transaction of its own.
+            sequencer.run(conn, cur)
+    extra = {"sequencer_runs": sequencer.runs, "numbering_runs": sequencer.numbering_runs} if sequencer else {}
+    child_report(meter, start=start, end=time.time(), count=args.count, **extra)
 
 
 def job_fanout(args: argparse.Namespace) -> None:
@@ -214,6 +249,7 @@ def main() -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--account-base", type=int, required=True)
     p.add_argument("--fast-path", action="store_true")
+    p.add_argument("--sequence", action="store_true", help="Run the platform's sequencer after each commit.")
     p = sub.add_parser("fanout")
     p.add_argument("--batch", type=int, default=100)
     p = sub.add_parser("order")

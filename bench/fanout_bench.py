@@ -183,7 +183,7 @@ class FanoutBenchmark:
 
     def ceilings(self) -> dict:
         events, procs = self.config.events, self.config.ceiling_procs
-        untriggered = self.publish_without_position_trigger()
+        self.reset(events, ON_COMMIT_HANDLERS)
         workers = [
             self.bench.worker(f"ceiling-publish-{i}", "bench.ceiling", "publish", "--count", n, "--account-base", base)
             for i, (base, n) in enumerate(split(events, procs))
@@ -214,7 +214,6 @@ class FanoutBenchmark:
         self.verify(events, ON_COMMIT_HANDLERS)
         return {
             "publish_per_s": publish,
-            "publish_untriggered_per_s": untriggered,
             "fanout_per_s": fanout,
             # Publishing and fanning out share the same cores and database: their capacities add as rates do in series.
             "pipeline_per_s": 1 / (1 / publish + 1 / fanout),
@@ -222,29 +221,6 @@ class FanoutBenchmark:
             "pipeline_cpu": cpu_per_unit(publish_reports + fanout_reports, events),
             "fast_path_cpu": cpu_per_unit(fastpath_reports, events),
         }
-
-    def publish_without_position_trigger(self) -> float:
-        """Diagnostic: the same publish transactions with the commit-order position trigger disabled.
-
-        The trigger takes one advisory lock per committing transaction, held until the commit is
-        visible, so publishing transactions commit one at a time; this shows what that costs here.
-        """
-        events, procs = self.config.events, self.config.ceiling_procs
-        self.reset(events, ON_COMMIT_HANDLERS)
-        self.bench.db.execute("ALTER TABLE domain_events_storedevent DISABLE TRIGGER domain_events_assign_position")
-        try:
-            workers = [
-                self.bench.worker(
-                    f"ceiling-publish-untriggered-{i}", "bench.ceiling", "publish", "--count", n, "--account-base", base
-                )
-                for i, (base, n) in enumerate(split(events, procs))
-            ]
-            start_line(workers)
-            rate = events / span([w.result() for w in workers])
-        finally:
-            self.bench.db.execute("ALTER TABLE domain_events_storedevent ENABLE TRIGGER domain_events_assign_position")
-        self.reset(events, ON_COMMIT_HANDLERS)
-        return rate
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -354,7 +330,6 @@ class FanoutBenchmark:
             [name, *(fmt_rate(c[key]) for c in ceilings), fmt_rate(self.results["ceiling"][key])]
             for name, key in [
                 ("publish tx (1 event + 5 delivery rows)", "publish_per_s"),
-                ("  diagnostic: the same, position trigger disabled", "publish_untriggered_per_s"),
                 (f"fan-out (SKIP LOCKED claim of {self.config.batch}, 1 commit/batch)", "fanout_per_s"),
                 ("pipeline: publish + fan-out in series", "pipeline_per_s"),
                 ("publish, then dispatch in-process (2 tx)", "fast_path_per_s"),

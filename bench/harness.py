@@ -13,6 +13,8 @@ from psycopg import conninfo
 from bench.procs import PYTHON, ROOT, BenchError, Service, Worker, cpu_of
 
 RESULTS_DIR = ROOT / "bench" / "results"
+# What `make bench` runs, in this order; BENCH_ONLY picks some.
+BENCHMARKS = ("publish", "fanout", "orders")
 
 
 def env_int(name: str, default: int) -> int:
@@ -43,7 +45,7 @@ class Config:
     http_clients: int = 6
     gunicorn_workers: int = 3
     orders_relayed: bool = True
-    only: list[str] = field(default_factory=lambda: ["fanout", "orders"])
+    only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
 
     @classmethod
     def from_env(cls) -> Config:
@@ -62,7 +64,7 @@ class Config:
             http_clients=env_int("BENCH_HTTP_CLIENTS", cls.http_clients),
             gunicorn_workers=env_int("BENCH_GUNICORN_WORKERS", cls.gunicorn_workers),
             orders_relayed=os.environ.get("BENCH_ORDERS_RELAYED", "1") not in ("0", "false", "no"),
-            only=[x.strip() for x in os.environ.get("BENCH_ONLY", "fanout,orders").split(",") if x.strip()],
+            only=[x.strip() for x in os.environ.get("BENCH_ONLY", ",".join(BENCHMARKS)).split(",") if x.strip()],
         )
 
 
@@ -169,6 +171,15 @@ class Bench:
             ).fetchall()
         ]
         return sum(cpu_of(pid) for pid in pids)
+
+    def setup_django(self) -> None:
+        """Make this process a Django process on the bench database (for benchmarks run in-process)."""
+        import django
+
+        for key, value in self.child_env().items():
+            if key.startswith(("DJANGO_", "BENCH_")):
+                os.environ[key] = value
+        django.setup()
 
     def manage(self, *args: str, **env: str) -> None:
         import subprocess

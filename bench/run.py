@@ -13,7 +13,7 @@ Sizes (environment variable or option):
   BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 600; 0 skips it)
   BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
-  BENCH_ONLY / --only                    fanout,orders (default both)
+  BENCH_ONLY / --only                    publish,fanout,orders (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay)
@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import experiments
-from bench.harness import RESULTS_DIR, Bench, Config, fmt_rate, fmt_ratio, table
+from bench.harness import BENCHMARKS, RESULTS_DIR, Bench, Config, fmt_rate, fmt_ratio, table
 from bench.procs import ROOT, BenchError, stop_all
 
 
@@ -54,7 +54,7 @@ def parse_args() -> Config:
     config.relays = [int(x) for x in args.relays.split(",") if x.strip()]
     config.seconds = args.seconds
     config.only = [x.strip() for x in args.only.split(",") if x.strip()]
-    unknown = set(config.only) - {"fanout", "orders"}
+    unknown = set(config.only) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     return config
@@ -163,6 +163,15 @@ def main() -> int:
         results: dict[str, object] = {"machine": facts, "config": vars(config).copy()}
         summary_rows: list[dict] = []
         reports: list[str] = []
+
+        if "publish" in config.only:
+            from bench.publish_bench import PublishBenchmark
+
+            publish = PublishBenchmark(bench)
+            results["publish"] = publish.run()
+            reports.append(publish.report())
+            summary_rows.extend(publish.summary_rows())
+            bench.say()
 
         if "fanout" in config.only:
             from bench.fanout_bench import FanoutBenchmark
