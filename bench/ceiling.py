@@ -105,30 +105,26 @@ def run_handlers(cur: psycopg.Cursor, rows: list[tuple[int, str, int]]) -> None:
 
 
 class Sequencer:
-    """The platform's sequencer run (`domain_events.sequencer.sequence`), its own statements on this
-    connection: number every committed event without a position, under the sequencer's lock."""
+    """The platform's sequencer run (`domain_events.sequencer.sequence`) on this connection: its own
+    statement, in a transaction of its own (autocommit), numbering every committed event without a
+    position under the sequencer's lock."""
 
     def __init__(self) -> None:
-        # The statements come from the platform itself, so the bench measures what it runs.
+        # The statement comes from the platform itself, so the bench measures what it runs.
         import django
 
         django.setup()
         from domain_events import sequencer, sql
         from domain_events.conf import domain_events_settings
 
-        self.sql = sql
+        self.statement = sql.SEQUENCE_RUN
         self.batch = sequencer.BATCH
-        self.notify = [domain_events_settings()["NOTIFY_CHANNEL"], sequencer.POSITIONS_PAYLOAD]
+        self.params = (self.batch, domain_events_settings()["NOTIFY_CHANNEL"], sequencer.POSITIONS_PAYLOAD)
         self.runs = self.numbering_runs = 0
 
-    def run(self, conn: psycopg.Connection, cur: psycopg.Cursor) -> None:
+    def run(self, cur: psycopg.Cursor) -> None:
         while True:
-            with conn.transaction():
-                cur.execute(self.sql.SEQUENCER_PRELUDE)
-                cur.execute(self.sql.SEQUENCE, (self.batch,))
-                numbered = cur.rowcount
-                if numbered:
-                    cur.execute(self.sql.NOTIFY, self.notify)
+            numbered = cur.execute(self.statement, self.params).fetchone()[0]
             self.runs += 1
             self.numbering_runs += bool(numbered)
             if numbered < self.batch:
@@ -147,7 +143,7 @@ def job_publish(args: argparse.Namespace) -> None:
             publish_one(cur, tenant_id, args.account_base + i, fast_path=args.fast_path)
         if sequencer is not None:
             # As the fast path does: right after the commit, in a transaction of its own.
-            sequencer.run(conn, cur)
+            sequencer.run(cur)
     extra = {"sequencer_runs": sequencer.runs, "numbering_runs": sequencer.numbering_runs} if sequencer else {}
     child_report(meter, start=start, end=time.time(), count=args.count, **extra)
 

@@ -6,7 +6,7 @@ machine touches all three alike:
 
 * (a) no position assignment at all: the transaction alone;
 * (b) as the platform does it: after its commit each publisher runs the sequencer
-  (`domain_events.sequencer`: SEQUENCER_PRELUDE then SEQUENCE from `domain_events.sql`, and the
+  (`domain_events.sequencer`: `sql.SEQUENCE_RUN`, which takes the lock, runs SEQUENCE and sends the
   position readers' NOTIFY when it numbered any) in a transaction of its own, as the fast path does;
 * (c) the design it replaced, for reference: a deferred constraint trigger that takes
   `pg_advisory_xact_lock` and sets the position at commit, so commits queue on the lock (created
@@ -164,7 +164,7 @@ class PublishBenchmark:
             notes=[
                 f"{self.events} events per run, {HANDLERS_PER_EVENT} delivery rows each, one transaction per event;"
                 " psycopg 3, one connection per process. Goal: (b)/(a) ≥ 0.90.",
-                "(b) runs domain_events.sql's SEQUENCER_PRELUDE and SEQUENCE (and the readers' NOTIFY when it"
+                "(b) runs domain_events.sql's SEQUENCE_RUN (the lock, SEQUENCE, and the readers' NOTIFY when it"
                 " numbered any) in its own transaction after each commit, as the fast path does.",
                 "(c) is the replaced design, measured for reference: a deferred constraint trigger taking"
                 " pg_advisory_xact_lock and setting the position at commit.",

@@ -7,8 +7,10 @@ event numbered by the runs before it, and all of them are visible once that run 
 that tracks `position` therefore never skips an event: an event still uncommitted is invisible to
 the run and is numbered by a later one, with a higher position.
 
-A run that finds nothing to number writes nothing, so it costs no WAL flush; busy publishers find
-their events already numbered by the run of a neighbour.
+A run is one statement (`sql.SEQUENCE_RUN`, a database function): one round trip, and the lock
+is held only while the database works, never while a client process waits for its turn on a busy
+machine. A run that finds nothing to number writes nothing, so it costs no WAL flush; busy
+publishers find their events already numbered by the run of a neighbour.
 
 SQLite (the zero-setup `make run`) has one writer at a time; a trigger numbers each event as it is
 inserted (migration 0006).
@@ -16,7 +18,7 @@ inserted (migration 0006).
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import connection
 
 from domain_events import sql
 from domain_events.conf import domain_events_settings
@@ -32,14 +34,13 @@ def sequence() -> int:
     """
     if connection.vendor != "postgresql":
         return 0
+    channel = domain_events_settings()["NOTIFY_CHANNEL"]
     total = 0
     while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql.SEQUENCER_PRELUDE)
-            cursor.execute(sql.SEQUENCE, [BATCH])
-            numbered = cursor.rowcount
-            if numbered:
-                cursor.execute(sql.NOTIFY, [domain_events_settings()["NOTIFY_CHANNEL"], POSITIONS_PAYLOAD])
+        # One statement: in autocommit it is a transaction of its own, which ends the lock.
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SEQUENCE_RUN, [BATCH, channel, POSITIONS_PAYLOAD])
+            numbered = cursor.fetchone()[0]
         total += numbered
         if numbered < BATCH:
             return total

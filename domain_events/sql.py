@@ -87,6 +87,12 @@ UPDATE {EVENTS} e SET position = numbered.position FROM numbered WHERE e.id = nu
 # for it whatever the statistics say (an ANALYZE of an empty table would plan a table scan).
 SEQUENCER_PRELUDE = f"SELECT set_config('enable_seqscan', 'off', true), pg_advisory_xact_lock({SEQUENCER_LOCK})"
 
+# One run: SEQUENCER_PRELUDE, then SEQUENCE with a snapshot taken after the lock, then NOTIFY
+# (batch, channel, payload) if it numbered any, all in one statement: a database function
+# (migration 0007), so a run is one round trip in a transaction of its own and the lock is never
+# held while the client is away. Returns how many events it numbered.
+SEQUENCE_RUN = "SELECT domain_events_sequence(%s, %s, %s)"
+
 HEAD = f"SELECT COALESCE(MAX(position), 0) FROM {EVENTS}"
 
 # --- the executor ---------------------------------------------------------------------------

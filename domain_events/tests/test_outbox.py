@@ -128,3 +128,14 @@ def test_the_sequencer_reads_its_work_list_from_the_partial_index_whatever_the_s
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "storedevent_unsequenced" in plan
     assert "Seq Scan on domain_events_storedevent" not in plan
+
+
+def test_a_sequencer_run_is_the_prelude_and_the_numbering_statement_in_one_function():
+    """The function migration 0007 installed runs what the plan test above checks, lock first."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'domain_events_sequence'")
+        source, config = cursor.fetchone()
+    flat = " ".join(source.split())
+    assert " ".join(sql.SEQUENCE.replace("%s", "_batch").split()) in flat
+    assert flat.index(f"pg_advisory_xact_lock({sql.SEQUENCER_LOCK})") < flat.index("WITH todo")
+    assert config == ["enable_seqscan=off"]
