@@ -4,20 +4,52 @@ handled it, what is stuck, and what is behind."""
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from domain_events import subscribers, tracking
+from domain_events.admin_lists import LargeTablePaginator, as_uuid, choices_filter
 from domain_events.deadletters import redrive, skip
 from domain_events.models import UNTIL_RELEASED, Checkpoint, Delivery, DeliveryStatus, StoredEvent, Subscriber
+from domain_events.registry import registry
 from domain_events.subscriptions import subscriptions
+from tenants.models import Tenant
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
+def event_type_choices(request: HttpRequest) -> list[tuple[str, str]]:
+    return [(name, name) for name in sorted(registry.types())]
+
+
+def handler_names() -> list[str]:
+    """Every handler subscribed in this code or ever deployed (Subscriber rows: a small table)."""
+    deployed = Subscriber.objects.values_list("name", flat=True)
+    return sorted({s.name for s in subscriptions.all()} | set(deployed))
+
+
+def handler_choices(request: HttpRequest) -> list[tuple[str, str]]:
+    return [(name, name) for name in handler_names()]
+
+
+def tenant_choices(request: HttpRequest) -> list[tuple[str, str]]:
+    # Staff see their own tenant's rows only: nothing to choose.
+    if not (request.user.is_superuser and request.user.tenant_id is None):
+        return []
+    return [(str(pk), name) for pk, name in Tenant.objects.order_by("name").values_list("pk", "name")]
+
+
+TenantFilter = choices_filter("tenant_id", "tenant", tenant_choices)
+
+
 class ReadOnlyAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    """Lists of tables that grow without bound: no full count, choices without SELECT DISTINCT, and
+    sorting only by the columns an index keeps in order (see admin_lists)."""
+
     tenant_field = "tenant_id"
+    paginator = LargeTablePaginator
+    show_full_result_count = False
 
 
 class DeliveryInline(admin.TabularInline):
@@ -35,10 +67,13 @@ class DeliveryInline(admin.TabularInline):
 @admin.register(StoredEvent)
 class StoredEventAdmin(ReadOnlyAdmin):
     list_display = ["position", "type", "version", "aggregate_id", "tenant_id", "occurred_at", "correlation_id"]
-    list_filter = ["type", "tenant_id"]
-    search_fields = ["=event_id", "=aggregate_id", "=correlation_id"]
-    date_hierarchy = "occurred_at"
-    ordering = ["-id"]
+    list_filter = [choices_filter("type", "type", event_type_choices), TenantFilter]
+    search_fields = ["event_id", "aggregate_id"]
+    search_help_text = "An event id or an aggregate id."
+    # Newest first; events not numbered yet (a moment after their commit) come first. Each filter
+    # has an index in this order: position, (tenant_id, position), (type, position).
+    ordering = ["-position"]
+    sortable_by = ["position"]
     fields = [
         "event_id",
         "type",
@@ -54,7 +89,15 @@ class StoredEventAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
     inlines = [DeliveryInline]
-    show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term):
+        """By event id or aggregate id, both indexed (Django's `=field` search compares them as text)."""
+        if not search_term.strip():
+            return queryset, False
+        key = as_uuid(search_term)
+        if key is None:
+            return queryset.none(), False
+        return queryset.filter(Q(event_id=key) | Q(aggregate_id=key)), False
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: StoredEvent) -> str:
@@ -85,10 +128,20 @@ class SkipForm(forms.Form):
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["id", "event_type", "handler", "status", "attempts", "next_attempt_at", "held", "short_error"]
-    list_filter = ["status", HeldFilter, "handler", "event_type", "tenant_id"]
-    search_fields = ["=stored_event__event_id", "=aggregate_id", "handler"]
+    list_filter = [
+        "status",
+        HeldFilter,
+        choices_filter("handler", "handler", handler_choices),
+        choices_filter("event_type", "event type", event_type_choices),
+        TenantFilter,
+    ]
+    search_fields = ["stored_event__event_id", "aggregate_id", "handler"]
+    search_help_text = "An event id, an aggregate id, or part of a handler's name."
     list_select_related = ["stored_event"]
+    # Each filter has an index in this order: id, (handler, id), (event_type, id), (tenant_id, id),
+    # and (status, id) for the failed, dead and skipped ones; pending rows are the claimable index's.
     ordering = ["-id"]
+    sortable_by = ["id"]
     actions = ["redrive_selected", "skip_selected"]
     fields = [
         "stored_event",
@@ -110,7 +163,18 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "payload_pretty",
     ]
     readonly_fields = fields
-    show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term):
+        """Through the indexed paths only: a UUID finds its event's (or aggregate's events')
+        deliveries by the events' indexes; other text picks the handlers whose name contains it."""
+        if not search_term.strip():
+            return queryset, False
+        key = as_uuid(search_term)
+        if key is not None:
+            events = StoredEvent.objects.filter(Q(event_id=key) | Q(aggregate_id=key)).values("id")
+            return queryset.filter(stored_event_id__in=events), False
+        term = search_term.strip().lower()
+        return queryset.filter(handler__in=[name for name in handler_names() if term in name.lower()]), False
 
     @admin.display(description="last error")
     def short_error(self, obj: Delivery) -> str:

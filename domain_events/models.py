@@ -30,7 +30,7 @@ class StoredEvent(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     event_id = models.UUIDField(unique=True, editable=False)
-    type = models.CharField(max_length=100, db_index=True)
+    type = models.CharField(max_length=100)
     version = models.PositiveSmallIntegerField()
     tenant_id = models.UUIDField()
     aggregate_id = models.UUIDField()
@@ -43,8 +43,11 @@ class StoredEvent(models.Model):
 
     class Meta:
         verbose_name = "stored event"
+        # Every index is paid by each publish and again by the sequencer's update of `position`.
         indexes = [
+            # Position readers, late subscribers and the admin, per tenant or per type, in order.
             models.Index(fields=["tenant_id", "position"], name="storedevent_tenant_position"),
+            models.Index(fields=["type", "position"], name="storedevent_type_position"),
             models.Index(fields=["aggregate_id", "position"], name="storedevent_aggregate_pos"),
             # The sequencer's work list: committed events without a position yet.
             models.Index(fields=["id"], name="storedevent_unsequenced", condition=Q(position__isnull=True)),
@@ -147,6 +150,19 @@ class Delivery(models.Model):
             models.Index(fields=["held_by"], name="delivery_held", condition=Q(held_by__isnull=False)),
             # Dead letters, for the admin and redrive.
             models.Index(fields=["handler", "id"], name="delivery_dead", condition=Q(status="dead")),
+            # The admin's lists, newest first: staff see one tenant; anyone filters by handler or
+            # event type. Full indexes, paid by every insert: the price of those lists staying
+            # fast at millions of rows (bench/admin_bench.py).
+            models.Index(fields=["tenant_id", "id"], name="delivery_tenant"),
+            models.Index(fields=["handler", "id"], name="delivery_handler"),
+            models.Index(fields=["event_type", "id"], name="delivery_event_type"),
+            # The admin's failed, dead and skipped lists (and their counts, from the index alone);
+            # rows enter it only when they go wrong.
+            models.Index(
+                fields=["status", "id"],
+                name="delivery_troubled",
+                condition=Q(status__in=["failed", "dead", "skipped"]),
+            ),
         ]
 
     def __str__(self) -> str:
