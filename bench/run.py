@@ -13,7 +13,7 @@ Sizes (environment variable or option):
   BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 600; 0 skips it)
   BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
-  BENCH_ONLY / --only                    publish,fanout,orders (default all)
+  BENCH_ONLY / --only                    publish,fanout,orders,admin (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay)
@@ -203,6 +203,15 @@ def main() -> int:
                 summary_rows.extend(orders.summary_rows())
             else:
                 bench.say("Benchmark 2 (orders over HTTP) skipped: orders/api.py is not in this checkout.")
+            bench.say()
+
+        if "admin" in config.only:
+            from bench.admin_bench import AdminBenchmark
+
+            admin_lists = AdminBenchmark(bench)
+            results["admin"] = admin_lists.run()
+            reports.append(admin_lists.report())
+            summary_rows.extend(admin_lists.summary_rows())
             bench.say()
 
         for report in reports:
