@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from domain_events.admin_lists import COUNT_CAP, LargeTablePaginator
+from domain_events.admin_lists import COUNT_CAP, LargeTablePaginator, estimated_rows
 from domain_events.bus import event_bus
 from domain_events.models import Delivery, StoredEvent
 from domain_events.tests.probe.events import ProbeHappened
@@ -143,3 +143,19 @@ def test_the_paginator_counts_filtered_rows_only_up_to_the_cap_and_pages_past_th
     assert list(events.page(40).object_list) == []
     deliveries = Delivery.objects.filter(tenant_id=tenant.id).order_by("-id")
     assert LargeTablePaginator(deliveries, 100).count == deliveries.count()
+
+
+def test_an_unfiltered_list_takes_its_size_from_the_statistics(operator_admin, tenant, monkeypatch):
+    monkeypatch.setattr("domain_events.admin_lists.estimated_rows", lambda queryset: 2_000_000)
+    publish_for(tenant)
+    with CaptureQueriesContext(connection) as captured:
+        page = operator_admin.get("/admin/domain_events/delivery/").content.decode()
+    assert not [q["sql"] for q in captured.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert "2000000 deliveries" in page
+
+
+def test_the_estimate_is_the_planners_row_count(tenant):
+    publish_for(tenant), publish_for(tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE domain_events_storedevent")
+    assert estimated_rows(StoredEvent.objects.all()) == StoredEvent.objects.count()
