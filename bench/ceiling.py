@@ -4,7 +4,7 @@ One process per invocation, one persistent connection, psycopg's server-side bin
 statements get prepared). Run by `bench/run.py`; each job waits at the start line, then prints
 `{"start", "end", "count", ...}` as one JSON line.
 
-    python -m bench.ceiling publish  --count N --account-base A [--fast-path] [--sequence]
+    python -m bench.ceiling publish  --count N --account-base A [--fast-path] [--sequence [--separate-statements]]
     python -m bench.ceiling fanout   --batch B
     python -m bench.ceiling fastpath --count N --account-base A
     python -m bench.ceiling order    --seconds S --max-count N --spec JSON
@@ -109,8 +109,8 @@ class Sequencer:
     statement, in a transaction of its own (autocommit), numbering every committed event without a
     position under the sequencer's lock."""
 
-    def __init__(self) -> None:
-        # The statement comes from the platform itself, so the bench measures what it runs.
+    def __init__(self, *, separate_statements: bool = False) -> None:
+        # The statements come from the platform itself, so the bench measures what it runs.
         import django
 
         django.setup()
@@ -120,11 +120,27 @@ class Sequencer:
         self.statement = sql.SEQUENCE_RUN
         self.batch = sequencer.BATCH
         self.params = (self.batch, domain_events_settings()["NOTIFY_CHANNEL"], sequencer.POSITIONS_PAYLOAD)
+        self.sql = sql
+        self.separate_statements = separate_statements
         self.runs = self.numbering_runs = 0
 
-    def run(self, cur: psycopg.Cursor) -> None:
+    def run_separately(self, conn: psycopg.Connection, cur: psycopg.Cursor) -> int:
+        """The run as the sequencer did it before migration 0007: the function's three statements
+        one by one in BEGIN ... COMMIT, five round trips with the lock held across them."""
+        with conn.transaction():
+            cur.execute(self.sql.SEQUENCER_PRELUDE)
+            cur.execute(self.sql.SEQUENCE, (self.batch,))
+            numbered = cur.rowcount
+            if numbered:
+                cur.execute(self.sql.NOTIFY, self.params[1:])
+        return numbered
+
+    def run(self, conn: psycopg.Connection, cur: psycopg.Cursor) -> None:
         while True:
-            numbered = cur.execute(self.statement, self.params).fetchone()[0]
+            if self.separate_statements:
+                numbered = self.run_separately(conn, cur)
+            else:
+                numbered = cur.execute(self.statement, self.params).fetchone()[0]
             self.runs += 1
             self.numbering_runs += bool(numbered)
             if numbered < self.batch:
@@ -132,7 +148,7 @@ class Sequencer:
 
 
 def job_publish(args: argparse.Namespace) -> None:
-    sequencer = Sequencer() if args.sequence else None
+    sequencer = Sequencer(separate_statements=args.separate_statements) if args.sequence else None
     conn, meter = connect()
     cur = conn.cursor()
     tenant_id = uuid.uuid4()
@@ -143,7 +159,7 @@ def job_publish(args: argparse.Namespace) -> None:
             publish_one(cur, tenant_id, args.account_base + i, fast_path=args.fast_path)
         if sequencer is not None:
             # As the fast path does: right after the commit, in a transaction of its own.
-            sequencer.run(cur)
+            sequencer.run(conn, cur)
     extra = {"sequencer_runs": sequencer.runs, "numbering_runs": sequencer.numbering_runs} if sequencer else {}
     child_report(meter, start=start, end=time.time(), count=args.count, **extra)
 
@@ -246,6 +262,7 @@ def main() -> None:
     p.add_argument("--account-base", type=int, required=True)
     p.add_argument("--fast-path", action="store_true")
     p.add_argument("--sequence", action="store_true", help="Run the platform's sequencer after each commit.")
+    p.add_argument("--separate-statements", action="store_true", help="The sequencer's run before migration 0007.")
     p = sub.add_parser("fanout")
     p.add_argument("--batch", type=int, default=100)
     p = sub.add_parser("order")

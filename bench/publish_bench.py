@@ -8,6 +8,8 @@ machine touches all three alike:
 * (b) as the platform does it: after its commit each publisher runs the sequencer
   (`domain_events.sequencer`: `sql.SEQUENCE_RUN`, which takes the lock, runs SEQUENCE and sends the
   position readers' NOTIFY when it numbered any) in a transaction of its own, as the fast path does;
+* (b') the same run as it was before migration 0007, for reference: SEQUENCER_PRELUDE, SEQUENCE
+  and NOTIFY one by one between BEGIN and COMMIT (five round trips, the lock held across them);
 * (c) the design it replaced, for reference: a deferred constraint trigger that takes
   `pg_advisory_xact_lock` and sets the position at commit, so commits queue on the lock (created
   in the bench database for this line only, dropped after).
@@ -51,6 +53,7 @@ CREATE CONSTRAINT TRIGGER {TRIGGER} AFTER INSERT ON {EVENTS}
 MODES = {
     "none": "(a) without position assignment",
     "sequencer": "(b) with the sequencer after each commit (the platform)",
+    "statements": "(b') the same, the run as separate statements (before 0007)",
     "trigger": "(c) old design: commit-time trigger under the advisory lock",
 }
 
@@ -66,7 +69,7 @@ class PublishBenchmark:
 
     def once(self, mode: str) -> dict:
         self.bench.reset_outbox()
-        extra = ["--sequence"] if mode == "sequencer" else []
+        extra = {"sequencer": ["--sequence"], "statements": ["--sequence", "--separate-statements"]}.get(mode, [])
         create_trigger, drop_trigger = old_trigger_sql()
         if mode == "trigger":
             self.bench.db.execute(create_trigger)
@@ -87,7 +90,7 @@ class PublishBenchmark:
             "per_s": self.events / span(reports),
             "cpu": cpu_per_unit(reports, self.events),
         }
-        if mode == "sequencer":
+        if mode in ("sequencer", "statements"):
             run["sequencer_runs"] = sum(r["sequencer_runs"] for r in reports)
             run["numbering_runs"] = sum(r["numbering_runs"] for r in reports)
         return run
@@ -165,7 +168,8 @@ class PublishBenchmark:
                 f"{self.events} events per run, {HANDLERS_PER_EVENT} delivery rows each, one transaction per event;"
                 " psycopg 3, one connection per process. Goal: (b)/(a) ≥ 0.90.",
                 "(b) runs domain_events.sql's SEQUENCE_RUN (the lock, SEQUENCE, and the readers' NOTIFY when it"
-                " numbered any) in its own transaction after each commit, as the fast path does.",
+                " numbered any) in its own transaction after each commit, as the fast path does; (b') the same"
+                " statements sent one by one, as the sequencer did before migration 0007.",
                 "(c) is the replaced design, measured for reference: a deferred constraint trigger taking"
                 " pg_advisory_xact_lock and setting the position at commit.",
                 "CPU ratio = CPU per event of (a) / CPU per event of the line.",
