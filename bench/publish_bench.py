@@ -1,7 +1,7 @@
 """Benchmark 0: what numbering events by `position` costs the publish transaction.
 
 The raw publish transaction (1 event + 5 deliveries, psycopg 3, `bench/ceiling.py publish`) in
-BENCH_PUBLISH_PROCS concurrent processes (default 8), three ways, in rounds so that drift on a shared
+BENCH_PUBLISH_PROCS concurrent processes (default 8), four ways, in rounds so that drift on a shared
 machine touches all three alike:
 
 * (a) no position assignment at all: the transaction alone;
