@@ -11,14 +11,15 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import connection
-from django.db.models import CharField, DateField, OuterRef, Prefetch, Subquery, Value
+from django.db.models import CharField, DateField, OuterRef, Subquery, Value
 from django.utils import timezone
 
 from analytics.models import Generation, ProductSales, TenantDay, TenantMonth, TenantTotals
 from analytics.projections import SALES
 from domain_events.cloudevents import to_cloudevent
-from domain_events.models import Checkpoint, Delivery, StoredEvent
+from domain_events.models import Checkpoint, StoredEvent
 from domain_events.registry import registry
+from domain_events.selectors import aggregate_timeline
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -179,8 +180,4 @@ def event_feed_for(*, tenant_id: UUID, after: int, limit: int) -> EventPage:
 def order_timeline_for(*, tenant_id: UUID, order_id: UUID) -> list[StoredEvent]:
     """Every numbered event of the order (its aggregate id) in position order, with the deliveries
     still on record; empty for another tenant's order or an unknown one."""
-    return list(
-        StoredEvent.objects.filter(tenant_id=tenant_id, aggregate_id=order_id, position__isnull=False)
-        .order_by("position")
-        .prefetch_related(Prefetch("deliveries", queryset=Delivery.objects.order_by("handler")))
-    )
+    return aggregate_timeline(tenant_id=tenant_id, aggregate_id=order_id)

@@ -11,9 +11,11 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
 from core.errors import ApplicationError
+from domain_events.selectors import aggregate_timeline
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 from orders.services import order_cancel, order_fulfill
 from tenants.scoping import TenantScopedAdmin
@@ -79,10 +81,18 @@ class OrderAdmin(TenantScopedAdmin):
         "shipped_at",
         "created_at",
         "updated_at",
+        "timeline",
     ]
     readonly_fields = fields
     inlines = [OrderItemInline]
     actions = ["fulfill_orders", "cancel_orders"]
+
+    @admin.display(description="timeline (every event in position order, with each handler's delivery)")
+    def timeline(self, obj: Order) -> str:
+        return render_to_string(
+            "domain_events/timeline.html",
+            {"events": aggregate_timeline(tenant_id=obj.tenant_id, aggregate_id=obj.id)},
+        )
 
     def get_list_display(self, request: HttpRequest) -> list[str]:
         if request.user.is_superuser:
