@@ -172,6 +172,8 @@ WEBHOOK_RETRY_SCHEDULE = [
 ]
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 WEBHOOK_RETRY_JITTER = env.float("WEBHOOK_RETRY_JITTER", default=0.2)
+# An endpoint whose every delivery has failed for this long is disabled and its staff e-mailed.
+WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 # Requests in flight to one endpoint at a time: a slow receiver keeps at most this many workers busy.
 WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", default=1)
 # Retries due within this many seconds go to the broker with a countdown; later ones to the sweep.

@@ -47,10 +47,10 @@ class WebhookEndpointForm(forms.ModelForm):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(TenantScopedAdmin):
     form = WebhookEndpointForm
-    list_display = ["url", "is_active", "description", "health", "disabled_reason", "created_at"]
+    list_display = ["url", "is_active", "description", "health", "failing_since", "disabled_reason", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["url", "description"]
-    readonly_fields = ["disabled_reason"]
+    readonly_fields = ["disabled_reason", "failing_since"]
     actions = ["enable", "disable"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:

@@ -52,6 +52,7 @@ class EndpointOutputSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
     description = serializers.CharField()
     disabled_reason = serializers.CharField()
+    failing_since = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

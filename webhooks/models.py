@@ -26,6 +26,9 @@ class WebhookEndpoint(models.Model):
     description = models.CharField(max_length=500, blank=True)
     # Why it was disabled when the platform did it (a `410 Gone`); empty otherwise.
     disabled_reason = models.CharField(max_length=200, blank=True)
+    # Since when every attempt to it has failed (its last success, or its first failure after
+    # one); None while it answers. Past `WEBHOOK_DISABLE_AFTER_DAYS` it is disabled.
+    failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

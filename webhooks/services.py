@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -41,7 +42,7 @@ from domain_events.cloudevents import CONTENT_TYPE, to_cloudevent
 from domain_events.events import DomainEvent
 from domain_events.models import StoredEvent
 from domain_events.registry import registry
-from tenants.models import Tenant
+from tenants.models import Tenant, User
 from webhooks import transport
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSecret
 
@@ -129,7 +130,8 @@ def endpoint_create(
 
 
 def endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> WebhookEndpoint:
-    """Change `url`, `event_types`, `is_active` or `description`. Enabling clears why it was disabled.
+    """Change `url`, `event_types`, `is_active` or `description`. Enabling clears why it was
+    disabled and since when it was failing.
 
     Raises `ValidationError` as `endpoint_create` does.
     """
@@ -144,7 +146,9 @@ def endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> WebhookE
     for name, value in changes.items():
         setattr(endpoint, name, list(value) if name == "event_types" else value)
     if changes.get("is_active"):
+        # A fresh start: its failures before it was disabled do not count against it again.
         endpoint.disabled_reason = ""
+        endpoint.failing_since = None
     endpoint.save()
     return endpoint
 
@@ -335,6 +339,9 @@ def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome
             delivery.last_error = ""
             delivery.completed_at = now
             delivery.save()
+            WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=False).update(
+                failing_since=None
+            )
             _wake_next_of_subject(delivery, now)
             return
         delivery.last_error = (outcome.error or f"HTTP {outcome.status_code}")[:MAX_ERROR_LENGTH]
@@ -342,6 +349,7 @@ def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome
             _endpoint_gone(delivery, now)
             return
         _plan_retry(delivery, outcome, now)
+        _endpoint_failed(delivery.endpoint_id, now)
 
 
 def _plan_retry(delivery: WebhookDelivery, outcome: transport.Outcome, now: datetime) -> None:
@@ -385,6 +393,41 @@ def _bury(delivery: WebhookDelivery, error: str, now: datetime) -> None:
     delivery.completed_at = now
     delivery.save()
     _wake_next_of_subject(delivery, now)
+
+
+def _endpoint_failed(endpoint_id: uuid.UUID, now: datetime) -> None:
+    """Every attempt failing for `WEBHOOK_DISABLE_AFTER_DAYS`: disable the endpoint, tell its staff."""
+    WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=True).update(failing_since=now)
+    cutoff = now - timedelta(days=settings.WEBHOOK_DISABLE_AFTER_DAYS)
+    endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id, is_active=True, failing_since__lte=cutoff).first()
+    if endpoint is None:
+        return
+    reason = f"every delivery failed since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC"
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(is_active=False, disabled_reason=reason, updated_at=now)
+    logger.warning("webhook endpoint %s disabled: %s", endpoint_id, reason)
+    transaction.on_commit(lambda: _tell_staff_endpoint_disabled(endpoint, reason))
+
+
+def _tell_staff_endpoint_disabled(endpoint: WebhookEndpoint, reason: str) -> None:
+    recipients = list(
+        User.objects.filter(tenant_id=endpoint.tenant_id, is_staff=True, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    )
+    if not recipients:
+        return
+    try:
+        send_mail(
+            subject="A webhook endpoint was disabled",
+            message=(
+                f"The webhook endpoint {endpoint.url} was disabled: {reason}.\n"
+                "Fix the receiver, then enable the endpoint again and recover what failed since then."
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=recipients,
+        )
+    except Exception:
+        logger.exception("could not e-mail the staff about disabled webhook endpoint %s", endpoint.pk)
 
 
 def _endpoint_gone(delivery: WebhookDelivery, now: datetime) -> None:

@@ -144,3 +144,15 @@ def test_a_disabled_endpoint_cannot_be_redelivered_to(staff_api, tenant):
     delivery = _delivery(endpoint, "dead")
     response = staff_api.post(f"{ENDPOINTS}{endpoint.pk}/deliveries/{delivery.pk}/redeliver")
     assert response.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://erp.example.com/x", "https://user:pw@erp.example.com/x", "http://127.0.0.1:8080/hooks"]
+)
+def test_a_patch_checks_the_new_url_as_creation_does(staff_api, tenant, url):
+    endpoint = WebhookEndpointFactory(tenant=tenant)
+    response = staff_api.patch(f"{ENDPOINTS}{endpoint.pk}/", {"url": url}, format="json")
+    assert response.status_code == 400
+    assert "url" in response.json()
+    endpoint.refresh_from_db()
+    assert endpoint.url != url

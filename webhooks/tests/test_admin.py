@@ -1,0 +1,42 @@
+"""The webhooks admin: the tenant's endpoints with their health, never a secret; deliveries with
+their attempts; redeliver, enable and disable."""
+
+import pytest
+
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
+from webhooks.tests.receiver import Answer, Receiver, running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_staff_see_their_endpoints_health_and_attempts_but_never_a_secret(staff_admin, tenant, other_tenant, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    settings.WEBHOOK_RETRY_SCHEDULE = [1]
+    with running(Receiver([Answer(500)], default=Answer(204))) as receiver:
+        endpoint, secret = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        theirs, _ = endpoint_with_secret(tenant=other_tenant, url="https://erp.other.example/hooks")
+        publish_confirmed(tenant.pk)
+        send_due_now()
+
+    page = staff_admin.get("/admin/webhooks/webhookendpoint/").content.decode()
+    assert receiver.url in page
+    assert "1 ok · 0 retrying · 0 dead" in page
+    assert "erp.other.example" not in page
+    assert secret not in page
+    detail = staff_admin.get(f"/admin/webhooks/webhookendpoint/{endpoint.pk}/change/").content.decode()
+    assert secret not in detail
+    assert "whsec_" not in detail
+
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    delivery_page = staff_admin.get(f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/").content.decode()
+    assert delivery_page.count('<td class="field-status_code">') >= 2 or (
+        "500" in delivery_page and "204" in delivery_page
+    )
+
+    response = staff_admin.post(
+        "/admin/webhooks/webhookendpoint/", {"action": "disable", "_selected_action": [str(endpoint.pk)]}
+    )
+    assert response.status_code == 302
+    assert not WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
+    assert WebhookEndpoint.objects.get(pk=theirs.pk).is_active
