@@ -15,6 +15,8 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from core.fields import EncryptedTextField
+
 
 class WebhookEndpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -46,7 +48,8 @@ class WebhookSecret(models.Model):
     """A signing secret (`whsec_<base64>`). It is never shown after the response that created it."""
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="secrets")
-    secret = models.CharField(max_length=100)
+    # Encrypted at rest: a dump of the database alone does not let anyone sign as us.
+    secret = EncryptedTextField()
     created_at = models.DateTimeField(auto_now_add=True)
     # Null while it is the current secret; set by a rotation to when it stops signing.
     expires_at = models.DateTimeField(null=True, blank=True)
