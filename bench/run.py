@@ -13,7 +13,7 @@ Sizes (environment variable or option):
   BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 600; 0 skips it)
   BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
-  BENCH_ONLY / --only                    publish,fanout,orders,admin (default all)
+  BENCH_ONLY / --only                    publish,fanout,orders,admin,webhooks (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay)
@@ -212,6 +212,15 @@ def main() -> int:
             results["admin"] = admin_lists.run()
             reports.append(admin_lists.report())
             summary_rows.extend(admin_lists.summary_rows())
+            bench.say()
+
+        if "webhooks" in config.only:
+            from bench.webhooks_bench import WebhooksBenchmark
+
+            webhooks = WebhooksBenchmark(bench)
+            results["webhooks"] = webhooks.run()
+            reports.append(webhooks.report())
+            summary_rows.extend(webhooks.summary_rows())
             bench.say()
 
         for report in reports:
