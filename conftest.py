@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 from email.message import Message
@@ -113,8 +114,18 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.refuse = 0  # how many of the next DATA commands to answer with a temporary failure
+        self.stall = 0.0  # seconds to wait before answering DATA (a slow server, to kill a sender mid-send)
+        self.data_started = 0  # DATA commands received, answered or not
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        self.data_started += 1
+        if self.stall:
+            await asyncio.sleep(self.stall)
+            # The sender may be gone by now: a real server would still have the message. Keep
+            # it only if the connection is still up, as a server that answers after the client
+            # hung up never got its chance to queue it.
+            if session.peer is None or server.transport is None or server.transport.is_closing():
+                return "421 4.4.2 connection dropped"
         if self.refuse:
             self.refuse -= 1
             return "451 4.3.0 try again later"
