@@ -9,9 +9,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 from core.errors import ApplicationError
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
@@ -19,11 +21,16 @@ from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.selectors import endpoints_with_health
 from webhooks.services import (
     delivery_redeliver,
+    endpoint_recover,
     endpoint_rotate_secret,
     endpoint_set_active,
     endpoint_url_validate,
     event_types_validate,
 )
+
+
+class RecoverForm(forms.Form):
+    since = forms.DateTimeField(help_text="Deliveries whose last attempt failed at or after this time.")
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -51,7 +58,7 @@ class WebhookEndpointAdmin(TenantScopedAdmin):
     list_filter = ["is_active"]
     search_fields = ["url", "description"]
     readonly_fields = ["disabled_reason", "failing_since"]
-    actions = ["enable", "disable"]
+    actions = ["enable", "disable", "recover_since"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookEndpoint]:
         return endpoints_with_health(endpoints=super().get_queryset(request))
@@ -71,6 +78,30 @@ class WebhookEndpointAdmin(TenantScopedAdmin):
         for endpoint in queryset:
             endpoint_set_active(endpoint=endpoint, is_active=True)
         self.message_user(request, f"Enabled {queryset.count()} endpoint(s).")
+
+    @admin.action(description="Recover the selected endpoints' failed deliveries since a time")
+    def recover_since(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> TemplateResponse | None:
+        """Ask since when, then send again what failed or went dead since then."""
+        endpoints = list(queryset)
+        form = RecoverForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Recover webhook deliveries",
+                "opts": self.model._meta,
+                "form": form,
+                "endpoints": endpoints,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/webhooks/webhookendpoint/recover.html", context)
+        recovered = 0
+        for endpoint in endpoints:
+            try:
+                recovered += endpoint_recover(endpoint=endpoint, since=form.cleaned_data["since"])
+            except ApplicationError as exc:
+                self.message_user(request, f"{endpoint.url}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Sending {recovered} deliveries again.", messages.SUCCESS)
+        return None
 
     @admin.action(description="Disable the selected endpoints")
     def disable(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:

@@ -42,3 +42,25 @@ def test_staff_see_their_endpoints_health_and_attempts_but_never_a_secret(staff_
     assert response.status_code == 302
     assert not WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
     assert WebhookEndpoint.objects.get(pk=theirs.pk).is_active
+
+
+def test_staff_recover_an_endpoints_failures_since_a_time_from_the_admin(staff_admin, tenant, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    settings.WEBHOOK_RETRY_SCHEDULE = []
+    with running(Receiver(default=Answer(500))) as receiver:
+        endpoint, _ = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        publish_confirmed(tenant.pk)
+        send_due_now()
+        assert WebhookDelivery.objects.get(endpoint=endpoint).status == "dead"
+        url = "/admin/webhooks/webhookendpoint/"
+        selected = {"action": "recover_since", "_selected_action": [str(endpoint.pk)]}
+        form = staff_admin.post(url, selected)
+        assert form.status_code == 200
+        assert "last attempt failed at or after" in form.content.decode()
+        receiver.default = Answer(204)
+        done = staff_admin.post(url, {**selected, "apply": "1", "since": "2000-01-01 00:00:00"})
+        assert done.status_code == 302
+        send_due_now()
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert delivery.status == "succeeded"
+    assert len({r.webhook_id for r in receiver.received}) == 1
