@@ -216,7 +216,9 @@ class DeliveryAdmin(ReadOnlyAdmin):
                 "title": "Skip dead deliveries",
                 "opts": self.model._meta,
                 "form": form,
-                "deliveries": dead,
+                "selected": dead,
+                "action": "skip_selected",
+                "submit": "Skip",
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/domain_events/delivery/skip.html", context)

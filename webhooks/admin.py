@@ -90,7 +90,9 @@ class WebhookEndpointAdmin(TenantScopedAdmin):
                 "title": "Recover webhook deliveries",
                 "opts": self.model._meta,
                 "form": form,
-                "endpoints": endpoints,
+                "selected": endpoints,
+                "action": "recover_since",
+                "submit": "Recover",
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/webhooks/webhookendpoint/recover.html", context)
