@@ -7,6 +7,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from analytics.services import ProjectionBusy, UnknownProjection, projection_check, projection_get_many
+from core.db import long_statements_allowed
 
 
 class Command(BaseCommand):
@@ -27,25 +28,28 @@ class Command(BaseCommand):
             projections = projection_get_many(names=names)
         except UnknownProjection as exc:
             raise CommandError(str(exc)) from exc
-        drift = False
-        for projection in projections:
-            try:
-                result = projection_check(name=projection.name, batch_size=batch_size)
-            except ProjectionBusy as exc:
-                raise CommandError(str(exc)) from exc
-            lag = result.lag
-            self.stdout.write(
-                f"{result.name}: live at position {lag.position}, head {lag.head}, "
-                f"{lag.positions} positions ({lag.seconds:.1f}s) behind"
-                + (f"; last error: {lag.last_error}" if lag.last_error else "")
-            )
-            for d in result.differences:
-                key = ", ".join(f"{k}={v}" for k, v in d.key.items())
-                self.stdout.write(f"  {d.table} [{key}] {d.field}: live {d.live!r}, rebuilt {d.rebuilt!r}")
-            if result.differences:
-                drift = True
-                self.stdout.write(f"{result.name}: {len(result.differences)} differences at position {result.position}")
-            else:
-                self.stdout.write(f"{result.name}: equal at position {result.position}")
-        if drift:
-            sys.exit(1)
+        with long_statements_allowed():
+            drift = False
+            for projection in projections:
+                try:
+                    result = projection_check(name=projection.name, batch_size=batch_size)
+                except ProjectionBusy as exc:
+                    raise CommandError(str(exc)) from exc
+                lag = result.lag
+                self.stdout.write(
+                    f"{result.name}: live at position {lag.position}, head {lag.head}, "
+                    f"{lag.positions} positions ({lag.seconds:.1f}s) behind"
+                    + (f"; last error: {lag.last_error}" if lag.last_error else "")
+                )
+                for d in result.differences:
+                    key = ", ".join(f"{k}={v}" for k, v in d.key.items())
+                    self.stdout.write(f"  {d.table} [{key}] {d.field}: live {d.live!r}, rebuilt {d.rebuilt!r}")
+                if result.differences:
+                    drift = True
+                    self.stdout.write(
+                        f"{result.name}: {len(result.differences)} differences at position {result.position}"
+                    )
+                else:
+                    self.stdout.write(f"{result.name}: equal at position {result.position}")
+            if drift:
+                sys.exit(1)

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from analytics.services import ProjectionBusy, UnknownProjection, projection_get_many, projection_rebuild
+from core.db import long_statements_allowed
 
 
 class Command(BaseCommand):
@@ -28,22 +29,23 @@ class Command(BaseCommand):
             projections = projection_get_many(names=names)
         except UnknownProjection as exc:
             raise CommandError(str(exc)) from exc
-        interactive = sys.stderr.isatty()
-        for projection in projections:
-            bar = tqdm(desc=projection.name, unit=" events", disable=not interactive, file=sys.stderr)
-            try:
-                result = projection_rebuild(
-                    name=projection.name,
-                    batch_size=batch_size,
-                    on_start=lambda total, bar=bar: bar.reset(total=total),
-                    on_progress=bar.update,
+        with long_statements_allowed():
+            interactive = sys.stderr.isatty()
+            for projection in projections:
+                bar = tqdm(desc=projection.name, unit=" events", disable=not interactive, file=sys.stderr)
+                try:
+                    result = projection_rebuild(
+                        name=projection.name,
+                        batch_size=batch_size,
+                        on_start=lambda total, bar=bar: bar.reset(total=total),
+                        on_progress=bar.update,
+                    )
+                except ProjectionBusy as exc:
+                    raise CommandError(str(exc)) from exc
+                finally:
+                    bar.close()
+                rate = result.events / result.seconds if result.seconds else 0.0
+                self.stdout.write(
+                    f"{result.name}: rebuilt from {result.events} events in {result.seconds:.1f}s "
+                    f"({rate:.0f} events/s), live at position {result.position}"
                 )
-            except ProjectionBusy as exc:
-                raise CommandError(str(exc)) from exc
-            finally:
-                bar.close()
-            rate = result.events / result.seconds if result.seconds else 0.0
-            self.stdout.write(
-                f"{result.name}: rebuilt from {result.events} events in {result.seconds:.1f}s "
-                f"({rate:.0f} events/s), live at position {result.position}"
-            )
