@@ -150,7 +150,10 @@ def ceiling(batch_size: int) -> None:
 
     from bench.procs import CpuMeter, child_ready, child_report
 
-    conn = psycopg.connect(os.environ["BENCH_DATABASE_URL"])
+    # Every statement planned with its parameters, as Django sends them: psycopg would otherwise
+    # prepare a statement after its fifth run, and a generic plan made while the read models were
+    # nearly empty (sequential scans) stays with it as they grow.
+    conn = psycopg.connect(os.environ["BENCH_DATABASE_URL"], prepare_threshold=None)
     db = conn.execute
     db("DELETE FROM analytics_generation WHERE projection = %s AND target = %s", (SALES, CEILING_TARGET))
     generation = db(
