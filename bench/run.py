@@ -13,10 +13,12 @@ Sizes (environment variable or option):
   BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 600; 0 skips it)
   BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
-  BENCH_ONLY / --only                    publish,fanout,orders,admin,webhooks (default all)
+  BENCH_ONLY / --only                    publish,fanout,orders,admin,readside,webhooks (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay)
+  BENCH_READSIDE_EVENTS (100000,1000000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
+  BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
 """
 
@@ -212,6 +214,15 @@ def main() -> int:
             results["admin"] = admin_lists.run()
             reports.append(admin_lists.report())
             summary_rows.extend(admin_lists.summary_rows())
+            bench.say()
+
+        if "readside" in config.only:
+            from bench.readside_bench import ReadSideBenchmark
+
+            readside = ReadSideBenchmark(bench)
+            results["readside"] = readside.run()
+            reports.append(readside.report())
+            summary_rows.extend(readside.summary_rows())
             bench.say()
 
         if "webhooks" in config.only:
