@@ -12,6 +12,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from domain_events.testing import ROOT, run_deliveries_now, subprocess_env
 from inventory.services import product_create, product_restock
 from orders.models import Order, OrderItem
 from orders.services import order_cancel, order_fulfill, order_place
+from tenants.services import user_token
 from tenants.tests.factories import TenantFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -145,11 +147,23 @@ def test_live_read_models_equal_a_full_rebuild_and_the_orders_tables(steps, zone
     assert projection_check(name=SALES).differences == []
 
 
-def test_a_rebuild_racing_live_orders_ends_equal_and_the_dashboard_never_shows_partial_figures(tenant, staff_api):
+def test_a_rebuild_racing_live_orders_ends_equal_and_the_dashboard_never_shows_partial_figures(
+    tenant, staff, live_server
+):
+    """The dashboard is read over real HTTP (a live server on a socket) while the command runs."""
+    token = user_token(user=staff).key
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {token}"
+
+    def dashboard() -> dict:
+        response = session.get(f"{live_server.url}/api/v1/dashboard/", timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
     for _ in range(250):
         OrderStory(tenant, line("BOOK-1", 1, "10.00")).placed().confirmed()
     project()
-    start = staff_api.get("/api/v1/dashboard/").json()
+    start = dashboard()
     assert start["orders_this_month"] == 250
 
     rebuild = subprocess.Popen(
@@ -167,7 +181,7 @@ def test_a_rebuild_racing_live_orders_ends_equal_and_the_dashboard_never_shows_p
         OrderStory(tenant, line("BOOK-1", 1, "10.00")).placed().confirmed()
         placed += 1
         project()
-        body = staff_api.get("/api/v1/dashboard/").json()
+        body = dashboard()
         seen.append((body["orders_this_month"], body["revenue_this_month"]))
         during_rebuild += Generation.objects.filter(projection=SALES, target="rebuild").exists()
         time.sleep(0.01)
@@ -181,6 +195,6 @@ def test_a_rebuild_racing_live_orders_ends_equal_and_the_dashboard_never_shows_p
     assert all(Decimal(revenue) == orders * Decimal("10.00") for orders, revenue in seen)
 
     project()
-    end = staff_api.get("/api/v1/dashboard/").json()
+    end = dashboard()
     assert end["orders_this_month"] == placed, "no event recorded during the rebuild was missed"
     assert projection_check(name=SALES).differences == []
