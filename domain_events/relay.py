@@ -203,9 +203,10 @@ class Relay:
         """Sleep until notified or the poll interval is over; True when there is work to do.
 
         The sequencer's notifications (new positions) concern position readers only: without
-        any, they wake the relay no more often than it polls. After a notification the relay
-        lingers for `RELAY_GATHER` seconds and swallows the notifications of that moment, so that
-        busy publishers make batches, not a claim each.
+        any, they wake the relay no more often than it polls, and with some they wake it at once.
+        After a notification of delivery work the relay lingers for `RELAY_GATHER` seconds and
+        swallows the notifications of that moment, so that busy publishers make batches, not a
+        claim each.
         """
         if self._listener is None:
             time.sleep(self.poll_interval)
@@ -214,7 +215,9 @@ class Relay:
             return True
         try:
             payloads = {n.payload for n in self._listener.notifies(timeout=self.poll_interval, stop_after=1)}
-            if payloads and self.gather > 0:
+            # Gather only for delivery work: position readers batch by themselves, and a reader
+            # woken at once keeps the dashboard's lag down.
+            if payloads - {POSITIONS_PAYLOAD} and self.gather > 0:
                 time.sleep(self.gather)
                 payloads |= {n.payload for n in self._listener.notifies(timeout=0, stop_after=10_000)}
         except psycopg.Error:
