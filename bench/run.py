@@ -151,6 +151,22 @@ def summary(rows: list[dict]) -> str:
     )
 
 
+def section_runner(bench: Bench, config: Config, results: dict, reports: list[str], summary_rows: list[dict]):
+    """Run one of the sections that share the plain shape: run(), report(), summary_rows()."""
+    import importlib
+
+    def run_section(name: str, module: str, cls: str) -> None:
+        if name not in config.only:
+            return
+        section = getattr(importlib.import_module(module), cls)(bench)
+        results[name] = section.run()
+        reports.append(section.report())
+        summary_rows.extend(section.summary_rows())
+        bench.say()
+
+    return run_section
+
+
 def main() -> int:
     config = parse_args()
     bench = Bench(config)
@@ -165,15 +181,9 @@ def main() -> int:
         results: dict[str, object] = {"machine": facts, "config": vars(config).copy()}
         summary_rows: list[dict] = []
         reports: list[str] = []
+        run_section = section_runner(bench, config, results, reports, summary_rows)
 
-        if "publish" in config.only:
-            from bench.publish_bench import PublishBenchmark
-
-            publish = PublishBenchmark(bench)
-            results["publish"] = publish.run()
-            reports.append(publish.report())
-            summary_rows.extend(publish.summary_rows())
-            bench.say()
+        run_section("publish", "bench.publish_bench", "PublishBenchmark")
 
         if "fanout" in config.only:
             from bench.fanout_bench import FanoutBenchmark
@@ -207,32 +217,11 @@ def main() -> int:
                 bench.say("Benchmark 2 (orders over HTTP) skipped: orders/api.py is not in this checkout.")
             bench.say()
 
-        if "admin" in config.only:
-            from bench.admin_bench import AdminBenchmark
+        run_section("admin", "bench.admin_bench", "AdminBenchmark")
 
-            admin_lists = AdminBenchmark(bench)
-            results["admin"] = admin_lists.run()
-            reports.append(admin_lists.report())
-            summary_rows.extend(admin_lists.summary_rows())
-            bench.say()
+        run_section("readside", "bench.readside_bench", "ReadSideBenchmark")
 
-        if "readside" in config.only:
-            from bench.readside_bench import ReadSideBenchmark
-
-            readside = ReadSideBenchmark(bench)
-            results["readside"] = readside.run()
-            reports.append(readside.report())
-            summary_rows.extend(readside.summary_rows())
-            bench.say()
-
-        if "webhooks" in config.only:
-            from bench.webhooks_bench import WebhooksBenchmark
-
-            webhooks = WebhooksBenchmark(bench)
-            results["webhooks"] = webhooks.run()
-            reports.append(webhooks.report())
-            summary_rows.extend(webhooks.summary_rows())
-            bench.say()
+        run_section("webhooks", "bench.webhooks_bench", "WebhooksBenchmark")
 
         for report in reports:
             bench.say(report)
