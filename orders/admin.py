@@ -156,7 +156,9 @@ class OrderAdmin(TenantScopedAdmin):
             "opts": self.model._meta,
             "form": form,
             "rows": form.rows(),
+            "selected": [order for order, _ in form.rows()],
             "action": "fulfill_orders",
+            "submit": "Fulfill",
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/orders/order/fulfill.html", context)
