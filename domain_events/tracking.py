@@ -74,14 +74,24 @@ def read_batch(name: str, *, target: str = LIVE, batch_size: int | None = None) 
 def _read_batch(name: str, target: str, batch_size: int | None) -> tuple[int, bool]:
     """(events applied, whether the checkpoint moved)."""
     tracker = _tracker(name)
-    _ensure_checkpoint(tracker, target)
-    size = batch_size or tracker.batch_size
+    applied = _apply_batch(tracker, target, batch_size or tracker.batch_size)
+    if applied is None:
+        # No checkpoint yet: create it (committed on its own, so a failing first batch keeps it).
+        _ensure_checkpoint(tracker, target)
+        applied = _apply_batch(tracker, target, batch_size or tracker.batch_size)
+    return applied or (0, False)
+
+
+def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] | None:
+    """One batch in one transaction with its checkpoint; None when the checkpoint does not exist."""
+    name = tracker.name
+    key = checkpoint_name(name, target)
     with transaction.atomic():
-        checkpoint = (
-            Checkpoint.objects.select_for_update(skip_locked=True).filter(name=checkpoint_name(name, target)).first()
-        )
+        checkpoint = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key).first()
         if checkpoint is None:
-            return 0, False
+            # Held by another process (nothing to do here), or missing (the usual batch pays
+            # this extra look-up only when the row is absent or busy).
+            return (0, False) if Checkpoint.objects.filter(name=key).exists() else None
         top = head()
         if checkpoint.position >= top:
             return 0, False
