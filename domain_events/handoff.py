@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -40,7 +40,7 @@ def send_to_celery(items: Sequence[tuple[Claim, Subscription]], *, by_relay: boo
         with run_delivery.app.producer_or_acquire() as producer:
             for claim, subscription in items:
                 run_delivery.apply_async(
-                    args=(claim.delivery_id, str(claim.token)),
+                    args=(claim.delivery_id, str(claim.token), claim.handler, timezone.now().isoformat()),
                     producer=producer,
                     retry=False,
                     queue=subscription.celery_queue,
@@ -158,9 +158,21 @@ def _create_mark(queue: str, **values) -> None:
         pass  # another process created it first
 
 
-def queue_reached(queue: str, sent_at: datetime) -> None:
+# A worker records that it reached a queue at most this often per queue: a lower mark proves less,
+# never too much, and every task writing the one row of its queue would queue them on its lock.
+MARK_STEP = timedelta(seconds=1)
+_marked: dict[str, datetime] = {}
+
+
+def queue_reached(queue: str, sent_at: datetime, *, throttled: bool = False) -> None:
     """A worker has started a message sent at `sent_at` on `queue`: anything sent earlier and
-    still unstarted there was lost."""
+    still unstarted there was lost. `throttled`: skip the write if this process recorded a mark
+    on `queue` less than `MARK_STEP` before `sent_at` (a probe's call is never throttled)."""
+    if throttled:
+        last = _marked.get(queue)
+        if last is not None and sent_at < last + MARK_STEP:
+            return
+        _marked[queue] = sent_at
     updated = QueueMark.objects.filter(queue=queue, started_sent_at__lt=sent_at).update(started_sent_at=sent_at)
     if not updated and not QueueMark.objects.filter(queue=queue).exists():
         _create_mark(queue, started_sent_at=sent_at)
@@ -168,7 +180,11 @@ def queue_reached(queue: str, sent_at: datetime) -> None:
 
 def delivery_start(delivery_id: int, token: uuid.UUID) -> Claim | None:
     """Stamp the delivery as started by a worker and return its claim; None if the message is
-    stale (its lease was taken over, or the delivery is finished) and must be dropped."""
+    stale (its lease was taken over, or the delivery is finished) and must be dropped.
+
+    For handlers that call out with no transaction open (`atomic=False`): while such a handler
+    runs, nothing holds the row, and the stamp keeps relays from sending it again. An atomic
+    handler runs under the row's lock, which relays skip, so it needs no stamp of its own."""
     conf = domain_events_settings()
     now = timezone.now()
     with transaction.atomic():

@@ -11,12 +11,14 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from domain_events import handoff
 from domain_events.bus import event_bus
 from domain_events.executor import execute
-from domain_events.handoff import claim_for_workers, delivery_start, queue_reached, send_to_celery
+from domain_events.handoff import MARK_STEP, claim_for_workers, delivery_start, queue_reached, send_to_celery
 from domain_events.models import Delivery, QueueMark
 from domain_events.sequencer import sequence
 from domain_events.subscriptions import subscriptions
+from domain_events.tasks import run_delivery
 from domain_events.testing import wait_until
 from domain_events.tests.probe.events import ProbeCalledOut, ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -88,6 +90,39 @@ def test_a_relay_never_overwrites_the_retry_time_a_worker_has_just_recorded(redi
     assert slow_deliveries().get().next_attempt_at == retry_at
     # A stale message (its lease gone) is dropped by the worker.
     assert delivery_start(claim.delivery_id, claim.token) is None
+
+
+def test_an_atomic_handlers_message_runs_under_the_row_lock_without_a_start_stamp(redis_broker, settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    redis_broker.flushdb()
+    publish_many(1)
+    sequence()
+    [claim], _ = claim_for_workers(10, [subscriptions.get(SLOW)])
+    handoff._marked.clear()  # what this process remembers of earlier tests' queue marks
+    sent_at = timezone.now()
+    result = run_delivery(claim.delivery_id, str(claim.token), SLOW, sent_at.isoformat())
+
+    assert result == {"succeeded": 1, "failed": 0, "dead": 0, "waiting": 0}
+    done = slow_deliveries().get()
+    assert done.status == "succeeded"
+    assert done.started_at is None, "an atomic handler needs no start stamp: relays skip its locked row"
+    assert QueueMark.objects.get(queue="probe").started_sent_at == sent_at, "the queue was proven reached"
+    # The same message again (a duplicate, or a lease taken over) is stale and runs nothing.
+    assert run_delivery(claim.delivery_id, str(claim.token), SLOW, sent_at.isoformat()) == {"stale": 1}
+    assert runs_per_event() == {1}
+
+
+def test_workers_record_reaching_a_queue_at_most_once_per_step_and_probes_always():
+    handoff._marked.clear()
+    start = timezone.now()
+    queue_reached("steps", start, throttled=True)
+    queue_reached("steps", start + MARK_STEP / 2, throttled=True)
+    assert QueueMark.objects.get(queue="steps").started_sent_at == start
+    queue_reached("steps", start + MARK_STEP, throttled=True)
+    assert QueueMark.objects.get(queue="steps").started_sent_at == start + MARK_STEP
+    probe = start + MARK_STEP + timedelta(milliseconds=1)
+    queue_reached("steps", probe)
+    assert QueueMark.objects.get(queue="steps").started_sent_at == probe
 
 
 @pytest.mark.e2e
