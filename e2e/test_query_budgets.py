@@ -18,7 +18,7 @@ ORDERS = "/api/v1/orders/"
 BOOKS = ("BOOK-A", "BOOK-B", "BOOK-C")
 
 # Queries per request. Inside the test's transaction, BEGIN and COMMIT are SAVEPOINT and RELEASE.
-POST_ORDER = 7  # token with user and tenant; catalog quote; savepoint; order; items; event + deliveries; release
+POST_ORDER = 6  # token with user and tenant; catalog quote; savepoint; order with items; event + deliveries; release
 GET_ORDER = 3  # token; the order; its items (prefetched: one query for all of them)
 GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 # Queries per handler, for one order paid with tok_visa, one batch per handler as a relay or

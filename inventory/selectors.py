@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from domain_events.queries import ProductQuote
 from inventory.models import Product, Reservation
+
+_QUOTES = f"SELECT sku, title, price FROM {Product._meta.db_table} WHERE tenant_id = %s AND sku = ANY(%s)"  # noqa: S608
 
 
 def product_list() -> QuerySet[Product]:
@@ -27,7 +30,13 @@ def product_get(*, products: QuerySet[Product], sku: str) -> Product | None:
 
 def product_quotes(*, tenant_id: UUID, skus: Iterable[str]) -> dict[str, ProductQuote]:
     """The current title and price of each of `skus` that `tenant_id`'s catalog knows."""
-    rows = Product.objects.filter(tenant_id=tenant_id, sku__in=set(skus)).values_list("sku", "title", "price")
+    if connection.vendor == "postgresql":
+        # Asked on every order placed: one statement written out, not an ORM query compiled each time.
+        with connection.cursor() as cursor:
+            cursor.execute(_QUOTES, [tenant_id, list(set(skus))])
+            rows = cursor.fetchall()
+    else:
+        rows = Product.objects.filter(tenant_id=tenant_id, sku__in=set(skus)).values_list("sku", "title", "price")
     return {sku: ProductQuote(sku=sku, title=title, unit_price=price) for sku, title, price in rows}
 
 
