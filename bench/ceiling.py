@@ -23,7 +23,7 @@ from decimal import Decimal
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.fanout.names import FANOUT_TYPE, NOTE
+from bench.fanout.names import BUMP_COUNTER, FANOUT_TYPE, NOTE
 from bench.fanout.names import ON_COMMIT_HANDLERS as HANDLERS
 from bench.procs import CpuMeter, child_ready, child_report
 
@@ -65,7 +65,6 @@ SELECT d.id, d.handler, (e.payload->>'account')::int
  ORDER BY d.stored_event_id, d.id
    FOR UPDATE OF d SKIP LOCKED
 """
-BUMP_COUNTER = "UPDATE fanout_counter SET value = value + 1 WHERE handler = %s AND account = %s"
 MARK_SUCCEEDED = """
 UPDATE domain_events_delivery
    SET status = 'succeeded', attempts = attempts + 1, lease_token = NULL, last_error = '',

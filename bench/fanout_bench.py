@@ -14,6 +14,8 @@ one counter update committed with its delivery record. Measured, in one run:
 
 from __future__ import annotations
 
+import time
+
 from bench.fanout.names import CELERY_HANDLERS, HANDLERS_PER_EVENT, ON_COMMIT_HANDLERS
 from bench.harness import Bench, ServicesCpu, cpu_per_unit, fmt_rate, fmt_ratio, mean, span, table
 from bench.procs import PYTHON, BenchError, start_line
@@ -179,6 +181,52 @@ class FanoutBenchmark:
             "cpu": cpu_per_unit(reports, events),
         }
 
+    def plain_celery(self) -> dict:
+        """The reference for the Celery path: the same five handlers as one plain Celery task each
+        (idempotent inbox insert + counter update in one transaction), on the same worker."""
+        import redis
+
+        events = self.config.celery_events
+        self.reset(events, CELERY_HANDLERS)
+        self.bench.db.execute("TRUNCATE fanout_inbox")
+        redis.Redis.from_url(self.config.broker_url).flushdb()
+        argv = celery_worker_argv("bench-plain", python=PYTHON)
+        worker = self.bench.service("celery-worker-plain", argv, LOG_LEVEL="INFO")
+        try:
+            worker.wait_for(" ready.", timeout=60)
+            workers = [
+                self.bench.worker(f"plain-celery-{i}", "bench.plain_celery", "--count", n, "--account-base", base)
+                for i, (base, n) in enumerate(split(events, self.config.publishers))
+            ]
+            for w in workers:
+                w.wait_ready()
+            meter = ServicesCpu(self.bench, [worker])
+            meter.start()
+            started = start_line(workers)
+            reports = [w.result() for w in workers]
+            expected = events * len(CELERY_HANDLERS)
+            deadline = time.monotonic() + max(120, events / 5)
+            while self.bench.scalar("SELECT count(*) FROM fanout_inbox") < expected:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"plain Celery: not every task ran; see {self.bench.log_dir}")
+                time.sleep(0.05)
+            done = time.time()
+            reports.append(meter.stop())
+        finally:
+            worker.stop()
+        once = self.bench.scalar(
+            "SELECT count(*) FROM fanout_counter WHERE value = 1 AND handler = ANY(%s)", (list(CELERY_HANDLERS),)
+        )
+        if once != expected:
+            raise BenchError(f"plain Celery: {once} counters at 1, expected {expected}")
+        return {
+            "path": "plain_celery",
+            "events": events,
+            "seconds": done - started,
+            "events_per_s": events / (done - started),
+            "cpu": cpu_per_unit(reports, events),
+        }
+
     # --- the ceilings ---------------------------------------------------------------------
 
     def ceilings(self) -> dict:
@@ -240,6 +288,8 @@ class FanoutBenchmark:
         if self.config.celery_events:
             runs.append(self.celery_path())
             say(f"  celery path: {runs[-1]['events_per_s']:,.0f} events/s")
+            self.results["plain_celery"] = self.plain_celery()
+            say(f"  plain Celery, 5 tasks per event: {self.results['plain_celery']['events_per_s']:,.0f} events/s")
         ceilings.append(self.ceilings())
         say(f"  raw-SQL ceilings (after): {self._describe_ceiling(ceilings[-1])}")
         self.results["runs"] = runs
@@ -273,7 +323,8 @@ class FanoutBenchmark:
                 ceil_cpu = ceiling["fast_path_cpu"]
             else:
                 label = f"celery path: {run['publishers']} publishers, 1 worker (prefork 2)"
-                ceil, ceil_label, ceil_cpu = ceiling["pipeline_per_s"], "publish + fan-out", ceiling["pipeline_cpu"]
+                plain = self.results["plain_celery"]
+                ceil, ceil_label, ceil_cpu = plain["events_per_s"], "plain Celery, 5 tasks per event", plain["cpu"]
             out.append(
                 {
                     "label": label,

@@ -36,7 +36,7 @@ class Config:
     events: int = 3000
     celery_events: int = 600
     publishers: int = 2
-    relays: list[int] = field(default_factory=lambda: [2, 4])
+    relays: list[int] = field(default_factory=lambda: [1, 2, 4])
     fast_publishers: int = 4
     fast_path_relay: bool = True
     ceiling_procs: int = 4
@@ -55,7 +55,7 @@ class Config:
             events=env_int("BENCH_EVENTS", cls.events),
             celery_events=env_int("BENCH_CELERY_EVENTS", cls.celery_events),
             publishers=env_int("BENCH_PUBLISHERS", cls.publishers),
-            relays=env_ints("BENCH_RELAYS", "2,4"),
+            relays=env_ints("BENCH_RELAYS", "1,2,4"),
             fast_publishers=env_int("BENCH_FAST_PUBLISHERS", cls.fast_publishers),
             fast_path_relay=os.environ.get("BENCH_FAST_PATH_RELAY", "1") not in ("0", "false", "no"),
             ceiling_procs=env_int("BENCH_CEILING_PROCS", cls.ceiling_procs),

@@ -226,30 +226,33 @@ class OrdersBenchmark:
         finally:
             server.stop()
 
-    def shelfwise(self, *, dispatch_in_web: bool) -> dict:
-        """Load `POST orders/`, then drain what follows with a Celery worker.
+    def shelfwise(self, tag: str) -> dict:
+        """Load `POST orders/`, then drain what follows with a Celery worker (and a relay).
 
-        `dispatch_in_web`: the web workers run the on_commit handlers right after each commit (the
-        default); off, they only record events and the relay runs the handlers, in batches.
+        `served`: the web workers run the on_commit handlers right after each commit (the default),
+        a relay runs beside them. `relayed`: the web workers only record events and the relay runs
+        the handlers, in batches, during the load. `deferred`: the request alone, with no consumer
+        running during the load; the relay starts with the worker once the load is over.
         """
-        tag = "served" if dispatch_in_web else "relayed"
-        relay = self.bench.relay(f"relay-orders-{tag}")
-        env = {} if dispatch_in_web else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
+        relay = self.bench.relay(f"relay-orders-{tag}") if tag != "deferred" else None
+        env = {} if tag == "served" else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
         server, port = self.gunicorn(f"gunicorn-orders-{tag}", **env)
         since = self.bench.scalar("SELECT now()")
         try:
-            placed = self.http_load(port, [server, relay], plain=False)
+            placed = self.http_load(port, [server, *([relay] if relay else [])], plain=False)
             server.stop()
-            placed["downstream"] = self.drain(placed["count"], tag, since)
+            placed["downstream"] = self.drain(placed["count"], tag, since, start_relay=relay is None)
         finally:
             server.stop()
-            relay.stop()
+            if relay is not None:
+                relay.stop()
         return placed
 
-    def drain(self, placed: int, tag: str, since: object) -> dict:
-        """Start a Celery worker and wait until every order of the run is confirmed."""
+    def drain(self, placed: int, tag: str, since: object, *, start_relay: bool = False) -> dict:
+        """Start a Celery worker (and a relay) and wait until every order of the run is confirmed."""
         customer = self.spec["customer_id"]
         argv = celery_worker_argv("bench-orders", python=PYTHON)
+        relay = self.bench.relay(f"relay-drain-{tag}") if start_relay else None
         worker = self.bench.service(f"celery-orders-{tag}", argv, LOG_LEVEL="INFO")
         try:
             worker.wait_for(" ready.", timeout=60)
@@ -269,6 +272,8 @@ class OrdersBenchmark:
             done = time.time()
         finally:
             worker.stop()
+            if relay is not None:
+                relay.stop()
         rows = self.bench.db.execute(
             "SELECT status, count(*) FROM orders_order WHERE customer_id = %s AND created_at >= %s GROUP BY status",
             (customer, since),
@@ -293,14 +298,19 @@ class OrdersBenchmark:
         say(f"  raw-SQL order transaction: {self.results['ceiling']['per_s']:,.0f} tx/s")
         self.results["plain"] = self.plain()
         say(f"  plain DRF: {self.results['plain']['per_s']:,.0f} req/s")
-        for key, in_web in (("shelfwise", True), ("shelfwise_relayed", False)):
+        phases = {
+            "shelfwise_deferred": ("deferred", "the request alone, no consumer running"),
+            "shelfwise": ("served", "handlers in the web worker"),
+            "shelfwise_relayed": ("relayed", "handlers in the relay"),
+        }
+        for key, (tag, label) in phases.items():
             if key == "shelfwise_relayed" and not self.config.orders_relayed:
                 continue
-            placed = self.results[key] = self.shelfwise(dispatch_in_web=in_web)
+            placed = self.results[key] = self.shelfwise(tag)
             down = placed["downstream"]
             say(
-                f"  ShelfWise POST orders/ ({'handlers in the web worker' if in_web else 'handlers in the relay'}):"
-                f" {placed['per_s']:,.0f} req/s; {down['orders']} orders confirmed {down['seconds']:.1f} s later"
+                f"  ShelfWise POST orders/ ({label}): {placed['per_s']:,.0f} req/s;"
+                f" {down['orders']} orders confirmed {down['seconds']:.1f} s later"
             )
         self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token",)}
         return self.results
@@ -348,6 +358,10 @@ class OrdersBenchmark:
                 "1.00",
             ],
             shelf_row(
+                "ShelfWise POST /api/v1/orders/, the request alone: no consumer runs during the load",
+                r["shelfwise_deferred"],
+            ),
+            shelf_row(
                 f"ShelfWise POST /api/v1/orders/, every handler subscribed (gunicorn {w} sync + relay)", r["shelfwise"]
             ),
         ]
@@ -358,7 +372,7 @@ class OrdersBenchmark:
                     r["shelfwise_relayed"],
                 )
             )
-        downs = [(k, r[k]["downstream"]) for k in ("shelfwise", "shelfwise_relayed") if k in r]
+        downs = [(k, r[k]["downstream"]) for k in ("shelfwise_deferred", "shelfwise", "shelfwise_relayed") if k in r]
         q = self.spec["queries"]
         return table(
             [
@@ -382,7 +396,8 @@ class OrdersBenchmark:
                 f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} as served, including the"
                 " on_commit handlers run in the web worker after the commit;"
                 f" {q['post_order_request_only']} for the request alone (dispatch on commit off).",
-                "After each ShelfWise phase a Celery worker (prefork 2) starts and every order must end confirmed: "
+                "After each ShelfWise phase a Celery worker (prefork 2) starts (and, after the request-alone phase,"
+                " a relay) and every order must end confirmed: "
                 + "; ".join(f"{d['orders']} orders {d['statuses']} {d['seconds']:.1f} s later" for _, d in downs)
                 + ".",
                 "CPU ms/req: gunicorn + relay processes and their PostgreSQL backends during the load"
@@ -393,7 +408,15 @@ class OrdersBenchmark:
     def summary_rows(self) -> list[dict]:
         r = self.results
         ceiling, plain, shelf = r["ceiling"], r["plain"], r["shelfwise"]
+        deferred = r["shelfwise_deferred"]
         rows = [
+            {
+                "what": "POST orders/, the request alone (no consumer running)",
+                "figure": latency_figure(deferred),
+                "ceiling": f"plain DRF {fmt_rate(plain['per_s'])} req/s",
+                "ratio": fmt_ratio(deferred["per_s"] / plain["per_s"]),
+                "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(deferred["cpu"])),
+            },
             {
                 "what": "POST orders/ over HTTP, every handler subscribed",
                 "figure": latency_figure(shelf),

@@ -11,7 +11,7 @@ against ceilings measured in the same run.
 Sizes (environment variable or option):
   BENCH_EVENTS / --events                events per fan-out run (default 3000)
   BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 600; 0 skips it)
-  BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 2,4)
+  BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 1,2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
   BENCH_ONLY / --only                    publish,fanout,orders,admin,readside,webhooks (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),

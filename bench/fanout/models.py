@@ -17,3 +17,16 @@ class Counter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.handler}[{self.account}] = {self.value}"
+
+
+class Inbox(models.Model):
+    """The plain-Celery reference's idempotent inbox: one row per (handler, event) it applied."""
+
+    handler = models.CharField(max_length=150)
+    event_id = models.UUIDField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["handler", "event_id"], name="fanout_inbox_key")]
+
+    def __str__(self) -> str:
+        return f"{self.handler} {self.event_id}"
