@@ -32,7 +32,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf .broker staticfiles db.sqlite3 db.sqlite3-wal db.sqlite3-shm

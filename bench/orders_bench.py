@@ -257,7 +257,7 @@ class OrdersBenchmark:
         try:
             worker.wait_for(" ready.", timeout=60)
             started = time.time()
-            deadline = time.monotonic() + max(120, placed / 10)
+            deadline = time.monotonic() + max(300, placed)
             while True:
                 waiting = self.bench.scalar(
                     "SELECT count(*) FROM orders_order"

@@ -20,6 +20,8 @@ Sizes (environment variable or option):
   BENCH_READSIDE_EVENTS (100000,1000000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
+  QUICK=1 / --quick                      every line at a small size (a few minutes; `make bench QUICK=1`):
+                                         the sizes below, unless set in the environment
 """
 
 from __future__ import annotations
@@ -41,8 +43,26 @@ from bench import experiments
 from bench.harness import BENCHMARKS, RESULTS_DIR, Bench, Config, fmt_rate, fmt_ratio, table
 from bench.procs import ROOT, BenchError, stop_all
 
+# `--quick`: every line at a small size, to see that the whole run works and roughly where it
+# stands; figures from the full sizes only go in the README.
+QUICK_SIZES = {
+    "BENCH_PUBLISH_EVENTS": "1500",
+    "BENCH_PUBLISH_ROUNDS": "1",
+    "BENCH_EVENTS": "500",
+    "BENCH_CELERY_EVENTS": "100",
+    "BENCH_SECONDS": "3",
+    "BENCH_ADMIN_EVENTS": "20000",
+    "BENCH_ADMIN_RUNS": "2",
+    "BENCH_READSIDE_EVENTS": "5000,20000",
+    "BENCH_READSIDE_ORDERS": "60",
+    "BENCH_WEBHOOK_EVENTS": "50",
+}
+
 
 def parse_args() -> Config:
+    if "--quick" in sys.argv[1:] or os.environ.get("QUICK", "") not in ("", "0", "false", "no"):
+        for name, value in QUICK_SIZES.items():
+            os.environ.setdefault(name, value)
     config = Config.from_env()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=config.events)
@@ -50,6 +70,7 @@ def parse_args() -> Config:
     parser.add_argument("--relays", default=",".join(map(str, config.relays)))
     parser.add_argument("--seconds", type=float, default=config.seconds)
     parser.add_argument("--only", default=",".join(config.only))
+    parser.add_argument("--quick", action="store_true", help="every line at a small size (QUICK_SIZES)")
     args = parser.parse_args()
     config.events = args.events
     config.celery_events = args.celery_events

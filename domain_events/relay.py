@@ -67,7 +67,7 @@ class Relay:
     def drain(self) -> Report:
         """Hand on everything due now: number events, cover late subscribers, catch position
         readers up, then run and send batches of deliveries until nothing is due."""
-        sequence()
+        sequence(wait=False)
         if time.monotonic() - self._last_cover >= COVER_EVERY:
             subscribers.register_once()
             subscribers.cover()

@@ -27,20 +27,25 @@ BATCH = 10_000
 POSITIONS_PAYLOAD = "positions"
 
 
-def sequence() -> int:
+def sequence(*, wait: bool = True) -> int:
     """Number every committed event without a position; returns how many were numbered.
 
-    Wakes position readers (NOTIFY with payload `positions`) when it numbered any.
+    Wakes position readers (NOTIFY with payload `positions`) when it numbered any. `wait=False`
+    (relays): if another run is under way, return at once rather than queue behind it; that run
+    numbers what had committed when it began, and what commits later wakes the relays again.
     """
     if connection.vendor != "postgresql":
         return 0
     channel = domain_events_settings()["NOTIFY_CHANNEL"]
+    statement = sql.SEQUENCE_RUN if wait else sql.SEQUENCE_RUN_UNLESS_BUSY
     total = 0
     while True:
         # One statement: in autocommit it is a transaction of its own, which ends the lock.
         with connection.cursor() as cursor:
-            cursor.execute(sql.SEQUENCE_RUN, [BATCH, channel, POSITIONS_PAYLOAD])
+            cursor.execute(statement, [BATCH, channel, POSITIONS_PAYLOAD])
             numbered = cursor.fetchone()[0]
+        if numbered < 0:
+            return total
         total += numbered
         if numbered < BATCH:
             return total

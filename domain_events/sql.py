@@ -92,6 +92,8 @@ SEQUENCER_PRELUDE = f"SELECT set_config('enable_seqscan', 'off', true), pg_advis
 # (migration 0007), so a run is one round trip in a transaction of its own and the lock is never
 # held while the client is away. Returns how many events it numbered.
 SEQUENCE_RUN = "SELECT domain_events_sequence(%s, %s, %s)"
+# The same for relays, unless another run holds the lock: then -1 at once (migration 0009).
+SEQUENCE_RUN_UNLESS_BUSY = "SELECT domain_events_sequence_unless_busy(%s, %s, %s)"
 
 HEAD = f"SELECT COALESCE(MAX(position), 0) FROM {EVENTS}"
 

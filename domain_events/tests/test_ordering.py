@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
-from domain_events import tracking
+from domain_events import sql, tracking
 from domain_events.bus import event_bus
 from domain_events.deadletters import skip
 from domain_events.models import UNTIL_RELEASED, Delivery, StoredEvent
@@ -191,3 +191,30 @@ def test_the_admin_shows_held_deliveries_and_staff_skip_a_dead_letter_with_a_rea
     assert delivery(first).status == Delivery.Status.SKIPPED
     assert "customer refunded" in delivery(first).resolution
     assert delivery(second).held_by is None
+
+
+def test_a_relay_does_not_queue_behind_a_sequencer_run_under_way_and_numbers_once_it_is_over(settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    event = publish(1, uuid.uuid4())
+    holding, release = threading.Event(), threading.Event()
+
+    def run_under_way() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SELECT pg_advisory_xact_lock({sql.SEQUENCER_LOCK})")
+                holding.set()
+                assert release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run_under_way)
+    thread.start()
+    assert holding.wait(10)
+    try:
+        assert sequence(wait=False) == 0, "a relay goes on with its pass"
+        assert StoredEvent.objects.get(event_id=event.event_id).position is None
+    finally:
+        release.set()
+        thread.join(10)
+    assert sequence(wait=False) == 1
+    assert StoredEvent.objects.get(event_id=event.event_id).position is not None
