@@ -32,6 +32,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 clean:

@@ -227,6 +227,43 @@ class FanoutBenchmark:
             "cpu": cpu_per_unit(reports, events),
         }
 
+    def pgqueuer_peer(self) -> dict | None:
+        """The fastest queue peer, pgqueuer 1.6 (asyncpg), doing the same fan-out: five jobs per
+        event, two worker processes (as two relays), the same publishers. None if not installed."""
+        try:
+            import pgqueuer  # noqa: F401
+        except ImportError:
+            self.bench.say("  pgqueuer peer skipped: not installed (pip install -r bench/requirements.txt)")
+            return None
+        from bench.peers.pgqueuer_peer import HANDLERS as PEER_HANDLERS
+
+        events = self.config.events
+        self.reset(events, PEER_HANDLERS)
+        installer = self.bench.worker("pgqueuer-install", "bench.peers.pgqueuer_peer", "install")
+        installer.popen.wait(timeout=120)
+        if installer.popen.returncode:
+            raise BenchError(f"pgqueuer install failed:\n{installer.output()[-2000:]}")
+        expected = events * len(PEER_HANDLERS)
+        workers = [
+            self.bench.worker(f"pgqueuer-worker-{i}", "bench.peers.pgqueuer_peer", "worker", "--expect", expected)
+            for i in range(2)
+        ]
+        publishers = [
+            self.bench.worker(
+                f"pgqueuer-publish-{i}", "bench.peers.pgqueuer_peer", "publish", "--count", n, "--account-base", base
+            )
+            for i, (base, n) in enumerate(split(events, self.config.publishers))
+        ]
+        start_line(workers + publishers)
+        reports = [w.result(timeout=max(300, events)) for w in workers + publishers]
+        once = self.bench.scalar(
+            "SELECT count(*) FROM fanout_counter WHERE value = 1 AND handler = ANY(%s)", (list(PEER_HANDLERS),)
+        )
+        if once != expected:
+            raise BenchError(f"pgqueuer: {once} counters at 1, expected {expected}")
+        elapsed = span(reports)
+        return {"path": "pgqueuer", "events": events, "seconds": elapsed, "events_per_s": events / elapsed}
+
     # --- the ceilings ---------------------------------------------------------------------
 
     def ceilings(self) -> dict:
@@ -290,6 +327,10 @@ class FanoutBenchmark:
             say(f"  celery path: {runs[-1]['events_per_s']:,.0f} events/s")
             self.results["plain_celery"] = self.plain_celery()
             say(f"  plain Celery, 5 tasks per event: {self.results['plain_celery']['events_per_s']:,.0f} events/s")
+        peer = self.pgqueuer_peer()
+        if peer is not None:
+            self.results["pgqueuer"] = peer
+            say(f"  pgqueuer 1.6 peer, 5 jobs per event, 2 workers: {peer['events_per_s']:,.0f} events/s")
         ceilings.append(self.ceilings())
         say(f"  raw-SQL ceilings (after): {self._describe_ceiling(ceilings[-1])}")
         self.results["runs"] = runs
@@ -390,4 +431,44 @@ class FanoutBenchmark:
             [f"raw-SQL ceiling, psycopg 3, {self.config.ceiling_procs} processes", "before", "after", "best (used)"],
             ceiling_rows,
         )
-        return main + "\n\n" + detail
+        peers = self.peers()
+        if not peers:
+            return main + "\n\n" + detail
+        best = max((r for r in self.results["runs"] if r["path"] == "relay"), key=lambda r: r["events_per_s"])
+        peer_table = table(
+            ["the same fan-out (5 handlers per event)", "events/s", "ShelfWise relay path / this"],
+            [
+                [f"ShelfWise relay path, best of {self.config.relays} relays", fmt_rate(best["events_per_s"]), "1.00"],
+                *[[label, fmt_rate(rate), fmt_ratio(best["events_per_s"] / rate)] for label, rate in peers],
+            ],
+            notes=["Peers run in this same run, on the same database and cores, with the same publishers."],
+        )
+        return main + "\n\n" + detail + "\n\n" + peer_table
+
+    def peers(self) -> list[tuple[str, float]]:
+        out = []
+        if "pgqueuer" in self.results:
+            out.append(
+                ("pgqueuer 1.6 (asyncpg), 5 jobs per event, 2 workers", self.results["pgqueuer"]["events_per_s"])
+            )
+        if "plain_celery" in self.results:
+            out.append(
+                ("plain Celery 5.7 (Redis), 5 tasks per event, prefork 2", self.results["plain_celery"]["events_per_s"])
+            )
+        return out
+
+    def peer_summary(self) -> list[dict]:
+        peers = self.peers()
+        if not peers:
+            return []
+        best = max((r for r in self.results["runs"] if r["path"] == "relay"), key=lambda r: r["events_per_s"])
+        label, rate = max(peers, key=lambda p: p[1])
+        return [
+            {
+                "what": "relay path (best) vs the fastest queue peer",
+                "figure": f"{fmt_rate(best['events_per_s'])} events/s",
+                "ceiling": f"{label.split(',')[0]} {fmt_rate(rate)} events/s",
+                "ratio": fmt_ratio(best["events_per_s"] / rate),
+                "cpu_ratio": "—",
+            }
+        ]

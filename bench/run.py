@@ -219,11 +219,12 @@ def main() -> int:
                     {
                         "what": r["label"],
                         "figure": f"{fmt_rate(r['events_per_s'])} events/s",
-                        "ceiling": f"raw SQL {fmt_rate(r['ceiling_per_s'])} events/s",
+                        "ceiling": f"{r['ceiling_label']} {fmt_rate(r['ceiling_per_s'])} events/s",
                         "ratio": fmt_ratio(r["ratio"]),
                         "cpu_ratio": fmt_ratio(r["cpu_ratio"]),
                     }
                 )
+            summary_rows.extend(fanout.peer_summary())
             bench.say()
 
         if "orders" in config.only:

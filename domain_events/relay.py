@@ -38,6 +38,10 @@ COVER_EVERY = 1.0
 LISTEN_BACKOFF_MAX = 30.0
 
 
+# `Relay._wait`: woken by new positions only, so only the position readers have work.
+READERS = object()
+
+
 class Relay:
     def __init__(
         self,
@@ -167,8 +171,12 @@ class Relay:
                     connection.close()
                     time.sleep(self.poll_interval)
                 # Position readers with a way to go get the next pass at once; otherwise wait for work.
-                while not self._stopping and not self.readers_behind and not self._wait():
-                    pass
+                while not self._stopping and not self.readers_behind:
+                    woken = self._wait()
+                    if woken is READERS:
+                        self._move_readers()
+                    elif woken:
+                        break
         finally:
             if self._listener is not None:
                 self._listener.close()
@@ -199,8 +207,9 @@ class Relay:
             self._listen_retry_at = time.monotonic() + self._listen_backoff
             logger.warning("LISTEN failed; polling, next try in %.1fs", self._listen_backoff, exc_info=True)
 
-    def _wait(self) -> bool:
-        """Sleep until notified or the poll interval is over; True when there is work to do.
+    def _wait(self) -> bool | object:
+        """Sleep until notified or the poll interval is over; True when there is work to do,
+        `READERS` when only the position readers have (new positions and nothing else).
 
         The sequencer's notifications (new positions) concern position readers only: without
         any, they wake the relay no more often than it polls, and with some they wake it at once.
@@ -229,6 +238,18 @@ class Relay:
             time.sleep(self.poll_interval)
             self._listen()
             return True
-        if payloads == {POSITIONS_PAYLOAD} and not subscriptions.trackers():
+        if payloads == {POSITIONS_PAYLOAD}:
+            # New positions only: a sequencer run numbered events, and whoever ran it hands on
+            # their deliveries (a publisher's fast path, or a relay in the same pass). What is
+            # left for the others is to move the position readers.
+            if subscriptions.trackers():
+                return READERS
             return time.monotonic() - self._last_drain >= self.poll_interval
         return True
+
+    def _move_readers(self) -> None:
+        try:
+            self.readers_behind = tracking.run_due() > 0
+        except Exception:
+            logger.exception("moving the position readers failed; retrying")
+            connection.close()

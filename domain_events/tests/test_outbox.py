@@ -10,6 +10,7 @@ from domain_events import sequencer, sql
 from domain_events.bus import PublishOutsideTransaction, event_bus
 from domain_events.context import traced
 from domain_events.models import Delivery, StoredEvent
+from domain_events.relay import READERS, Relay
 from domain_events.sequencer import POSITIONS_PAYLOAD
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord
@@ -139,3 +140,18 @@ def test_a_sequencer_run_is_the_prelude_and_the_numbering_statement_in_one_funct
     assert " ".join(sql.SEQUENCE.replace("%s", "_batch").split()) in flat
     assert flat.index(f"pg_advisory_xact_lock({sql.SEQUENCER_LOCK})") < flat.index("WITH todo")
     assert config == ["enable_seqscan=off"]
+
+
+def test_new_positions_alone_wake_a_relay_for_its_position_readers_only():
+    """Whoever numbered the events hands on their deliveries; the other relays move the readers."""
+    relay = Relay(poll_interval=2)
+    relay._listen()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify('shelfwise_outbox', %s)", [POSITIONS_PAYLOAD])
+        assert relay._wait() is READERS
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify('shelfwise_outbox', '')")
+        assert relay._wait() is True, "delivery work wakes the whole pass"
+    finally:
+        relay._listener.close()
