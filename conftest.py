@@ -17,6 +17,14 @@ from rest_framework.test import APIClient
 from tenants.tests.factories import TenantFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache: throttle counts never leak from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def tenant():
     return TenantFactory(slug="tenant-a")

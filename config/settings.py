@@ -97,7 +97,25 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = ["tenants.auth.TenantStaffBackend"]
 
-AUTH_PASSWORD_VALIDATORS = []  # demo passwords such as staff/staff are part of the contract
+# The cache holds the token throttles' counts. Several web processes share it through Redis
+# (`CACHE_URL=redis://127.0.0.1:6379/3`); the default is each process's own memory.
+_cache_url = env.str("CACHE_URL", default="")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+        if _cache_url.startswith(("redis://", "rediss://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# Checked wherever a person sets a password (admin forms, `create_user --password`); the demo
+# logins of `seed_demo` (staff/staff, alice/alice, part of the contract) are demo data set as such.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -121,6 +139,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.exception_handler.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Only `POST auth/token` is throttled (tenants/throttling.py): password guessing.
+    "DEFAULT_THROTTLE_RATES": {
+        "auth_token_username": env.str("AUTH_TOKEN_RATE_PER_USERNAME", default="10/min"),
+        "auth_token_address": env.str("AUTH_TOKEN_RATE_PER_ADDRESS", default="30/min"),
+    },
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tenants.services import user_token
+from tenants.throttling import TokenByAddressThrottle, TokenByUsernameThrottle
 
 
 class TokenObtainApi(APIView):
@@ -13,11 +14,18 @@ class TokenObtainApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [TokenByAddressThrottle, TokenByUsernameThrottle]
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    @extend_schema(request=AuthTokenSerializer, responses={200: OutputSerializer}, auth=[])
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses={200: OutputSerializer, 400: None, 429: None},
+        auth=[],
+        description="Throttled per username and per client address against password guessing: 429 with"
+        " `Retry-After` (`AUTH_TOKEN_RATE_PER_USERNAME`, `AUTH_TOKEN_RATE_PER_ADDRESS`).",
+    )
     def post(self, request):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)

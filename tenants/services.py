@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
@@ -24,14 +26,27 @@ def tenant_create(*, slug: str, name: str | None = None, currency: str = "USD", 
 
 
 def user_create(
-    *, tenant: Tenant, username: str, password: str | None = None, is_staff: bool = False, email: str = ""
+    *,
+    tenant: Tenant,
+    username: str,
+    password: str | None = None,
+    is_staff: bool = False,
+    email: str = "",
+    validate_password: bool = True,
 ) -> tuple[User, Token]:
-    """Create a user of `tenant` with an API token. Raises `Conflict` if the username is taken."""
+    """Create a user of `tenant` with an API token. Raises `Conflict` if the username is taken,
+    and `ApplicationError` if the password fails `AUTH_PASSWORD_VALIDATORS` (unless
+    `validate_password` is off: demo data)."""
     if not username:
         raise ApplicationError("A username is required.")
+    user = User(username=username, tenant=tenant, is_staff=is_staff, email=email)
+    if password and validate_password:
+        try:
+            password_validation.validate_password(password, user)
+        except ValidationError as exc:
+            raise ApplicationError(" ".join(exc.messages), extra={"password": exc.messages}) from None
     try:
         with transaction.atomic():
-            user = User(username=username, tenant=tenant, is_staff=is_staff, email=email)
             if password:
                 user.set_password(password)
             else:

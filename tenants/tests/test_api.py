@@ -50,3 +50,30 @@ def test_no_token_or_a_bad_one_is_401(customer):
     response = bad.get("/api/v1/products/")
     assert response.status_code == 401
     assert response.json()["detail"] == "Invalid token."
+
+
+def test_password_guessing_is_throttled_per_username_with_retry_after(customer, settings):
+    client = APIClient()
+    for _ in range(10):
+        wrong = client.post("/api/v1/auth/token", {"username": "carol", "password": "guess"}, format="json")
+        assert wrong.status_code == 400
+    throttled = client.post("/api/v1/auth/token", {"username": "carol", "password": "guess"}, format="json")
+    assert throttled.status_code == 429
+    assert int(throttled["Retry-After"]) > 0
+    assert "throttled" in throttled.json()["detail"].lower()
+    # Even the right password waits: the limit is on guesses at the name, not on failures.
+    right = client.post("/api/v1/auth/token", {"username": "carol", "password": "secret"}, format="json")
+    assert right.status_code == 429
+    # Another name from the same address is not held back by carol's limit.
+    other = client.post("/api/v1/auth/token", {"username": "dave", "password": "guess"}, format="json")
+    assert other.status_code == 400
+
+
+def test_password_guessing_is_throttled_per_address_across_usernames(db):
+    client = APIClient()
+    codes = [
+        client.post("/api/v1/auth/token", {"username": f"user-{n}", "password": "guess"}, format="json").status_code
+        for n in range(31)
+    ]
+    assert codes[:30] == [400] * 30
+    assert codes[30] == 429

@@ -41,13 +41,21 @@ def test_create_tenant_rejects_a_bad_currency(capsys):
 
 
 def test_create_user_prints_a_working_token(tenant, client):
-    result = run("create_user", tenant.slug, "dana", "--staff", "--password", "pw-dana")
+    result = run("create_user", tenant.slug, "dana", "--staff", "--password", "quiet-river-dana-42")
     assert result.returncode == 0, result.stderr
     user = User.objects.get(username="dana")
     assert user.tenant == tenant
     assert user.is_staff
     assert result.stdout.strip() == Token.objects.get(user=user).key
-    assert user.check_password("pw-dana")
+    assert user.check_password("quiet-river-dana-42")
+
+
+def test_create_user_refuses_a_weak_password_and_creates_nobody(tenant):
+    result = run("create_user", tenant.slug, "gina", "--password", "12345678")
+    assert result.returncode == 1
+    assert "too common" in result.stderr
+    assert "entirely numeric" in result.stderr
+    assert not User.objects.filter(username="gina").exists()
 
 
 def test_create_user_exits_1_for_an_unknown_tenant_or_a_taken_name(tenant):
