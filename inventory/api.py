@@ -7,7 +7,6 @@ classes pick the permission by method. Another tenant's sku is simply not found.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -20,6 +19,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from core.errors import NotFound
+from core.serializers import StrictInputSerializer
 from inventory.models import SKU_PATTERN, Product
 from inventory.selectors import product_get, product_list
 from inventory.services import MAX_STOCK_CHANGE, product_create, product_restock, product_update
@@ -42,17 +42,6 @@ class ProductPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = ProductOutputSerializer(many=True)
-
-
-class StrictInputSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so a misspelt or read-only field is an error, not a no-op."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 def _price_field(**kwargs: Any) -> serializers.DecimalField:

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from core.errors import NotFound
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.serializers import StrictInputSerializer
 from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order
 from orders.selectors import order_get_for, order_list_for
 from orders.services import MAX_LINES, PAYMENT_TOKEN_MAX_LENGTH, order_cancel, order_fulfill, order_place
@@ -50,7 +51,7 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 @extend_schema_serializer(component_name="OrderPlaceItem")
-class OrderItemInputSerializer(serializers.Serializer):
+class OrderItemInputSerializer(StrictInputSerializer):
     """One line of `POST orders/`: a sku and a whole quantity; any price sent is ignored."""
 
     sku = StrictCharField(max_length=SKU_MAX_LENGTH)
@@ -118,7 +119,7 @@ class OrderPlaceApi(TenantApiMixin, APIView):
     OutputSerializer = OrderOutputSerializer
 
     @extend_schema_serializer(component_name="OrderPlace")
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
         payment_token = StrictCharField(max_length=PAYMENT_TOKEN_MAX_LENGTH)
 

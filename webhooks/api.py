@@ -7,7 +7,6 @@ delivery is a 404.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +19,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from core.errors import NotFound
+from core.serializers import StrictInputSerializer
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -32,17 +32,6 @@ from webhooks.services import (
     endpoint_rotate_secret,
     endpoint_update,
 )
-
-
-class StrictInputSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so a misspelt or read-only field is an error, not a no-op."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class EndpointOutputSerializer(serializers.Serializer):

@@ -69,7 +69,7 @@ def test_a_customer_places_an_order(catalog, customer_api, customer):
     assert events_of(order.id)[0].payload["payment_token"] == VISA
 
 
-def test_prices_and_totals_sent_by_the_client_are_ignored(catalog, customer_api):
+def test_prices_and_totals_sent_by_the_client_are_refused_not_used(catalog, customer_api):
     response = customer_api.post(
         ORDERS,
         {
@@ -80,13 +80,11 @@ def test_prices_and_totals_sent_by_the_client_are_ignored(catalog, customer_api)
         },
         format="json",
     )
-    assert response.status_code == 201
+    assert response.status_code == 400
     body = response.json()
-    assert body["items"][0]["unit_price"] == "12.50"
-    assert body["items"][0]["title"] == "Emma"
-    assert body["total_amount"] == "12.50"
-    assert body["status"] == "placed"
-    assert Order.objects.get().total_amount == Decimal("12.50")
+    assert body["total_amount"] == ["Unknown field."]
+    assert body["status"] == ["Unknown field."]
+    assert_nothing_written()
 
 
 def test_staff_may_place_orders_too(catalog, staff_api, staff):
@@ -501,3 +499,20 @@ def test_the_schema_documents_the_orders_operations(client):
     assert any(p["name"] == "Idempotency-Key" for p in place["parameters"])
     listing = paths["/api/v1/orders/"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert "Paginated" in listing["$ref"]
+
+
+def test_unknown_fields_are_refused_with_a_field_message_and_nothing_is_written(catalog, customer_api):
+    response = customer_api.post(
+        ORDERS,
+        {"items": [{"sku": "BOOK-1", "quantity": 1, "price": "0.01"}], "payment_token": VISA, "total": "0", "x": "y"},
+        format="json",
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["total"] == ["Unknown field."]
+    assert body["x"] == ["Unknown field."]
+    assert_nothing_written()
+    line = place(customer_api, [{"sku": "BOOK-1", "quantity": 1, "unit_price": "0.01"}])
+    assert line.status_code == 400
+    assert line.json()["items"]["0"]["unit_price"] == ["Unknown field."]
+    assert_nothing_written()
