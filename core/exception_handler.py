@@ -24,16 +24,35 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.PermissionDenied()
     if isinstance(exc, ApplicationError):
         return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status_code)
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None:
+        response.data = _one_shape(exc, response.data)
+    return response
+
+
+def _one_shape(exc: Exception, data: Any) -> dict[str, Any]:
+    """Every API error as `{"detail": message, "code": code, **field messages}`.
+
+    DRF answers a validation error with field messages only, and other errors with `detail` only;
+    clients read one shape whatever went wrong.
+    """
+    if isinstance(exc, exceptions.ValidationError):
+        fields = data if isinstance(data, dict) else {"non_field_errors": data}
+        return {"detail": "Invalid input.", "code": "invalid", **fields}
+    if isinstance(data, dict) and "detail" in data:
+        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+        code = codes if isinstance(codes, str) else "error"
+        return {"code": code, **data}
+    return {"detail": "Request failed.", "code": "error", "errors": data}
 
 
 def json_not_found(request, exception=None) -> JsonResponse:
-    return JsonResponse({"detail": "Not found."}, status=404)
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
 
 
 def json_server_error(request) -> JsonResponse:
-    return JsonResponse({"detail": "Internal server error."}, status=500)
+    return JsonResponse({"detail": "Internal server error.", "code": "error"}, status=500)
 
 
 def json_bad_request(request, exception=None) -> JsonResponse:
-    return JsonResponse({"detail": "Bad request."}, status=400)
+    return JsonResponse({"detail": "Bad request.", "code": "bad_request"}, status=400)

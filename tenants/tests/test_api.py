@@ -25,10 +25,12 @@ def test_missing_fields_and_invalid_json_are_json_errors():
     client = APIClient()
     missing = client.post("/api/v1/auth/token", {}, format="json")
     assert missing.status_code == 400
-    assert set(missing.json()) == {"username", "password"}
+    assert set(missing.json()) == {"detail", "code", "username", "password"}
+    assert missing.json()["code"] == "invalid"
     broken = client.post("/api/v1/auth/token", "{not json", content_type="application/json")
     assert broken.status_code == 400
     assert "JSON parse error" in broken.json()["detail"]
+    assert broken.json()["code"] == "parse_error"
 
 
 def test_a_token_request_loads_user_and_tenant_in_one_query(customer_api):
