@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from domain_events.queries import ProductQuote
 from inventory.models import Product, Reservation
@@ -18,6 +18,20 @@ from inventory.models import Product, Reservation
 def product_list() -> QuerySet[Product]:
     """Every product with its tenant (for the currency), by sku."""
     return Product.objects.select_related("tenant").order_by("sku", "tenant_id")
+
+
+LOW_STOCK = 5
+
+
+def products_low_on_stock(*, tenant_id: UUID, threshold: int = LOW_STOCK, limit: int = 8) -> list[Product]:
+    """The tenant's products with at most `threshold` units available, fewest first."""
+    available = F("on_hand") - F("reserved")
+    return list(
+        Product.objects.filter(tenant_id=tenant_id)
+        .alias(units_available=available)
+        .filter(units_available__lte=threshold)
+        .order_by("units_available", "sku")[:limit]
+    )
 
 
 def product_get(*, products: QuerySet[Product], sku: str) -> Product | None:
