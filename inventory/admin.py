@@ -189,6 +189,10 @@ class ReservationLineInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Reservation | None = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReservationLine]:
+        # Each line shows its product: one join, not one query per line.
+        return super().get_queryset(request).select_related("product")
+
 
 @admin.register(Reservation)
 class ReservationAdmin(TenantScopedAdmin):
