@@ -44,7 +44,7 @@ class Chart:
 
 def revenue_chart(days: list[dict[str, Any]], currency: str) -> Chart:
     """One bar per day, scaled to the best day; a tick every fifth day and on the last one."""
-    width, height, left, right, top, bottom = 900, 220, 64, 8, 10, 22
+    width, height, left, right, top, bottom = 900, 220, 64, 24, 10, 22
     plot_height = height - top - bottom
     highest = max((day["revenue"] for day in days), default=Decimal(0)) or Decimal(1)
     slot = (width - left - right) / max(len(days), 1)

@@ -35,7 +35,7 @@ def short_id(value: object) -> SafeString | str:
     if value is None or value == "":
         return ""
     text = str(value)
-    return format_html('<code class="short-id" title="{}">{}</code>', text, text[:SHORT_ID])
+    return format_html('<code class="short-id" title="{}" style="color:inherit">{}</code>', text, text[:SHORT_ID])
 
 
 def money(amount: Decimal | None, currency: str) -> SafeString | str:

@@ -15,7 +15,7 @@ from tenants.tests.factories import TenantFactory
 
 def test_a_short_id_shows_8_characters_and_the_whole_id_on_hover():
     key = uuid.UUID("3f1c2a9e-0000-4000-8000-000000000001")
-    assert short_id(key) == f'<code class="short-id" title="{key}">3f1c2a9e</code>'
+    assert short_id(key) == f'<code class="short-id" title="{key}" style="color:inherit">3f1c2a9e</code>'
     assert short_id(None) == ""
 
 
