@@ -133,7 +133,8 @@ class OrderAdmin(TenantScopedAdmin):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         order = self.get_object(request, object_id)
         extra: dict[str, Any] = {}
-        if order is not None:
+        # Django refuses the page itself (a missing order, no right to view it); nothing to gather then.
+        if order is not None and self.has_view_or_change_permission(request, order):
             extra = {
                 "panels": self.admin_site.page_panels(
                     "order", request, tenant_id=order.tenant_id, aggregate_id=order.pk
