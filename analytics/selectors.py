@@ -4,7 +4,7 @@ order's timeline (stored events and their deliveries, scoped by the events' own 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -146,6 +146,23 @@ def _products_and_days(
     ]
     daily.sort(key=lambda d: d["date"])
     return products, daily
+
+
+def daily_revenue_for(*, tenant: Tenant, days: int = 30, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Orders and revenue of each of the tenant's last `days` local days, today included and
+    oldest first, with the days that sold nothing as zeros; from the live read models (one query)."""
+    today = tenant_today(tenant=tenant, now=now)
+    first = today - timedelta(days=days - 1)
+    live = Generation.objects.filter(projection=SALES, target="live").values("id")[:1]
+    rows = TenantDay.objects.filter(
+        generation=Subquery(live), tenant_id=tenant.id, day__gte=first, day__lte=today
+    ).values_list("day", "orders", "revenue")
+    sold = {day: (orders, Decimal(revenue).quantize(CENT)) for day, orders, revenue in rows}
+    nothing = (0, Decimal("0.00"))
+    calendar = [first + timedelta(days=n) for n in range(days)]
+    return [
+        {"date": day, "orders": sold.get(day, nothing)[0], "revenue": sold.get(day, nothing)[1]} for day in calendar
+    ]
 
 
 # --- the events feed ---------------------------------------------------------------------------

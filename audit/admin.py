@@ -2,17 +2,21 @@
 correlation id."""
 
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from audit.chain import canonical
 from audit.models import AuditEntry
+from domain_events.admin_lists import aggregate_link
+from tenants.admin_columns import local_time, tenant_name
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
-    list_display = ["sequence", "event_type", "aggregate_id", "actor", "occurred_at", "short_hash"]
+    list_display = ["sequence", "event_type", "concerns", "actor", "occurred", "short_hash"]
     list_filter = ["event_type"]
     search_fields = ["=aggregate_id", "=correlation_id", "=event_id"]
     ordering = ["-id"]
@@ -34,6 +38,23 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         "payload_pretty",
     ]
     readonly_fields = fields
+
+    @admin.display(description="concerns")
+    def concerns(self, obj: AuditEntry) -> SafeString | str:
+        return aggregate_link(self.admin_site, obj.event_type, obj.aggregate_id)
+
+    @admin.display(description="occurred", ordering="occurred_at")
+    def occurred(self, obj: AuditEntry) -> SafeString | str:
+        return local_time(obj.occurred_at)
+
+    @admin.display(description="tenant")
+    def tenant(self, obj: AuditEntry) -> str:
+        return tenant_name(obj.tenant_id)
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        if request.user.is_superuser:
+            return [*self.list_display, "tenant"]
+        return self.list_display
 
     @admin.display(description="hash")
     def short_hash(self, obj: AuditEntry) -> str:

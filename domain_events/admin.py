@@ -1,20 +1,28 @@
 """Stored events, deliveries, subscribers and position readers, for staff: what happened, who
 handled it, what is stuck, and what is behind."""
 
+from __future__ import annotations
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import SafeString
 
 from domain_events import subscribers, tracking
-from domain_events.admin_lists import LargeTablePaginator, as_uuid, choices_filter
+from domain_events.admin_lists import LargeTablePaginator, aggregate_link, as_uuid, choices_filter
 from domain_events.deadletters import redrive, skip
 from domain_events.models import UNTIL_RELEASED, Checkpoint, Delivery, DeliveryStatus, StoredEvent, Subscriber
 from domain_events.registry import registry
 from domain_events.subscriptions import subscriptions
+from tenants.admin_columns import first_line, local_time, short_id, tenant_name
+from tenants.admin_site import panel
 from tenants.models import Tenant
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
@@ -51,6 +59,21 @@ class ReadOnlyAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     paginator = LargeTablePaginator
     show_full_result_count = False
 
+    @admin.display(description="tenant")
+    def tenant(self, obj: StoredEvent | Delivery) -> str:
+        return tenant_name(obj.tenant_id)
+
+    @admin.display(description="concerns")
+    def concerns(self, obj: StoredEvent | Delivery) -> SafeString | str:
+        event_type = obj.type if isinstance(obj, StoredEvent) else obj.event_type
+        return aggregate_link(self.admin_site, event_type, obj.aggregate_id)
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        # Operators see every bookstore's rows: by name.
+        if request.user.is_superuser:
+            return [*self.list_display, "tenant"]
+        return self.list_display
+
 
 class DeliveryInline(admin.TabularInline):
     model = Delivery
@@ -66,7 +89,7 @@ class DeliveryInline(admin.TabularInline):
 
 @admin.register(StoredEvent)
 class StoredEventAdmin(ReadOnlyAdmin):
-    list_display = ["position", "type", "version", "aggregate_id", "tenant_id", "occurred_at", "correlation_id"]
+    list_display = ["position", "type", "version", "concerns", "occurred", "event", "correlation"]
     list_filter = [choices_filter("type", "type", event_type_choices), TenantFilter]
     search_fields = ["event_id", "aggregate_id"]
     search_help_text = "An event id or an aggregate id."
@@ -81,6 +104,7 @@ class StoredEventAdmin(ReadOnlyAdmin):
         "position",
         "tenant_id",
         "aggregate_id",
+        "concerns",
         "occurred_at",
         "recorded_at",
         "correlation_id",
@@ -89,6 +113,18 @@ class StoredEventAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
     inlines = [DeliveryInline]
+
+    @admin.display(description="occurred", ordering="occurred_at")
+    def occurred(self, obj: StoredEvent) -> SafeString | str:
+        return local_time(obj.occurred_at)
+
+    @admin.display(description="event")
+    def event(self, obj: StoredEvent) -> SafeString | str:
+        return short_id(obj.event_id)
+
+    @admin.display(description="correlation")
+    def correlation(self, obj: StoredEvent) -> SafeString | str:
+        return short_id(obj.correlation_id)
 
     def get_search_results(self, request, queryset, search_term):
         """By event id or aggregate id, both indexed (Django's `=field` search compares them as text)."""
@@ -127,7 +163,9 @@ class SkipForm(forms.Form):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "event_type", "handler", "status", "attempts", "next_attempt_at", "held", "short_error"]
+    # Handler and event type share a column, status and hold another: the list fits 1366 px
+    # beside its filters.
+    list_display = ["id", "handler_and_event", "concerns", "state", "attempts", "next_attempt", "short_error"]
     list_filter = [
         "status",
         HeldFilter,
@@ -176,9 +214,56 @@ class DeliveryAdmin(ReadOnlyAdmin):
         term = search_term.strip().lower()
         return queryset.filter(handler__in=[name for name in handler_names() if term in name.lower()]), False
 
+    @admin.display(description="handler · event")
+    def handler_and_event(self, obj: Delivery) -> SafeString:
+        return format_html("{}<br><small>{}</small>", obj.handler, obj.event_type)
+
+    @admin.display(description="status")
+    def state(self, obj: Delivery) -> SafeString | str:
+        held = self.held(obj)
+        return format_html("{}<br><small>{}</small>", obj.status, held) if held else obj.status
+
     @admin.display(description="last error")
-    def short_error(self, obj: Delivery) -> str:
-        return (obj.last_error[:80] + "…") if len(obj.last_error) > 80 else obj.last_error
+    def short_error(self, obj: Delivery) -> SafeString | str:
+        return first_line(obj.last_error, limit=100)
+
+    @admin.display(description="next attempt")
+    def next_attempt(self, obj: Delivery) -> SafeString | str:
+        if obj.status not in Delivery.OPEN or obj.next_attempt_at == UNTIL_RELEASED:
+            return ""
+        return local_time(obj.next_attempt_at)
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/redrive/",
+                self.admin_site.admin_view(self.redrive_one),
+                name="domain_events_delivery_redrive",
+            ),
+            *super().get_urls(),
+        ]
+
+    def redrive_one(self, request: HttpRequest, pk: int) -> HttpResponseRedirect:
+        """Redrive one dead delivery (the button beside it on an aggregate's timeline), then go back."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        delivery = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_view_permission(request, delivery):
+            return HttpResponseRedirect(reverse("admin:index"))
+        if redrive(self.get_queryset(request).filter(pk=pk)):
+            self.message_user(
+                request,
+                f"Re-queued the dead delivery of {delivery.event_type} to {delivery.handler}.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request, f"That delivery is {delivery.status}, not dead: nothing to redrive.", messages.WARNING
+            )
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = reverse("admin:domain_events_delivery_change", args=[pk])
+        return HttpResponseRedirect(back)
 
     @admin.display(description="held")
     def held(self, obj: Delivery) -> str:
@@ -225,6 +310,40 @@ class DeliveryAdmin(ReadOnlyAdmin):
         count = skip(queryset, reason=form.cleaned_data["reason"], by=request.user.get_username())
         self.message_user(request, f"Skipped {count} dead deliveries; what they held back goes on.", messages.SUCCESS)
         return None
+
+
+@admin.site.dashboard_panel(order=40)
+def handler_trouble(request: HttpRequest, tenant: Tenant) -> SafeString:
+    """Counts of the bookstore's handler deliveries that need a look, each linking to its list."""
+    counts = Delivery.objects.filter(
+        Q(status__in=[DeliveryStatus.FAILED, DeliveryStatus.DEAD]) | Q(held_by__isnull=False), tenant_id=tenant.id
+    ).aggregate(
+        failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+        dead=Count("pk", filter=Q(status=DeliveryStatus.DEAD)),
+        held=Count("pk", filter=Q(held_by__isnull=False, next_attempt_at=UNTIL_RELEASED)),
+    )
+    deliveries = reverse("admin:domain_events_delivery_changelist")
+    return panel(
+        panel_id="handler-trouble",
+        title="Event handlers",
+        facts=[
+            (
+                format_html('<a href="{}?status__exact=failed">Deliveries retrying</a>', deliveries),
+                counts["failed"],
+                counts["failed"] > 0,
+            ),
+            (
+                format_html('<a href="{}?status__exact=dead" id="dead-letters">Dead letters</a>', deliveries),
+                counts["dead"],
+                counts["dead"] > 0,
+            ),
+            (
+                format_html('<a href="{}?held=dead">Held back by a dead letter</a>', deliveries),
+                counts["held"],
+                counts["held"] > 0,
+            ),
+        ],
+    )
 
 
 class SuperuserOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

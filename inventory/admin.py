@@ -6,7 +6,8 @@ restock service so that `inventory.stock_adjusted` is published like from the AP
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from django import forms
 from django.contrib import admin, messages
@@ -14,11 +15,23 @@ from django.contrib.admin import helpers
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from core.errors import ApplicationError
 from inventory.models import Product, Reservation, ReservationLine
+from inventory.selectors import LOW_STOCK, products_low_on_stock, reservation_for_order
 from inventory.services import MAX_STOCK_CHANGE, product_create, product_restock, product_update
+from tenants.admin_columns import id_search, local_time, short_id
+from tenants.admin_site import panel
 from tenants.scoping import TenantScopedAdmin
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
+
+# Events whose aggregate is a product (stock adjustments) link to its page.
+admin.site.link_aggregate("product_id", "admin:inventory_product_change")
 
 
 class AvailabilityFilter(admin.SimpleListFilter):
@@ -26,9 +39,11 @@ class AvailabilityFilter(admin.SimpleListFilter):
     parameter_name = "availability"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("in_stock", "In stock"), ("sold_out", "Sold out")]
+        return [("in_stock", "In stock"), ("low", f"Low (at most {LOW_STOCK} available)"), ("sold_out", "Sold out")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Product]) -> QuerySet[Product]:
+        if self.value() == "low":
+            return queryset.filter(on_hand__lte=F("reserved") + LOW_STOCK)
         if self.value() == "in_stock":
             return queryset.filter(on_hand__gt=F("reserved"))
         if self.value() == "sold_out":
@@ -64,7 +79,7 @@ class RestockForm(forms.Form):
 @admin.register(Product)
 class ProductAdmin(TenantScopedAdmin):
     form = ProductAdminForm
-    list_display = ["sku", "title", "price", "on_hand", "reserved", "available", "updated_at"]
+    list_display = ["sku", "title", "price", "on_hand", "reserved", "available", "updated"]
     list_display_links = ["sku"]
     list_editable = ["price"]
     list_filter = [AvailabilityFilter]
@@ -103,6 +118,17 @@ class ProductAdmin(TenantScopedAdmin):
     @admin.display(description="available", ordering=F("on_hand") - F("reserved"))
     def available(self, product: Product) -> int:
         return product.available
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, product: Product) -> SafeString | str:
+        return local_time(product.updated_at)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Product], search_term: str):
+        """By sku or title, or by the product's id (whole, or its first 8 characters as events show it)."""
+        by_id = id_search("id", search_term)
+        if by_id is not None:
+            return queryset.filter(by_id), False
+        return super().get_search_results(request, queryset, search_term)
 
     def save_model(self, request: HttpRequest, obj: Product, form: forms.ModelForm, change: bool) -> None:
         """Through the services, like every other write to the catalog."""
@@ -163,18 +189,45 @@ class ReservationLineInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Reservation | None = None) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ReservationLine]:
+        # Each line shows its product: one join, not one query per line.
+        return super().get_queryset(request).select_related("product")
+
 
 @admin.register(Reservation)
 class ReservationAdmin(TenantScopedAdmin):
     """Read-only: reservations change only as their orders' events arrive."""
 
-    list_display = ["order_id", "status", "created_at", "updated_at"]
-    list_filter = ["status"]
+    list_display = ["reservation", "order", "status", "created", "updated"]
+    list_filter = ["status", "created_at"]
     search_fields = ["=order_id"]
     fields = ["order_id", "status", "created_at", "updated_at"]
     readonly_fields = fields
     inlines = [ReservationLineInline]
-    date_hierarchy = "created_at"
+
+    @admin.display(description="reservation", ordering="id")
+    def reservation(self, obj: Reservation) -> SafeString | str:
+        return short_id(obj.pk)
+
+    @admin.display(description="order")
+    def order(self, obj: Reservation) -> SafeString | str:
+        url = self.admin_site.aggregate_url("order_id", obj.order_id)
+        return format_html('<a href="{}">{}</a>', url, short_id(obj.order_id)) if url else short_id(obj.order_id)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Reservation) -> SafeString | str:
+        return local_time(obj.created_at)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: Reservation) -> SafeString | str:
+        return local_time(obj.updated_at)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Reservation], search_term: str):
+        """By the order's id, whole or its first 8 characters."""
+        by_id = id_search("order_id", search_term)
+        if by_id is not None:
+            return queryset.filter(by_id), False
+        return queryset.none() if search_term.strip() else queryset, False
 
     def get_list_display(self, request: HttpRequest) -> list[str]:
         if request.user.is_superuser:
@@ -185,6 +238,9 @@ class ReservationAdmin(TenantScopedAdmin):
         if request.user.is_superuser:
             return [*self.list_filter, "tenant"]
         return self.list_filter
+
+    def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
+        return ["tenant"] if request.user.is_superuser else False
 
     def get_fields(self, request: HttpRequest, obj: Reservation | None = None) -> list[str]:
         return ["tenant", *self.fields] if request.user.is_superuser else self.fields
@@ -200,3 +256,57 @@ class ReservationAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Reservation | None = None) -> bool:
         return False
+
+
+# --- the dashboard and the order page -----------------------------------------------------------
+
+
+@admin.site.dashboard_panel(order=30)
+def low_stock(request: HttpRequest, tenant: Tenant) -> SafeString:
+    """The products that are about to sell out, fewest available first."""
+    products = products_low_on_stock(tenant_id=tenant.id)
+    return panel(
+        panel_id="low-stock",
+        title=f"Low on stock (at most {LOW_STOCK} available)",
+        headers=[("Product", False), ("Available", True)],
+        rows=[
+            [
+                format_html(
+                    '<a href="{}" title="{}">{}</a>',
+                    reverse("admin:inventory_product_change", args=[p.pk]),
+                    p.title,
+                    p.sku,
+                ),
+                format_html('<span class="money" style="display:block;text-align:right">{}</span>', p.available),
+            ]
+            for p in products
+        ],
+        empty="Every product has more than that.",
+        link=(reverse("admin:inventory_product_changelist") + "?availability=low", "All products low on stock"),
+    )
+
+
+@admin.site.page_panel("order", order=20)
+def order_reservation(request: HttpRequest, *, tenant_id: UUID, aggregate_id: UUID) -> SafeString:
+    """The stock held for the order: its status and what each line holds."""
+    reservation = reservation_for_order(tenant_id=tenant_id, order_id=aggregate_id)
+    if reservation is None:
+        return panel(panel_id="reservation", title="Reservation", empty="No stock reserved (yet).")
+    return panel(
+        panel_id="reservation",
+        title=f"Reservation: {reservation.status}",
+        headers=[("Product", False), ("Units", True)],
+        rows=[
+            [
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:inventory_product_change", args=[line.product_id]),
+                    line.product.sku,
+                ),
+                line.quantity,
+            ]
+            for line in reservation.lines.all()
+        ],
+        empty="No line held (cancelled before its stock was reserved).",
+        link=(reverse("admin:inventory_reservation_change", args=[reservation.pk]), "The reservation"),
+    )

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from domain_events.queries import ProductQuote
 from inventory.models import Product, Reservation
@@ -21,6 +21,20 @@ _QUOTES = f"SELECT sku, title, price FROM {Product._meta.db_table} WHERE tenant_
 def product_list() -> QuerySet[Product]:
     """Every product with its tenant (for the currency), by sku."""
     return Product.objects.select_related("tenant").order_by("sku", "tenant_id")
+
+
+LOW_STOCK = 5
+
+
+def products_low_on_stock(*, tenant_id: UUID, threshold: int = LOW_STOCK, limit: int = 8) -> list[Product]:
+    """The tenant's products with at most `threshold` units available, fewest first."""
+    available = F("on_hand") - F("reserved")
+    return list(
+        Product.objects.filter(tenant_id=tenant_id)
+        .alias(units_available=available)
+        .filter(units_available__lte=threshold)
+        .order_by("units_available", "sku")[:limit]
+    )
 
 
 def product_get(*, products: QuerySet[Product], sku: str) -> Product | None:

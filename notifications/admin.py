@@ -1,17 +1,29 @@
 """The e-mail log, read-only: what was sent to whom about which event, and what failed."""
 
+from __future__ import annotations
+
+from uuid import UUID
+
 from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from notifications.models import EmailMessage
+from notifications.selectors import email_list_for_order
+from tenants.admin_columns import first_line, id_search, local_time, short_id, tenant_name
+from tenants.admin_site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(EmailMessage)
 class EmailMessageAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
-    list_display = ["created_at", "template", "recipient", "status", "attempts", "sent_at", "order_id"]
+    list_display = ["created", "template", "recipient", "status", "attempts", "sent", "order", "error"]
     list_filter = ["status", "template"]
-    search_fields = ["=order_id", "=event_id", "recipient"]
+    search_fields = ["=event_id", "recipient"]
+    search_help_text = "An order's id (or its first 8 characters), an event id, or a recipient."
     ordering = ["-created_at"]
     show_full_result_count = False
     readonly_fields = [
@@ -31,3 +43,61 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
         "updated_at",
     ]
     fields = readonly_fields
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: EmailMessage) -> SafeString | str:
+        return local_time(obj.created_at)
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, obj: EmailMessage) -> SafeString | str:
+        return local_time(obj.sent_at)
+
+    @admin.display(description="order")
+    def order(self, obj: EmailMessage) -> SafeString | str:
+        url = self.admin_site.aggregate_url("order_id", obj.order_id)
+        return format_html('<a href="{}">{}</a>', url, short_id(obj.order_id)) if url else short_id(obj.order_id)
+
+    @admin.display(description="last error")
+    def error(self, obj: EmailMessage) -> SafeString | str:
+        return first_line(obj.last_error, limit=60)
+
+    @admin.display(description="tenant")
+    def tenant(self, obj: EmailMessage) -> str:
+        return tenant_name(obj.tenant_id)
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        if request.user.is_superuser:
+            return [*self.list_display, "tenant"]
+        return self.list_display
+
+    def get_search_results(self, request, queryset, search_term):
+        """By the order's id (whole or its first 8 characters), an event id, or a recipient."""
+        by_id = id_search("order_id", search_term)
+        if by_id is not None:
+            return queryset.filter(by_id), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+@admin.site.page_panel("order", order=30)
+def order_emails(request: HttpRequest, *, tenant_id: UUID, aggregate_id: UUID) -> SafeString:
+    """The e-mails sent (or not) to the customer about the order."""
+    emails = email_list_for_order(tenant_id=tenant_id, order_id=aggregate_id)
+    return panel(
+        panel_id="emails",
+        title="E-mails",
+        headers=[("E-mail", False), ("To", False), ("Status", False), ("Sent", False)],
+        rows=[
+            [
+                format_html(
+                    '<a href="{}">{}</a>', reverse("admin:notifications_emailmessage_change", args=[e.pk]), e.template
+                ),
+                e.recipient or "-",
+                format_html("{}<br><small>{}</small>", e.status, first_line(e.last_error, limit=50))
+                if e.last_error
+                else e.status,
+                local_time(e.sent_at),
+            ]
+            for e in emails
+        ],
+        empty="No e-mail about this order yet.",
+    )

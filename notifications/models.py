@@ -32,7 +32,11 @@ class EmailMessage(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["event_id", "template"], name="email_once_per_event_template")]
-        indexes = [models.Index(fields=["tenant_id", "-created_at"], name="email_tenant_recent")]
+        indexes = [
+            models.Index(fields=["tenant_id", "-created_at"], name="email_tenant_recent"),
+            # The e-mails of one order, on its admin page.
+            models.Index(fields=["order_id"], name="email_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.template} to {self.recipient or '(nobody)'} ({self.status})"

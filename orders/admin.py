@@ -1,29 +1,41 @@
 """The orders admin: staff read their tenant's orders and fulfill or cancel them through the services.
 
-Orders are read-only here; their state changes only through the actions, which call the same
-services as the API, so every change records its event.
+Orders are read-only here; their state changes only through the Fulfil and Cancel buttons of the
+order's page and the list's actions, which call the same services as the API, so every change
+records its event. The order's page also gathers what other modules know of it (its payment,
+reservation, e-mails and webhook deliveries: their `page_panel`s) and its timeline.
 """
 
 from __future__ import annotations
 
+from typing import Any
+from uuid import UUID
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.safestring import SafeString
 
 from core.errors import ApplicationError
 from domain_events.selectors import aggregate_timeline
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 from orders.services import order_cancel, order_fulfill
+from tenants.admin_columns import id_search, local_time, money, short_id
 from tenants.scoping import TenantScopedAdmin
+
+# Events whose aggregate is an order (most of them) link to the order's page.
+admin.site.link_aggregate("order_id", "admin:orders_order_change")
 
 
 class OrderItemInline(admin.TabularInline):
     model = OrderItem
-    fields = ["sku", "title", "quantity", "unit_price"]
+    fields = ["sku", "title", "quantity", "price"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -33,6 +45,17 @@ class OrderItemInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
+
+    @admin.display(description="unit price")
+    def price(self, item: OrderItem) -> SafeString | str:
+        return money(item.unit_price, item.order.currency)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OrderItem]:
+        return super().get_queryset(request).select_related("order")
+
+
+class TrackingNumberForm(forms.Form):
+    tracking_number = forms.CharField(max_length=TRACKING_NUMBER_MAX_LENGTH, strip=True)
 
 
 class FulfillForm(forms.Form):
@@ -56,18 +79,11 @@ class FulfillForm(forms.Form):
 
 @admin.register(Order)
 class OrderAdmin(TenantScopedAdmin):
-    list_display = [
-        "id",
-        "customer",
-        "status",
-        "cancellation_reason",
-        "total_amount",
-        "currency",
-        "tracking_number",
-        "created_at",
-    ]
+    list_display = ["order", "customer", "status_and_reason", "total", "tracking_number", "created"]
+    list_display_links = ["order"]
     list_filter = ["status", "cancellation_reason", "created_at"]
-    search_fields = ["id", "customer__username"]
+    search_fields = ["customer__username"]
+    search_help_text = "An order id (whole, or its first 8 characters) or a customer's username."
     list_select_related = ["customer", "tenant"]
     fields = [
         "id",
@@ -75,24 +91,155 @@ class OrderAdmin(TenantScopedAdmin):
         "customer",
         "status",
         "cancellation_reason",
-        "total_amount",
-        "currency",
+        "total",
         "tracking_number",
         "shipped_at",
         "created_at",
         "updated_at",
-        "timeline",
     ]
     readonly_fields = fields
     inlines = [OrderItemInline]
     actions = ["fulfill_orders", "cancel_orders"]
+    change_form_template = "admin/orders/order/order_page.html"
 
-    @admin.display(description="timeline (every event in position order, with each handler's delivery)")
-    def timeline(self, obj: Order) -> str:
-        return render_to_string(
-            "domain_events/timeline.html",
-            {"events": aggregate_timeline(tenant_id=obj.tenant_id, aggregate_id=obj.id)},
+    @admin.display(description="order", ordering="created_at")
+    def order(self, obj: Order) -> SafeString | str:
+        return short_id(obj.pk)
+
+    @admin.display(description="status", ordering="status")
+    def status_and_reason(self, obj: Order) -> str:
+        if obj.cancellation_reason:
+            return f"{obj.status} ({obj.get_cancellation_reason_display().lower()})"
+        return obj.status
+
+    @admin.display(description="total", ordering="total_amount")
+    def total(self, obj: Order) -> SafeString | str:
+        return money(obj.total_amount, obj.currency)
+
+    @admin.display(description="placed", ordering="created_at")
+    def created(self, obj: Order) -> SafeString | str:
+        return local_time(obj.created_at)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Order], search_term: str):
+        """By the order's id (whole, or its first 8 characters as the list shows it: a range of the
+        primary key's index) or by the customer's username."""
+        by_id = id_search("id", search_term)
+        if by_id is not None:
+            return queryset.filter(by_id), False
+        return super().get_search_results(request, queryset, search_term)
+
+    # --- the order's page ----------------------------------------------------------------------
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        order = self.get_object(request, object_id)
+        extra: dict[str, Any] = {}
+        # Django refuses the page itself (a missing order, no right to view it); nothing to gather then.
+        if order is not None and self.has_view_or_change_permission(request, order):
+            extra = {
+                "panels": self.admin_site.page_panels(
+                    "order", request, tenant_id=order.tenant_id, aggregate_id=order.pk
+                ),
+                "timeline": render_to_string(
+                    "domain_events/timeline.html",
+                    {
+                        "events": aggregate_timeline(tenant_id=order.tenant_id, aggregate_id=order.pk),
+                        "back": request.get_full_path(),
+                    },
+                    request=request,
+                ),
+                "may_act": self.has_fulfill_permission(request),
+            }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+
+    def get_urls(self):
+        return [
+            path("<uuid:order_id>/fulfil/", self.admin_site.admin_view(self.fulfil_view), name="orders_order_fulfil"),
+            path("<uuid:order_id>/cancel/", self.admin_site.admin_view(self.cancel_view), name="orders_order_cancel"),
+            *super().get_urls(),
+        ]
+
+    def _order_for_action(self, request: HttpRequest, order_id: UUID) -> Order:
+        if not self.has_fulfill_permission(request):
+            raise PermissionDenied
+        order = self.get_queryset(request).filter(pk=order_id).first()
+        if order is None:
+            raise Http404("No such order.")
+        return order
+
+    def _back_to(self, order: Order) -> HttpResponseRedirect:
+        return HttpResponseRedirect(
+            reverse("admin:orders_order_change", args=[order.pk], current_app=self.admin_site.name)
         )
+
+    def fulfil_view(self, request: HttpRequest, order_id: UUID) -> HttpResponse:
+        """Ask for the tracking number, then fulfil the order; refuse, saying why, unless it is confirmed."""
+        order = self._order_for_action(request, order_id)
+        if order.status != Order.Status.CONFIRMED:
+            self.message_user(
+                request,
+                f"Order {str(order.pk)[:8]} cannot be fulfilled: only a confirmed order can be, and this one is "
+                f"{order.status}.",
+                messages.ERROR,
+            )
+            return self._back_to(order)
+        form = TrackingNumberForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                order_fulfill(order=order, tracking_number=form.cleaned_data["tracking_number"])
+            except ApplicationError as exc:
+                self.message_user(
+                    request, f"Order {str(order.pk)[:8]} was not fulfilled: {exc.message}", messages.ERROR
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"Order {str(order.pk)[:8]} fulfilled with tracking number {form.cleaned_data['tracking_number']}.",
+                    messages.SUCCESS,
+                )
+            return self._back_to(order)
+        return self._order_form(request, order, form, title="Fulfil order", submit="Fulfil", action="fulfil")
+
+    def cancel_view(self, request: HttpRequest, order_id: UUID) -> HttpResponse:
+        """Ask to confirm, then cancel the order at the customer's request; refuse, saying why, once
+        it is fulfilled or already cancelled."""
+        order = self._order_for_action(request, order_id)
+        if order.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
+            self.message_user(
+                request,
+                f"Order {str(order.pk)[:8]} cannot be cancelled: it is {order.status}"
+                + (" and already on its way to the customer." if order.status == Order.Status.FULFILLED else "."),
+                messages.ERROR,
+            )
+            return self._back_to(order)
+        if request.method == "POST":
+            try:
+                order_cancel(order=order, reason=Order.CancellationReason.CUSTOMER_REQUEST, by=request.user)
+            except ApplicationError as exc:
+                self.message_user(
+                    request, f"Order {str(order.pk)[:8]} was not cancelled: {exc.message}", messages.ERROR
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"Order {str(order.pk)[:8]} cancelled: its stock is released and its payment voided or refunded.",
+                    messages.SUCCESS,
+                )
+            return self._back_to(order)
+        return self._order_form(request, order, None, title="Cancel order", submit="Cancel the order", action="cancel")
+
+    def _order_form(
+        self, request: HttpRequest, order: Order, form: forms.Form | None, *, title: str, submit: str, action: str
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{title} {str(order.pk)[:8]}",
+            "opts": self.model._meta,
+            "order": order,
+            "form": form,
+            "submit": submit,
+            "action": action,
+        }
+        return TemplateResponse(request, "admin/orders/order/order_action.html", context)
 
     def get_list_display(self, request: HttpRequest) -> list[str]:
         if request.user.is_superuser:

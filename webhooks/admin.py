@@ -5,7 +5,8 @@ Secrets are not shown here at all: they appear once, in the API's create and rot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from django import forms
 from django.contrib import admin, messages
@@ -14,11 +15,17 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from core.errors import ApplicationError
+from domain_events.admin_lists import aggregate_link
+from tenants.admin_columns import first_line, id_search, local_time, short_id, tenant_name
+from tenants.admin_site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from webhooks.selectors import endpoints_with_health
+from webhooks.selectors import delivery_list_for_subject, endpoints_with_health, webhook_trouble_for
 from webhooks.services import (
     delivery_redeliver,
     endpoint_recover,
@@ -27,6 +34,28 @@ from webhooks.services import (
     endpoint_url_validate,
     event_types_validate,
 )
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
+
+
+def url_cell(url: str, limit: int = 48) -> SafeString:
+    return format_html('<span title="{}">{}</span>', url, url if len(url) <= limit else url[: limit - 1] + "…")
+
+
+class FailingFilter(admin.SimpleListFilter):
+    title = "answering"
+    parameter_name = "failing"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Failing (every attempt since a time)"), ("no", "Answering")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> QuerySet[WebhookEndpoint]:
+        if self.value() == "yes":
+            return queryset.filter(failing_since__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(failing_since__isnull=True)
+        return queryset
 
 
 class RecoverForm(forms.Form):
@@ -54,8 +83,8 @@ class WebhookEndpointForm(forms.ModelForm):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(TenantScopedAdmin):
     form = WebhookEndpointForm
-    list_display = ["url", "is_active", "description", "health", "failing_since", "disabled_reason", "created_at"]
-    list_filter = ["is_active"]
+    list_display = ["endpoint", "is_active", "health", "failing", "disabled_reason", "created"]
+    list_filter = ["is_active", FailingFilter]
     search_fields = ["url", "description"]
     readonly_fields = ["disabled_reason", "failing_since"]
     actions = ["enable", "disable", "recover_since"]
@@ -66,6 +95,28 @@ class WebhookEndpointAdmin(TenantScopedAdmin):
     @admin.display(description="deliveries, last 24 h")
     def health(self, endpoint: WebhookEndpoint) -> str:
         return f"{endpoint.recent_succeeded} ok · {endpoint.recent_open} retrying · {endpoint.recent_dead} dead"
+
+    @admin.display(description="endpoint", ordering="url")
+    def endpoint(self, endpoint: WebhookEndpoint) -> SafeString:
+        if endpoint.description:
+            return format_html("{}<br><small>{}</small>", url_cell(endpoint.url), endpoint.description[:60])
+        return url_cell(endpoint.url)
+
+    @admin.display(description="failing since", ordering="failing_since")
+    def failing(self, endpoint: WebhookEndpoint) -> SafeString | str:
+        return local_time(endpoint.failing_since)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, endpoint: WebhookEndpoint) -> SafeString | str:
+        return local_time(endpoint.created_at)
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        if request.user.is_superuser:
+            return [*self.list_display, "tenant"]
+        return self.list_display
+
+    def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
+        return ["tenant"] if request.user.is_superuser else False
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -129,9 +180,12 @@ class WebhookAttemptInline(admin.TabularInline):
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
-    list_display = ["created_at", "event_type", "endpoint", "subject", "status", "attempts", "last_status_code"]
+    # Event and what it concerns share a column, status and attempts another: the list fits
+    # 1366 px beside its filters.
+    list_display = ["delivery", "created", "event", "endpoint_url", "state", "next_attempt", "error"]
     list_filter = ["status", "event_type"]
     search_fields = ["=event_id", "=subject", "=id"]
+    search_help_text = "A delivery id (or its first 8 characters), an event id, or the id of the order it concerns."
     ordering = ["-created_at"]
     show_full_result_count = False
     list_select_related = ["endpoint"]
@@ -156,6 +210,53 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     ]
     fields = readonly_fields
 
+    @admin.display(description="delivery", ordering="id")
+    def delivery(self, obj: WebhookDelivery) -> SafeString | str:
+        return short_id(obj.pk)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: WebhookDelivery) -> SafeString | str:
+        return local_time(obj.created_at)
+
+    @admin.display(description="endpoint")
+    def endpoint_url(self, obj: WebhookDelivery) -> SafeString:
+        return url_cell(obj.endpoint.url, limit=32)
+
+    @admin.display(description="event · concerns")
+    def event(self, obj: WebhookDelivery) -> SafeString:
+        return format_html(
+            "{}<br><small>{}</small>", obj.event_type, aggregate_link(self.admin_site, obj.event_type, obj.subject)
+        )
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj: WebhookDelivery) -> SafeString:
+        answer = f", last answer {obj.last_status_code}" if obj.last_status_code else ""
+        return format_html("{}<br><small>{} attempt(s){}</small>", obj.status, obj.attempts, answer)
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj: WebhookDelivery) -> SafeString | str:
+        return local_time(obj.next_attempt_at_if_open)
+
+    @admin.display(description="last error")
+    def error(self, obj: WebhookDelivery) -> SafeString | str:
+        return first_line(obj.last_error, limit=60)
+
+    @admin.display(description="tenant")
+    def tenant(self, obj: WebhookDelivery) -> str:
+        return tenant_name(obj.tenant_id)
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        if request.user.is_superuser:
+            return [*self.list_display, "tenant"]
+        return self.list_display
+
+    def get_search_results(self, request, queryset, search_term):
+        """By a delivery's id (whole or its first 8 characters), an event id or an order's id."""
+        by_id = id_search("id", search_term)
+        if by_id is not None and len(search_term.strip()) < 36:
+            return queryset.filter(by_id), False
+        return super().get_search_results(request, queryset, search_term)
+
     @admin.action(description="Redeliver the selected deliveries")
     def redeliver(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         sent = 0
@@ -166,3 +267,62 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
             except ApplicationError as exc:
                 self.message_user(request, f"{delivery.pk}: {exc.message}", level=messages.WARNING)
         self.message_user(request, f"Redelivering {sent} deliveries.")
+
+
+# --- the dashboard and the order page -----------------------------------------------------------
+
+
+@admin.site.dashboard_panel(order=50)
+def webhook_trouble(request: HttpRequest, tenant: Tenant) -> SafeString:
+    """Counts of what needs a look: retrying and dead webhook deliveries, failing endpoints."""
+    trouble = webhook_trouble_for(tenant_id=tenant.id)
+    deliveries = reverse("admin:webhooks_webhookdelivery_changelist")
+    endpoints = reverse("admin:webhooks_webhookendpoint_changelist")
+    return panel(
+        panel_id="webhook-trouble",
+        title="Webhooks",
+        facts=[
+            (
+                format_html('<a href="{}?status__exact=failed">Deliveries retrying</a>', deliveries),
+                trouble["failed"],
+                trouble["failed"] > 0,
+            ),
+            (
+                format_html('<a href="{}?status__exact=dead">Dead deliveries</a>', deliveries),
+                trouble["dead"],
+                trouble["dead"] > 0,
+            ),
+            (
+                format_html('<a href="{}?failing=yes&amp;is_active__exact=1">Failing endpoints</a>', endpoints),
+                trouble["failing_endpoints"],
+                trouble["failing_endpoints"] > 0,
+            ),
+        ],
+    )
+
+
+@admin.site.page_panel("order", order=40)
+def order_webhook_deliveries(request: HttpRequest, *, tenant_id: UUID, aggregate_id: UUID) -> SafeString:
+    """Every webhook delivery of the order's events: to which endpoint, how it went."""
+    deliveries = delivery_list_for_subject(tenant_id=tenant_id, subject=str(aggregate_id))
+    return panel(
+        panel_id="webhook-deliveries",
+        title="Webhook deliveries",
+        headers=[("Event", False), ("Endpoint", False), ("Status", False), ("Attempts", True), ("Last error", False)],
+        rows=[
+            [
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:webhooks_webhookdelivery_change", args=[d.pk]),
+                    d.event_type,
+                ),
+                url_cell(d.endpoint.url, limit=40),
+                d.status,
+                d.attempts,
+                first_line(d.last_error, limit=60),
+            ]
+            for d in deliveries
+        ],
+        empty="No webhook delivery for this order.",
+        wide=True,
+    )

@@ -124,6 +124,14 @@ class WebhookDelivery(models.Model):
             # The API's and the admin's lists, newest first.
             models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_recent"),
             models.Index(fields=["tenant_id", "-created_at"], name="webhook_delivery_tenant"),
+            # The deliveries of one aggregate (an order), on its admin page.
+            models.Index(fields=["subject"], name="webhook_delivery_subject"),
+            # The dashboard's counts of retrying and dead deliveries; rows enter it only when they fail.
+            models.Index(
+                fields=["tenant_id", "status"],
+                name="webhook_delivery_troubled",
+                condition=Q(status__in=["failed", "dead"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -38,3 +38,25 @@ def endpoints_with_health(*, endpoints: QuerySet[WebhookEndpoint], hours: int = 
         recent_open=Count("deliveries", filter=recent & Q(deliveries__status__in=WebhookDelivery.OPEN)),
         recent_dead=Count("deliveries", filter=recent & Q(deliveries__status=DeliveryStatus.DEAD)),
     )
+
+
+def delivery_list_for_subject(*, tenant_id: UUID, subject: str) -> list[WebhookDelivery]:
+    """The tenant's deliveries of one aggregate's events (an order's), in position order, with their endpoints."""
+    return list(
+        WebhookDelivery.objects.filter(tenant_id=tenant_id, subject=subject)
+        .select_related("endpoint")
+        .order_by("position", "endpoint__url")
+    )
+
+
+def webhook_trouble_for(*, tenant_id: UUID) -> dict[str, int]:
+    """How many of the tenant's deliveries are retrying (`failed`) or `dead`, and how many of its
+    active endpoints are failing (every attempt failing since `failing_since`)."""
+    counts = WebhookDelivery.objects.filter(
+        tenant_id=tenant_id, status__in=[DeliveryStatus.FAILED, DeliveryStatus.DEAD]
+    ).aggregate(
+        failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+        dead=Count("pk", filter=Q(status=DeliveryStatus.DEAD)),
+    )
+    failing = WebhookEndpoint.objects.filter(tenant_id=tenant_id, is_active=True, failing_since__isnull=False).count()
+    return {"failed": counts["failed"], "dead": counts["dead"], "failing_endpoints": failing}

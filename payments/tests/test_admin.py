@@ -1,5 +1,6 @@
 """The admin: read-only, scoped to the staff member's bookstore, and never showing a full token."""
 
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -67,3 +68,27 @@ def test_the_providers_ledger_is_for_operators_only(staff_admin, operator_admin)
     page = operator_admin.get(reverse("admin:payments_simulatedcharge_change", args=[charge.pk]))
     assert page.status_code == 200
     assert SECRET_TOKEN not in page.text
+
+
+def test_an_orders_page_shows_its_payment(rf, staff, tenant):
+    from payments.admin import order_payment
+
+    payment = Payment.objects.create(
+        tenant=tenant,
+        order_id=uuid.uuid4(),
+        amount=Decimal("25.00"),
+        currency="USD",
+        status=Payment.Status.DECLINED,
+        provider_reference="sim_ch_123",
+        failure_reason="card declined\ncode 51",
+    )
+    request = rf.get("/admin/")
+    request.user = staff
+    html = order_payment(request, tenant_id=tenant.id, aggregate_id=payment.order_id)
+    assert "sim_ch_123" in html
+    assert ">25.00 USD<" in html
+    assert "card declined" in html
+    assert "code 51" not in html  # the first line of the failure
+    assert f"/admin/payments/payment/{payment.pk}/change/" in html
+    other = order_payment(request, tenant_id=uuid.uuid4(), aggregate_id=payment.order_id)
+    assert "sim_ch_123" not in other

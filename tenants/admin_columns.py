@@ -1,0 +1,108 @@
+"""How every admin list shows ids, money, times, tenants and errors, so that a list fits a 1366 px
+screen and reads the same in every module.
+
+- ids: the first 8 characters, the full id on hover (and every list finds a row by its full id);
+- money: right-aligned, with its currency;
+- times: short, in the timezone the staff admin activated (the bookstore's), the zone on hover;
+- tenants: by name, from one read of the (small) tenants table per request;
+- errors: their first line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+SHORT_ID = 8
+_HEX_PREFIX = re.compile(r"^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{0,4})*$")
+
+_tenant_names: contextvars.ContextVar[dict[uuid.UUID, str] | None] = contextvars.ContextVar(
+    "tenant_names", default=None
+)
+
+
+def short_id(value: object) -> SafeString | str:
+    if value is None or value == "":
+        return ""
+    text = str(value)
+    return format_html('<code class="short-id" title="{}" style="color:inherit">{}</code>', text, text[:SHORT_ID])
+
+
+def money(amount: Decimal | None, currency: str) -> SafeString | str:
+    if amount is None:
+        return ""
+    return format_html(
+        '<span class="money" style="display:block;text-align:right;white-space:nowrap;'
+        'font-variant-numeric:tabular-nums">{} {}</span>',
+        f"{amount:,.2f}",
+        currency,
+    )
+
+
+def local_time(value: datetime | None) -> SafeString | str:
+    """`2026-12-01 15:30` in the active timezone; the seconds and the zone's name on hover."""
+    if value is None:
+        return ""
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}" style="white-space:nowrap">{}</time>',
+        value.isoformat(),
+        f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}",
+        f"{local:%Y-%m-%d %H:%M}",
+    )
+
+
+def first_line(text: str, limit: int = 90) -> SafeString | str:
+    """The first line of `text`, cut at `limit` characters; the whole first line on hover."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    if len(line) <= limit:
+        return line
+    return format_html('<span title="{}">{}…</span>', line, line[: limit - 1])
+
+
+@contextlib.contextmanager
+def tenant_names_for_this_request() -> Iterator[None]:
+    token = _tenant_names.set(None)
+    try:
+        yield
+    finally:
+        _tenant_names.reset(token)
+
+
+def tenant_name(tenant_id: uuid.UUID | None) -> str:
+    """The tenant's name; the tenants table is read once per admin request, on first use."""
+    from tenants.models import Tenant
+
+    if tenant_id is None:
+        return ""
+    names = _tenant_names.get()
+    if names is None:
+        names = dict(Tenant.objects.values_list("id", "name"))
+        _tenant_names.set(names)
+    return names.get(tenant_id, str(tenant_id)[:SHORT_ID])
+
+
+def id_search(field: str, term: str) -> Q | None:
+    """Rows whose UUID `field` is `term`, or starts with it (8 hex digits or more, as the lists
+    show): a range of the index on `field`, never a scan. None if `term` is no id."""
+    term = term.strip().lower()
+    with contextlib.suppress(ValueError):
+        return Q(**{field: uuid.UUID(term)})
+    if not _HEX_PREFIX.match(term):
+        return None
+    digits = term.replace("-", "")
+    if len(digits) > 32:
+        return None
+    low = uuid.UUID(digits.ljust(32, "0"))
+    high = uuid.UUID(digits.ljust(32, "f"))
+    return Q(**{f"{field}__gte": low, f"{field}__lte": high})
