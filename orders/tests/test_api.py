@@ -1,7 +1,6 @@
 """The orders API: placing, reading, cancelling and fulfilling, and who may see what."""
 
 import json
-from decimal import Decimal
 
 import pytest
 from django.utils.dateparse import parse_datetime
