@@ -20,6 +20,11 @@ from django.db.models import Q
 UNTIL_RELEASED = datetime(9999, 1, 1, tzinfo=UTC)
 
 
+def _masked(value: object) -> str:
+    text = "" if value is None else str(value)
+    return f"••••{text[-4:]}" if len(text) > 4 else ("••••" if text else "")
+
+
 class StoredEvent(models.Model):
     """An event as recorded in the transaction of the change it describes.
 
@@ -70,7 +75,20 @@ class StoredEvent(models.Model):
         }
 
     def pretty_payload(self) -> str:
-        return json.dumps(self.payload, indent=2, sort_keys=True)
+        """The payload as people may read it (the admin): private fields masked to their last four
+        characters, as payments shows a token."""
+        return json.dumps(self.readable_payload(), indent=2, sort_keys=True, ensure_ascii=False)
+
+    def readable_payload(self) -> object:
+        from domain_events.registry import EventLoadError, registry
+
+        try:
+            private = registry.get(self.type).private_fields
+        except EventLoadError:
+            private = frozenset()
+        if not private or not isinstance(self.payload, dict):
+            return self.payload
+        return {k: _masked(v) if k in private else v for k, v in self.payload.items()}
 
 
 class DeliveryStatus(models.TextChoices):
