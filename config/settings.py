@@ -138,7 +138,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.exception_handler.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.schema.ShelfWiseAutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Only `POST auth/token` is throttled (tenants/throttling.py): password guessing.
     "DEFAULT_THROTTLE_RATES": {

@@ -21,7 +21,7 @@ class TokenObtainApi(APIView):
 
     @extend_schema(
         request=AuthTokenSerializer,
-        responses={200: OutputSerializer, 400: None, 429: None},
+        responses={200: OutputSerializer},
         auth=[],
         description="Throttled per username and per client address against password guessing: 429 with"
         " `Retry-After` (`AUTH_TOKEN_RATE_PER_USERNAME`, `AUTH_TOKEN_RATE_PER_ADDRESS`).",

@@ -62,3 +62,27 @@ def test_an_unknown_api_url_is_a_json_404(client, settings):
     response = client.get("/api/v1/no-such-thing/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("application/json")
+
+
+def test_every_operation_documents_its_errors_in_the_one_error_shape(client):
+    document = client.get("/api/v1/schema/", HTTP_ACCEPT="application/json").json()
+    error = document["components"]["schemas"]["Error"]
+    assert set(error["required"]) == {"detail", "code"}
+    operations = [
+        (path, method, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+    assert len(operations) > 10
+    for path, method, op in operations:
+        responses = op["responses"]
+        codes = {"400"} | ({"401", "403"} if op.get("security") != [{}] and "security" in op else set())
+        if "{" in path:
+            codes.add("404")
+        for code in codes:
+            assert code in responses, (method, path, code)
+            schema = responses[code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, code, schema)
+    token = document["paths"]["/api/v1/auth/token"]["post"]["responses"]
+    assert "429" in token
