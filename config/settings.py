@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "webhooks",
     "analytics",
     "audit",
+    "integrations",
     "demo",
 ]
 
@@ -209,6 +210,17 @@ DOMAIN_EVENTS = {
     "ORPHAN_RETENTION": timedelta(days=env.float("OUTBOX_ORPHAN_RETENTION_DAYS", default=30)),
     "RETRY_JITTER": env.float("HANDLER_RETRY_JITTER", default=0.2),
 }
+
+# --- Integration broker (CONTRACT §5) ---------------------------------------------------------
+# Set, every contract event is also published to this AMQP broker's `shelfwise.events` exchange.
+INTEGRATION_BROKER_URL = env.str("INTEGRATION_BROKER_URL", default="")
+# Seconds to connect and for each publisher confirm; a broker slower than this counts as down.
+INTEGRATION_BROKER_TIMEOUT = env.float("INTEGRATION_BROKER_TIMEOUT", default=5)
+INTEGRATION_BROKER_BATCH_SIZE = env.int("INTEGRATION_BROKER_BATCH_SIZE", default=200)
+# Seconds between tries while the broker is down (the last step repeats): an outage only delays.
+INTEGRATION_BROKER_RETRY_SCHEDULE = [
+    int(s) for s in env.list("INTEGRATION_BROKER_RETRY_SCHEDULE", default=["1", "2", "5", "10", "30"])
+]
 
 # --- E-mail -----------------------------------------------------------------------------------
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))

@@ -88,10 +88,15 @@ class EventBus:
         name: str,
         batch_size: int = 500,
         start: Literal["beginning", "now"] = "beginning",
+        retry_schedule: Iterable[int] | None = None,
     ) -> Tracker:
         """Subscribe a position reader: `handler(events, context)` gets every matching stored event
-        in `position` order, in batches, and its writes commit with its checkpoint."""
-        return subscriptions.add_tracker(Tracker(name, handler, _types(event_types), batch_size, start))
+        in `position` order, in batches, and its writes commit with its checkpoint.
+
+        A failing batch is tried again on `retry_schedule` (seconds; the last step repeats), by
+        default `HANDLER_RETRY_SCHEDULE`."""
+        schedule = tuple(retry_schedule) if retry_schedule is not None else None
+        return subscriptions.add_tracker(Tracker(name, handler, _types(event_types), batch_size, start, schedule))
 
     def subscriptions_for(self, event_cls: type[DomainEvent]) -> tuple[Subscription, ...]:
         return subscriptions.for_event(event_cls)

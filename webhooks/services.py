@@ -39,9 +39,8 @@ from standardwebhooks import Webhook
 
 from core.errors import ApplicationError, Conflict
 from domain_events.cloudevents import CONTENT_TYPE, to_cloudevent
-from domain_events.events import DomainEvent
+from domain_events.events import DomainEvent, published_event_types
 from domain_events.models import StoredEvent
-from domain_events.registry import registry
 from tenants.models import Tenant, User
 from webhooks import transport
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSecret
@@ -99,7 +98,7 @@ def _url_problem(url: str) -> str | None:
 
 def event_types_validate(event_types: Sequence[str]) -> None:
     """Raise `ValidationError` unless every type is a known event type."""
-    known = {name for name, cls in registry.types().items() if cls.__module__ == "domain_events.events"}
+    known = {cls.type for cls in published_event_types()}
     unknown = sorted(set(event_types) - set(known))
     if unknown:
         raise ValidationError({"event_types": [f"Unknown event type: {t}." for t in unknown]})
