@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("orders.urls")),
     path("", include("analytics.urls")),
     path("", include("webhooks.urls")),
+    path("", include("integrations.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -1,5 +1,6 @@
-"""The integration relay against the real RabbitMQ: every contract event as a CloudEvent, in
-position order, routed by type, persistent, confirmed; a broker outage only delays."""
+"""The integration relay against the real RabbitMQ: every contract event as a CloudEvent that fits
+its published schema, in position order, routed by type, persistent, confirmed; a broker outage
+only delays."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from django.db import transaction
+from jsonschema import Draft202012Validator
 
 from domain_events import tracking
 from domain_events.bus import event_bus
+from domain_events.cloudevents import CLOUDEVENT_SCHEMA
 from domain_events.events import (
     DomainEvent,
     OrderConfirmed,
@@ -25,6 +28,7 @@ from domain_events.events import (
     StockAdjusted,
 )
 from domain_events.models import Checkpoint, StoredEvent
+from domain_events.schemas import data_schema
 from domain_events.sequencer import head, sequence
 from domain_events.testing import wait_until
 from domain_events.tests.probe.events import ProbeHappened
@@ -119,6 +123,10 @@ def test_every_event_goes_out_once_in_position_order_as_a_persistent_cloudevent_
     assert parsed.get_subject() == str(first[0].order_id)
     assert parsed.get_extension("sequence") == f"{positions_of([placed.message_id])[0]:020d}"
     assert "payment_token" not in parsed.get_data(), "private fields never leave the process"
+    for message in everything.drain():
+        cloudevent = message.cloudevent
+        Draft202012Validator(CLOUDEVENT_SCHEMA).validate(cloudevent)
+        Draft202012Validator(data_schema(cloudevent["type"], cloudevent["eventversion"])).validate(cloudevent["data"])
 
     assert Checkpoint.objects.get(name=broker_reader).position == head()
     assert tracking.catch_up(broker_reader) == 0
