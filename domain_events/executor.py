@@ -34,7 +34,7 @@ from django.utils import timezone
 from domain_events import sql
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings, retry_schedule
-from domain_events.context import traced
+from domain_events.context import log_scope, traced
 from domain_events.events import DomainEvent
 from domain_events.models import UNTIL_RELEASED, Delivery, DeliveryStatus, StoredEvent
 from domain_events.registry import EventLoadError, registry
@@ -479,24 +479,33 @@ def _run_one(
     transaction of ours is open (a non-atomic handler), and any failure is the handler's own.
     """
     subscription = subscriptions.get(delivery.handler)
-    try:
-        if subscription is None:
-            raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
-        event = _load(delivery, events)
-        with traced(event.correlation_id, causation_id=event.event_id):
-            if careful and not bare:
-                with transaction.atomic():
+    stored = delivery.stored_event
+    with log_scope(
+        handler=delivery.handler,
+        event_id=stored.event_id,
+        tenant_id=stored.tenant_id,
+        correlation_id=stored.correlation_id,
+        causation_id=stored.causation_id,
+    ):
+        try:
+            if subscription is None:
+                raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
+            event = _load(delivery, events)
+            with traced(event.correlation_id, causation_id=event.event_id):
+                if careful and not bare:
+                    with transaction.atomic():
+                        subscription.handler(event)
+                else:
                     subscription.handler(event)
-            else:
-                subscription.handler(event)
-    except Exception as exc:
-        if _is_transient(exc) and not bare:
-            raise _Transient from exc
-        logger.warning("handler %s failed on %s: %r", delivery.handler, delivery.stored_event.ref, exc, exc_info=True)
-        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
-        if not careful:
-            raise _RunCarefully(delivery.pk, error) from exc
-        return error
+        except Exception as exc:
+            if _is_transient(exc) and not bare:
+                raise _Transient from exc
+            logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+            if not careful:
+                raise _RunCarefully(delivery.pk, error) from exc
+            return error
+        logger.info("%s ran on %s", delivery.handler, stored.ref)
     return None
 
 

@@ -52,14 +52,18 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def celery_worker_argv(name: str, *, concurrency: int = 2, python: str = sys.executable) -> list[str]:
-    """`celery -A config worker` as tests and benchmarks start it: quiet, quick to be ready."""
+def celery_worker_argv(
+    name: str, *, concurrency: int = 2, python: str = sys.executable, quiet: bool = False
+) -> list[str]:
+    """`celery -A config worker` as tests and benchmarks start it: quick to be ready; `quiet`
+    leaves out the banner (so that every line is a log line)."""
     return [
         python,
         "-m",
         "celery",
         "-A",
         "config",
+        *(["--quiet"] if quiet else []),
         "worker",
         "--loglevel",
         "INFO",
@@ -130,8 +134,10 @@ class ProcessRunner:
         process.wait_for_output("running")
         return process
 
-    def worker(self, name: str = "worker", *extra: str, concurrency: int = 2, **env_overrides: str) -> ManagedProcess:
-        argv = [*celery_worker_argv(name, concurrency=concurrency), *extra]
+    def worker(
+        self, name: str = "worker", *extra: str, concurrency: int = 2, quiet: bool = False, **env_overrides: str
+    ) -> ManagedProcess:
+        argv = [*celery_worker_argv(name, concurrency=concurrency, quiet=quiet), *extra]
         process = self.start(name, argv, **env_overrides)
         process.wait_for_output(" ready.", timeout=60)
         return process

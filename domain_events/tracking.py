@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from domain_events.conf import retry_schedule
+from domain_events.context import log_scope
 from domain_events.events import DomainEvent
 from domain_events.models import Checkpoint, StoredEvent
 from domain_events.registry import registry
@@ -169,10 +170,11 @@ def run_due(names: Sequence[str] | None = None) -> int:
             continue
         if Checkpoint.objects.filter(name=tracker.name, retry_at__gt=now).exists():
             continue
-        try:
-            total += catch_up(tracker.name, max_batches=BATCHES_PER_PASS)
-        except Exception as exc:
-            _record_failure(tracker.name, exc)
+        with log_scope(handler=tracker.name):
+            try:
+                total += catch_up(tracker.name, max_batches=BATCHES_PER_PASS)
+            except Exception as exc:
+                _record_failure(tracker.name, exc)
     return total
 
 

@@ -3,6 +3,7 @@ a tenant's staff on their tenant's business data."""
 
 from __future__ import annotations
 
+import structlog
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.utils.translation import gettext_lazy as _
@@ -52,4 +53,7 @@ class TenantTokenAuthentication(TokenAuthentication):
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        if token.user.tenant_id:
+            # On the request's log lines from here on (the request's log scope ends it).
+            structlog.contextvars.bind_contextvars(tenant_id=str(token.user.tenant_id))
         return token.user, token

@@ -39,6 +39,7 @@ from standardwebhooks import Webhook
 
 from core.errors import ApplicationError, Conflict
 from domain_events.cloudevents import CONTENT_TYPE, to_cloudevent
+from domain_events.context import log_scope
 from domain_events.events import DomainEvent, published_event_types
 from domain_events.models import StoredEvent
 from tenants.models import Tenant, User
@@ -248,19 +249,33 @@ def delivery_send(*, delivery_id: uuid.UUID | str) -> None:
     if claimed is None:
         return
     delivery, token, signing = claimed
-    now = timezone.now()
-    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-    headers = {
-        "Content-Type": CONTENT_TYPE,
-        "User-Agent": "ShelfWise-Webhooks/1",
-        "webhook-id": str(delivery.pk),
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": " ".join(
-            Webhook(secret).sign(msg_id=str(delivery.pk), timestamp=now, data=body) for secret in signing
-        ),
-    }
-    outcome = transport.post(delivery.endpoint.url, body=body.encode(), headers=headers)
-    _record(delivery.pk, token, now, outcome)
+    with log_scope(
+        handler="webhooks.send_webhook",
+        event_id=delivery.event_id,
+        tenant_id=delivery.tenant_id,
+        correlation_id=delivery.payload.get("correlationid"),
+        causation_id=delivery.payload.get("causationid"),
+    ):
+        now = timezone.now()
+        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "User-Agent": "ShelfWise-Webhooks/1",
+            "webhook-id": str(delivery.pk),
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": " ".join(
+                Webhook(secret).sign(msg_id=str(delivery.pk), timestamp=now, data=body) for secret in signing
+            ),
+        }
+        outcome = transport.post(delivery.endpoint.url, body=body.encode(), headers=headers)
+        _record(delivery.pk, token, now, outcome)
+        logger.info(
+            "webhook delivery %s to endpoint %s: %s in %d ms",
+            delivery.pk,
+            delivery.endpoint_id,
+            outcome.status_code or outcome.error,
+            outcome.duration_ms,
+        )
 
 
 def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, list[str]] | None:
