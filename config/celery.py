@@ -6,6 +6,8 @@ import structlog
 from celery import Celery
 from celery.signals import celeryd_after_setup, task_prerun
 
+from core.log_context import clear_log_context
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("shelfwise")
@@ -36,4 +38,5 @@ def consume_every_handler_queue(sender: str, instance, **kwargs) -> None:
 @task_prerun.connect
 def start_with_an_empty_log_context(**kwargs) -> None:
     """Each task's log lines carry only what the task binds: nothing of the task before it."""
+    clear_log_context()
     structlog.contextvars.clear_contextvars()

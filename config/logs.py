@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from core.log_context import add_log_context
+
 LOG_FORMATS = ("console", "json")
 REDACTED = "[redacted]"
 
@@ -62,6 +64,7 @@ def _pre_chain() -> list[Any]:
     """What every line gets, whether it comes from `logging` or from structlog."""
     return [
         structlog.contextvars.merge_contextvars,
+        add_log_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

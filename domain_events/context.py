@@ -4,9 +4,7 @@ A request's `X-Request-ID` (or a new id) becomes the correlation id of every eve
 a handler runs with the handled event's correlation id and its event id as the causation id, so
 what it publishes traces back to where it came from.
 
-`log_scope` does the same for log lines: what it binds (correlation id, event, tenant, handler)
-is on every line logged inside it, in every process, so one order's story can be found by its
-correlation id across web, worker and relay logs.
+The same ids go on log lines through `core.log_context.log_scope`.
 """
 
 from __future__ import annotations
@@ -17,10 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
-
-import structlog
 
 _VALID_CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 
@@ -57,17 +52,3 @@ def traced(correlation_id: str, causation_id: UUID | None = None) -> Iterator[Tr
         yield trace
     finally:
         _current.reset(token)
-
-
-@contextmanager
-def log_scope(**values: Any) -> Iterator[None]:
-    """Put `values` (those not None, as text) on every log line of the block; whatever else is bound
-    inside the block (a tenant found on the way) is gone at its end, so nothing leaks to the next
-    request or handler run."""
-    saved = structlog.contextvars.get_contextvars()
-    structlog.contextvars.bind_contextvars(**{k: str(v) for k, v in values.items() if v is not None})
-    try:
-        yield
-    finally:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(**saved)

@@ -31,10 +31,11 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.log_context import log_scope
 from domain_events import sql
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings, retry_schedule
-from domain_events.context import log_scope, traced
+from domain_events.context import traced
 from domain_events.events import DomainEvent
 from domain_events.models import UNTIL_RELEASED, Delivery, DeliveryStatus, StoredEvent
 from domain_events.registry import EventLoadError, registry

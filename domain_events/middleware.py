@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from domain_events.context import clean_correlation_id, log_scope, traced
+from core.log_context import log_scope
+from domain_events.context import clean_correlation_id, traced
 
 HEADER = "X-Request-ID"
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # probed every few seconds: not worth a line each

@@ -24,8 +24,8 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
+from core.log_context import log_scope
 from domain_events.conf import retry_schedule
-from domain_events.context import log_scope
 from domain_events.events import DomainEvent
 from domain_events.models import Checkpoint, StoredEvent
 from domain_events.registry import registry

@@ -3,13 +3,14 @@ a tenant's staff on their tenant's business data."""
 
 from __future__ import annotations
 
-import structlog
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
+
+from core.log_context import bind_log_context
 
 # Apps whose models are tenant-scoped business data that a bookstore's staff work with.
 TENANT_STAFF_APPS = frozenset(
@@ -55,5 +56,5 @@ class TenantTokenAuthentication(TokenAuthentication):
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         if token.user.tenant_id:
             # On the request's log lines from here on (the request's log scope ends it).
-            structlog.contextvars.bind_contextvars(tenant_id=str(token.user.tenant_id))
+            bind_log_context(tenant_id=token.user.tenant_id)
         return token.user, token

@@ -38,8 +38,8 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from core.errors import ApplicationError, Conflict
+from core.log_context import log_scope
 from domain_events.cloudevents import CONTENT_TYPE, to_cloudevent
-from domain_events.context import log_scope
 from domain_events.events import DomainEvent, published_event_types
 from domain_events.models import StoredEvent
 from tenants.models import Tenant, User

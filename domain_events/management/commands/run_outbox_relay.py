@@ -2,6 +2,7 @@ import logging
 
 from django.core.management.base import BaseCommand
 
+from core.commands import say
 from domain_events.executor import Report
 from domain_events.relay import Relay
 
@@ -22,18 +23,16 @@ class Command(BaseCommand):
     def handle(self, *args, once: bool, batch_size: int | None, poll_interval: float | None, **options) -> None:
         verbosity = options["verbosity"]
 
-        # Long-running, it reports through the log (one format for every line, LOG_FORMAT);
-        # with --once, its one report is the command's output.
         def show(report: Report) -> None:
             if verbosity >= 2:
-                logger.info("%s", _describe(report))
+                say(self, logger, _describe(report))
 
         relay = Relay(batch_size=batch_size, poll_interval=poll_interval, on_report=show)
         if once:
             report = relay.drain()
             self.stdout.write(_describe(report))
             return
-        logger.info("outbox relay %s running (Ctrl-C to stop)", relay.name)
+        say(self, logger, f"Outbox relay {relay.name} running (Ctrl-C to stop).")
         relay.run()
 
 

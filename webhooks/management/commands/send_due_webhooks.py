@@ -8,6 +8,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.commands import say
 from webhooks.services import deliveries_enqueue_due
 
 logger = logging.getLogger(__name__)
@@ -23,15 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="One pass, then exit.")
 
     def handle(self, *args, once: bool = False, **options) -> None:
-        # Long-running, it reports through the log (one format for every line, LOG_FORMAT); with
-        # --once, what it did is the command's output.
-        say = self.stdout.write if once else logger.info
         if options["verbosity"] >= 1:
-            say("webhooks sweep running" + (" once" if once else ""))
+            say(self, logger, "webhooks sweep running" + (" once" if once else ""))
         while True:
             handed = deliveries_enqueue_due()
             if handed and options["verbosity"] >= 2:
-                say(f"handed {handed} webhook deliveries to the workers")
+                say(self, logger, f"handed {handed} webhook deliveries to the workers")
             if once:
                 return
             time.sleep(settings.WEBHOOK_SWEEP_INTERVAL)
