@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "domain_events.middleware.CorrelationIdMiddleware",
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -248,6 +249,13 @@ PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateways.Simulate
 PAYMENT_GATEWAY_DELAY = env.float("PAYMENT_GATEWAY_DELAY", default=0.0)
 # The simulated gateway performs the first N calls per idempotency key but loses their responses.
 PAYMENT_GATEWAY_LOST_RESPONSES = env.int("PAYMENT_GATEWAY_LOST_RESPONSES", default=0)
+
+# --- Metrics (/metrics) ------------------------------------------------------------------------
+# A folder shared by every process of a machine (prometheus-client's multiprocess mode), emptied
+# when they all start afresh; unset, /metrics shows the serving process's own counters.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# The database gauges (backlog, dead letters, readers' lag) are read at most this often.
+METRICS_CACHE_SECONDS = env.float("METRICS_CACHE_SECONDS", default=5)
 
 # --- Logging ----------------------------------------------------------------------------------
 # LOG_FORMAT=json: one JSON object per line; console (default): human-readable (`config/logs.py`).

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from django.db import transaction
 
-from domain_events import fastpath, recording
+from domain_events import fastpath, metrics, recording
 from domain_events.context import current_trace, new_correlation_id
 from domain_events.events import DomainEvent
 from domain_events.queries import Query
@@ -124,6 +124,7 @@ class EventBus:
             if subscription.mode is Mode.INLINE:
                 subscription.handler(event)
         claims = recording.record(event, [s for s in found if s.mode is not Mode.INLINE])
+        metrics.count_published(event.type)
         if claims:
             fastpath.after_commit(claims)
         return event

@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,7 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.log_context import log_scope
-from domain_events import sql
+from domain_events import metrics, sql
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings, retry_schedule
 from domain_events.context import traced
@@ -218,6 +219,7 @@ def _run_outside(claim: Claim) -> Report:
             current.save(update_fields=[*_CHANGED_FIELDS])
             report.dead += current.status == DeliveryStatus.DEAD
             report.failed += current.status != DeliveryStatus.DEAD
+        metrics.count_outcomes(Tally([(current.handler, "succeeded" if error is None else str(current.status))]))
     return report
 
 
@@ -356,6 +358,7 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
     events: dict[int, DomainEvent | Exception] = {}
     succeeded: list[int] = []
     changed: list[Delivery] = []
+    outcomes: Tally[tuple[str, str]] = Tally()
     # (handler, aggregate) whose earlier delivery in this batch did not succeed, and which one.
     closed: dict[tuple[str, UUID], Delivery] = {}
     for delivery, blocker in rows:
@@ -374,9 +377,11 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
             error = _run_one(delivery, events, careful=careful)
         if error is None:
             succeeded.append(delivery.pk)
+            outcomes[delivery.handler, "succeeded"] += 1
             report.succeeded += 1
             continue
         _schedule_retry(delivery, error, now, conf["RETRY_JITTER"])
+        outcomes[delivery.handler, str(delivery.status)] += 1
         closed[key] = delivery
         changed.append(delivery)
         if delivery.status == DeliveryStatus.DEAD:
@@ -385,6 +390,7 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
             report.failed += 1
     if succeeded:
         _mark_succeeded(succeeded, now)
+    metrics.count_outcomes(outcomes)
     if changed:
         for delivery in changed:
             delivery.updated_at = now

@@ -44,6 +44,7 @@ from domain_events.events import DomainEvent, published_event_types
 from domain_events.models import StoredEvent
 from tenants.models import Tenant, User
 from webhooks import transport
+from webhooks.metrics import WEBHOOK_REQUESTS, outcome_of
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSecret
 
 logger = logging.getLogger(__name__)
@@ -268,6 +269,9 @@ def delivery_send(*, delivery_id: uuid.UUID | str) -> None:
             ),
         }
         outcome = transport.post(delivery.endpoint.url, body=body.encode(), headers=headers)
+        WEBHOOK_REQUESTS.labels(str(delivery.endpoint_id), outcome_of(outcome.status_code)).observe(
+            outcome.duration_ms / 1000
+        )
         _record(delivery.pk, token, now, outcome)
         logger.info(
             "webhook delivery %s to endpoint %s: %s in %d ms",
