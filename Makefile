@@ -21,7 +21,7 @@ migrate: install
 run: migrate
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/honcho start -f Procfile
+	$(BIN)/honcho start -f Procfile web worker relay webhooks
 
 lint: install
 	$(BIN)/ruff check .

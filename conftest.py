@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import email
+import os
 import socket
 from email.message import Message
+from urllib.parse import quote
 
 import pytest
 import redis
 from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.test import Client
+from kombu import Connection
+from kombu.utils.url import parse_url
 from rest_framework.test import APIClient
 
 from tenants.tests.factories import TenantFactory, UserFactory
@@ -99,6 +103,38 @@ def redis_broker() -> redis.Redis:
     except redis.RedisError as exc:
         pytest.fail(f"Redis at {settings.CELERY_BROKER_URL} is required and unreachable: {exc}")
     return client
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """The real RabbitMQ that integration-broker tests publish to (`TEST_RABBITMQ_URL`).
+
+    Under CI a missing RabbitMQ fails the test (`.ci/run` starts one); elsewhere it is skipped
+    with a reason, so `make test` still runs on a machine without it.
+    """
+    url = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    try:
+        with Connection(url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        message = f"RabbitMQ at {url} is required and unreachable: {exc!r}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def broker_proxy(rabbitmq_url):
+    """The way to the real RabbitMQ through a proxy that a test cuts and restores (`.url`)."""
+    from domain_events.testing import TcpProxy
+
+    parts = parse_url(rabbitmq_url)
+    proxy = TcpProxy(parts["hostname"] or "127.0.0.1", parts["port"] or 5672)
+    vhost = quote(parts["virtual_host"] or "/", safe="")
+    proxy.url = f"amqp://{parts['userid']}:{parts['password']}@127.0.0.1:{proxy.port}/{vhost}"
+    yield proxy
+    proxy.down()
 
 
 @pytest.fixture

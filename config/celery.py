@@ -2,8 +2,11 @@
 
 import os
 
+import structlog
 from celery import Celery
-from celery.signals import celeryd_after_setup
+from celery.signals import celeryd_after_setup, task_prerun
+
+from core.log_context import clear_log_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -30,3 +33,10 @@ def consume_every_handler_queue(sender: str, instance, **kwargs) -> None:
     for subscription in event_bus.subscriptions():
         if subscription.queue and subscription.queue not in queues:
             queues.select_add(subscription.queue)
+
+
+@task_prerun.connect
+def start_with_an_empty_log_context(**kwargs) -> None:
+    """Each task's log lines carry only what the task binds: nothing of the task before it."""
+    clear_log_context()
+    structlog.contextvars.clear_contextvars()

@@ -6,6 +6,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -38,11 +40,13 @@ INSTALLED_APPS = [
     "webhooks",
     "analytics",
     "audit",
+    "integrations",
     "demo",
 ]
 
 MIDDLEWARE = [
     "domain_events.middleware.CorrelationIdMiddleware",
+    "config.metrics.RequestMetricsMiddleware",
     "core.middleware.RefuseNulCharactersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -53,6 +57,20 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# --- HTTPS (production: see the README's checklist; off by default for plain-HTTP development) ----
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and scrapes come over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Behind a proxy that terminates TLS: the header it sets, e.g. HTTP_X_FORWARDED_PROTO (value "https").
+if env.str("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = (env.str("SECURE_PROXY_SSL_HEADER"), "https")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -237,6 +255,17 @@ DOMAIN_EVENTS = {
     "RETRY_JITTER": env.float("HANDLER_RETRY_JITTER", default=0.2),
 }
 
+# --- Integration broker (CONTRACT §5) ---------------------------------------------------------
+# Set, every contract event is also published to this AMQP broker's `shelfwise.events` exchange.
+INTEGRATION_BROKER_URL = env.str("INTEGRATION_BROKER_URL", default="")
+# Seconds to connect and for each publisher confirm; a broker slower than this counts as down.
+INTEGRATION_BROKER_TIMEOUT = env.float("INTEGRATION_BROKER_TIMEOUT", default=5)
+INTEGRATION_BROKER_BATCH_SIZE = env.int("INTEGRATION_BROKER_BATCH_SIZE", default=200)
+# Seconds between tries while the broker is down (the last step repeats): an outage only delays.
+INTEGRATION_BROKER_RETRY_SCHEDULE = [
+    int(s) for s in env.list("INTEGRATION_BROKER_RETRY_SCHEDULE", default=["1", "2", "5", "10", "30"])
+]
+
 # --- E-mail -----------------------------------------------------------------------------------
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ShelfWise <orders@shelfwise.localhost>")
@@ -248,11 +277,14 @@ PAYMENT_GATEWAY_DELAY = env.float("PAYMENT_GATEWAY_DELAY", default=0.0)
 # The simulated gateway performs the first N calls per idempotency key but loses their responses.
 PAYMENT_GATEWAY_LOST_RESPONSES = env.int("PAYMENT_GATEWAY_LOST_RESPONSES", default=0)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# --- Metrics (/metrics) ------------------------------------------------------------------------
+# A folder shared by every process of a machine (prometheus-client's multiprocess mode), emptied
+# when they all start afresh; unset, /metrics shows the serving process's own counters.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# The database gauges (backlog, dead letters, readers' lag) are read at most this often.
+METRICS_CACHE_SECONDS = env.float("METRICS_CACHE_SECONDS", default=5)
+
+# --- Logging ----------------------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line; console (default): human-readable (`config/logs.py`).
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+LOGGING = logging_config(LOG_FORMAT, env.str("LOG_LEVEL", default="INFO"))

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health
+from config import health, metrics
 
 api_v1 = [
     path("", include("tenants.urls")),
@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("orders.urls")),
     path("", include("analytics.urls")),
     path("", include("webhooks.urls")),
+    path("", include("integrations.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -19,6 +20,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
 
 admin.site.site_header = "ShelfWise"

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from django.db import transaction
 
-from domain_events import fastpath, recording
+from domain_events import fastpath, metrics, recording
 from domain_events.context import current_trace, new_correlation_id
 from domain_events.events import DomainEvent
 from domain_events.queries import Query
@@ -88,10 +88,15 @@ class EventBus:
         name: str,
         batch_size: int = 500,
         start: Literal["beginning", "now"] = "beginning",
+        retry_schedule: Iterable[int] | None = None,
     ) -> Tracker:
         """Subscribe a position reader: `handler(events, context)` gets every matching stored event
-        in `position` order, in batches, and its writes commit with its checkpoint."""
-        return subscriptions.add_tracker(Tracker(name, handler, _types(event_types), batch_size, start))
+        in `position` order, in batches, and its writes commit with its checkpoint.
+
+        A failing batch is tried again on `retry_schedule` (seconds; the last step repeats), by
+        default `HANDLER_RETRY_SCHEDULE`."""
+        schedule = tuple(retry_schedule) if retry_schedule is not None else None
+        return subscriptions.add_tracker(Tracker(name, handler, _types(event_types), batch_size, start, schedule))
 
     def subscriptions_for(self, event_cls: type[DomainEvent]) -> tuple[Subscription, ...]:
         return subscriptions.for_event(event_cls)
@@ -119,6 +124,7 @@ class EventBus:
             if subscription.mode is Mode.INLINE:
                 subscription.handler(event)
         claims = recording.record(event, [s for s in found if s.mode is not Mode.INLINE])
+        metrics.count_published(event.type)
         if claims:
             fastpath.after_commit(claims)
         return event

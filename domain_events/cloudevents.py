@@ -40,3 +40,44 @@ def to_cloudevent(event: DomainEvent, *, position: int | None = None) -> dict[st
 def sequence_of(position: int) -> str:
     """The CloudEvents `sequence` value of a position."""
     return f"{position:020d}"
+
+
+# The envelope of every CloudEvent that leaves the process; `data` is described per event type and
+# version (`domain_events.schemas.data_schema`).
+CLOUDEVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "datacontenttype",
+        "data",
+        "tenantid",
+        "eventversion",
+        "correlationid",
+        "causationid",
+        "sequence",
+    ],
+    "properties": {
+        "specversion": {"type": "string", "const": "1.0"},
+        "id": {"type": "string", "format": "uuid", "description": "The event id: drop repeats by it."},
+        "source": {"type": "string", "pattern": "^/tenants/[0-9a-f-]{36}$"},
+        "type": {"type": "string", "description": "The event type, such as `order.placed`."},
+        "time": {"type": "string", "format": "date-time", "description": "When it happened."},
+        "subject": {"type": "string", "format": "uuid", "description": "The aggregate id (the order, the product)."},
+        "datacontenttype": {"type": "string", "const": "application/json"},
+        "data": {"type": "object", "description": "The event's own fields, per type and version."},
+        "tenantid": {"type": "string", "format": "uuid"},
+        "eventversion": {"type": "integer", "minimum": 1, "description": "The version of `data`'s schema."},
+        "correlationid": {"type": "string", "description": "Shared by every event of one request's story."},
+        "causationid": {"type": "string", "description": "The event (or request) that caused this one."},
+        "sequence": {
+            "type": "string",
+            "pattern": "^[0-9]{20}$",
+            "description": "The global position, zero-padded: string order is the order of recording.",
+        },
+    },
+}

@@ -3,6 +3,8 @@
 A request's `X-Request-ID` (or a new id) becomes the correlation id of every event it publishes;
 a handler runs with the handled event's correlation id and its event id as the causation id, so
 what it publishes traces back to where it came from.
+
+The same ids go on log lines through `core.log_context.log_scope`.
 """
 
 from __future__ import annotations

@@ -64,6 +64,15 @@ class DomainEvent:
 ENVELOPE_FIELDS = frozenset({"tenant_id", "event_id", "occurred_at", "correlation_id", "causation_id"})
 
 
+def published_event_types() -> list[type[DomainEvent]]:
+    """The contract's event types (CONTRACT §5): those declared in this module, by type name.
+
+    Events declared elsewhere (test probes) stay inside the platform: integrators can neither
+    subscribe to them nor receive them.
+    """
+    return sorted((cls for cls in registry.types().values() if cls.__module__ == __name__), key=lambda c: c.type)
+
+
 # --- Value objects ---------------------------------------------------------------------------
 
 

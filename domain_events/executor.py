@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,7 +32,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from domain_events import sql
+from core.log_context import log_scope
+from domain_events import metrics, sql
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings, retry_schedule
 from domain_events.context import traced
@@ -217,6 +219,7 @@ def _run_outside(claim: Claim) -> Report:
             current.save(update_fields=[*_CHANGED_FIELDS])
             report.dead += current.status == DeliveryStatus.DEAD
             report.failed += current.status != DeliveryStatus.DEAD
+        metrics.count_outcomes(Tally([(current.handler, "succeeded" if error is None else str(current.status))]))
     return report
 
 
@@ -355,6 +358,7 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
     events: dict[int, DomainEvent | Exception] = {}
     succeeded: list[int] = []
     changed: list[Delivery] = []
+    outcomes: Tally[tuple[str, str]] = Tally()
     # (handler, aggregate) whose earlier delivery in this batch did not succeed, and which one.
     closed: dict[tuple[str, UUID], Delivery] = {}
     for delivery, blocker in rows:
@@ -373,9 +377,11 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
             error = _run_one(delivery, events, careful=careful)
         if error is None:
             succeeded.append(delivery.pk)
+            outcomes[delivery.handler, "succeeded"] += 1
             report.succeeded += 1
             continue
         _schedule_retry(delivery, error, now, conf["RETRY_JITTER"])
+        outcomes[delivery.handler, str(delivery.status)] += 1
         closed[key] = delivery
         changed.append(delivery)
         if delivery.status == DeliveryStatus.DEAD:
@@ -384,6 +390,7 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
             report.failed += 1
     if succeeded:
         _mark_succeeded(succeeded, now)
+    metrics.count_outcomes(outcomes)
     if changed:
         for delivery in changed:
             delivery.updated_at = now
@@ -479,24 +486,33 @@ def _run_one(
     transaction of ours is open (a non-atomic handler), and any failure is the handler's own.
     """
     subscription = subscriptions.get(delivery.handler)
-    try:
-        if subscription is None:
-            raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
-        event = _load(delivery, events)
-        with traced(event.correlation_id, causation_id=event.event_id):
-            if careful and not bare:
-                with transaction.atomic():
+    stored = delivery.stored_event
+    with log_scope(
+        handler=delivery.handler,
+        event_id=stored.event_id,
+        tenant_id=stored.tenant_id,
+        correlation_id=stored.correlation_id,
+        causation_id=stored.causation_id,
+    ):
+        try:
+            if subscription is None:
+                raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
+            event = _load(delivery, events)
+            with traced(event.correlation_id, causation_id=event.event_id):
+                if careful and not bare:
+                    with transaction.atomic():
+                        subscription.handler(event)
+                else:
                     subscription.handler(event)
-            else:
-                subscription.handler(event)
-    except Exception as exc:
-        if _is_transient(exc) and not bare:
-            raise _Transient from exc
-        logger.warning("handler %s failed on %s: %r", delivery.handler, delivery.stored_event.ref, exc, exc_info=True)
-        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
-        if not careful:
-            raise _RunCarefully(delivery.pk, error) from exc
-        return error
+        except Exception as exc:
+            if _is_transient(exc) and not bare:
+                raise _Transient from exc
+            logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+            if not careful:
+                raise _RunCarefully(delivery.pk, error) from exc
+            return error
+        logger.info("%s ran on %s", delivery.handler, stored.ref)
     return None
 
 

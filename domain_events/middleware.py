@@ -1,12 +1,18 @@
-"""Request correlation: `X-Request-ID` in, the same id out, and on every event in between."""
+"""Request correlation: `X-Request-ID` in, the same id out, and on every event and log line in between."""
 
+import logging
+import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from core.log_context import log_scope
 from domain_events.context import clean_correlation_id, traced
 
 HEADER = "X-Request-ID"
+QUIET_PATHS = ("/healthz", "/readyz", "/metrics")  # probed every few seconds: not worth a line each
+
+logger = logging.getLogger(__name__)
 
 
 class CorrelationIdMiddleware:
@@ -16,7 +22,12 @@ class CorrelationIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         correlation_id = clean_correlation_id(request.headers.get(HEADER))
         request.correlation_id = correlation_id
-        with traced(correlation_id):
+        started = time.monotonic()
+        with traced(correlation_id), log_scope(correlation_id=correlation_id):
             response = self.get_response(request)
+            if not request.path.startswith(QUIET_PATHS):
+                # Logged inside the scope: the line also carries the tenant the request authenticated as.
+                elapsed_ms = (time.monotonic() - started) * 1000
+                logger.info("%s %s %s %.0fms", request.method, request.path, response.status_code, elapsed_ms)
         response[HEADER] = correlation_id
         return response

@@ -61,6 +61,10 @@ class EventRegistry:
 
         return decorate
 
+    def upcaster_for(self, type_name: str, from_version: int) -> Upcaster | None:
+        """The step from `from_version` to the next, if one is registered."""
+        return self._upcasters.get((type_name, from_version))
+
     def get(self, type_name: str) -> type[DomainEvent]:
         try:
             return self._classes[type_name]

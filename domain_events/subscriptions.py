@@ -63,6 +63,7 @@ class Tracker:
     event_types: tuple[type[DomainEvent], ...]
     batch_size: int = 500
     start: Literal["beginning", "now"] = "beginning"
+    retry_schedule: tuple[int, ...] | None = None  # seconds between tries of a failing batch; None: the handlers'
 
     def matches(self, event_cls: type[DomainEvent]) -> bool:
         return issubclass(event_cls, self.event_types)
@@ -100,6 +101,10 @@ class Subscriptions:
             raise ValueError(f"{tracker.name!r} is already subscribed")
         self._trackers[tracker.name] = tracker
         return tracker
+
+    def remove_tracker(self, name: str) -> Tracker | None:
+        """Take a position reader out (tests that subscribe one for a while)."""
+        return self._trackers.pop(name, None)
 
     def remove(self, *names: str) -> list[Subscription]:
         """Take handlers out (tests that play older code); returns what was removed."""

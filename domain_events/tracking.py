@@ -24,6 +24,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
+from core.log_context import log_scope
 from domain_events.conf import retry_schedule
 from domain_events.events import DomainEvent
 from domain_events.models import Checkpoint, StoredEvent
@@ -45,6 +46,21 @@ class TrackingContext:
     after: int  # the checkpoint before this batch
     upto: int  # the checkpoint this batch commits
     positions: Mapping[UUID, int] = field(default_factory=dict)  # each event's position, by event id
+
+
+class PartlyApplied(Exception):
+    """Raised by a reader's handler that applied its batch up to `position` and then failed.
+
+    The checkpoint moves to `position` (committed with what the handler wrote so far, so the
+    handler must not raise it after a failed database statement) and the rest of the batch is
+    tried again on the reader's retry schedule. For readers whose effects cannot be rolled back,
+    such as publishing to a message broker: a retry then repeats only what was not confirmed.
+    """
+
+    def __init__(self, position: int, cause: Exception) -> None:
+        super().__init__(f"applied up to position {position}, then: {cause!r}")
+        self.position = position
+        self.cause = cause
 
 
 def checkpoint_name(name: str, target: str = LIVE) -> str:
@@ -86,6 +102,7 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
     """One batch in one transaction with its checkpoint; None when the checkpoint does not exist."""
     name = tracker.name
     key = checkpoint_name(name, target)
+    failure: PartlyApplied | None = None
     with transaction.atomic():
         checkpoint = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key).first()
         if checkpoint is None:
@@ -107,10 +124,21 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
         ]
         if events:
             positions = {r.event_id: r.position for r in rows}
-            tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
-        Checkpoint.objects.filter(pk=checkpoint.pk).update(
-            position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
-        )
+            try:
+                tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
+            except PartlyApplied as partly:
+                failure = partly
+        if failure is None:
+            Checkpoint.objects.filter(pk=checkpoint.pk).update(
+                position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
+            )
+        elif failure.position > checkpoint.position:
+            # Progress: the failure that follows counts as the first of a new run of failures.
+            Checkpoint.objects.filter(pk=checkpoint.pk).update(
+                position=min(failure.position, upto), attempts=0, updated_at=timezone.now()
+            )
+    if failure is not None:
+        raise failure
     return len(events), True
 
 
@@ -142,17 +170,18 @@ def run_due(names: Sequence[str] | None = None) -> int:
             continue
         if Checkpoint.objects.filter(name=tracker.name, retry_at__gt=now).exists():
             continue
-        try:
-            total += catch_up(tracker.name, max_batches=BATCHES_PER_PASS)
-        except Exception as exc:
-            _record_failure(tracker.name, exc)
+        with log_scope(handler=tracker.name):
+            try:
+                total += catch_up(tracker.name, max_batches=BATCHES_PER_PASS)
+            except Exception as exc:
+                _record_failure(tracker.name, exc)
     return total
 
 
 def _record_failure(name: str, exc: Exception) -> None:
     logger.warning("position reader %s failed; it will try again: %r", name, exc)
     checkpoint = Checkpoint.objects.get(name=name)
-    schedule = retry_schedule() or (1,)
+    schedule = _tracker(name).retry_schedule or retry_schedule() or (1,)
     delay = schedule[min(checkpoint.attempts, len(schedule) - 1)] * random.uniform(0.8, 1.2)
     Checkpoint.objects.filter(pk=name).update(
         attempts=checkpoint.attempts + 1,

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from domain_events.events import DomainEvent, OrderCancelled, OrderConfirmed, OrderFulfilled, OrderPlaced
+from notifications.metrics import EMAILS
 from notifications.models import EmailMessage, OrderContact
 from tenants.models import Tenant, User
 
@@ -130,10 +131,12 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled)
     try:
         mail.send()
     except Exception as exc:
+        EMAILS.labels(outcome="failed").inc()
         message.status = EmailMessage.Status.FAILED
         message.last_error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
         message.save(update_fields=["recipient", "subject", "status", "attempts", "last_error", "updated_at"])
         raise
+    EMAILS.labels(outcome="sent").inc()
     with transaction.atomic():
         message.status = EmailMessage.Status.SENT
         message.sent_at = timezone.now()

@@ -13,6 +13,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
+from core.log_context import bind_log_context
+
 # Apps whose models are tenant-scoped business data that a bookstore's staff work with.
 TENANT_STAFF_APPS = frozenset(
     getattr(
@@ -54,6 +56,9 @@ class TenantTokenAuthentication(TokenAuthentication):
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        if token.user.tenant_id:
+            # On the request's log lines from here on (the request's log scope ends it).
+            bind_log_context(tenant_id=token.user.tenant_id)
         return token.user, token
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -94,6 +94,7 @@ class WebhookApi(TenantApiMixin, APIView):
 class EndpointListCreateApi(WebhookApi):
     """`GET webhook-endpoints/` lists the tenant's endpoints; `POST` registers one."""
 
+    @extend_schema_serializer(component_name="WebhookEndpointCreate")
     class InputSerializer(EndpointFieldsSerializer):
         pass
 
@@ -116,6 +117,7 @@ class EndpointListCreateApi(WebhookApi):
 class EndpointDetailApi(WebhookApi):
     """`GET`, `PATCH` and `DELETE webhook-endpoints/{id}/`."""
 
+    @extend_schema_serializer(component_name="WebhookEndpointUpdate")
     class InputSerializer(EndpointFieldsSerializer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, partial=True, **kwargs)
@@ -158,9 +160,11 @@ class EndpointRotateSecretApi(WebhookApi):
 class EndpointRecoverApi(WebhookApi):
     """`POST webhook-endpoints/{id}/recover`: send again what failed or died since a time."""
 
+    @extend_schema_serializer(component_name="WebhookEndpointRecover")
     class InputSerializer(StrictInputSerializer):
         since = serializers.DateTimeField()
 
+    @extend_schema_serializer(component_name="WebhookEndpointRecovering")
     class OutputSerializer(serializers.Serializer):
         recovering = serializers.IntegerField()
 

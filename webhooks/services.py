@@ -38,12 +38,13 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from core.errors import ApplicationError, Conflict
+from core.log_context import log_scope
 from domain_events.cloudevents import CONTENT_TYPE, to_cloudevent
-from domain_events.events import DomainEvent
+from domain_events.events import DomainEvent, published_event_types
 from domain_events.models import StoredEvent
-from domain_events.registry import registry
 from tenants.models import Tenant, User
 from webhooks import transport
+from webhooks.metrics import WEBHOOK_REQUESTS, outcome_of
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSecret
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def _url_problem(url: str) -> str | None:
 
 def event_types_validate(event_types: Sequence[str]) -> None:
     """Raise `ValidationError` unless every type is a known event type."""
-    known = {name for name, cls in registry.types().items() if cls.__module__ == "domain_events.events"}
+    known = {cls.type for cls in published_event_types()}
     unknown = sorted(set(event_types) - set(known))
     if unknown:
         raise ValidationError({"event_types": [f"Unknown event type: {t}." for t in unknown]})
@@ -249,19 +250,36 @@ def delivery_send(*, delivery_id: uuid.UUID | str) -> None:
     if claimed is None:
         return
     delivery, token, signing = claimed
-    now = timezone.now()
-    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-    headers = {
-        "Content-Type": CONTENT_TYPE,
-        "User-Agent": "ShelfWise-Webhooks/1",
-        "webhook-id": str(delivery.pk),
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": " ".join(
-            Webhook(secret).sign(msg_id=str(delivery.pk), timestamp=now, data=body) for secret in signing
-        ),
-    }
-    outcome = transport.post(delivery.endpoint.url, body=body.encode(), headers=headers)
-    _record(delivery.pk, token, now, outcome)
+    with log_scope(
+        handler="webhooks.send_webhook",
+        event_id=delivery.event_id,
+        tenant_id=delivery.tenant_id,
+        correlation_id=delivery.payload.get("correlationid"),
+        causation_id=delivery.payload.get("causationid"),
+    ):
+        now = timezone.now()
+        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            "User-Agent": "ShelfWise-Webhooks/1",
+            "webhook-id": str(delivery.pk),
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": " ".join(
+                Webhook(secret).sign(msg_id=str(delivery.pk), timestamp=now, data=body) for secret in signing
+            ),
+        }
+        outcome = transport.post(delivery.endpoint.url, body=body.encode(), headers=headers)
+        WEBHOOK_REQUESTS.labels(str(delivery.endpoint_id), outcome_of(outcome.status_code)).observe(
+            outcome.duration_ms / 1000
+        )
+        _record(delivery.pk, token, now, outcome)
+        logger.info(
+            "webhook delivery %s to endpoint %s: %s in %d ms",
+            delivery.pk,
+            delivery.endpoint_id,
+            outcome.status_code or outcome.error,
+            outcome.duration_ms,
+        )
 
 
 def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, list[str]] | None:

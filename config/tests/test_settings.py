@@ -1,5 +1,6 @@
 """Configuration from the environment (CONTRACT §2)."""
 
+import os
 import subprocess
 import sys
 
@@ -29,3 +30,41 @@ def test_debug_off_requires_a_secret_key():
     )
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.split() == ["False", "django.db.backends.postgresql"]
+
+
+# The production checklist of the README: with these, `manage.py check --deploy` is clean.
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "x7Hq2-not-a-real-key-but-long-and-random-enough-Zp9LmW4vRt8sKe3NbYc6",
+    "ALLOWED_HOSTS": "shop.example.com",
+    "SECURE_SSL_REDIRECT": "true",
+    "SESSION_COOKIE_SECURE": "true",
+    "CSRF_COOKIE_SECURE": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+    "SECURE_HSTS_PRELOAD": "true",
+}
+
+
+def check_deploy(**env: str) -> subprocess.CompletedProcess:
+    clean = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shelfwise"),
+        **env,
+    }
+    argv = [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"]
+    return subprocess.run(argv, cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
+
+
+def test_check_deploy_is_clean_with_the_production_settings():
+    result = check_deploy(**PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_names_what_a_production_setting_left_out_would_cost():
+    result = check_deploy(**{k: v for k, v in PRODUCTION.items() if not k.startswith(("SECURE_", "SESSION_", "CSRF_"))})
+    assert result.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in result.stderr + result.stdout

@@ -1,7 +1,12 @@
+import logging
+
 from django.core.management.base import BaseCommand
 
+from core.commands import say
 from domain_events.executor import Report
 from domain_events.relay import Relay
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -20,14 +25,14 @@ class Command(BaseCommand):
 
         def show(report: Report) -> None:
             if verbosity >= 2:
-                self.stdout.write(_describe(report))
+                say(self, logger, _describe(report))
 
         relay = Relay(batch_size=batch_size, poll_interval=poll_interval, on_report=show)
         if once:
             report = relay.drain()
             self.stdout.write(_describe(report))
             return
-        self.stdout.write(f"Outbox relay {relay.name} running (Ctrl-C to stop).")
+        say(self, logger, f"Outbox relay {relay.name} running (Ctrl-C to stop).")
         relay.run()
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.commands import say
 from webhooks.services import deliveries_enqueue_due
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -21,11 +25,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, once: bool = False, **options) -> None:
         if options["verbosity"] >= 1:
-            self.stdout.write("webhooks sweep running" + (" once" if once else ""))
+            say(self, logger, "webhooks sweep running" + (" once" if once else ""))
         while True:
             handed = deliveries_enqueue_due()
             if handed and options["verbosity"] >= 2:
-                self.stdout.write(f"handed {handed} webhook deliveries to the workers")
+                say(self, logger, f"handed {handed} webhook deliveries to the workers")
             if once:
                 return
             time.sleep(settings.WEBHOOK_SWEEP_INTERVAL)
