@@ -61,8 +61,10 @@ def settle() -> None:
 
 def bookstore(slug: str, name: str, *, zone: str = "Europe/Paris", currency: str = "EUR"):
     tenant = tenant_create(slug=slug, name=name, timezone=zone, currency=currency)
-    staff, _ = user_create(tenant=tenant, username=f"{slug}-staff", password="s3cret", is_staff=True)
-    customer, _ = user_create(tenant=tenant, username=f"{slug}-reader", password="r3ader", email=f"reader@{slug}.test")
+    staff, _ = user_create(tenant=tenant, username=f"{slug}-staff", password="paper-lantern-71", is_staff=True)
+    customer, _ = user_create(
+        tenant=tenant, username=f"{slug}-reader", password="quiet-reader-58", email=f"reader@{slug}.test"
+    )
     for sku, title, price, stock in CATALOG:
         product_create(tenant=tenant, sku=sku, title=title, price=Decimal(price), stock=stock)
     return tenant, staff, customer
@@ -110,7 +112,7 @@ def test_staff_see_the_dashboard_open_a_stuck_order_from_the_dead_letters_and_re
     wait_until(lambda: dashboard_get(tenant=tenant).position >= head, what="the read models to catch up")
 
     admin = admin_browser
-    admin.log_in("riverside-staff", "s3cret")
+    admin.log_in("riverside-staff", "paper-lantern-71")
     assert admin.driver.current_url.endswith("/admin/")
     assert "Riverside Books" in admin.text("#content")
     # The chart is drawn: bars with a height, one per day that sold.
@@ -179,7 +181,7 @@ def test_staff_fulfil_a_confirmed_order_from_its_page_and_cannot_cancel_it_then(
     assert order.status == Order.Status.CONFIRMED
 
     admin = admin_browser
-    admin.log_in("riverside-staff", "s3cret")
+    admin.log_in("riverside-staff", "paper-lantern-71")
     admin.open("/admin/orders/order/")
     assert not admin.too_wide()
     # The list shows 8 characters of the id (all of it on hover) and finds the order by them.
@@ -224,7 +226,7 @@ def test_another_bookstores_staff_see_nothing_of_the_first_by_list_search_or_url
     delivery = Delivery.objects.filter(tenant_id=tenant.id).order_by("id").first()
 
     admin = admin_browser
-    admin.log_in("harbour-staff", "s3cret")
+    admin.log_in("harbour-staff", "paper-lantern-71")
     assert "Harbour Books" in admin.text("#content")
     assert "Riverside" not in admin.text("#content")
     assert admin.text('[data-figure="orders_this_month"]') == "0"
