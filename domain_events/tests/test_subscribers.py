@@ -87,6 +87,7 @@ def test_covering_writes_each_missing_delivery_once_and_nothing_from_before_firs
 def test_deliveries_of_a_handler_no_code_has_are_reported_and_never_claimed(capsys):
     subscribers.register()
     Subscriber.objects.filter(name="probe.fast").update(name="probe.retired")
+    Subscriber.objects.filter(name="probe.slow").update(name="probe.retired_cleanly")
     event = publish(1)
     stored = StoredEvent.objects.get(event_id=event.event_id)
     Delivery.objects.create(
@@ -107,6 +108,7 @@ def test_deliveries_of_a_handler_no_code_has_are_reported_and_never_claimed(caps
     assert "domain_events.W001" in err
     assert "probe.retired" in err
     assert "1 open deliveries" in err
+    assert "probe.retired_cleanly" not in err, "nothing left to run: nothing to warn about"
 
 
 def test_the_superuser_admin_lists_subscribers_and_warns_about_orphans(operator_admin):
