@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from domain_events.conf import retry_schedule
@@ -87,12 +89,14 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
     name = tracker.name
     key = checkpoint_name(name, target)
     with transaction.atomic():
-        checkpoint = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key).first()
+        # The head comes with the checkpoint: one round trip fewer in every batch.
+        locked = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key)
+        checkpoint = locked.annotate(head=Coalesce(Subquery(_HEAD), 0)).first()
         if checkpoint is None:
             # Held by another process (nothing to do here), or missing (the usual batch pays
             # this extra look-up only when the row is absent or busy).
             return (0, False) if Checkpoint.objects.filter(name=key).exists() else None
-        top = head()
+        top = checkpoint.head
         if checkpoint.position >= top:
             return 0, False
         unread = StoredEvent.objects.filter(
@@ -111,6 +115,8 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
     return len(events), True
 
 
+# `sequencer.head()` as a subquery.
+_HEAD = StoredEvent.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
 # A rebuild reads every stored event: as tuples, not model instances.
 _READ = ("position", "id", "type", "version", "payload", *ENVELOPE_COLUMNS)
 
