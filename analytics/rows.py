@@ -12,12 +12,12 @@ however many rows, and nothing is quoted value by value. The write is one `INSER
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
 from django.db import connection, models
+from pydantic_core import to_json
 
 Row = dict[str, Any]
 
@@ -56,7 +56,7 @@ def rows_get(model: type[models.Model], *, generation: int, keys: Iterable[tuple
         rows = model.objects.filter(generation=generation, **lookups).values(*(f.name for f in fields))
         stored = {tuple(row[name] for name in names): row for row in rows}
         return {key: row for key, row in stored.items() if key in keys}
-    wanted = json.dumps([dict(zip(names, key, strict=True)) for key in keys], default=str)
+    wanted = _json([dict(zip(names, key, strict=True)) for key in keys])
     with connection.cursor() as cursor:
         cursor.execute(_select_sql(model), [wanted, generation])
         found = cursor.fetchall()
@@ -80,9 +80,7 @@ def rows_write(model: type[models.Model], *, generation: int, rows: list[Row]) -
         return
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            # str() for the values JSON has no type for (UUID, Decimal, date and time): PostgreSQL
-            # reads them back by the types of the record.
-            cursor.execute(_upsert_sql(model), [generation, json.dumps(rows, default=str)])
+            cursor.execute(_upsert_sql(model), [generation, _json(rows)])
         return
     keys = key_fields(model)
     model.objects.bulk_create(
@@ -120,7 +118,14 @@ def rows_add(model: type[models.Model], *, generation: int, deltas: dict[tuple, 
         for key, changes in deltas.items()
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_add_sql(model), [json.dumps(added, default=str), generation, generation])
+        cursor.execute(_add_sql(model), [_json(added), generation, generation])
+
+
+def _json(values: list[Row]) -> str:
+    """JSON text of rows. UUIDs, decimals, dates and times become strings, which PostgreSQL reads
+    back by the types of the record; pydantic-core writes them several times faster than
+    `json.dumps` with a `default`."""
+    return to_json(values).decode()
 
 
 def _record(fields: Iterable[models.Field]) -> str:
