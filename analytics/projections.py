@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import IntegrityError, models, transaction
 
 from analytics.models import Generation, OrderSummary, ProductSales, TenantDay, TenantMonth, TenantTotals
+from analytics.rows import Row, row_new, rows_add, rows_get, rows_write
 from domain_events.events import (
     DomainEvent,
     OrderCancelled,
@@ -97,14 +98,17 @@ def _zones(tenant_ids: Iterable[UUID]) -> dict[UUID, ZoneInfo]:
 
 
 class _SalesBatch:
-    """One batch of the sales projection: loads what it touches, applies events, writes back."""
+    """One batch of the sales projection: loads what it touches, applies events, writes back.
+
+    Rows are plain dicts (`analytics.rows`): an order summary is read once per batch however many
+    of its events the batch holds, and each table is written back in one statement.
+    """
 
     def __init__(self, generation: int, events: Sequence[DomainEvent]) -> None:
         self.generation = generation
-        order_ids = {e.order_id for e in events if not isinstance(e, StockAdjusted)}
-        self.summaries: dict[UUID, OrderSummary] = {
-            s.order_id: s for s in OrderSummary.objects.filter(generation=generation, order_id__in=order_ids)
-        }
+        orders = {(e.order_id,) for e in events if not isinstance(e, StockAdjusted)}
+        stored = rows_get(OrderSummary, generation=generation, keys=orders)
+        self.summaries: dict[UUID, Row] = {order_id: row for (order_id,), row in stored.items()}
         self.changed: set[UUID] = set()
         self.zones = _zones(e.tenant_id for e in events)
         self.months: dict[tuple[UUID, date], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
@@ -122,7 +126,7 @@ class _SalesBatch:
             self.stock.append(((event.tenant_id, event.sku), position, event))
             return
         summary = self.summaries.get(event.order_id)
-        if summary is not None and position <= summary.position:
+        if summary is not None and position <= summary["position"]:
             return  # applied before
         if isinstance(event, OrderPlaced):
             if summary is None:
@@ -130,116 +134,95 @@ class _SalesBatch:
             return
         if summary is None:
             return  # an order placed before this projection's events began
-        if isinstance(event, OrderConfirmed) and summary.status == "placed":
+        status, tenant_id = summary["status"], summary["tenant_id"]
+        if isinstance(event, OrderConfirmed) and status == "placed":
             self._paid(summary, +1)
-            self.totals[(summary.tenant_id,)]["pending_fulfillment"] += 1
-            summary.status, summary.confirmed_at = "confirmed", event.occurred_at
-        elif isinstance(event, OrderCancelled) and summary.status in ("placed", "confirmed"):
-            if summary.status == "confirmed":
+            self.totals[(tenant_id,)]["pending_fulfillment"] += 1
+            summary.update(status="confirmed", confirmed_at=event.occurred_at)
+        elif isinstance(event, OrderCancelled) and status in ("placed", "confirmed"):
+            if status == "confirmed":
                 self._paid(summary, -1)
-                self.totals[(summary.tenant_id,)]["pending_fulfillment"] -= 1
-            self.months[(summary.tenant_id, summary.placed_on.replace(day=1))]["cancelled"] += 1
-            summary.status, summary.cancelled_at = "cancelled", event.occurred_at
-            summary.cancellation_reason = event.reason
-        elif isinstance(event, OrderFulfilled) and summary.status == "confirmed":
-            self.totals[(summary.tenant_id,)]["pending_fulfillment"] -= 1
-            summary.status, summary.fulfilled_at = "fulfilled", event.occurred_at
-        summary.position = position
-        self.changed.add(summary.order_id)
+                self.totals[(tenant_id,)]["pending_fulfillment"] -= 1
+            self.months[(tenant_id, summary["placed_on"].replace(day=1))]["cancelled"] += 1
+            summary.update(status="cancelled", cancelled_at=event.occurred_at, cancellation_reason=event.reason)
+        elif isinstance(event, OrderFulfilled) and status == "confirmed":
+            self.totals[(tenant_id,)]["pending_fulfillment"] -= 1
+            summary.update(status="fulfilled", fulfilled_at=event.occurred_at)
+        summary["position"] = position
+        self.changed.add(event.order_id)
 
     def _placed(self, event: OrderPlaced, position: int) -> None:
         placed_on = self._local_date(event.tenant_id, event.occurred_at)
         top = _top_line(event.lines)
-        self.summaries[event.order_id] = OrderSummary(
-            generation=self.generation,
-            order_id=event.order_id,
-            tenant_id=event.tenant_id,
-            customer_id=event.customer_id,
-            status="placed",
-            item_count=sum(line.quantity for line in event.lines),
-            total_amount=_money(event.total_amount),
-            currency=event.currency,
-            top_item_sku=top.sku,
-            top_item_title=top.title,
-            lines=[
+        self.summaries[event.order_id] = {
+            "order_id": event.order_id,
+            "tenant_id": event.tenant_id,
+            "customer_id": event.customer_id,
+            "status": "placed",
+            "cancellation_reason": "",
+            "item_count": sum(line.quantity for line in event.lines),
+            "total_amount": _money(event.total_amount),
+            "currency": event.currency,
+            "top_item_sku": top.sku,
+            "top_item_title": top.title,
+            "lines": [
                 {"sku": line.sku, "title": line.title, "quantity": line.quantity, "unit_price": str(line.unit_price)}
                 for line in event.lines
             ],
-            placed_at=event.occurred_at,
-            placed_on=placed_on,
-            position=position,
-        )
+            "placed_at": event.occurred_at,
+            "placed_on": placed_on,
+            "confirmed_at": None,
+            "fulfilled_at": None,
+            "cancelled_at": None,
+            "position": position,
+        }
         self.changed.add(event.order_id)
         self.months[(event.tenant_id, placed_on.replace(day=1))]["orders"] += 1
         self.days[(event.tenant_id, placed_on)]["orders"] += 1
 
-    def _paid(self, summary: OrderSummary, sign: int) -> None:
+    def _paid(self, summary: Row, sign: int) -> None:
         """Add (or, with sign -1, take back) a paid order's money and units."""
-        amount = sign * summary.total_amount
-        month = self.months[(summary.tenant_id, summary.placed_on.replace(day=1))]
+        tenant_id, placed_on = summary["tenant_id"], summary["placed_on"]
+        amount = sign * summary["total_amount"]
+        month = self.months[(tenant_id, placed_on.replace(day=1))]
         month["paid_orders"] += sign
         month["revenue"] += amount
-        self.days[(summary.tenant_id, summary.placed_on)]["revenue"] += amount
-        for line in summary.lines:
-            key = (summary.tenant_id, line["sku"])
-            self.products[key]["units"] += sign * line["quantity"]
-            self.products[key]["revenue"] += sign * _money(Decimal(line["unit_price"]) * line["quantity"])
+        self.days[(tenant_id, placed_on)]["revenue"] += amount
+        for line in summary["lines"]:
+            key = (tenant_id, line["sku"])
+            product = self.products[key]
+            product["units"] += sign * line["quantity"]
+            product["revenue"] += sign * _money(Decimal(line["unit_price"]) * line["quantity"])
             self.titles[key] = line["title"]
 
     # --- writing back ------------------------------------------------------------------------
 
     def save(self) -> None:
-        if self.changed:
-            rows = [self.summaries[order_id] for order_id in self.changed]
-            _upsert(OrderSummary, rows, ("generation", "order_id"))
-        self._add(TenantMonth, ("tenant_id", "month"), self.months)
-        self._add(TenantDay, ("tenant_id", "day"), self.days)
-        self._add(TenantTotals, ("tenant_id",), self.totals)
+        rows_write(OrderSummary, generation=self.generation, rows=[self.summaries[o] for o in self.changed])
+        rows_add(TenantMonth, generation=self.generation, deltas=self.months)
+        rows_add(TenantDay, generation=self.generation, deltas=self.days)
+        rows_add(TenantTotals, generation=self.generation, deltas=self.totals)
         self._save_products()
-
-    def _existing(self, model: type[models.Model], key_fields: tuple[str, ...], keys: Iterable[tuple]) -> dict:
-        keys = set(keys)
-        lookups = {f"{field}__in": {key[i] for key in keys} for i, field in enumerate(key_fields)}
-        rows = model.objects.filter(generation=self.generation, **lookups)
-        found = {tuple(getattr(row, f) for f in key_fields): row for row in rows}
-        return {
-            key: found.get(key) or model(generation=self.generation, **dict(zip(key_fields, key, strict=True)))
-            for key in keys
-        }
-
-    def _add(self, model: type[models.Model], key_fields: tuple[str, ...], deltas: dict[tuple, dict]) -> None:
-        if not deltas:
-            return
-        rows = self._existing(model, key_fields, deltas)
-        for key, changes in deltas.items():
-            for field, delta in changes.items():
-                setattr(rows[key], field, getattr(rows[key], field) + delta)
-        _upsert(model, rows.values(), ("generation", *key_fields))
 
     def _save_products(self) -> None:
         keys = set(self.products) | {key for key, _, _ in self.stock}
         if not keys:
             return
-        rows = self._existing(ProductSales, ("tenant_id", "sku"), keys)
+        stored = rows_get(ProductSales, generation=self.generation, keys=keys)
+        rows = {key: stored.get(key) or row_new(ProductSales, key) for key in keys}
         for key, changes in self.products.items():
             row = rows[key]
-            row.units += changes["units"]
-            row.revenue += changes["revenue"]
-            row.title = self.titles.get(key, row.title)
+            row["units"] += changes["units"]
+            row["revenue"] += changes["revenue"]
+            row["title"] = self.titles.get(key, row["title"])
         for key, position, event in self.stock:
             row = rows[key]
-            if position <= row.stock_position:
+            if position <= row["stock_position"]:
                 continue
-            row.restocked += max(0, event.quantity_change)
-            row.on_hand = event.on_hand
-            row.stock_position = position
-        _upsert(ProductSales, rows.values(), ("generation", "tenant_id", "sku"))
-
-
-def _upsert(model: type[models.Model], rows: Iterable[models.Model], unique_fields: tuple[str, ...]) -> None:
-    """One INSERT … ON CONFLICT (key) DO UPDATE for all rows."""
-    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key and f.name not in unique_fields]
-    model.objects.bulk_create(list(rows), update_conflicts=True, unique_fields=unique_fields, update_fields=fields)
+            row["restocked"] += max(0, event.quantity_change)
+            row["on_hand"] = event.on_hand
+            row["stock_position"] = position
+        rows_write(ProductSales, generation=self.generation, rows=list(rows.values()))
 
 
 def project_sales(events: Sequence[DomainEvent], context: TrackingContext) -> None:

@@ -82,8 +82,12 @@ class Worker:
             self.ready = self._readline(deadline) == "ready"
 
     def go(self) -> None:
+        self.tell("go")
+
+    def tell(self, line: str) -> None:
+        """Send one line to the worker's stdin (`go` at the start line; `stop` to a worker that waits for it)."""
         assert self.popen.stdin is not None
-        self.popen.stdin.write("go\n")
+        self.popen.stdin.write(line + "\n")
         self.popen.stdin.flush()
 
     def result(self, timeout: float = 600) -> dict:
@@ -197,6 +201,11 @@ def child_ready(meter: CpuMeter | None = None) -> None:
         raise SystemExit("no start signal")
     if meter is not None:
         meter.start()
+
+
+def stop_asked() -> bool:
+    """In a worker, after the start line: whether `stop` has arrived on stdin (never blocks)."""
+    return bool(select.select([sys.stdin], [], [], 0)[0]) and sys.stdin.readline().strip() == "stop"
 
 
 def child_report(meter: CpuMeter | None = None, **values: object) -> None:

@@ -3,7 +3,7 @@
     DJANGO_SETTINGS_MODULE=bench.settings python -m bench.readside rebuild --batch-size 500
     python -m bench.readside ceiling --batch-size 500
     DJANGO_SETTINGS_MODULE=bench.settings python -m bench.readside orders --spec FILE --count 300 --rate 30
-    DJANGO_SETTINGS_MODULE=bench.settings python -m bench.readside poll --spec FILE --seconds 12
+    DJANGO_SETTINGS_MODULE=bench.settings python -m bench.readside poll --spec FILE --seconds 600
 
 Each waits at the start line (`ready` / `go`) and prints one JSON line at the end:
 
@@ -15,7 +15,7 @@ Each waits at the start line (`ready` / `go`) and prints one JSON line at the en
 * `orders`: places orders through `orders.services.order_place` at a steady rate, stamping the
   time of each commit (an on-commit callback registered before the order's own);
 * `poll`: `GET /api/v1/dashboard/` as the tenant's staff, back to back, noting when the `position`
-  it reports moves.
+  it reports moves, until `stop` arrives on its stdin.
 """
 
 from __future__ import annotations
@@ -309,6 +309,7 @@ def orders(spec_path: str, count: int, rate: float) -> None:
 
 
 def poll(spec_path: str, seconds: float) -> None:
+    """Poll the dashboard until told `stop` (or for `seconds` at most)."""
     import django
 
     django.setup()
@@ -317,7 +318,7 @@ def poll(spec_path: str, seconds: float) -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from bench.procs import child_ready, child_report
+    from bench.procs import child_ready, child_report, stop_asked
 
     spec = json.loads(open(spec_path).read())  # noqa: SIM115
     out = io.StringIO()
@@ -331,7 +332,7 @@ def poll(spec_path: str, seconds: float) -> None:
     last = -1
     polls = 0
     start = time.time()
-    while time.time() < start + seconds:
+    while time.time() < start + seconds and not stop_asked():
         position = client.get("/api/v1/dashboard/", **auth).json()["position"]
         polls += 1
         if position != last:

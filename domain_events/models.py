@@ -25,6 +25,15 @@ def _masked(value: object) -> str:
     return f"••••{text[-4:]}" if len(text) > 4 else ("••••" if text else "")
 
 
+# The columns kept beside an event's payload: the fields every `DomainEvent` has.
+ENVELOPE_COLUMNS = ("event_id", "tenant_id", "occurred_at", "correlation_id", "causation_id")
+
+
+def stored_event_ref(pk: int, type_name: str, version: int, event_id: object) -> str:
+    """How errors name a stored event."""
+    return f"#{pk} ({type_name} v{version}, {event_id})"
+
+
 class StoredEvent(models.Model):
     """An event as recorded in the transaction of the change it describes.
 
@@ -63,16 +72,10 @@ class StoredEvent(models.Model):
 
     @property
     def ref(self) -> str:
-        return f"#{self.pk} ({self.type} v{self.version}, {self.event_id})"
+        return stored_event_ref(self.pk, self.type, self.version, self.event_id)
 
     def envelope(self) -> dict[str, object]:
-        return {
-            "event_id": self.event_id,
-            "tenant_id": self.tenant_id,
-            "occurred_at": self.occurred_at,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
-        }
+        return {name: getattr(self, name) for name in ENVELOPE_COLUMNS}
 
     def pretty_payload(self) -> str:
         """The payload as people may read it (the admin): private fields masked to their last four

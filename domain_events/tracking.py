@@ -22,12 +22,14 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.log_context import log_scope
 from domain_events.conf import retry_schedule
 from domain_events.events import DomainEvent
-from domain_events.models import Checkpoint, StoredEvent
+from domain_events.models import ENVELOPE_COLUMNS, Checkpoint, StoredEvent, stored_event_ref
 from domain_events.registry import registry
 from domain_events.sequencer import head
 from domain_events.subscriptions import Tracker, subscriptions, type_names
@@ -104,26 +106,25 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
     key = checkpoint_name(name, target)
     failure: PartlyApplied | None = None
     with transaction.atomic():
-        checkpoint = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key).first()
+        # The head comes with the checkpoint: one round trip fewer in every batch.
+        locked = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key)
+        checkpoint = locked.annotate(head=Coalesce(Subquery(_HEAD), 0)).first()
         if checkpoint is None:
             # Held by another process (nothing to do here), or missing (the usual batch pays
             # this extra look-up only when the row is absent or busy).
             return (0, False) if Checkpoint.objects.filter(name=key).exists() else None
-        top = head()
+        top = checkpoint.head
         if checkpoint.position >= top:
             return 0, False
-        rows = list(
-            StoredEvent.objects.filter(
-                position__gt=checkpoint.position, position__lte=top, type__in=type_names(tracker)
-            ).order_by("position")[:size]
+        unread = StoredEvent.objects.filter(
+            position__gt=checkpoint.position, position__lte=top, type__in=type_names(tracker)
         )
+        rows = list(unread.order_by("position").values_list(*_READ)[:size])
         # A full batch stops at its last event; a short one saw everything up to the head.
-        upto = rows[-1].position if len(rows) == size else top
-        events: list[DomainEvent] = [
-            registry.load(r.type, r.version, r.payload, envelope=r.envelope(), ref=r.ref) for r in rows
-        ]
+        upto = rows[-1][0] if len(rows) == size else top
+        events = [_load(row) for row in rows]
         if events:
-            positions = {r.event_id: r.position for r in rows}
+            positions = {event.event_id: row[0] for event, row in zip(events, rows, strict=True)}
             try:
                 tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
             except PartlyApplied as partly:
@@ -140,6 +141,24 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
     if failure is not None:
         raise failure
     return len(events), True
+
+
+# `sequencer.head()` as a subquery.
+_HEAD = StoredEvent.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
+# A rebuild reads every stored event: as tuples, not model instances.
+_READ = ("position", "id", "type", "version", "payload", *ENVELOPE_COLUMNS)
+
+
+def _load(row: tuple) -> DomainEvent:
+    """The current version of the event in a row of `_READ`."""
+    _, pk, type_name, version, payload, *envelope = row
+    return registry.load(
+        type_name,
+        version,
+        payload,
+        envelope=dict(zip(ENVELOPE_COLUMNS, envelope, strict=True)),
+        ref=stored_event_ref(pk, type_name, version, envelope[0]),
+    )
 
 
 def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None, max_batches: int | None = None) -> int:

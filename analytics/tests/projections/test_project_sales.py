@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from analytics.models import Generation, OrderSummary, ProductSales, TenantDay, TenantMonth, TenantTotals
 from analytics.projections import SALES, generation_for, project_sales
@@ -194,3 +195,19 @@ def test_stock_adjustments_count_restocks_once(tenant):
     project()
     book = ProductSales.objects.get(generation=live(), sku="BOOK-9")
     assert (book.restocked, book.on_hand) == (8, 8)
+
+
+def test_a_batch_costs_the_same_statements_however_many_events_it_holds(tenant):
+    """A rebuild applies millions of events: nothing in a batch may cost a query per event."""
+    OrderStory(tenant).placed(at=AT)
+    project()
+
+    def statements_for(orders: int) -> int:
+        for i in range(orders):
+            OrderStory(tenant, line(f"BOOK-{i}", 1)).placed(at=AT).confirmed().fulfilled()
+        sequence()
+        with CaptureQueriesContext(connection) as queries:
+            assert tracking.catch_up(SALES, batch_size=1000) == 3 * orders
+        return len(queries)
+
+    assert statements_for(2) == statements_for(20)
