@@ -3,8 +3,10 @@
 Each projection is a position reader (`event_bus.track`, subscribed in `apps.py`): it gets the
 stored events in position order, in batches, and its writes commit with its checkpoint, so a
 batch applies once and one order's events apply in the order they committed. A batch is one
-transaction: the rows it touches are read in a few queries, changed in memory, and written back
-with one upsert per table.
+transaction: the order summaries and product rows it touches are read in one query per table and
+changed in memory, each table is written back in one statement, and the monthly, daily and
+pending counters get their deltas added in SQL (`analytics.rows`). The live projection and a
+rebuild run this same code, so they cannot disagree.
 
 Rows also keep the position of the last event applied to them (`OrderSummary.position`,
 `ProductSales.stock_position`), so an event offered again (a replay from an older checkpoint)
