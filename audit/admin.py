@@ -2,19 +2,18 @@
 correlation id."""
 
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.chain import canonical
 from audit.models import AuditEntry
 from domain_events.admin_lists import aggregate_link
-from tenants.admin_columns import local_time, tenant_name
+from tenants.admin_columns import TenantColumnForOperators, local_time, tenant_name
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class AuditEntryAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
     list_display = ["sequence", "event_type", "concerns", "actor", "occurred", "short_hash"]
     list_filter = ["event_type"]
@@ -50,11 +49,6 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     @admin.display(description="tenant")
     def tenant(self, obj: AuditEntry) -> str:
         return tenant_name(obj.tenant_id)
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     @admin.display(description="hash")
     def short_hash(self, obj: AuditEntry) -> str:

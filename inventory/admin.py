@@ -23,7 +23,7 @@ from core.errors import ApplicationError
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.selectors import LOW_STOCK, products_low_on_stock, reservation_for_order
 from inventory.services import MAX_STOCK_CHANGE, product_create, product_restock, product_update
-from tenants.admin_columns import id_search, local_time, short_id
+from tenants.admin_columns import TenantColumnForOperators, id_search, local_time, short_id
 from tenants.admin_site import panel
 from tenants.scoping import TenantScopedAdmin
 
@@ -77,7 +77,7 @@ class RestockForm(forms.Form):
 
 
 @admin.register(Product)
-class ProductAdmin(TenantScopedAdmin):
+class ProductAdmin(TenantColumnForOperators, TenantScopedAdmin):
     form = ProductAdminForm
     list_display = ["sku", "title", "price", "on_hand", "reserved", "available", "updated"]
     list_display_links = ["sku"]
@@ -86,11 +86,6 @@ class ProductAdmin(TenantScopedAdmin):
     search_fields = ["sku", "title"]
     readonly_fields = ["on_hand", "reserved", "available", "created_at", "updated_at"]
     actions = ["restock"]
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         # A tenant filter would list every bookstore's name: superusers only.
@@ -195,7 +190,7 @@ class ReservationLineInline(admin.TabularInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(TenantScopedAdmin):
+class ReservationAdmin(TenantColumnForOperators, TenantScopedAdmin):
     """Read-only: reservations change only as their orders' events arrive."""
 
     list_display = ["reservation", "order", "status", "created", "updated"]
@@ -228,11 +223,6 @@ class ReservationAdmin(TenantScopedAdmin):
         if by_id is not None:
             return queryset.filter(by_id), False
         return queryset.none() if search_term.strip() else queryset, False
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     def get_list_filter(self, request: HttpRequest) -> list[Any]:
         if request.user.is_superuser:

@@ -12,13 +12,13 @@ from django.utils.safestring import SafeString
 
 from notifications.models import EmailMessage
 from notifications.selectors import email_list_for_order
-from tenants.admin_columns import first_line, id_search, local_time, short_id, tenant_name
+from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, short_id, tenant_name
 from tenants.admin_site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(EmailMessage)
-class EmailMessageAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class EmailMessageAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
     list_display = ["created", "template", "recipient", "status", "attempts", "sent", "order", "error"]
     list_filter = ["status", "template"]
@@ -64,11 +64,6 @@ class EmailMessageAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     @admin.display(description="tenant")
     def tenant(self, obj: EmailMessage) -> str:
         return tenant_name(obj.tenant_id)
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     def get_search_results(self, request, queryset, search_term):
         """By the order's id (whole or its first 8 characters), an event id, or a recipient."""

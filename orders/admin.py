@@ -26,7 +26,7 @@ from core.errors import ApplicationError
 from domain_events.selectors import aggregate_timeline
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 from orders.services import order_cancel, order_fulfill
-from tenants.admin_columns import id_search, local_time, money, short_id
+from tenants.admin_columns import TenantColumnForOperators, id_search, local_time, money, short_id
 from tenants.scoping import TenantScopedAdmin
 
 # Events whose aggregate is an order (most of them) link to the order's page.
@@ -78,7 +78,7 @@ class FulfillForm(forms.Form):
 
 
 @admin.register(Order)
-class OrderAdmin(TenantScopedAdmin):
+class OrderAdmin(TenantColumnForOperators, TenantScopedAdmin):
     list_display = ["order", "customer", "status_and_reason", "total", "tracking_number", "created"]
     list_display_links = ["order"]
     list_filter = ["status", "cancellation_reason", "created_at"]
@@ -240,11 +240,6 @@ class OrderAdmin(TenantScopedAdmin):
             "action": action,
         }
         return TemplateResponse(request, "admin/orders/order/order_action.html", context)
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     def get_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
         if request.user.is_superuser:

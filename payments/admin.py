@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString
 
 from payments.models import Payment, SimulatedCharge
 from payments.selectors import payment_get_for_order
-from tenants.admin_columns import first_line, id_search, local_time, money, short_id
+from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, money, short_id
 from tenants.admin_site import panel
 from tenants.scoping import TenantScopedAdmin
 
@@ -30,7 +30,7 @@ class ReadOnlyMixin:
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyMixin, TenantScopedAdmin):
+class PaymentAdmin(TenantColumnForOperators, ReadOnlyMixin, TenantScopedAdmin):
     list_display = ["payment", "order", "amount_with_currency", "status", "provider_reference", "created"]
     list_filter = ["status", "created_at"]
     search_fields = ["=provider_reference", "=refund_reference"]
@@ -74,11 +74,6 @@ class PaymentAdmin(ReadOnlyMixin, TenantScopedAdmin):
     @admin.display(description="created", ordering="created_at")
     def created(self, obj: Payment) -> SafeString | str:
         return local_time(obj.created_at)
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
         return ["tenant"] if request.user.is_superuser else False

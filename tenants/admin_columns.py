@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -106,3 +107,12 @@ def id_search(field: str, term: str) -> Q | None:
     low = uuid.UUID(digits.ljust(32, "0"))
     high = uuid.UUID(digits.ljust(32, "f"))
     return Q(**{f"{field}__gte": low, f"{field}__lte": high})
+
+
+class TenantColumnForOperators:
+    """Operators (superusers) see every bookstore's rows: their lists gain a `tenant` column."""
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        if request.user.is_superuser:
+            return [*self.list_display, "tenant"]
+        return self.list_display

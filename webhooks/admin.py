@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 
 from core.errors import ApplicationError
 from domain_events.admin_lists import aggregate_link
-from tenants.admin_columns import first_line, id_search, local_time, short_id, tenant_name
+from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, short_id, tenant_name
 from tenants.admin_site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -81,7 +81,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(TenantScopedAdmin):
+class WebhookEndpointAdmin(TenantColumnForOperators, TenantScopedAdmin):
     form = WebhookEndpointForm
     list_display = ["endpoint", "is_active", "health", "failing", "disabled_reason", "created"]
     list_filter = ["is_active", FailingFilter]
@@ -109,11 +109,6 @@ class WebhookEndpointAdmin(TenantScopedAdmin):
     @admin.display(description="created", ordering="created_at")
     def created(self, endpoint: WebhookEndpoint) -> SafeString | str:
         return local_time(endpoint.created_at)
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
         return ["tenant"] if request.user.is_superuser else False
@@ -178,7 +173,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+class WebhookDeliveryAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
     # Event and what it concerns share a column, status and attempts another: the list fits
     # 1366 px beside its filters.
@@ -244,11 +239,6 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
     @admin.display(description="tenant")
     def tenant(self, obj: WebhookDelivery) -> str:
         return tenant_name(obj.tenant_id)
-
-    def get_list_display(self, request: HttpRequest) -> list[str]:
-        if request.user.is_superuser:
-            return [*self.list_display, "tenant"]
-        return self.list_display
 
     def get_search_results(self, request, queryset, search_term):
         """By a delivery's id (whole or its first 8 characters), an event id or an order's id."""
