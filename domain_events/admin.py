@@ -18,7 +18,15 @@ from django.utils.safestring import SafeString
 from domain_events import subscribers, tracking
 from domain_events.admin_lists import LargeTablePaginator, aggregate_link, as_uuid, choices_filter
 from domain_events.deadletters import redrive, skip
-from domain_events.models import UNTIL_RELEASED, Checkpoint, Delivery, DeliveryStatus, StoredEvent, Subscriber
+from domain_events.models import (
+    UNTIL_RELEASED,
+    Checkpoint,
+    Delivery,
+    DeliveryStatus,
+    ParkedEvent,
+    StoredEvent,
+    Subscriber,
+)
 from domain_events.registry import registry
 from domain_events.subscriptions import subscriptions
 from tenants.admin_columns import TenantColumnForOperators, first_line, local_time, short_id, tenant_name
@@ -386,3 +394,16 @@ class CheckpointAdmin(SuperuserOnlyAdmin):
     @admin.display(description="last error")
     def short_error(self, obj: Checkpoint) -> str:
         return obj.last_error[:80]
+
+
+@admin.register(ParkedEvent)
+class ParkedEventAdmin(SuperuserOnlyAdmin):
+    """Stored events a position reader could not read and went on past."""
+
+    list_display = ["reader", "position", "stored_event_id", "short_error", "parked_at"]
+    list_filter = ["reader"]
+    ordering = ["-position"]
+
+    @admin.display(description="error")
+    def short_error(self, obj: ParkedEvent) -> SafeString | str:
+        return first_line(obj.error, limit=80)

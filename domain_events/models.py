@@ -223,6 +223,23 @@ class Checkpoint(models.Model):
         return f"{self.name} @ {self.position}"
 
 
+class ParkedEvent(models.Model):
+    """A stored event that a position reader could not read (unknown type, malformed payload, a
+    version with no upcaster): set aside with its error, so the reader goes on past it."""
+
+    reader = models.CharField(max_length=200)
+    position = models.BigIntegerField()
+    stored_event_id = models.BigIntegerField()
+    error = models.TextField()
+    parked_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["reader", "position"], name="parkedevent_reader_position")]
+
+    def __str__(self) -> str:
+        return f"{self.reader} parked #{self.stored_event_id} at {self.position}"
+
+
 class QueueMark(models.Model):
     queue = models.CharField(max_length=150, primary_key=True)
     started_sent_at = models.DateTimeField()

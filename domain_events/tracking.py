@@ -29,8 +29,8 @@ from django.utils import timezone
 from core.log_context import log_scope
 from domain_events.conf import retry_schedule
 from domain_events.events import DomainEvent
-from domain_events.models import ENVELOPE_COLUMNS, Checkpoint, StoredEvent, stored_event_ref
-from domain_events.registry import registry
+from domain_events.models import ENVELOPE_COLUMNS, Checkpoint, ParkedEvent, StoredEvent, stored_event_ref
+from domain_events.registry import EventLoadError, registry
 from domain_events.sequencer import head
 from domain_events.subscriptions import Tracker, subscriptions, type_names
 
@@ -122,9 +122,10 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
         rows = list(unread.order_by("position").values_list(*_READ)[:size])
         # A full batch stops at its last event; a short one saw everything up to the head.
         upto = rows[-1][0] if len(rows) == size else top
-        events = [_load(row) for row in rows]
+        loaded = _load_or_park(key, rows)
+        events = [event for _, event in loaded]
         if events:
-            positions = {event.event_id: row[0] for event, row in zip(events, rows, strict=True)}
+            positions = {event.event_id: row[0] for row, event in loaded}
             try:
                 tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
             except PartlyApplied as partly:
@@ -147,6 +148,24 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
 _HEAD = StoredEvent.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
 # A rebuild reads every stored event: as tuples, not model instances.
 _READ = ("position", "id", "type", "version", "payload", *ENVELOPE_COLUMNS)
+
+
+def _load_or_park(reader: str, rows: list[tuple]) -> list[tuple[tuple, DomainEvent]]:
+    """The rows' events; a row that cannot be read is parked for `reader` (in the batch's
+    transaction, so parking and passing it commit together) and left out, so one bad stored
+    event never stops a projection, the audit chain or the integration broker."""
+    loaded: list[tuple[tuple, DomainEvent]] = []
+    parked: list[ParkedEvent] = []
+    for row in rows:
+        try:
+            loaded.append((row, _load(row)))
+        except EventLoadError as exc:
+            parked.append(ParkedEvent(reader=reader, position=row[0], stored_event_id=row[1], error=str(exc)[:4000]))
+    if parked:
+        ParkedEvent.objects.bulk_create(parked, ignore_conflicts=True)
+        for p in parked:
+            logger.error("position reader %s parked stored event #%s: %s", reader, p.stored_event_id, p.error)
+    return loaded
 
 
 def _load(row: tuple) -> DomainEvent:

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from domain_events import tracking
 from domain_events.bus import event_bus
-from domain_events.models import Checkpoint, StoredEvent
+from domain_events.models import Checkpoint, ParkedEvent, StoredEvent
 from domain_events.relay import Relay
 from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -132,3 +132,23 @@ def test_a_reader_far_behind_does_not_hold_up_a_relays_deliveries(settings):
     while relay.readers_behind:
         relay.drain()
     assert seen() == list(range(40))
+
+
+def test_a_stored_event_that_cannot_be_read_is_parked_with_its_error_and_the_reader_goes_on(operator_admin):
+    publish(1)
+    bad = publish(2)
+    publish(3)
+    # A stored payload that no longer fits its class (written by a broken release, say).
+    StoredEvent.objects.filter(event_id=bad.event_id).update(payload={"probe_id": "not-a-uuid"})
+    tracking.catch_up(READER)
+    assert seen() == [1, 3], "the readable events are applied, in order"
+    parked = ParkedEvent.objects.get(reader=READER)
+    stored = StoredEvent.objects.get(event_id=bad.event_id)
+    assert (parked.position, parked.stored_event_id) == (stored.position, stored.pk)
+    assert f"#{stored.pk}" in parked.error
+    checkpoint = Checkpoint.objects.get(name=READER)
+    assert checkpoint.position == StoredEvent.objects.latest("position").position
+    assert checkpoint.attempts == 0, "nothing failed: the reader is not held back"
+    listed = operator_admin.get("/admin/domain_events/parkedevent/")
+    assert listed.status_code == 200
+    assert f"#{stored.pk}".encode() in listed.content
