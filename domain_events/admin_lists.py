@@ -17,11 +17,9 @@ from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from domain_events.registry import registry
-from tenants.admin_columns import short_id
 
 # Past this many rows a filtered list stops counting: "10,001" means "more than 10,000".
 COUNT_CAP = 10_000
@@ -108,7 +106,4 @@ def aggregate_link(site: admin.AdminSite, event_type: str, aggregate_id: object)
     """The aggregate's short id, linked to its admin page when a module registered one for the
     field that holds it in events of `event_type` (`order_id` → the order, `product_id` → the product)."""
     cls = registry.types().get(event_type)
-    url = site.aggregate_url(cls.aggregate_field, aggregate_id) if cls is not None else None
-    if url is None:
-        return short_id(aggregate_id)
-    return format_html('<a href="{}">{}</a>', url, short_id(aggregate_id))
+    return site.aggregate_link(cls.aggregate_field if cls is not None else None, aggregate_id)

@@ -206,8 +206,7 @@ class ReservationAdmin(TenantColumnForOperators, TenantScopedAdmin):
 
     @admin.display(description="order")
     def order(self, obj: Reservation) -> SafeString | str:
-        url = self.admin_site.aggregate_url("order_id", obj.order_id)
-        return format_html('<a href="{}">{}</a>', url, short_id(obj.order_id)) if url else short_id(obj.order_id)
+        return self.admin_site.aggregate_link("order_id", obj.order_id)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj: Reservation) -> SafeString | str:

@@ -12,7 +12,7 @@ from django.utils.safestring import SafeString
 
 from notifications.models import EmailMessage
 from notifications.selectors import email_list_for_order
-from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, short_id, tenant_name
+from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, tenant_name
 from tenants.admin_site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
@@ -54,8 +54,7 @@ class EmailMessageAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScop
 
     @admin.display(description="order")
     def order(self, obj: EmailMessage) -> SafeString | str:
-        url = self.admin_site.aggregate_url("order_id", obj.order_id)
-        return format_html('<a href="{}">{}</a>', url, short_id(obj.order_id)) if url else short_id(obj.order_id)
+        return self.admin_site.aggregate_link("order_id", obj.order_id)
 
     @admin.display(description="last error")
     def error(self, obj: EmailMessage) -> SafeString | str:

@@ -8,7 +8,6 @@ from uuid import UUID
 from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from payments.models import Payment, SimulatedCharge
@@ -64,8 +63,7 @@ class PaymentAdmin(TenantColumnForOperators, ReadOnlyMixin, TenantScopedAdmin):
 
     @admin.display(description="order")
     def order(self, obj: Payment) -> SafeString | str:
-        url = self.admin_site.aggregate_url("order_id", obj.order_id)
-        return format_html('<a href="{}">{}</a>', url, short_id(obj.order_id)) if url else short_id(obj.order_id)
+        return self.admin_site.aggregate_link("order_id", obj.order_id)
 
     @admin.display(description="amount", ordering="amount")
     def amount_with_currency(self, obj: Payment) -> SafeString | str:

@@ -30,9 +30,10 @@ from django.template.loader import render_to_string
 from django.template.response import SimpleTemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from tenants.admin_columns import tenant_names_for_this_request
+from tenants.admin_columns import short_id, tenant_names_for_this_request
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -141,6 +142,13 @@ class StaffAdminSite(admin.AdminSite):
             return reverse(url_name, args=[aggregate_id], current_app=self.name)
         except NoReverseMatch:
             return None
+
+    def aggregate_link(self, field_name: str | None, aggregate_id: UUID) -> SafeString | str:
+        """The aggregate's short id, linked to its admin page when a module registered one."""
+        url = self.aggregate_url(field_name, aggregate_id)
+        if url is None:
+            return short_id(aggregate_id)
+        return format_html('<a href="{}">{}</a>', url, short_id(aggregate_id))
 
     # --- the home page -----------------------------------------------------------------------
 
