@@ -76,7 +76,7 @@ class Relay:
             subscribers.register_once()
             subscribers.cover()
             self._last_cover = time.monotonic()
-        readers_behind = subscriptions.trackers() and tracking.run_due() > 0
+        readers_behind = subscriptions.trackers() and tracking.advance()[1]
         total = Report()
         local = subscriptions.names(Mode.ON_COMMIT)
         remote = [s for s in subscriptions.all() if s.mode is Mode.CELERY]
@@ -249,7 +249,7 @@ class Relay:
 
     def _move_readers(self) -> None:
         try:
-            self.readers_behind = tracking.run_due() > 0
+            self.readers_behind = tracking.advance()[1]
         except Exception:
             logger.exception("moving the position readers failed; retrying")
             connection.close()

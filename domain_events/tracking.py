@@ -90,7 +90,7 @@ def read_batch(name: str, *, target: str = LIVE, batch_size: int | None = None) 
 
 
 def _read_batch(name: str, target: str, batch_size: int | None) -> tuple[int, bool]:
-    """(events applied, whether the checkpoint moved)."""
+    """(events applied, whether more may be waiting: the batch was full)."""
     tracker = _tracker(name)
     applied = _apply_batch(tracker, target, batch_size or tracker.batch_size)
     if applied is None:
@@ -101,7 +101,8 @@ def _read_batch(name: str, target: str, batch_size: int | None) -> tuple[int, bo
 
 
 def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] | None:
-    """One batch in one transaction with its checkpoint; None when the checkpoint does not exist."""
+    """One batch in one transaction with its checkpoint: (events applied, whether the batch was
+    full, so more may wait); None when the checkpoint does not exist."""
     name = tracker.name
     key = checkpoint_name(name, target)
     failure: PartlyApplied | None = None
@@ -121,7 +122,8 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
         )
         rows = list(unread.order_by("position").values_list(*_READ)[:size])
         # A full batch stops at its last event; a short one saw everything up to the head.
-        upto = rows[-1][0] if len(rows) == size else top
+        full = len(rows) == size
+        upto = rows[-1][0] if full else top
         loaded = _load_or_park(key, rows)
         events = [event for _, event in loaded]
         if events:
@@ -141,7 +143,7 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
             )
     if failure is not None:
         raise failure
-    return len(events), True
+    return len(events), full
 
 
 # `sequencer.head()` as a subquery.
@@ -183,15 +185,22 @@ def _load(row: tuple) -> DomainEvent:
 def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None, max_batches: int | None = None) -> int:
     """Apply batches until `name` is at the head (or `max_batches` were applied); returns how many
     events it applied."""
+    return _catch_up(name, target, batch_size, max_batches)[0]
+
+
+def _catch_up(name: str, target: str, batch_size: int | None, max_batches: int | None) -> tuple[int, bool]:
+    """(events applied, whether `name` may still be behind: its last batch was full).
+
+    A short batch read everything up to the head it saw, so no second look follows it: what was
+    recorded since comes with its own notification."""
     total = 0
     batches = 0
-    while max_batches is None or batches < max_batches:
-        applied, moved = _read_batch(name, target, batch_size)
+    more = True
+    while more and (max_batches is None or batches < max_batches):
+        applied, more = _read_batch(name, target, batch_size)
         total += applied
         batches += 1
-        if not moved:
-            break
-    return total
+    return total, more
 
 
 # A relay pass applies at most this many batches per reader, so a reader with a long way to go
@@ -200,20 +209,35 @@ BATCHES_PER_PASS = 10
 
 
 def run_due(names: Sequence[str] | None = None) -> int:
-    """What relays do: move every reader towards the head, leaving failing ones to their retry time."""
-    total = 0
-    now = timezone.now()
-    for tracker in subscriptions.trackers():
-        if names is not None and tracker.name not in names:
-            continue
-        if Checkpoint.objects.filter(name=tracker.name, retry_at__gt=now).exists():
+    """What relays do: move every reader towards the head, leaving failing ones to their retry
+    time; returns how many events they applied."""
+    return advance(names)[0]
+
+
+def advance(names: Sequence[str] | None = None) -> tuple[int, bool]:
+    """`run_due`, also telling whether a reader is still behind (it used up its batches for this
+    pass), so the relay comes back to it at once instead of waiting for a notification."""
+    trackers = [t for t in subscriptions.trackers() if names is None or t.name in names]
+    if not trackers:
+        return 0, False
+    waiting = set(
+        Checkpoint.objects.filter(name__in=[t.name for t in trackers], retry_at__gt=timezone.now()).values_list(
+            "name", flat=True
+        )
+    )
+    total, behind = 0, False
+    for tracker in trackers:
+        if tracker.name in waiting:
             continue
         with log_scope(handler=tracker.name):
             try:
-                total += catch_up(tracker.name, max_batches=BATCHES_PER_PASS)
+                applied, more = _catch_up(tracker.name, LIVE, None, BATCHES_PER_PASS)
             except Exception as exc:
                 _record_failure(tracker.name, exc)
-    return total
+                continue
+        total += applied
+        behind = behind or more
+    return total, behind
 
 
 def _record_failure(name: str, exc: Exception) -> None:
