@@ -6,6 +6,7 @@ import asyncio
 import email
 import os
 import socket
+import uuid
 from email.message import Message
 from urllib.parse import quote
 
@@ -135,6 +136,18 @@ def broker_proxy(rabbitmq_url):
     proxy.url = f"amqp://{parts['userid']}:{parts['password']}@127.0.0.1:{proxy.port}/{vhost}"
     yield proxy
     proxy.down()
+
+
+@pytest.fixture
+def broker_ledger(rabbitmq_url):
+    """A ledger queue of this test's own (INTEGRATION_BROKER_LEDGER), deleted afterwards: other
+    runs publishing to the same RabbitMQ at the same time keep to theirs."""
+    from integrations.transport import ledger_queue
+
+    name = f"test.ledger.{uuid.uuid4()}"
+    yield name
+    with Connection(rabbitmq_url, connect_timeout=2) as connection:
+        ledger_queue(name)(connection.channel()).delete()
 
 
 @pytest.fixture

@@ -258,6 +258,10 @@ DOMAIN_EVENTS = {
 # --- Integration broker (CONTRACT §5) ---------------------------------------------------------
 # Set, every contract event is also published to this AMQP broker's `shelfwise.events` exchange.
 INTEGRATION_BROKER_URL = env.str("INTEGRATION_BROKER_URL", default="")
+# The queue that remembers the last message published, so that a lost confirmation or a relay
+# killed after publishing never makes a repeat (integrations/transport.py). One per deployment
+# sharing a broker's virtual host.
+INTEGRATION_BROKER_LEDGER = env.str("INTEGRATION_BROKER_LEDGER", default="shelfwise.events.ledger")
 # Seconds to connect and for each publisher confirm; a broker slower than this counts as down.
 INTEGRATION_BROKER_TIMEOUT = env.float("INTEGRATION_BROKER_TIMEOUT", default=5)
 INTEGRATION_BROKER_BATCH_SIZE = env.int("INTEGRATION_BROKER_BATCH_SIZE", default=200)

@@ -190,7 +190,9 @@ class TcpProxy:
 
     `down()` resets every open connection and refuses new ones until `up()` listens again on the
     same port; `cut_after(n)` lets `n` more bytes through towards the server and then goes down,
-    so that a connection dies in the middle of whatever the client was sending.
+    so that a connection dies in the middle of whatever the client was sending; `swallow_replies()`
+    lets everything through towards the server but nothing back, so the server acts on what the
+    client sent while the client never hears of it (a lost acknowledgement).
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -199,6 +201,7 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._budget: int | None = None
+        self._swallow = False
         self.port = 0
         self.up()
 
@@ -207,6 +210,7 @@ class TcpProxy:
             if self._listener is not None:
                 return
             self._budget = None
+            self._swallow = False
             self._listener = socket.create_server(("127.0.0.1", self.port))
             self.port = self._listener.getsockname()[1]
             threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
@@ -230,6 +234,10 @@ class TcpProxy:
     def cut_after(self, n: int) -> None:
         with self._lock:
             self._budget = n
+
+    def swallow_replies(self) -> None:
+        with self._lock:
+            self._swallow = True
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -261,6 +269,8 @@ class TcpProxy:
                         sink.sendall(chunk[:allowed])
                     self.down()
                     return
+                if not upstream and self._swallow:
+                    continue
                 sink.sendall(chunk)
         except OSError:
             pass
