@@ -233,12 +233,19 @@ def _fetch_locked(statement: str, params: dict) -> Locked:
     width_d, width_e = len(sql.DELIVERY_COLUMNS), len(sql.EVENT_COLUMNS)
     payload_at = sql.EVENT_COLUMNS.index("payload")
     out: Locked = []
+    # One event usually comes with several deliveries (a row each): it is built once.
+    stored_events: dict[int, StoredEvent] = {}
     for row in fetched:
         delivery = Delivery.from_db("default", sql.DELIVERY_COLUMNS, row[:width_d])
-        event_values = list(row[width_d : width_d + width_e])
-        if isinstance(event_values[payload_at], str):
-            event_values[payload_at] = json.loads(event_values[payload_at])
-        delivery.stored_event = StoredEvent.from_db("default", sql.EVENT_COLUMNS, event_values)
+        stored = stored_events.get(delivery.stored_event_id)
+        if stored is None:
+            event_values = list(row[width_d : width_d + width_e])
+            if isinstance(event_values[payload_at], str):
+                event_values[payload_at] = json.loads(event_values[payload_at])
+            stored = stored_events[delivery.stored_event_id] = StoredEvent.from_db(
+                "default", sql.EVENT_COLUMNS, event_values
+            )
+        delivery.stored_event = stored
         blocker_id, blocker_status, blocker_due = row[width_d + width_e :]
         blocker = Blocker(blocker_id, blocker_status, blocker_due) if blocker_id is not None else None
         out.append((delivery, blocker))
