@@ -10,7 +10,11 @@ Measured in one run, each for BENCH_SECONDS:
   every handler subscribed and an outbox relay running; on_commit handlers run in the web worker
   right after each commit, Celery handlers are queued.
 * then a Celery worker is started and the time until every placed order is confirmed gives the
-  downstream rate (reserve, register, capture, confirm) as a comparison line.
+  downstream rate (reserve, register, capture, confirm) as a comparison line;
+* the whole saga's CPU per confirmed order: the web workers, relays and Celery worker and their
+  PostgreSQL backends, from the first request until every delivery of the run is done (stock,
+  payment, confirmation, e-mail, one webhook endpoint on a loopback receiver, projections,
+  audit), against plain DRF's CPU per request.
 """
 
 from __future__ import annotations
@@ -68,12 +72,28 @@ class OrdersBenchmark:
         self.config = bench.config
         self.spec: dict = {}
         self.results: dict[str, object] = {}
+        self.receiver: Service | None = None
 
     # --- seed ----------------------------------------------------------------------------
 
     def setup(self) -> None:
+        # One webhook endpoint for every event, on a receiver that answers 204 at once: the saga's
+        # webhooks cost what the platform spends on them, not a slow receiver's time.
+        port = free_port()
+        self.receiver = self.bench.service("webhook-receiver-orders", [PYTHON, "-m", "bench.receiver", str(port)])
+        self.receiver.wait_for("ready")
         done = subprocess.run(
-            [PYTHON, "-m", "bench.orders_setup", "--products", str(PRODUCTS), "--stock", str(STOCK)],
+            [
+                PYTHON,
+                "-m",
+                "bench.orders_setup",
+                "--products",
+                str(PRODUCTS),
+                "--stock",
+                str(STOCK),
+                "--webhook-url",
+                f"http://127.0.0.1:{port}/orders",
+            ],
             cwd=ROOT,
             env=self.bench.child_env(),
             capture_output=True,
@@ -241,46 +261,73 @@ class OrdersBenchmark:
         try:
             placed = self.http_load(port, [server, *([relay] if relay else [])], plain=False)
             server.stop()
-            placed["downstream"] = self.drain(placed["count"], tag, since, start_relay=relay is None)
+            placed["downstream"] = self.drain(placed["count"], tag, since, relay=relay)
+            # Everything the saga cost per confirmed order: the load's CPU and the drain's.
+            orders = placed["downstream"]["orders"]
+            placed["saga_cpu"] = {
+                k: placed["cpu"][k] * placed["count"] / orders + placed["downstream"]["cpu"][k]
+                for k in ("client_ms", "server_ms")
+            }
         finally:
             server.stop()
             if relay is not None:
                 relay.stop()
         return placed
 
-    def drain(self, placed: int, tag: str, since: object, *, start_relay: bool = False) -> dict:
-        """Start a Celery worker (and a relay) and wait until every order of the run is confirmed."""
+    def drain(self, placed: int, tag: str, since: object, *, relay: Service | None) -> dict:
+        """Start a Celery worker (and a relay if none runs) and wait until every order of the run
+        is confirmed and every delivery (handlers and webhooks) is done; the CPU of the worker,
+        the relays and their backends meanwhile, per order."""
         customer = self.spec["customer_id"]
         argv = celery_worker_argv("bench-orders", python=PYTHON)
-        relay = self.bench.relay(f"relay-drain-{tag}") if start_relay else None
+        relays = [relay] if relay is not None else [self.bench.relay(f"relay-drain-{tag}")]
         worker = self.bench.service(f"celery-orders-{tag}", argv, LOG_LEVEL="INFO")
         try:
             worker.wait_for(" ready.", timeout=60)
+            meter = ServicesCpu(self.bench, [worker, *relays])
+            meter.start()
             started = time.time()
             deadline = time.monotonic() + max(300, placed)
+            confirmed_at = None
             while True:
                 waiting = self.bench.scalar(
                     "SELECT count(*) FROM orders_order"
                     " WHERE customer_id = %s AND status = 'placed' AND created_at >= %s",
                     (customer, since),
                 )
-                if not waiting:
+                if not waiting and confirmed_at is None:
+                    confirmed_at = time.time()
+                if not waiting and not self.bench.scalar(
+                    "SELECT (SELECT count(*) FROM domain_events_delivery WHERE status IN ('pending', 'failed'))"
+                    " + (SELECT count(*) FROM webhooks_webhookdelivery WHERE status IN ('pending', 'failed'))"
+                ):
                     break
                 if time.monotonic() > deadline:
-                    raise BenchError(f"{waiting} orders still placed after the drain timeout; see {self.bench.log_dir}")
+                    raise BenchError(
+                        f"{waiting} orders still placed or deliveries open after the drain timeout;"
+                        f" see {self.bench.log_dir}"
+                    )
                 time.sleep(0.05)
+            cpu = meter.stop()
             done = time.time()
         finally:
             worker.stop()
-            if relay is not None:
-                relay.stop()
+            if relay is None:
+                relays[0].stop()
         rows = self.bench.db.execute(
             "SELECT status, count(*) FROM orders_order WHERE customer_id = %s AND created_at >= %s GROUP BY status",
             (customer, since),
         ).fetchall()
         by_status = dict(rows)
         total = sum(by_status.values())
-        return {"orders": total, "seconds": done - started, "per_s": total / (done - started), "statuses": by_status}
+        return {
+            "orders": total,
+            "seconds": confirmed_at - started,
+            "all_done_s": done - started,
+            "per_s": total / (confirmed_at - started),
+            "statuses": by_status,
+            "cpu": cpu_per_unit([cpu], total),
+        }
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -313,6 +360,8 @@ class OrdersBenchmark:
                 f" {down['orders']} orders confirmed {down['seconds']:.1f} s later"
             )
         self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token",)}
+        if self.receiver is not None:
+            self.receiver.stop()
         return self.results
 
     def report(self) -> str:
@@ -374,6 +423,43 @@ class OrdersBenchmark:
             )
         downs = [(k, r[k]["downstream"]) for k in ("shelfwise_deferred", "shelfwise", "shelfwise_relayed") if k in r]
         q = self.spec["queries"]
+        return self.orders_table(rows, downs, q, handlers) + "\n\n" + self.saga_table()
+
+    def saga_table(self) -> str:
+        r = self.results
+        plain = cpu_total(r["plain"]["cpu"])
+        labels = {
+            "shelfwise_deferred": "request alone, then relay + worker",
+            "shelfwise": "as served: handlers in the web worker, relay, then worker",
+            "shelfwise_relayed": "web publishes only, relay during the load, then worker",
+        }
+        rows = []
+        for key, label in labels.items():
+            if key not in r:
+                continue
+            saga = r[key]["saga_cpu"]
+            rows.append(
+                [
+                    label,
+                    fmt_cpu(saga),
+                    f"{cpu_total(saga):.1f}",
+                    f"{plain:.1f}",
+                    f"{cpu_total(saga) / plain:.1f}x",
+                    "3x at most",
+                ]
+            )
+        return table(
+            ["whole saga per confirmed order", "CPU ms py+pg", "total", "plain DRF per request", "multiple", "goal"],
+            rows,
+            notes=[
+                "Every process of the product and its PostgreSQL backends (gunicorn, relays, the Celery worker),"
+                " from the first request until every order is confirmed and every delivery is done: stock, payment"
+                " capture, confirmation, e-mail (console backend), webhooks to one endpoint on a loopback receiver"
+                " answering 204, projections, audit. Process start-up is not counted.",
+            ],
+        )
+
+    def orders_table(self, rows: list, downs: list, q: dict, handlers: str) -> str:
         return table(
             [
                 "orders",
@@ -430,6 +516,13 @@ class OrdersBenchmark:
                 "ceiling": f"plain DRF {fmt_rate(plain['per_s'])} req/s",
                 "ratio": fmt_ratio(shelf["per_s"] / plain["per_s"]),
                 "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(shelf["cpu"])),
+            },
+            {
+                "what": "the whole saga: CPU per confirmed order, every process",
+                "figure": f"{cpu_total(shelf['saga_cpu']):.1f} ms",
+                "ceiling": f"plain DRF {cpu_total(plain['cpu']):.1f} ms/request",
+                "ratio": "—",
+                "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(shelf["saga_cpu"])),
             },
         ]
         if "shelfwise_relayed" in r:

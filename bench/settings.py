@@ -14,6 +14,8 @@ os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("PAYMENT_GATEWAY_DELAY", "0")
+# The bench's webhook endpoints are receivers on loopback.
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
 
 from config.settings import *  # noqa: F403
 from config.settings import DATABASES, INSTALLED_APPS
