@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from email.message import Message
 from urllib.parse import quote
 
@@ -196,17 +198,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def smtp_server(settings):
-    """Django sends through a real SMTP server for the duration of the test."""
+@contextlib.contextmanager
+def _smtp_server_running() -> Iterator[Mailbox]:
     mailbox = Mailbox()
     port = _free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = port
-    settings.EMAIL_USE_TLS = False
     mailbox.port = port
-    yield mailbox
-    controller.stop()
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
+
+
+def smtp_settings(port: int) -> dict[str, object]:
+    """The settings that make Django send through the SMTP server on `port`."""
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": port,
+        "EMAIL_USE_TLS": False,
+    }
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """Django sends through a real SMTP server for the duration of the test."""
+    with _smtp_server_running() as mailbox:
+        for name, value in smtp_settings(mailbox.port).items():
+            setattr(settings, name, value)
+        yield mailbox
+
+
+@pytest.fixture(scope="module")
+def smtp_server_for_module():
+    """A real SMTP server for a whole test module (`smtp_settings(mailbox.port)` sends through it)."""
+    with _smtp_server_running() as mailbox:
+        mailbox.settings = smtp_settings(mailbox.port)
+        yield mailbox

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 
@@ -66,6 +67,13 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if not request.user.is_superuser and self.tenant_field not in exclude:
             exclude.append(self.tenant_field)
         return exclude
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # Django asks for the delete permission before it looks the row up, so a read-only list
+        # would answer another tenant's id with 403 where every other page says it does not exist.
+        if self.get_object(request, unquote(object_id)) is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return super().delete_view(request, object_id, extra_context)
 
     def save_model(self, request, obj, form, change) -> None:
         if not change and not request.user.is_superuser and getattr(obj, "tenant_id", None) is None:
