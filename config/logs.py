@@ -3,53 +3,30 @@
 `LOG_FORMAT=console` (the default) writes human-readable lines; `LOG_FORMAT=json` one JSON object
 per line. Both carry what the code bound to the log context where it applies (`correlation_id`,
 `causation_id`, `event_id`, `tenant_id`, `handler`), and both pass every line through `redact`
-last, so tokens, payment tokens, webhook secrets and passwords never reach a log.
+last, so tokens, payment tokens, webhook secrets and passwords never reach a log, nor the private
+values of the event a handler is running on (`core.masking`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from typing import Any
 
 import structlog
 
 from core.log_context import add_log_context
+from core.masking import REDACTED, SENSITIVE_KEY_RE, mask_private, redact_text
 
 LOG_FORMATS = ("console", "json")
-REDACTED = "[redacted]"
-
-# A key whose value is a credential, wherever it appears (a bound value, `key=value`, JSON, a repr).
-_SENSITIVE_KEY = r"[\w-]*(?:password|passwd|secret|token|api[_-]?key|authorization|cookie|sessionid)"
-_SENSITIVE_KEY_RE = re.compile(rf"(?i)^{_SENSITIVE_KEY}$")
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # "password": "x", 'payment_token': 'tok_visa', secret=whsec_…, Authorization: Token …
-    (
-        re.compile(
-            rf"""(?i)(["']?\b{_SENSITIVE_KEY}["']?\s*[:=]\s*)(?:(?:Token|Bearer|Basic)\s+)?("[^"]*"|'[^']*'|[^\s,;&}}\])]+)"""
-        ),
-        rf"\g<1>{REDACTED}",
-    ),
-    (re.compile(r"(?i)\b(Token|Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*"), rf"\g<1> {REDACTED}"),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), f"whsec_{REDACTED}"),  # webhook signing secrets
-    (re.compile(r"\btok_[A-Za-z0-9_]+"), f"tok_{REDACTED}"),  # payment tokens
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), rf"\g<1>{REDACTED}@"),  # URL passwords
-]
-
-
-def redact_text(text: str) -> str:
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _redacted(value: Any) -> Any:
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(mask_private(value))
     if isinstance(value, dict):
-        return {k: REDACTED if _SENSITIVE_KEY_RE.match(str(k)) else _redacted(v) for k, v in value.items()}
+        return {k: REDACTED if SENSITIVE_KEY_RE.match(str(k)) else _redacted(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_redacted(v) for v in value]
     return value

@@ -33,6 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.log_context import log_scope
+from core.masking import mask_error, private_values
 from domain_events import metrics, sql
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings, retry_schedule
@@ -494,12 +495,17 @@ def _run_one(
     """
     subscription = subscriptions.get(delivery.handler)
     stored = delivery.stored_event
-    with log_scope(
-        handler=delivery.handler,
-        event_id=stored.event_id,
-        tenant_id=stored.tenant_id,
-        correlation_id=stored.correlation_id,
-        causation_id=stored.causation_id,
+    # The event's private values (a payment token) are masked in every log line of the run and in
+    # the error text stored on the delivery, whatever the handler put in its exception.
+    with (
+        log_scope(
+            handler=delivery.handler,
+            event_id=stored.event_id,
+            tenant_id=stored.tenant_id,
+            correlation_id=stored.correlation_id,
+            causation_id=stored.causation_id,
+        ),
+        private_values(stored.private_values()),
     ):
         try:
             if subscription is None:
@@ -515,7 +521,7 @@ def _run_one(
             if _is_transient(exc) and not bare:
                 raise _Transient from exc
             logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
-            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+            error = mask_error(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_LENGTH]
             if not careful:
                 raise _RunCarefully(delivery.pk, error) from exc
             return error

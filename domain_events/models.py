@@ -16,13 +16,10 @@ from datetime import UTC, datetime
 from django.db import models
 from django.db.models import Q
 
+from core.masking import masked
+
 # What a held delivery waits for: its blocker's release, not a clock.
 UNTIL_RELEASED = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-def _masked(value: object) -> str:
-    text = "" if value is None else str(value)
-    return f"••••{text[-4:]}" if len(text) > 4 else ("••••" if text else "")
 
 
 # The columns kept beside an event's payload: the fields every `DomainEvent` has.
@@ -83,15 +80,32 @@ class StoredEvent(models.Model):
         return json.dumps(self.readable_payload(), indent=2, sort_keys=True, ensure_ascii=False)
 
     def readable_payload(self) -> object:
-        from domain_events.registry import EventLoadError, registry
-
-        try:
-            private = registry.get(self.type).private_fields
-        except EventLoadError:
-            private = frozenset()
+        private = private_fields_of(self.type)
         if not private or not isinstance(self.payload, dict):
             return self.payload
-        return {k: _masked(v) if k in private else v for k, v in self.payload.items()}
+        return {k: masked(v) if k in private else v for k, v in self.payload.items()}
+
+    def private_values(self) -> list[str]:
+        """The values of the event's private fields, to mask in what people read (error texts, logs)."""
+        return private_values_in(self.type, self.payload)
+
+
+def private_fields_of(type_name: str) -> frozenset[str]:
+    """The private fields declared by the event class of `type_name` (none for an unknown type)."""
+    from domain_events.registry import EventLoadError, registry
+
+    try:
+        return registry.get(type_name).private_fields
+    except EventLoadError:
+        return frozenset()
+
+
+def private_values_in(type_name: str, payload: object) -> list[str]:
+    """The values of a stored payload's private fields (none for an unknown type or a bad payload)."""
+    private = private_fields_of(type_name)
+    if not private or not isinstance(payload, dict):
+        return []
+    return [str(payload[k]) for k in private if payload.get(k) not in (None, "")]
 
 
 class DeliveryStatus(models.TextChoices):

@@ -27,9 +27,17 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.log_context import log_scope
+from core.masking import mask_error, private_values
 from domain_events.conf import retry_schedule
 from domain_events.events import DomainEvent
-from domain_events.models import ENVELOPE_COLUMNS, Checkpoint, ParkedEvent, StoredEvent, stored_event_ref
+from domain_events.models import (
+    ENVELOPE_COLUMNS,
+    Checkpoint,
+    ParkedEvent,
+    StoredEvent,
+    private_values_in,
+    stored_event_ref,
+)
 from domain_events.registry import EventLoadError, registry
 from domain_events.sequencer import head
 from domain_events.subscriptions import Tracker, subscriptions, type_names
@@ -128,8 +136,11 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
         events = [event for _, event in loaded]
         if events:
             positions = {event.event_id: row[0] for row, event in loaded}
+            # The handler's log lines never show the batch's private values (payment tokens).
+            secrets = [value for row, _ in loaded for value in private_values_in(row[2], row[4])]
             try:
-                tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
+                with private_values(secrets):
+                    tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
             except PartlyApplied as partly:
                 failure = partly
         if failure is None:
@@ -162,7 +173,9 @@ def _load_or_park(reader: str, rows: list[tuple]) -> list[tuple[tuple, DomainEve
         try:
             loaded.append((row, _load(row)))
         except EventLoadError as exc:
-            parked.append(ParkedEvent(reader=reader, position=row[0], stored_event_id=row[1], error=str(exc)[:4000]))
+            # A payload that does not fit may be quoted in the error: its private values are masked.
+            error = mask_error(str(exc), private_values_in(row[2], row[4]))[:4000]
+            parked.append(ParkedEvent(reader=reader, position=row[0], stored_event_id=row[1], error=error))
     if parked:
         ParkedEvent.objects.bulk_create(parked, ignore_conflicts=True)
         for p in parked:
@@ -248,7 +261,7 @@ def _record_failure(name: str, exc: Exception) -> None:
     Checkpoint.objects.filter(pk=name).update(
         attempts=checkpoint.attempts + 1,
         retry_at=timezone.now() + timedelta(seconds=delay),
-        last_error=f"{type(exc).__name__}: {exc}"[:4000],
+        last_error=mask_error(f"{type(exc).__name__}: {exc}")[:4000],
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from config.logs import formatter, logging_config
 from core.log_context import bind_log_context, log_scope
+from core.masking import private_values
 from domain_events.events import OrderLine, OrderPlaced
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # made up for the test, as the others
@@ -124,3 +125,23 @@ def test_no_credential_reaches_a_log_line(log_format):
 def test_an_unknown_log_format_is_refused():
     with pytest.raises(ValueError, match="LOG_FORMAT must be one of console, json"):
         logging_config("xml")
+
+
+def test_the_private_values_of_the_event_being_handled_are_masked_in_every_line_of_both_formats():
+    def log(logger: logging.Logger) -> None:
+        with private_values(["pm_card_SECRET123"]):
+            logger.warning("card %s refused", "pm_card_SECRET123")
+            try:
+                raise RuntimeError("the provider said no to pm_card_SECRET123")
+            except RuntimeError:
+                logger.exception("failed")
+        logger.info("after pm_card_SECRET123")
+
+    for log_format in ("json", "console"):
+        lines = lines_of(log_format, log)
+        if log_format == "json":
+            lines = [json.dumps(json.loads(line), ensure_ascii=False) for line in lines]
+        text = "\n".join(lines)
+        assert "card ••••T123 refused" in text
+        assert "the provider said no to ••••T123" in text, "in the traceback too"
+        assert text.count("pm_card_SECRET123") == 1, "masked inside the handler's scope only"
