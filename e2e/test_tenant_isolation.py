@@ -560,3 +560,42 @@ def test_admin_autocomplete_leaks_nothing_of_another_bookstore(world):
                 assert not leaked(response.content.decode(), markers, asked=(term,)), query
                 tried += 1
     assert tried
+
+
+# --- private values, on every page of both histories --------------------------------------------
+
+
+def test_no_page_or_api_answer_shows_a_payment_token_in_clear(world, operator_admin):
+    """Every list and every row's page of the admin, for the bookstore's staff and for an operator,
+    and every API read of the staff: the payment tokens of the history (a private field of
+    `order.placed`, and `tok_timeout` quoted by the provider in the dead letters' errors) appear
+    nowhere in clear."""
+    tokens = [world.a.payment_token, world.b.payment_token, "tok_timeout"]
+    staff = Client()
+    staff.force_login(world.a.staff)
+    read = 0
+    for who, client in (("staff", staff), ("operator", operator_admin)):
+        for model, _ in admin.site._registry.items():
+            opts = model._meta
+            changelist = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+            if changelist.status_code == 403:
+                continue
+            rows = list(changelist.context["cl"].result_list[:3])
+            pages = [changelist] + [
+                client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk])) for row in rows
+            ]
+            for page in pages:
+                assert page.status_code == 200, f"{who} {opts.label}"
+                assert not [t for t in tokens if t in page.content.decode()], f"{who} {opts.label}"
+                read += 1
+    api = api_client_for(world.a.staff)
+    mine = {p: PARAMETERS[p](world.a)[0] for p in PARAMETERS}
+    for route in api_routes():
+        if route.name not in PUBLIC and "get" in route.methods:
+            response = api.get(route.url(**{p: mine[p] for p in route.parameters}))
+            assert response.status_code == 200, route.pattern
+            assert not [t for t in tokens if t in response.content.decode()], route.pattern
+            read += 1
+    stuck = api.get(f"/api/v1/orders/{world.a.orders['stuck']}/events/").content.decode()
+    assert "GatewayTimeout" in stuck, "the dead letter's error is on the timeline, its token masked"
+    assert read > 30
