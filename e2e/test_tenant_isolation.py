@@ -34,7 +34,7 @@ from orders.models import Order
 from tenants.scoping import TenantScopedAdmin
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSecret
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db]
+pytestmark = pytest.mark.django_db
 
 API = "api/v1/"
 
