@@ -143,6 +143,11 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
                     tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
             except PartlyApplied as partly:
                 failure = partly
+                failure.private_values = secrets
+            except Exception as exc:
+                # Whoever records the failure masks them in its error text (`_record_failure`).
+                exc.private_values = secrets
+                raise
         if failure is None:
             Checkpoint.objects.filter(pk=checkpoint.pk).update(
                 position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
@@ -254,14 +259,15 @@ def advance(names: Sequence[str] | None = None) -> tuple[int, bool]:
 
 
 def _record_failure(name: str, exc: Exception) -> None:
-    logger.warning("position reader %s failed; it will try again: %r", name, exc)
+    error = mask_error(f"{type(exc).__name__}: {exc}", getattr(exc, "private_values", ()))[:4000]
+    logger.warning("position reader %s failed; it will try again: %s", name, error)
     checkpoint = Checkpoint.objects.get(name=name)
     schedule = _tracker(name).retry_schedule or retry_schedule() or (1,)
     delay = schedule[min(checkpoint.attempts, len(schedule) - 1)] * random.uniform(0.8, 1.2)
     Checkpoint.objects.filter(pk=name).update(
         attempts=checkpoint.attempts + 1,
         retry_at=timezone.now() + timedelta(seconds=delay),
-        last_error=mask_error(f"{type(exc).__name__}: {exc}")[:4000],
+        last_error=error,
     )
 
 

@@ -2,14 +2,18 @@
 together with the reader's writes; start from the beginning or from now; reset; second tables; lag."""
 
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.db import transaction
 
 from domain_events import tracking
 from domain_events.bus import event_bus
+from domain_events.events import OrderPlaced
 from domain_events.models import Checkpoint, ParkedEvent, StoredEvent
 from domain_events.relay import Relay
+from domain_events.sequencer import sequence
+from domain_events.subscriptions import subscriptions
 from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
 
@@ -152,3 +156,35 @@ def test_a_stored_event_that_cannot_be_read_is_parked_with_its_error_and_the_rea
     listed = operator_admin.get("/admin/domain_events/parkedevent/")
     assert listed.status_code == 200
     assert f"#{stored.pk}".encode() in listed.content
+
+
+def test_a_readers_error_and_its_log_line_mask_the_private_values_of_its_batch(caplog):
+    """A reader whose handler quotes a payment token: the checkpoint's error and the log line show
+    it masked (operators read both)."""
+
+    def quote_the_token(events, context) -> None:
+        raise RuntimeError(f"cannot project a payment with {events[0].payment_token}")
+
+    name = "test.token_quoting_reader"
+    event_bus.track(OrderPlaced, quote_the_token, name=name)
+    try:
+        with transaction.atomic():
+            event_bus.publish(
+                OrderPlaced(
+                    tenant_id=uuid.uuid4(),
+                    order_id=uuid.uuid4(),
+                    customer_id=uuid.uuid4(),
+                    lines=(),
+                    total_amount=Decimal("1.00"),
+                    currency="USD",
+                    payment_token="pm_card_SECRET123",
+                )
+            )
+        sequence()
+        tracking.run_due([name])
+    finally:
+        subscriptions.remove_tracker(name)
+    error = Checkpoint.objects.get(name=name).last_error
+    assert error == "RuntimeError: cannot project a payment with ••••T123"
+    assert "cannot project a payment with ••••T123" in caplog.text
+    assert "pm_card_SECRET123" not in caplog.text
