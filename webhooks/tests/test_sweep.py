@@ -1,9 +1,11 @@
 """`send_due_webhooks`: the sweep hands on due deliveries that have no live message, and only those."""
 
+import sys
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from webhooks.models import WebhookDelivery
@@ -29,3 +31,27 @@ def test_the_sweep_hands_on_due_deliveries_without_a_live_message_once(tenant, s
     assert WebhookDelivery.objects.get(pk=lost.pk).enqueued_at > long_ago
     call_command("send_due_webhooks", "--once", "--verbosity", "2")
     assert "handed" not in capsys.readouterr().out, "just handed on: not again before the resend delay"
+
+
+def test_the_sweep_outlives_a_lost_database_connection_and_goes_on_sweeping(tenant, settings, processes):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    sweep = processes.start(
+        "sweep",
+        [sys.executable, "manage.py", "send_due_webhooks", "--verbosity", "2"],
+        WEBHOOK_SWEEP_INTERVAL="0.2",
+        WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
+    )
+    sweep.wait_for_output("webhooks sweep running")
+    # What a database restart does to every open connection: the server ends it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    sweep.wait_for_output("webhooks sweep pass failed; retrying")
+
+    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    publish_confirmed(tenant.pk)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    WebhookDelivery.objects.update(next_attempt_at=long_ago, enqueued_at=long_ago)
+    sweep.wait_for_output("handed 1 webhook deliveries")
