@@ -50,7 +50,7 @@ class FaultInjector(threading.Thread):
         self.error: BaseException | None = None
         self.failed_faults: list[str] = []
         self.unplanned_exits: Counter[str] = Counter()
-        self.stopping = threading.Event()
+        self.stopping = supervisor.stopping
 
     def _record(self, kind: str, what: str) -> None:
         self.counts[kind] += 1
@@ -74,7 +74,10 @@ class FaultInjector(threading.Thread):
                 if time.monotonic() < next_fault:
                     continue
                 try:
-                    self.inject()
+                    with self.supervisor.lock:
+                        if self.supervisor.closed:
+                            return
+                        self.inject()
                 except Exception as exc:  # a fault that could not be injected: said, and the run goes on
                     self.failed_faults.append(repr(exc))
                     self.log(f"fault not injected: {exc!r}")
@@ -97,6 +100,11 @@ class FaultInjector(threading.Thread):
     def watch(self) -> None:
         """Restart a process that exited on its own, as a supervisor (systemd, Kubernetes) would,
         and note it: an exit nobody caused is a finding of the run."""
+        with self.supervisor.lock:
+            if not self.supervisor.closed:
+                self._restart_exited()
+
+    def _restart_exited(self) -> None:
         for process in self.supervisor.processes:
             if process.popen is not None and process.popen.poll() is not None:
                 code = process.popen.returncode

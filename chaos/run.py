@@ -56,7 +56,7 @@ TIMINGS = {
     "WEBHOOK_SWEEP_INTERVAL": "1",
     "WEBHOOK_SWEEP_GRACE": "3",
     "WEBHOOK_SWEEP_RESEND_AFTER": "8",
-    "WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT": "6",
+    "WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT": "8",
     "IDEMPOTENCY_STALE_AFTER": "8",
 }
 
@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills (on average)")
     parser.add_argument("--redis-outage", type=float, default=15.0, help="seconds Redis stays down")
     parser.add_argument("--min-kills", type=int, default=2, help="kills of each kind at the least")
-    parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument("--drain-timeout", type=float, default=1800.0, help="seconds to wait for everything to settle")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "7")))
     parser.add_argument("--results", type=Path, default=ROOT / "chaos" / "results" / "latest.json")
     parser.add_argument(
@@ -160,7 +160,7 @@ def start_platform(supervisor: Supervisor, env: dict[str, str], logs: Path, web_
             Supervised(
                 "worker-webhooks-default",
                 "worker",
-                [*celery, "-Q", "webhooks,celery", "--hostname", "webhooks-default@%h", "--concurrency", "6"],
+                [*celery, "-Q", "webhooks,celery", "--hostname", "webhooks-default@%h", "--concurrency", "8"],
                 env,
                 logs,
                 log_says(" ready."),
@@ -329,6 +329,12 @@ def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
     load_started = time.time()
     load.start()
     faults.start()
+    next_report = time.time() + 30
+    while not load.placing_finished():
+        time.sleep(0.5)
+        if time.time() >= next_report:
+            say(f"{len(load.placed)} of {args.orders} orders placed")
+            next_report += 30
     load.wait()
     load_seconds = time.time() - load_started
     say(f"{len(load.placed)} orders placed in {load_seconds:.1f} s; waiting for the last faults")

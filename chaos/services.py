@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -265,6 +266,11 @@ class Supervised:
 class Supervisor:
     def __init__(self) -> None:
         self.processes: list[Supervised] = []
+        # Held while a process is killed or restarted, and by `stop_all`: once it has run, nothing
+        # is started again (the fault thread may still be between two faults).
+        self.lock = threading.RLock()
+        self.closed = False
+        self.stopping = threading.Event()  # cuts short a fault's wait (a Redis outage) on the way out
 
     def add(self, process: Supervised) -> Supervised:
         self.processes.append(process)
@@ -275,6 +281,9 @@ class Supervisor:
         return [p for p in self.processes if p.kind == kind]
 
     def stop_all(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            self.closed = True
         for process in reversed(self.processes):
             with contextlib.suppress(Exception):
                 process.kill_group(signal.SIGKILL)

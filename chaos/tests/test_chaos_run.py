@@ -20,7 +20,7 @@ from chaos.services import ROOT, missing_binaries
 
 pytestmark = [pytest.mark.e2e]
 
-ORDERS = 120
+ORDERS = 100
 CHECKS = [
     "faults injected as planned",
     "drained",
