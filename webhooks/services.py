@@ -357,10 +357,13 @@ def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome
             delivery.last_error = ""
             delivery.completed_at = now
             delivery.save()
+            # Deliveries first, the endpoint last, as a claim locks them: a claim of the next
+            # delivery holds its row while it waits for the endpoint's, so the other way round
+            # the two deadlock (and PostgreSQL fails one: an outcome lost, the POST made again).
+            _wake_next_of_subject(delivery, now)
             WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=False).update(
                 failing_since=None
             )
-            _wake_next_of_subject(delivery, now)
             return
         delivery.last_error = (outcome.error or f"HTTP {outcome.status_code}")[:MAX_ERROR_LENGTH]
         if outcome.status_code == 410:
