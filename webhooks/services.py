@@ -34,6 +34,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -548,6 +549,19 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
             .filter(status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now - grace)
             .exclude(leased_until__gt=now)
             .exclude(enqueued_at__gt=now - timedelta(seconds=settings.WEBHOOK_SWEEP_RESEND_AFTER))
+            # One waiting behind an earlier open event of its subject could only be refused: it is
+            # woken when that one ends. Handing those on flooded the queue with refusals ahead of
+            # the deliveries that could go, and a backlog drained at a few sends a second.
+            .exclude(
+                Exists(
+                    WebhookDelivery.objects.filter(
+                        endpoint_id=OuterRef("endpoint_id"),
+                        subject=OuterRef("subject"),
+                        status__in=WebhookDelivery.OPEN,
+                        position__lt=OuterRef("position"),
+                    )
+                )
+            )
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )
