@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
 # The whole platform under faults, then the proof of CONTRACT §7 (README, "Chaos run").
-CHAOS_ORDERS ?= 3000
+CHAOS_ORDERS ?= 1000
 chaos: install
 	$(BIN)/python -m chaos --orders $(CHAOS_ORDERS)
 

@@ -55,7 +55,6 @@ TIMINGS = {
     "WEBHOOK_RETRY_JITTER": "0.2",
     "WEBHOOK_SWEEP_INTERVAL": "1",
     "WEBHOOK_SWEEP_GRACE": "3",
-    "WEBHOOK_SWEEP_RESEND_AFTER": "8",
     "WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT": "8",
     "IDEMPOTENCY_STALE_AFTER": "8",
 }
@@ -63,12 +62,18 @@ TIMINGS = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=int(os.environ.get("CHAOS_ORDERS", "3000")))
+    parser.add_argument("--orders", type=int, default=int(os.environ.get("CHAOS_ORDERS", "1000")))
     parser.add_argument("--clients", type=int, default=int(os.environ.get("CHAOS_CLIENTS", "12")))
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills (on average)")
     parser.add_argument("--redis-outage", type=float, default=15.0, help="seconds Redis stays down")
     parser.add_argument("--min-kills", type=int, default=2, help="kills of each kind at the least")
+    parser.add_argument(
+        "--webhook-resend-after",
+        type=float,
+        default=60.0,
+        help="WEBHOOK_SWEEP_RESEND_AFTER: below the webhooks queue's latency the sweep floods it (README)",
+    )
     parser.add_argument("--drain-timeout", type=float, default=1800.0, help="seconds to wait for everything to settle")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "7")))
     parser.add_argument("--results", type=Path, default=ROOT / "chaos" / "results" / "latest.json")
@@ -82,7 +87,9 @@ def say(line: str) -> None:
     print(f"[chaos {time.strftime('%H:%M:%S')}] {line}", flush=True)
 
 
-def process_env(pg: PostgresCluster, redis: PrivateRedis, smtp_port: int, metrics_dir: Path) -> dict[str, str]:
+def process_env(
+    pg: PostgresCluster, redis: PrivateRedis, smtp_port: int, metrics_dir: Path, resend_after: float
+) -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -98,6 +105,7 @@ def process_env(pg: PostgresCluster, redis: PrivateRedis, smtp_port: int, metric
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "PYTHONUNBUFFERED": "1",
         **TIMINGS,
+        "WEBHOOK_SWEEP_RESEND_AFTER": str(resend_after),
     }
 
 
@@ -218,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         pg.init()
         redis.start()
         (base / "metrics").mkdir()
-        env = process_env(pg, redis, mail.port, base / "metrics")
+        env = process_env(pg, redis, mail.port, base / "metrics", args.webhook_resend_after)
         os.environ.update({k: v for k, v in env.items() if k not in ("PYTHONUNBUFFERED",)})
         subprocess_run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], env)
         return _run(args, started_at, pg, redis, supervisor, receiver, mail, env)

@@ -57,6 +57,7 @@ def chaos_run(tmp_path_factory) -> dict:
     argv = [
         sys.executable, "-m", "chaos", "--orders", str(ORDERS), "--clients", "6", "--web-workers", "2",
         "--kill-every", "2", "--redis-outage", "3", "--min-kills", "2", "--drain-timeout", "120",
+        "--webhook-resend-after", "8",
         "--results", str(results), "--logs", str(folder / "logs"),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
