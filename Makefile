@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install migrate clean
+.PHONY: run test lint bench chaos install migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: lint
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
+
+# The whole platform under faults, then the proof of CONTRACT §7 (README, "Chaos run").
+CHAOS_ORDERS ?= 1000
+chaos: install
+	$(BIN)/python -m chaos --orders $(CHAOS_ORDERS)
 
 clean:
 	rm -rf .broker staticfiles db.sqlite3 db.sqlite3-wal db.sqlite3-shm

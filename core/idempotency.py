@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
@@ -42,8 +43,16 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX_LENGTH = IdempotencyKey._meta.get_field("key").max_length
 KEY_LIFETIME = timedelta(hours=24)
-# A claim older than this belongs to an attempt that died: a new attempt may take it over.
-STALE_AFTER = timedelta(seconds=60)
+
+
+def stale_after() -> timedelta:
+    """A claim older than this belongs to an attempt that died: a new attempt may take it over.
+
+    `IDEMPOTENCY_STALE_AFTER` seconds (60). Taking over a live attempt is safe whatever the value
+    (only the attempt that still holds the claim can complete it), but a shorter one lets a client
+    whose request died with its web process get its answer sooner.
+    """
+    return timedelta(seconds=getattr(settings, "IDEMPOTENCY_STALE_AFTER", 60))
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ def idempotency_key_claim(*, user: AbstractBaseUser, key: str, fingerprint: str)
             )
         if record.state == IdempotencyKey.State.COMPLETED:
             return StoredResponse(status=record.response_status, body=record.response_body)
-        if record.locked_at is not None and record.locked_at > now - STALE_AFTER:
+        if record.locked_at is not None and record.locked_at > now - stale_after():
             raise Conflict(
                 f"A request with this {HEADER} is still being processed; retry later.",
                 extra={"idempotency_key": ["A request with this key is in progress."]},

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -357,10 +358,13 @@ def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome
             delivery.last_error = ""
             delivery.completed_at = now
             delivery.save()
+            # Deliveries first, the endpoint last, as a claim locks them: a claim of the next
+            # delivery holds its row while it waits for the endpoint's, so the other way round
+            # the two deadlock (and PostgreSQL fails one: an outcome lost, the POST made again).
+            _wake_next_of_subject(delivery, now)
             WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=False).update(
                 failing_since=None
             )
-            _wake_next_of_subject(delivery, now)
             return
         delivery.last_error = (outcome.error or f"HTTP {outcome.status_code}")[:MAX_ERROR_LENGTH]
         if outcome.status_code == 410:
@@ -545,6 +549,19 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
             .filter(status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now - grace)
             .exclude(leased_until__gt=now)
             .exclude(enqueued_at__gt=now - timedelta(seconds=settings.WEBHOOK_SWEEP_RESEND_AFTER))
+            # One waiting behind an earlier open event of its subject could only be refused: it is
+            # woken when that one ends. Handing those on flooded the queue with refusals ahead of
+            # the deliveries that could go, and a backlog drained at a few sends a second.
+            .exclude(
+                Exists(
+                    WebhookDelivery.objects.filter(
+                        endpoint_id=OuterRef("endpoint_id"),
+                        subject=OuterRef("subject"),
+                        status__in=WebhookDelivery.OPEN,
+                        position__lt=OuterRef("position"),
+                    )
+                )
+            )
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )

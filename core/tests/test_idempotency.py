@@ -79,6 +79,17 @@ def test_a_key_in_progress_is_a_conflict_until_it_is_stale(customer):
     assert IdempotencyKey.objects.get().state == IdempotencyKey.State.COMPLETED
 
 
+def test_how_soon_a_claim_is_stale_is_a_setting(customer, settings):
+    settings.IDEMPOTENCY_STALE_AFTER = 5
+    idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+    IdempotencyKey.objects.update(locked_at=timezone.now() - timedelta(seconds=4))
+    with pytest.raises(Conflict):
+        idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+
+    IdempotencyKey.objects.update(locked_at=timezone.now() - timedelta(seconds=6))
+    assert isinstance(idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({})), IdempotencyClaim)
+
+
 def test_keys_are_per_user(customer, django_user_model):
     other = django_user_model.objects.create_user(username="dave")
     idempotency_key_complete(

@@ -7,6 +7,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import connection
 
 from core.commands import say
 from webhooks.services import deliveries_enqueue_due
@@ -27,7 +28,16 @@ class Command(BaseCommand):
         if options["verbosity"] >= 1:
             say(self, logger, "webhooks sweep running" + (" once" if once else ""))
         while True:
-            handed = deliveries_enqueue_due()
+            try:
+                handed = deliveries_enqueue_due()
+            except Exception:
+                if once:
+                    raise
+                # A database restart or a broker outage: the sweep stays up and tries again next
+                # pass, as the relays do (under `make run` one process that exits stops them all).
+                logger.exception("webhooks sweep pass failed; retrying")
+                connection.close()
+                handed = 0
             if handed and options["verbosity"] >= 2:
                 say(self, logger, f"handed {handed} webhook deliveries to the workers")
             if once:

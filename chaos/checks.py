@@ -1,0 +1,336 @@
+"""What a chaos run proves once everything has drained (CONTRACT §7), read from the database,
+the receivers and the project's own commands. Each check is a name, a verdict and a detail."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import requests
+from django.db.models import Count, Max, Sum
+from django.utils import timezone
+
+from audit.models import AuditEntry
+from chaos.load import EXPECTED, SCARCE_SKU, Load
+from chaos.receivers import MailServer, WebhookReceiver
+from chaos.services import PYTHON, ROOT
+from domain_events.models import Checkpoint, Delivery, ParkedEvent, StoredEvent
+from domain_events.subscriptions import Mode, subscriptions, type_names
+from inventory.models import Product, Reservation, ReservationLine
+from notifications.models import EmailMessage
+from orders.models import Order, OrderItem
+from payments.models import Payment, SimulatedCharge
+from tenants.models import Tenant
+from webhooks.models import OPEN as WEBHOOK_OPEN
+from webhooks.models import WebhookDelivery
+
+FINAL = ("confirmed", "fulfilled", "cancelled")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def settled(tenant: Tenant) -> str | None:
+    """What still moves (None once everything has drained): orders, deliveries, readers, sends."""
+    if Order.objects.filter(tenant=tenant, status="placed").exists():
+        return "orders still placed"
+    if StoredEvent.objects.filter(position__isnull=True).exists():
+        return "events not yet numbered"
+    if Delivery.objects.filter(status__in=Delivery.OPEN).exists():
+        return "deliveries open"
+    if WebhookDelivery.objects.filter(status__in=WEBHOOK_OPEN).exists():
+        return "webhook deliveries open"
+    if EmailMessage.objects.exclude(status=EmailMessage.Status.SENT).exists():
+        return "e-mails not sent"
+    head = StoredEvent.objects.aggregate(head=Max("position"))["head"] or 0
+    for tracker in subscriptions.trackers():
+        checkpoint = Checkpoint.objects.filter(name=tracker.name).values_list("position", flat=True).first()
+        if (checkpoint or 0) < head:
+            return f"position reader {tracker.name} behind the head"
+    return None
+
+
+def _command(*argv: str, env: dict[str, str]) -> tuple[int, str]:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def run_checks(
+    *,
+    tenant: Tenant,
+    load: Load,
+    receiver: WebhookReceiver,
+    mail: MailServer,
+    base_url: str,
+    staff_token: str,
+    initial_stock: dict[str, int],
+    endpoint_id: str,
+    env: dict[str, str],
+) -> list[Check]:
+    checks: list[Check] = []
+
+    def check(name: str, ok: bool, detail: str) -> None:
+        checks.append(Check(name, bool(ok), detail))
+
+    orders = Order.objects.filter(tenant=tenant)
+    placed = {o.id: o for o in load.placed}
+    check(
+        "every order placed over HTTP",
+        len(placed) == load.count and not load.errors and orders.count() == load.count,
+        f"{len(placed)} of {load.count} accepted, {orders.count()} stored, client errors: {load.errors[:3]}",
+    )
+
+    statuses = Counter(orders.values_list("status", flat=True))
+    check("every order in a final state", set(statuses) <= set(FINAL), dict(statuses).__repr__())
+
+    wrong = []
+    for order_id, status, reason in orders.values_list("id", "status", "cancellation_reason"):
+        intent = placed.get(str(order_id))
+        if intent is not None and (status, reason) != EXPECTED[intent.intent]:
+            wrong.append(f"{order_id} {intent.intent}: {status} {reason}")
+    check("every order ended as its client meant", not wrong, f"{len(wrong)} otherwise {wrong[:3]}")
+
+    open_deliveries = Delivery.objects.exclude(status=Delivery.Status.SUCCEEDED).count()
+    open_webhooks = WebhookDelivery.objects.exclude(status=WebhookDelivery.Status.SUCCEEDED).count()
+    unsent = EmailMessage.objects.exclude(status=EmailMessage.Status.SENT).count()
+    check(
+        "no delivery left pending or dead",
+        not (open_deliveries or open_webhooks or unsent),
+        f"handler deliveries {open_deliveries}, webhook deliveries {open_webhooks}, e-mails {unsent}",
+    )
+
+    # No event lost: every handler succeeded once for every event it subscribes to.
+    events_by_type = Counter(StoredEvent.objects.values_list("type", flat=True))
+    succeeded = Counter(Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).values_list("handler", "event_type"))
+    lost = []
+    for subscription in subscriptions.all():
+        if subscription.mode is Mode.INLINE:
+            continue
+        for event_type in type_names(subscription):
+            if succeeded[(subscription.name, event_type)] != events_by_type[event_type]:
+                lost.append(
+                    f"{subscription.name}/{event_type}: {succeeded[(subscription.name, event_type)]}"
+                    f" of {events_by_type[event_type]}"
+                )
+    head = StoredEvent.objects.aggregate(head=Max("position"))["head"] or 0
+    behind = [
+        t.name
+        for t in subscriptions.trackers()
+        if (Checkpoint.objects.filter(name=t.name).values_list("position", flat=True).first() or 0) < head
+    ]
+    parked = ParkedEvent.objects.count()
+    unnumbered = StoredEvent.objects.filter(position__isnull=True).count()
+    check(
+        "no event lost",
+        not (lost or behind or parked or unnumbered),
+        f"{sum(events_by_type.values())} events; short handlers {lost[:3]}, readers behind {behind},"
+        f" parked {parked}, unnumbered {unnumbered}",
+    )
+    duplicates = Delivery.objects.values("stored_event_id", "handler").annotate(n=Count("id")).filter(n__gt=1).count()
+    check("one delivery record per event and handler", not duplicates, f"{duplicates} doubled")
+
+    # One stock movement per reservation.
+    per_order = Counter(
+        StoredEvent.objects.filter(type__in=["inventory.reserved", "inventory.reservation_failed"]).values_list(
+            "payload__order_id", "type"
+        )
+    )
+    doubled = [key for key, n in per_order.items() if n > 1]
+    both = {o for o, t in per_order if t == "inventory.reserved"} & {
+        o for o, t in per_order if t == "inventory.reservation_failed"
+    }
+    reservations = Reservation.objects.filter(tenant=tenant)
+    lines_by_order: dict[str, dict[str, int]] = defaultdict(dict)
+    for order_id, sku, quantity in ReservationLine.objects.filter(reservation__tenant=tenant).values_list(
+        "reservation__order_id", "product__sku", "quantity"
+    ):
+        lines_by_order[str(order_id)][sku] = quantity
+    items_by_order: dict[str, dict[str, int]] = defaultdict(dict)
+    for order_id, sku, quantity in OrderItem.objects.filter(order__tenant=tenant).values_list(
+        "order_id", "sku", "quantity"
+    ):
+        items_by_order[str(order_id)][sku] = quantity
+    mismatched = [o for o, lines in lines_by_order.items() if lines != items_by_order[o]]
+    paid_without = (
+        orders.filter(status__in=["confirmed", "fulfilled"])
+        .exclude(id__in=reservations.exclude(lines=None).values("order_id"))
+        .count()
+    )
+    check(
+        "one stock movement per reservation",
+        not (doubled or both or mismatched or paid_without),
+        f"{reservations.count()} reservations; events doubled {len(doubled)}, reserved and failed {len(both)},"
+        f" lines unlike the order {len(mismatched)}, paid orders without stock {paid_without}",
+    )
+
+    # One capture per order (and one refund per refunded payment), on the provider's side.
+    payments = Payment.objects.filter(tenant=tenant)
+    charged = list(payments.filter(status__in=["captured", "refunded"]).values_list("provider_reference", flat=True))
+    captures = Counter(
+        SimulatedCharge.objects.filter(kind="capture", result="captured").values_list("reference", flat=True)
+    )
+    paid_orders = orders.filter(status__in=["confirmed", "fulfilled"]).count()
+    refunded = payments.filter(status="refunded").count()
+    refunds = SimulatedCharge.objects.filter(kind="refund", result="refunded").count()
+    per_order = Counter(StoredEvent.objects.filter(type="payment.captured").values_list("payload__order_id", flat=True))
+    requests_made = SimulatedCharge.objects.aggregate(n=Sum("requests"))["n"] or 0
+    check(
+        "one capture per order",
+        sorted(charged) == sorted(captures)
+        and max(captures.values(), default=0) <= 1
+        and paid_orders == payments.filter(status="captured").count()
+        and refunds == refunded
+        and max(per_order.values(), default=0) <= 1,
+        f"{sum(captures.values())} captures for {len(charged)} payments charged ({paid_orders} paid orders),"
+        f" {refunds} refunds for {refunded} refunded payments; gateway requests repeated with the same key"
+        f" (answered from its ledger) {requests_made - SimulatedCharge.objects.count()}",
+    )
+
+    # At most one e-mail per event and template; every one the mail server got is logged as sent.
+    notifying = StoredEvent.objects.filter(
+        tenant_id=tenant.id, type__in=["order.confirmed", "order.cancelled", "order.fulfilled"]
+    ).count()
+    sent = EmailMessage.objects.filter(tenant_id=tenant.id, status=EmailMessage.Status.SENT)
+    per_event = sent.values("event_id", "template").annotate(n=Count("id")).filter(n__gt=1).count()
+    sent_ids = set(sent.values_list("message_id", flat=True))
+    received = set(mail.message_ids)
+    copies = sum(n - 1 for n in mail.message_ids.values())
+    check(
+        "one e-mail per event and template",
+        not per_event and sent.count() == notifying and received == sent_ids,
+        f"{sent.count()} sent for {notifying} events, {len(received)} distinct received, repeated copies"
+        f" (same Message-ID, dropped by the receiver) {copies}",
+    )
+
+    # One succeeded webhook delivery per event and endpoint; the receiver agrees by webhook-id.
+    deliveries = WebhookDelivery.objects.filter(endpoint_id=endpoint_id)
+    tenant_events = StoredEvent.objects.filter(tenant_id=tenant.id).count()
+    per_pair = deliveries.values("event_id").annotate(n=Count("id")).filter(n__gt=1).count()
+    succeeded_ids = {str(i) for i in deliveries.filter(status="succeeded").values_list("id", flat=True)}
+    accepted = set(receiver.accepted)
+    redelivered = sum(n - 1 for n in receiver.accepted.values())
+    check(
+        "one webhook per event and endpoint",
+        not per_pair
+        and len(succeeded_ids) == tenant_events
+        and accepted == succeeded_ids
+        and receiver.bad_signatures == 0,
+        f"{len(succeeded_ids)} succeeded for {tenant_events} events, {len(accepted)} webhook-ids accepted,"
+        f" repeats after a 2xx (dropped by webhook-id) {redelivered}, bad signatures {receiver.bad_signatures}",
+    )
+
+    audit = AuditEntry.objects.count()
+    missing = StoredEvent.objects.exclude(event_id__in=AuditEntry.objects.values("event_id")).count()
+    total_events = StoredEvent.objects.count()
+    check(
+        "one audit entry per event",
+        audit == total_events and not missing,
+        f"{audit} entries for {total_events} events, {missing} missing",
+    )
+
+    # Stock conserved: what there was = on the shelf + shipped; reserved = held by confirmed orders.
+    shipped: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    for sku, quantity, status in OrderItem.objects.filter(order__tenant=tenant).values_list(
+        "sku", "quantity", "order__status"
+    ):
+        if status == "fulfilled":
+            shipped[sku] += quantity
+        elif status == "confirmed":
+            held[sku] += quantity
+    reserved_lines: Counter[str] = Counter()
+    for sku, quantity in ReservationLine.objects.filter(
+        reservation__tenant=tenant, reservation__status="reserved"
+    ).values_list("product__sku", "quantity"):
+        reserved_lines[sku] += quantity
+    unbalanced = []
+    for product in Product.objects.filter(tenant=tenant):
+        start = initial_stock[product.sku]
+        if (
+            product.on_hand + shipped[product.sku] != start
+            or product.reserved != held[product.sku]
+            or product.reserved != reserved_lines[product.sku]
+        ):
+            unbalanced.append(
+                f"{product.sku}: start {start}, on hand {product.on_hand}, shipped"
+                f" {shipped[product.sku]}, reserved {product.reserved}, held {held[product.sku]}"
+            )
+    scarce = Product.objects.get(tenant=tenant, sku=SCARCE_SKU)
+    check(
+        "stock conserved",
+        not unbalanced and scarce.reserved == 0,
+        f"{sum(shipped.values())} shipped, {sum(held.values())} reserved; {unbalanced[:3]}",
+    )
+
+    code, out = _command("check_projections", env=env)
+    check("check_projections exits 0", code == 0, out.splitlines()[-1] if out else "")
+    code, out = _command("verify_audit_log", env=env)
+    check("verify_audit_log exits 0", code == 0, out.splitlines()[-1] if out else "")
+
+    check(*_dashboard_check(tenant, base_url, staff_token))
+    return checks
+
+
+def _dashboard_check(tenant: Tenant, base_url: str, staff_token: str) -> tuple[str, bool, str]:
+    """`GET dashboard/` against the same figures computed in SQL from the orders tables."""
+    answer = requests.get(
+        f"{base_url}/api/v1/dashboard/", headers={"Authorization": f"Token {staff_token}"}, timeout=30
+    ).json()
+    zone = ZoneInfo(tenant.timezone)
+    now = timezone.now().astimezone(zone)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = Order.objects.filter(tenant=tenant, created_at__gte=month_start)
+    paid = month.filter(status__in=["confirmed", "fulfilled"])
+    revenue = paid.aggregate(s=Sum("total_amount"))["s"] or Decimal("0")
+    paid_count = paid.count()
+    expected = {
+        "orders_this_month": month.count(),
+        "revenue_this_month": f"{revenue:.2f}",
+        "pending_fulfillment": Order.objects.filter(tenant=tenant, status="confirmed").count(),
+        "cancelled_this_month": month.filter(status="cancelled").count(),
+        "average_order_value": f"{(revenue / paid_count) if paid_count else Decimal(0):.2f}",
+    }
+    got = {key: answer.get(key) for key in expected}
+    days: dict[str, list] = defaultdict(lambda: [0, Decimal("0")])
+    for created, status, total in month.values_list("created_at", "status", "total_amount"):
+        day = days[created.astimezone(zone).date().isoformat()]
+        day[0] += 1
+        if status in ("confirmed", "fulfilled"):
+            day[1] += total
+    expected_days = {d: (n, f"{r:.2f}") for d, (n, r) in days.items()}
+    got_days = {d["date"]: (d["orders"], d["revenue"]) for d in answer.get("daily_revenue", []) if d["orders"]}
+    ok = got == expected and got_days == expected_days
+    return "dashboard equals SQL over the orders", ok, f"api {got} sql {expected}" if not ok else f"{got}"
+
+
+def slowest_settle(since: float) -> tuple[float, str]:
+    """Seconds from `since` (the end of the last fault) until the last effect of any order
+    completed, and what that last effect was."""
+    candidates = []
+    delivery = Delivery.objects.exclude(completed_at=None).order_by("-completed_at").first()
+    if delivery is not None:
+        candidates.append(
+            (delivery.completed_at, f"{delivery.handler} ({delivery.event_type}, {delivery.attempts} attempts)")
+        )
+    webhook = WebhookDelivery.objects.exclude(completed_at=None).order_by("-completed_at").first()
+    if webhook is not None:
+        candidates.append((webhook.completed_at, f"webhook {webhook.event_type} ({webhook.attempts} attempts)"))
+    mail = EmailMessage.objects.exclude(sent_at=None).order_by("-sent_at").first()
+    if mail is not None:
+        candidates.append((mail.sent_at, f"e-mail {mail.template} ({mail.attempts} attempts)"))
+    order = Order.objects.order_by("-updated_at").first()
+    if order is not None:
+        candidates.append((order.updated_at, f"order {order.status}"))
+    if not candidates:
+        return 0.0, ""
+    moment, what = max(candidates, key=lambda c: c[0])
+    return max(0.0, moment.timestamp() - since), what

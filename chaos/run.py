@@ -1,0 +1,447 @@
+"""`make chaos` (`python -m chaos`): the whole platform under faults, then the proof.
+
+Starts a private PostgreSQL and Redis, gunicorn, two Celery workers, two relays and the webhook
+sweep as an operator would, a webhook receiver and a mail server on loopback; places orders over
+HTTP while it SIGKILLs processes, stops Redis and restarts PostgreSQL; waits for everything to
+drain and checks CONTRACT §7's guarantees. Prints a table, writes it as JSON, exits 1 on any
+failed check. Everything it started is stopped on every way out, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from chaos.faults import KILL_KINDS, FaultInjector
+from chaos.load import SCARCE_SKU, SCARCE_STOCK, Load
+from chaos.receivers import MailServer, WebhookReceiver
+from chaos.services import (
+    BIN,
+    PYTHON,
+    ROOT,
+    ChaosError,
+    PostgresCluster,
+    PrivateRedis,
+    Supervised,
+    Supervisor,
+    free_port,
+    wait_until,
+)
+
+CATALOG_SKUS = [f"CHAOS-{n:02d}" for n in range(1, 9)]
+CATALOG_STOCK = 1_000_000
+# Short leases and schedules, so that what a fault leaves behind is picked up within seconds
+# rather than the production minutes; every one is an ordinary setting (README, "Chaos run").
+TIMINGS = {
+    "OUTBOX_DISPATCH_GRACE": "3",
+    "OUTBOX_LEASE": "10",
+    "OUTBOX_CELERY_SEND_CHECK": "5",
+    "OUTBOX_CELERY_TIME_LIMIT": "12",
+    "OUTBOX_CELERY_RUN_LEASE": "15",
+    "OUTBOX_CELERY_LEASE": "60",
+    "HANDLER_RETRY_SCHEDULE": "1,2,3,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5",
+    "WEBHOOK_RETRY_SCHEDULE": "1,2,3,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5,5",
+    "WEBHOOK_RETRY_JITTER": "0.2",
+    "WEBHOOK_SWEEP_INTERVAL": "1",
+    "WEBHOOK_SWEEP_GRACE": "3",
+    "WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT": "8",
+    "IDEMPOTENCY_STALE_AFTER": "8",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=int(os.environ.get("CHAOS_ORDERS", "1000")))
+    parser.add_argument("--clients", type=int, default=int(os.environ.get("CHAOS_CLIENTS", "12")))
+    parser.add_argument("--web-workers", type=int, default=3)
+    parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills (on average)")
+    parser.add_argument("--redis-outage", type=float, default=15.0, help="seconds Redis stays down")
+    parser.add_argument("--min-kills", type=int, default=2, help="kills of each kind at the least")
+    parser.add_argument(
+        "--webhook-resend-after",
+        type=float,
+        default=60.0,
+        help="WEBHOOK_SWEEP_RESEND_AFTER: below the webhooks queue's latency the sweep floods it (README)",
+    )
+    parser.add_argument("--drain-timeout", type=float, default=1800.0, help="seconds to wait for everything to settle")
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "7")))
+    parser.add_argument("--results", type=Path, default=ROOT / "chaos" / "results" / "latest.json")
+    parser.add_argument(
+        "--logs", type=Path, default=ROOT / "chaos" / "results" / "logs", help="the processes' logs (emptied first)"
+    )
+    return parser.parse_args(argv)
+
+
+def say(line: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def process_env(
+    pg: PostgresCluster, redis: PrivateRedis, smtp_port: int, metrics_dir: Path, resend_after: float
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": pg.url,
+        "CELERY_BROKER_URL": redis.url(0),
+        "CACHE_URL": redis.url(1),
+        "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "DEBUG": "false",
+        "SECRET_KEY": "chaos-run-secret-key-not-for-production-0123456789abcdefghijklmnop",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        "INTEGRATION_BROKER_URL": "",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "PYTHONUNBUFFERED": "1",
+        **TIMINGS,
+        "WEBHOOK_SWEEP_RESEND_AFTER": str(resend_after),
+    }
+
+
+def start_platform(supervisor: Supervisor, env: dict[str, str], logs: Path, web_port: int, web_workers: int) -> None:
+    """The Procfile's processes: web, a worker per pair of queues, two relays, the webhook sweep."""
+
+    def log_says(text: str):
+        return lambda process: text in process.new_output()
+
+    def answers(process: Supervised) -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{web_port}/readyz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    celery = [
+        str(BIN / "celery"),
+        "-A",
+        "config",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    started = [
+        supervisor.add(
+            Supervised(
+                "web",
+                "web",
+                [
+                    str(BIN / "gunicorn"),
+                    "config.wsgi",
+                    "-c",
+                    "config/gunicorn.conf.py",
+                    "--bind",
+                    f"127.0.0.1:{web_port}",
+                    "--workers",
+                    str(web_workers),
+                    "--timeout",
+                    "30",
+                ],
+                env,
+                logs,
+                answers,
+            )
+        ),
+        supervisor.add(
+            Supervised(
+                "worker-payments-email",
+                "worker",
+                [*celery, "-Q", "payments,email", "--hostname", "payments-email@%h", "--concurrency", "3"],
+                env,
+                logs,
+                log_says(" ready."),
+            )
+        ),
+        supervisor.add(
+            Supervised(
+                "worker-webhooks-default",
+                "worker",
+                [*celery, "-Q", "webhooks,celery", "--hostname", "webhooks-default@%h", "--concurrency", "8"],
+                env,
+                logs,
+                log_says(" ready."),
+            )
+        ),
+        supervisor.add(
+            Supervised("relay-1", "relay", [PYTHON, "manage.py", "run_outbox_relay"], env, logs, log_says("running"))
+        ),
+        supervisor.add(
+            Supervised("relay-2", "relay", [PYTHON, "manage.py", "run_outbox_relay"], env, logs, log_says("running"))
+        ),
+        supervisor.add(
+            Supervised(
+                "webhook-sweep",
+                "relay",
+                [PYTHON, "manage.py", "send_due_webhooks"],
+                env,
+                logs,
+                lambda p: p.popen is not None and p.popen.poll() is None,
+            )
+        ),
+    ]
+    for process in started:
+        process.wait_ready()
+
+
+def _api(method: str, url: str, token: str, **kwargs) -> dict:
+    response = requests.request(method, url, headers={"Authorization": f"Token {token}"}, timeout=30, **kwargs)
+    if response.status_code >= 300:
+        raise ChaosError(f"{method} {url}: {response.status_code} {response.text[:300]}")
+    return response.json()
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    for name, value, detail in rows:
+        print(f"  {name:<{width}}  {value:<{value_width}}  {detail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started_at = time.time()
+    base = Path(tempfile.mkdtemp(prefix="shelfwise-chaos-"))
+    os.chmod(base, 0o755)  # noqa: S103  (the postgres user must reach its folders; nothing secret in it)
+    shutil.rmtree(args.logs, ignore_errors=True)
+    args.logs.mkdir(parents=True)
+    pg, redis = PostgresCluster(base), PrivateRedis(args.logs)
+    supervisor = Supervisor()
+    receiver = WebhookReceiver(port=free_port(), seed=args.seed)
+    mail = MailServer(port=free_port())
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        say(f"private PostgreSQL on :{pg.port}, Redis on :{redis.port}; logs in {args.logs}")
+        pg.init()
+        redis.start()
+        (base / "metrics").mkdir()
+        env = process_env(pg, redis, mail.port, base / "metrics", args.webhook_resend_after)
+        os.environ.update({k: v for k, v in env.items() if k not in ("PYTHONUNBUFFERED",)})
+        subprocess_run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], env)
+        return _run(args, started_at, pg, redis, supervisor, receiver, mail, env)
+    except KeyboardInterrupt:
+        say("interrupted: stopping everything")
+        return 130
+    finally:
+        supervisor.stop_all()
+        for stop in (receiver.stop, mail.stop, redis.stop, pg.stop):
+            try:
+                stop()
+            except Exception as exc:  # stopping goes on with the next one
+                say(f"while stopping: {exc!r}")
+        if pg.log.exists():
+            shutil.copy(pg.log, args.logs / "postgres.log")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def subprocess_run(argv: list[str], env: dict[str, str]) -> None:
+    import subprocess
+
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        raise ChaosError(f"{' '.join(argv[1:3])} failed:\n{result.stdout}{result.stderr}")
+
+
+def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
+    import django
+
+    django.setup()
+    # aiosmtpd logs every SMTP command at INFO; the run's own lines are what matter here.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    from django.core.management import call_command
+    from django.db import connections
+
+    from chaos.checks import run_checks, settled, slowest_settle
+    from domain_events.models import StoredEvent
+    from tenants.models import Tenant
+
+    def command(*argv: str) -> str:
+        out = io.StringIO()
+        call_command(*argv, stdout=out)
+        return out.getvalue().strip()
+
+    command("create_tenant", "chaos", "--name", "Chaos Books")
+    staff_token = command("create_user", "chaos", "staff", "--staff")
+    customers = [
+        command("create_user", "chaos", f"customer{n}", "--email", f"customer{n}@example.com")
+        for n in range(max(4, args.clients))
+    ]
+    tenant = Tenant.objects.get(slug="chaos")
+    connections.close_all()
+
+    receiver.start()
+    mail.start()
+    web_port = free_port()
+    base_url = f"http://127.0.0.1:{web_port}"
+    say("starting gunicorn, 2 Celery workers, 2 relays and the webhook sweep")
+    supervisor_started = time.time()
+    start_platform(supervisor, env, args.logs, web_port, args.web_workers)
+    say(f"platform up in {time.time() - supervisor_started:.1f} s")
+
+    endpoint = _api(
+        "POST",
+        f"{base_url}/api/v1/webhook-endpoints/",
+        staff_token,
+        json={"url": f"http://127.0.0.1:{receiver.port}/hooks", "event_types": [], "description": "chaos receiver"},
+    )
+    receiver.secret = endpoint["secret"]
+    initial_stock = {SCARCE_SKU: SCARCE_STOCK}
+    _api(
+        "POST",
+        f"{base_url}/api/v1/products/",
+        staff_token,
+        json={"sku": SCARCE_SKU, "title": "A rare first edition", "price": "250.00", "stock": SCARCE_STOCK},
+    )
+    for n, sku in enumerate(CATALOG_SKUS):
+        _api(
+            "POST",
+            f"{base_url}/api/v1/products/",
+            staff_token,
+            json={"sku": sku, "title": f"Chaos volume {n + 1}", "price": f"{7 + 3 * n}.99", "stock": CATALOG_STOCK},
+        )
+        initial_stock[sku] = CATALOG_STOCK
+
+    load = Load(
+        base_url=base_url,
+        customer_tokens=customers,
+        staff_token=staff_token,
+        skus=CATALOG_SKUS,
+        count=args.orders,
+        clients=args.clients,
+        seed=args.seed,
+    )
+    faults = FaultInjector(
+        supervisor=supervisor,
+        postgres=pg,
+        redis=redis,
+        progress=load.progress,
+        load_finished=lambda: load.placing_done.is_set(),
+        kill_every=args.kill_every,
+        redis_outage=args.redis_outage,
+        min_kills=args.min_kills,
+        seed=args.seed,
+        log=say,
+    )
+    say(f"placing {args.orders} orders from {args.clients} clients, with faults")
+    load_started = time.time()
+    load.start()
+    faults.start()
+    next_report = time.time() + 30
+    while not load.placing_finished():
+        time.sleep(0.5)
+        if time.time() >= next_report:
+            say(f"{len(load.placed)} of {args.orders} orders placed")
+            next_report += 30
+    load.wait()
+    load_seconds = time.time() - load_started
+    say(f"{len(load.placed)} orders placed in {load_seconds:.1f} s; waiting for the last faults")
+    faults.join()
+    if faults.error is not None:
+        raise ChaosError(f"fault injection failed: {faults.error!r}")
+    faults.watch()
+    say("draining")
+    drain_started = time.time()
+    connections.close_all()
+    state = {"what": "start"}
+
+    def drained() -> bool:
+        state["what"] = settled(tenant)
+        return state["what"] is None
+
+    drain_ok = True
+    try:
+        wait_until(drained, timeout=args.drain_timeout, what="everything to settle", interval=1.0)
+    except ChaosError:
+        drain_ok = False
+        say(f"not drained after {args.drain_timeout:.0f} s: {state['what']}")
+    drain_seconds = time.time() - drain_started
+    recovery, last_effect = slowest_settle(faults.last_fault_end)
+
+    checks = run_checks(
+        tenant=tenant,
+        load=load,
+        receiver=receiver,
+        mail=mail,
+        base_url=base_url,
+        staff_token=staff_token,
+        initial_stock=initial_stock,
+        endpoint_id=endpoint["id"],
+        env=env,
+    )
+    fault_counts = {
+        kind: faults.counts[kind] for kind in [*(f"kill_{k}" for k in KILL_KINDS), "redis_outage", "postgres_restart"]
+    }
+    enough_faults = (
+        all(fault_counts[f"kill_{k}"] >= args.min_kills for k in KILL_KINDS)
+        and fault_counts["redis_outage"] >= 1
+        and fault_counts["postgres_restart"] >= 1
+    )
+    checks.insert(0, _check("faults injected as planned", enough_faults, json.dumps(fault_counts)))
+    checks.insert(1, _check("drained", drain_ok, f"in {drain_seconds:.1f} s"))
+    events = StoredEvent.objects.count()
+    figures = {
+        "orders": len(load.placed),
+        "clients": args.clients,
+        "faults": fault_counts,
+        "faults_not_injected": faults.failed_faults,
+        "unplanned_exits": dict(faults.unplanned_exits),
+        "events_stored": events,
+        "client_retries": dict(load.retries),
+        "receiver_answers": dict(receiver.answers),
+        "webhook_repeats_after_2xx": sum(n - 1 for n in receiver.accepted.values()),
+        "email_repeats_same_message_id": sum(n - 1 for n in mail.message_ids.values()),
+        "load_seconds": round(load_seconds, 1),
+        "drain_seconds": round(drain_seconds, 1),
+        "slowest_settle_after_last_fault_seconds": round(recovery, 1),
+        "last_effect_to_settle": last_effect,
+        "wall_seconds": round(time.time() - started_at, 1),
+    }
+    failed = [c for c in checks if not c.ok]
+    result = {
+        "ok": not failed,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_at)),
+        "figures": figures,
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
+    }
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2) + "\n")
+
+    rows = [
+        ("orders placed", str(figures["orders"]), f"{args.clients} clients, retries {dict(load.retries)}"),
+        *((f"faults: {k}", str(v), "") for k, v in fault_counts.items()),
+        ("events stored", str(events), ""),
+        (
+            "processes that exited on their own",
+            str(sum(faults.unplanned_exits.values())),
+            f"{dict(faults.unplanned_exits)} (restarted, as a supervisor would)",
+        ),
+        ("slowest settle after last fault", f"{recovery:.1f} s", f"drain {drain_seconds:.1f} s; last: {last_effect}"),
+        ("wall time", f"{figures['wall_seconds']:.0f} s", f"load {load_seconds:.1f} s"),
+        *((c.name, "ok" if c.ok else "FAILED", c.detail) for c in checks),
+    ]
+    print()
+    print_table(rows)
+    print()
+    say(f"{'every check passed' if not failed else f'{len(failed)} check(s) FAILED'}; results in {args.results}")
+    return 0 if not failed else 1
+
+
+def _check(name: str, ok: bool, detail: str):
+    from chaos.checks import Check
+
+    return Check(name, ok, detail)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
