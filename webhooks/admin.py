@@ -86,6 +86,7 @@ class WebhookEndpointAdmin(TenantColumnForOperators, TenantScopedAdmin):
     list_display = ["endpoint", "is_active", "health", "failing", "disabled_reason", "created"]
     list_filter = ["is_active", FailingFilter]
     search_fields = ["url", "description"]
+    ordering = ["-created_at"]
     readonly_fields = ["disabled_reason", "failing_since"]
     actions = ["enable", "disable", "recover_since"]
 
