@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from analytics.selectors import dashboard_get, event_feed_for, order_timeline_for
 from core.errors import NotFound
+from core.serializers import StrictQuerySerializer
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
 
@@ -69,7 +70,7 @@ class EventFeedApi(TenantApiMixin, APIView):
 
     permission_classes = [IsTenantStaff]
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(StrictQuerySerializer):
         after = serializers.IntegerField(min_value=0, default=0, help_text="The last position already read.")
         limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
 
