@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "domain_events.middleware.CorrelationIdMiddleware",
     "config.metrics.RequestMetricsMiddleware",
+    "core.middleware.RefuseOversizedRequestsMiddleware",
     "core.middleware.RefuseNulCharactersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -71,6 +72,17 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 if env.str("SECURE_PROXY_SSL_HEADER", default=""):
     SECURE_PROXY_SSL_HEADER = (env.str("SECURE_PROXY_SSL_HEADER"), "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Request size (the README's "Hostile input") ------------------------------------------------
+# The request line, each header field and the number of header fields, at gunicorn's own limits:
+# gunicorn refuses past them before Django runs; under any other server Django refuses them as JSON 400s.
+REQUEST_MAX_LINE = env.int("REQUEST_MAX_LINE", default=4094)
+REQUEST_MAX_HEADER_BYTES = env.int("REQUEST_MAX_HEADER_BYTES", default=8190)
+REQUEST_MAX_HEADERS = env.int("REQUEST_MAX_HEADERS", default=100)
+# A body past DATA_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB) is a 400, JSON bodies included; a form,
+# a query string or a JSON object with more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) too.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=1000)
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

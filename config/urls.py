@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, metrics
+from core.exception_handler import json_not_found
 
 api_v1 = [
     path("", include("tenants.urls")),
@@ -13,6 +14,9 @@ api_v1 = [
     path("", include("integrations.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Any other path under the API is a JSON 404, with DEBUG on too (no HTML page, and no
+    # APPEND_SLASH redirect that would drop a POST's body).
+    re_path(r"", json_not_found),
 ]
 
 urlpatterns = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.plumbing import force_instance
+from drf_spectacular.plumbing import force_instance, get_override, is_list_serializer
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -56,8 +56,7 @@ class ShelfWiseAutoSchema(AutoSchema):
 
     def _get_request_body(self, direction="request"):
         body = super()._get_request_body(direction)
-        serializer = force_instance(self.get_request_serializer())
-        if body is not None and getattr(serializer, "at_least_one_field", False):
+        if body is not None and getattr(force_instance(self.get_request_serializer()), "at_least_one_field", False):
             body["required"] = True
         return body
 
@@ -95,8 +94,13 @@ class ShelfWiseAutoSchema(AutoSchema):
     def _paginated(self) -> bool:
         if self.method != "GET":
             return False
-        if getattr(self.view, "pagination_class", None) and self._is_list_view():
-            return True
+        if getattr(self.view, "pagination_class", None):
+            # The documented 200, not `_is_list_view()`, which guesses (and warns) for plain APIViews.
+            responses = get_override(self.view, "responses", None) or self.get_response_serializers()
+            if isinstance(responses, dict):
+                responses = responses.get(200, responses.get("200"))
+            if is_list_serializer(responses):
+                return True
         return any(getattr(p, "name", None) == PAGE_QUERY_PARAM for p in self.get_override_parameters())
 
 
