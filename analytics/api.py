@@ -71,7 +71,9 @@ class EventFeedApi(TenantApiMixin, APIView):
     permission_classes = [IsTenantStaff]
 
     class FilterSerializer(StrictQuerySerializer):
-        after = serializers.IntegerField(min_value=0, default=0, help_text="The last position already read.")
+        after = serializers.IntegerField(
+            min_value=0, max_value=2**63 - 1, default=0, help_text="The last position already read."
+        )
         limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
 
     @extend_schema(

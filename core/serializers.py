@@ -124,6 +124,6 @@ class StrictQuerySerializer(StrictInputSerializer):
         return super().to_internal_value(data)
 
     def value_error(self, field: serializers.Field, value: Any) -> Any:
-        if isinstance(field, serializers.IntegerField) and not re.fullmatch(r"-?[0-9]{1,18}", value):
+        if isinstance(field, serializers.IntegerField) and not re.fullmatch(r"-?[0-9]+", value):
             return [field.error_messages["invalid"]]
         return None
