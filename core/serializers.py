@@ -127,3 +127,13 @@ class StrictQuerySerializer(StrictInputSerializer):
         if isinstance(field, serializers.IntegerField) and not re.fullmatch(r"-?[0-9]+", value):
             return [field.error_messages["invalid"]]
         return None
+
+
+class NoInputSerializer(StrictInputSerializer):
+    """The body of an operation that takes none (`POST orders/{id}/cancel`): absent, empty or `{}`;
+    any field in it is unknown, and refused as such rather than ignored."""
+
+
+def refuse_any_input(data: Any) -> None:
+    """Raise DRF's `ValidationError` (400) if `data`, the body of an operation that takes none, has anything in it."""
+    NoInputSerializer(data=data).is_valid(raise_exception=True)

@@ -21,7 +21,7 @@ from core.errors import NotFound
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.pagination import MAX_PAGE, PAGE_PARAMETER
 from core.schema import links_to
-from core.serializers import StrictInputSerializer, StrictQuerySerializer
+from core.serializers import StrictInputSerializer, StrictQuerySerializer, refuse_any_input
 from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order
 from orders.selectors import order_get_for, order_list_for
 from orders.services import MAX_LINES, PAYMENT_TOKEN_MAX_LENGTH, order_cancel, order_fulfill, order_place
@@ -178,6 +178,7 @@ class OrderCancelApi(TenantApiMixin, APIView):
     )
     def post(self, request: Request, order_id: UUID) -> Response:
         order = _order_or_404(request.user, order_id)
+        refuse_any_input(request.data)
         order = order_cancel(order=order, reason=Order.CancellationReason.CUSTOMER_REQUEST, by=request.user)
         return Response(self.OutputSerializer(order).data)
 

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from core.errors import NotFound
 from core.schema import links_to
-from core.serializers import StrictInputSerializer
+from core.serializers import StrictInputSerializer, refuse_any_input
 from domain_events.events import published_event_types
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
@@ -186,6 +186,7 @@ class EndpointRotateSecretApi(WebhookApi):
     )
     def post(self, request: Request, endpoint_id: UUID) -> Response:
         endpoint = self.endpoint(endpoint_id)
+        refuse_any_input(request.data)
         return Response(_with_secret(endpoint, endpoint_rotate_secret(endpoint=endpoint)))
 
 
@@ -236,5 +237,6 @@ class DeliveryRedeliverApi(WebhookApi):
         delivery: WebhookDelivery | None = delivery_get(endpoint=self.endpoint(endpoint_id), delivery_id=delivery_id)
         if delivery is None:
             raise NotFound("No such delivery.")
+        refuse_any_input(request.data)
         delivery = delivery_redeliver(delivery=delivery)
         return Response(DeliveryOutputSerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
