@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, metrics
@@ -15,8 +16,9 @@ api_v1 = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Any other path under the API is a JSON 404, with DEBUG on too (no HTML page, and no
-    # APPEND_SLASH redirect that would drop a POST's body).
-    re_path(r"", json_not_found),
+    # APPEND_SLASH redirect that would drop a POST's body); CSRF-exempt as the API's views are,
+    # so that a POST to it is not refused with the HTML of a CSRF failure first.
+    re_path(r"", csrf_exempt(json_not_found)),
 ]
 
 urlpatterns = [

@@ -65,6 +65,8 @@ def test_django_and_drf_errors_have_the_one_shape(customer_api, staff_api):
     assert_error(customer_api.get(f"{API}/orders/00000000-0000-0000-0000-000000000000/"), 404, "not_found")
     assert_error(customer_api.get(f"{API}/no/such/path"), 404, "not_found")
     assert_error(customer_api.post(f"{API}/products"), 404, "not_found")  # no slash: no redirect either
+    browser = APIClient(enforce_csrf_checks=True)  # a CSRF failure page is HTML: none under the API
+    assert_error(browser.post(f"{API}/orders/not-a-uuid/cancel"), 404, "not_found")
     # 405, 406, 415.
     assert_error(customer_api.put(f"{API}/orders/"), 405, "method_not_allowed")
     assert_error(customer_api.get(f"{API}/products/", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
