@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "config.metrics.RequestMetricsMiddleware",
     "core.middleware.RefuseOversizedRequestsMiddleware",
     "core.middleware.RefuseNulCharactersMiddleware",
+    "core.middleware.ApiNotFoundMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -83,6 +84,9 @@ REQUEST_MAX_HEADERS = env.int("REQUEST_MAX_HEADERS", default=100)
 # a query string or a JSON object with more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) too.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=1000)
+
+# Under this prefix a path no route takes is a JSON 404 (core.middleware.ApiNotFoundMiddleware).
+API_PATH_PREFIX = "/api/"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -1,10 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
-from django.views.decorators.csrf import csrf_exempt
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, metrics
-from core.exception_handler import json_not_found
 
 api_v1 = [
     path("", include("tenants.urls")),
@@ -15,10 +13,6 @@ api_v1 = [
     path("", include("integrations.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    # Any other path under the API is a JSON 404, with DEBUG on too (no HTML page, and no
-    # APPEND_SLASH redirect that would drop a POST's body); CSRF-exempt as the API's views are,
-    # so that a POST to it is not refused with the HTML of a CSRF failure first.
-    re_path(r"", csrf_exempt(json_not_found)),
 ]
 
 urlpatterns = [

@@ -6,6 +6,26 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+
+from core.exception_handler import json_not_found
+
+
+class ApiNotFoundMiddleware:
+    """A path under `API_PATH_PREFIX` that no route takes is a JSON 404 at once: with DEBUG on too
+    (no HTML page), before APPEND_SLASH would redirect (dropping a POST's body) and before a CSRF
+    check could answer with its HTML page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith(settings.API_PATH_PREFIX):
+            try:
+                resolve(request.path_info)
+            except Resolver404:
+                return json_not_found(request)
+        return self.get_response(request)
 
 
 class RefuseOversizedRequestsMiddleware:
