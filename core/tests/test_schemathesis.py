@@ -109,8 +109,11 @@ def fresh_database():
 def test_every_operation_answers_as_documented(case, tokens):
     # The token is the credential; a generated session cookie would only stand beside it.
     (case.cookies or {}).pop("sessionid", None)
+    # The coverage phase's many boundary cases go in as staff, who pass every permission and reach
+    # every validation; the fuzzed examples go in as both.
+    coverage = case.meta is not None and case.meta.phase.name == "coverage"
     with fresh_database():
-        for role in ROLES:
+        for role in ("staff",) if coverage else ROLES:
             case.call_and_validate(headers={"Authorization": f"Token {tokens[role]}"})
             sent["stateless"] += 1
 
