@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos install migrate clean
+.PHONY: run test lint bench chaos fuzz install migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,14 +31,20 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
+# The API against its OpenAPI document with many more generated requests than `make test` sends.
+fuzz: install
+	SCHEMATHESIS_MAX_EXAMPLES=$(or $(EXAMPLES),100) $(BIN)/pytest -m schemathesis
+
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
-# The whole platform under faults, then the proof of CONTRACT §7 (README, "Chaos run").
+# The whole platform under faults, then the proof of CONTRACT §7 (README, "Chaos run"), then the
+# API against its OpenAPI document with many generated requests (`make fuzz`).
 CHAOS_ORDERS ?= 1000
 chaos: install
 	$(BIN)/python -m chaos --orders $(CHAOS_ORDERS)
+	SCHEMATHESIS_MAX_EXAMPLES=$(or $(EXAMPLES),100) $(BIN)/pytest -m schemathesis
 
 clean:
 	rm -rf .broker staticfiles db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from analytics.selectors import dashboard_get, event_feed_for, order_timeline_for
 from core.errors import NotFound
+from core.serializers import StrictQuerySerializer
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
 
@@ -69,8 +70,10 @@ class EventFeedApi(TenantApiMixin, APIView):
 
     permission_classes = [IsTenantStaff]
 
-    class FilterSerializer(serializers.Serializer):
-        after = serializers.IntegerField(min_value=0, default=0, help_text="The last position already read.")
+    class FilterSerializer(StrictQuerySerializer):
+        after = serializers.IntegerField(
+            min_value=0, max_value=2**63 - 1, default=0, help_text="The last position already read."
+        )
         limit = serializers.IntegerField(min_value=1, max_value=1000, default=100)
 
     @extend_schema(

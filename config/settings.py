@@ -47,7 +47,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "domain_events.middleware.CorrelationIdMiddleware",
     "config.metrics.RequestMetricsMiddleware",
+    "core.middleware.RefuseOversizedRequestsMiddleware",
     "core.middleware.RefuseNulCharactersMiddleware",
+    "core.middleware.ApiNotFoundMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -71,6 +73,20 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 if env.str("SECURE_PROXY_SSL_HEADER", default=""):
     SECURE_PROXY_SSL_HEADER = (env.str("SECURE_PROXY_SSL_HEADER"), "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Request size (the README's "Hostile input") ------------------------------------------------
+# The request line, each header field and the number of header fields, at gunicorn's own limits:
+# gunicorn refuses past them before Django runs; under any other server Django refuses them as JSON 400s.
+REQUEST_MAX_LINE = env.int("REQUEST_MAX_LINE", default=4094)
+REQUEST_MAX_HEADER_BYTES = env.int("REQUEST_MAX_HEADER_BYTES", default=8190)
+REQUEST_MAX_HEADERS = env.int("REQUEST_MAX_HEADERS", default=100)
+# A body past DATA_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB) is a 400, JSON bodies included; a form,
+# a query string or a JSON object with more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000) too.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=1000)
+
+# Under this prefix a path no route takes is a JSON 404 (core.middleware.ApiNotFoundMiddleware).
+API_PATH_PREFIX = "/api/"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -153,7 +169,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantMember"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "core.exception_handler.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "core.schema.ShelfWiseAutoSchema",

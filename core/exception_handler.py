@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
@@ -22,6 +22,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if isinstance(exc, SuspiciousOperation):
+        detail, code = bad_request_detail(exc)
+        return Response({"detail": detail, "code": code}, status=400)
     if isinstance(exc, ApplicationError):
         return Response({"detail": exc.message, "code": exc.code, **exc.extra}, status=exc.status_code)
     response = exception_handler(exc, context)
@@ -55,4 +58,15 @@ def json_server_error(request) -> JsonResponse:
 
 
 def json_bad_request(request, exception=None) -> JsonResponse:
-    return JsonResponse({"detail": "Bad request.", "code": "bad_request"}, status=400)
+    detail, code = bad_request_detail(exception)
+    return JsonResponse({"detail": detail, "code": code}, status=400)
+
+
+def bad_request_detail(exception: Exception | None) -> tuple[str, str]:
+    """What a 400 that Django raised says: the limit a body or form passed, else only "Bad request."
+    (other suspicious operations, such as a disallowed host, are not described to the client)."""
+    if isinstance(exception, RequestDataTooBig):
+        return str(exception) or "The body is too large.", "too_large"
+    if isinstance(exception, TooManyFieldsSent):
+        return str(exception) or "Too many fields.", "too_many_fields"
+    return "Bad request.", "bad_request"

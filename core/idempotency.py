@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX_LENGTH = IdempotencyKey._meta.get_field("key").max_length
+# A quoted key, or a bare one that neither starts with a quote nor starts or ends with a space.
+KEY_PATTERN = re.compile(
+    rf'"(?P<quoted>[ -~]{{1,{KEY_MAX_LENGTH}}})"|(?P<bare>[!#-~](?:[ -~]{{0,{KEY_MAX_LENGTH - 2}}}[!-~])?)'
+)
 KEY_LIFETIME = timedelta(hours=24)
 
 
@@ -75,17 +80,16 @@ def idempotency_key_from_header(value: str | None) -> str | None:
     """The key in an `Idempotency-Key` header value, or None if there is no header.
 
     The draft sends the key as a structured-field string (`"8e03…"`); a bare token is accepted
-    too. Raises `ApplicationError` (400) for an empty or too long key.
+    too. Either is 1 to `KEY_MAX_LENGTH` printable ASCII characters (`KEY_PATTERN`, as the
+    OpenAPI document says); anything else raises `ApplicationError` (400).
     """
     if value is None:
         return None
-    key = value.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not key or len(key) > KEY_MAX_LENGTH or not key.isprintable():
-        message = f"The {HEADER} header must hold 1 to {KEY_MAX_LENGTH} printable characters."
+    match = KEY_PATTERN.fullmatch(value)
+    if match is None:
+        message = f"The {HEADER} header must hold 1 to {KEY_MAX_LENGTH} printable ASCII characters."
         raise ApplicationError(message, extra={"idempotency_key": [message]})
-    return key
+    return match["quoted"] or match["bare"]
 
 
 def request_fingerprint(*, method: str, path: str, body: Any) -> str:
@@ -174,7 +178,7 @@ def idempotency_key_run(
 # The header as the OpenAPI schema of an `@idempotent` operation documents it.
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     HEADER,
-    str,
+    {"type": "string", "minLength": 1, "maxLength": KEY_MAX_LENGTH + 2, "pattern": f"^(?:{KEY_PATTERN.pattern})$"},
     OpenApiParameter.HEADER,
     description="Retry safely: the same key and body within 24 hours give back the first response.",
 )

@@ -4,10 +4,17 @@
   standard parser recurses until Python's recursion limit and fails with a 500.
 - NUL characters anywhere in the document (keys or strings): PostgreSQL text cannot hold them, so
   they would fail later, at a write, as a 500.
+- A body past `DATA_UPLOAD_MAX_MEMORY_SIZE`: Django enforces it on `request.body`, which DRF's
+  parsers never read, so a JSON body of any size was read whole.
+- An object with more keys than `DATA_UPLOAD_MAX_NUMBER_FIELDS`, as Django refuses such a form.
 """
 
 from __future__ import annotations
 
+import io
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -16,6 +23,12 @@ MAX_DEPTH = 32
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and stream is not None:
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                raise RequestDataTooBig(f"The body is larger than {limit} bytes.")
+            stream = io.BytesIO(body)
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
@@ -35,6 +48,9 @@ def _check(data: object) -> None:
         elif isinstance(value, dict | list):
             if depth > MAX_DEPTH:
                 raise ParseError(f"JSON parse error - nested more than {MAX_DEPTH} levels deep.")
+            fields = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            if isinstance(value, dict) and fields is not None and len(value) > fields:
+                raise TooManyFieldsSent(f"An object has more than {fields} fields.")
             items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
             for key, item in items:
                 if isinstance(key, str) and "\x00" in key:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
@@ -19,6 +19,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from core.errors import NotFound
+from core.pagination import PAGE_PARAMETER
+from core.schema import links_to
 from core.serializers import StrictInputSerializer
 from inventory.models import SKU_PATTERN, Product
 from inventory.selectors import product_get, product_list
@@ -69,6 +71,17 @@ class CatalogApi(TenantApiMixin, APIView):
 class ProductListCreateApi(CatalogApi):
     """`GET products/` lists the catalog; `POST products/` (staff) adds a product."""
 
+    openapi_links = {
+        "POST": {
+            "201": {
+                **links_to(
+                    "products_retrieve", "products_partial_update", "products_restock", sku="$response.body#/sku"
+                ),
+                **links_to("orders_place", request_body={"items": [{"sku": "$response.body#/sku", "quantity": 1}]}),
+            }
+        }
+    }
+
     class CreateInputSerializer(StrictInputSerializer):
         sku = serializers.RegexField(SKU_PATTERN, max_length=64)
         title = serializers.CharField(max_length=200)
@@ -77,7 +90,7 @@ class ProductListCreateApi(CatalogApi):
 
     @extend_schema(
         operation_id="products_list",
-        parameters=[OpenApiParameter("page", int, description="Page number, from 1.")],
+        parameters=[PAGE_PARAMETER],
         responses={200: ProductPageSerializer},
     )
     def get(self, request: Request) -> Response:
@@ -86,7 +99,12 @@ class ProductListCreateApi(CatalogApi):
         return paginator.get_paginated_response(ProductOutputSerializer(page, many=True).data)
 
     @extend_schema(
-        operation_id="products_create", request=CreateInputSerializer, responses={201: ProductOutputSerializer}
+        operation_id="products_create",
+        request=CreateInputSerializer,
+        responses={
+            201: ProductOutputSerializer,
+            409: OpenApiResponse(description="The bookstore already has a product with this sku."),
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = self.CreateInputSerializer(data=request.data)
@@ -99,13 +117,10 @@ class ProductDetailUpdateApi(CatalogApi):
     """`GET products/{sku}/` reads one product; `PATCH products/{sku}/` (staff) changes title or price."""
 
     class UpdateInputSerializer(StrictInputSerializer):
+        at_least_one_field = True
+
         title = serializers.CharField(max_length=200, required=False)
         price = _price_field(required=False)
-
-        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            if not attrs:
-                raise serializers.ValidationError("Give a title, a price or both.")
-            return attrs
 
     @extend_schema(operation_id="products_retrieve", responses={200: ProductOutputSerializer})
     def get(self, request: Request, sku: str) -> Response:
@@ -128,7 +143,14 @@ class ProductRestockApi(CatalogApi):
     class InputSerializer(StrictInputSerializer):
         quantity = serializers.IntegerField(min_value=1, max_value=MAX_STOCK_CHANGE)
 
-    @extend_schema(operation_id="products_restock", request=InputSerializer, responses={200: ProductOutputSerializer})
+    @extend_schema(
+        operation_id="products_restock",
+        request=InputSerializer,
+        responses={
+            200: ProductOutputSerializer,
+            409: OpenApiResponse(description="The stock on hand would pass its maximum."),
+        },
+    )
     def post(self, request: Request, sku: str) -> Response:
         product = self.product(sku)
         serializer = self.InputSerializer(data=request.data)

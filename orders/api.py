@@ -7,7 +7,7 @@ order is a 404.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
@@ -19,7 +19,9 @@ from rest_framework.views import APIView
 
 from core.errors import NotFound
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
-from core.serializers import StrictInputSerializer
+from core.pagination import MAX_PAGE, PAGE_PARAMETER
+from core.schema import links_to
+from core.serializers import StrictInputSerializer, StrictQuerySerializer, refuse_any_input
 from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order
 from orders.selectors import order_get_for, order_list_for
 from orders.services import MAX_LINES, PAYMENT_TOKEN_MAX_LENGTH, order_cancel, order_fulfill, order_place
@@ -32,30 +34,12 @@ if TYPE_CHECKING:
 # --- fields and the order representation ------------------------------------------------------
 
 
-class StrictCharField(serializers.CharField):
-    """A JSON string only: a number is refused rather than turned into text."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer only: `"3"`, `3.0` and `true` are refused rather than coerced."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 @extend_schema_serializer(component_name="OrderPlaceItem")
 class OrderItemInputSerializer(StrictInputSerializer):
     """One line of `POST orders/`: a sku and a whole quantity; any price sent is ignored."""
 
-    sku = StrictCharField(max_length=SKU_MAX_LENGTH)
-    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
+    sku = serializers.CharField(max_length=SKU_MAX_LENGTH)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 @extend_schema_serializer(component_name="OrderItem")
@@ -95,8 +79,11 @@ class OrderListApi(TenantApiMixin, APIView):
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
     OutputSerializer = OrderOutputSerializer
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(StrictQuerySerializer):
         status = serializers.ChoiceField(choices=Order.Status.choices, required=False)
+        page = serializers.IntegerField(
+            min_value=1, max_value=MAX_PAGE, required=False, help_text=PAGE_PARAMETER.description
+        )
 
     @extend_schema(
         operation_id="orders_list",
@@ -107,7 +94,7 @@ class OrderListApi(TenantApiMixin, APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        orders = order_list_for(user=request.user, **filters.validated_data)
+        orders = order_list_for(user=request.user, status=filters.validated_data.get("status"))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(orders, request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
@@ -116,12 +103,24 @@ class OrderListApi(TenantApiMixin, APIView):
 class OrderPlaceApi(TenantApiMixin, APIView):
     """Place an order; prices come from the catalog. Safe to retry with an `Idempotency-Key`."""
 
+    openapi_links = {
+        "POST": {
+            "201": links_to(
+                "orders_retrieve",
+                "orders_cancel",
+                "orders_fulfill",
+                "orders_events_list",
+                order_id="$response.body#/id",
+            )
+        }
+    }
+
     OutputSerializer = OrderOutputSerializer
 
     @extend_schema_serializer(component_name="OrderPlace")
     class InputSerializer(StrictInputSerializer):
         items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
-        payment_token = StrictCharField(max_length=PAYMENT_TOKEN_MAX_LENGTH)
+        payment_token = serializers.CharField(max_length=PAYMENT_TOKEN_MAX_LENGTH)
 
     @extend_schema(
         operation_id="orders_place",
@@ -134,7 +133,10 @@ class OrderPlaceApi(TenantApiMixin, APIView):
             201: OrderOutputSerializer,
             400: OpenApiResponse(description="Invalid input, with field messages; nothing was written."),
             409: OpenApiResponse(description="A request with the same Idempotency-Key is still in progress."),
-            422: OpenApiResponse(description="The Idempotency-Key was already used with another request body."),
+            422: OpenApiResponse(
+                description="A sku twice or not in the catalog, a total too large, or an Idempotency-Key already"
+                " used with another request body."
+            ),
         },
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
     )
@@ -176,6 +178,7 @@ class OrderCancelApi(TenantApiMixin, APIView):
     )
     def post(self, request: Request, order_id: UUID) -> Response:
         order = _order_or_404(request.user, order_id)
+        refuse_any_input(request.data)
         order = order_cancel(order=order, reason=Order.CancellationReason.CUSTOMER_REQUEST, by=request.user)
         return Response(self.OutputSerializer(order).data)
 
@@ -187,8 +190,8 @@ class OrderFulfillApi(TenantApiMixin, APIView):
     OutputSerializer = OrderOutputSerializer
 
     @extend_schema_serializer(component_name="OrderFulfill")
-    class InputSerializer(serializers.Serializer):
-        tracking_number = StrictCharField(max_length=TRACKING_NUMBER_MAX_LENGTH)
+    class InputSerializer(StrictInputSerializer):
+        tracking_number = serializers.CharField(max_length=TRACKING_NUMBER_MAX_LENGTH)
 
     @extend_schema(
         operation_id="orders_fulfill",

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,7 +19,9 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from core.errors import NotFound
-from core.serializers import StrictInputSerializer
+from core.schema import links_to
+from core.serializers import StrictInputSerializer, refuse_any_input
+from domain_events.events import published_event_types
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -63,15 +65,30 @@ class DeliveryOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+# An http(s) URL with a host name or IPv4 address, an optional port and an optional path and query
+# of URI characters; no credentials, no fragment. The OpenAPI document gives this pattern, so a
+# client can check a URL as the server does (`endpoint_url_validate` then checks where it leads).
+URL_PATTERN = (
+    r"^https?://[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+    r"(?:/(?:[A-Za-z0-9._~:/?@!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)?$"
+)
+
+
 class EndpointFieldsSerializer(StrictInputSerializer):
-    url = serializers.URLField(max_length=2000)
-    event_types = serializers.ListField(child=serializers.CharField(max_length=100), max_length=50, default=list)
+    url = serializers.RegexField(URL_PATTERN, max_length=2000, error_messages={"invalid": "Enter a valid URL."})
+    # The known types are listed in the OpenAPI document; the service checks them again.
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=sorted(cls.type for cls in published_event_types())),
+        max_length=50,
+        default=list,
+    )
     is_active = serializers.BooleanField(default=True)
     description = serializers.CharField(max_length=500, allow_blank=True, default="")
 
 
 def _page(request: Request, view: APIView, queryset: QuerySet, serializer: type[serializers.Serializer]) -> Response:
-    paginator = api_settings.DEFAULT_PAGINATION_CLASS()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True).data)
 
@@ -83,6 +100,7 @@ def _with_secret(endpoint: WebhookEndpoint, secret: str) -> dict[str, Any]:
 
 class WebhookApi(TenantApiMixin, APIView):
     permission_classes = [IsTenantStaff]
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
     def endpoint(self, endpoint_id: UUID) -> WebhookEndpoint:
         endpoint = endpoint_get(endpoints=self.scoped(endpoint_list()), endpoint_id=endpoint_id)
@@ -93,6 +111,20 @@ class WebhookApi(TenantApiMixin, APIView):
 
 class EndpointListCreateApi(WebhookApi):
     """`GET webhook-endpoints/` lists the tenant's endpoints; `POST` registers one."""
+
+    openapi_links = {
+        "POST": {
+            "201": links_to(
+                "webhook_endpoints_retrieve",
+                "webhook_endpoints_partial_update",
+                "webhook_endpoints_destroy",
+                "webhook_endpoints_rotate_secret",
+                "webhook_endpoints_recover",
+                "webhook_deliveries_list",
+                endpoint_id="$response.body#/id",
+            )
+        }
+    }
 
     @extend_schema_serializer(component_name="WebhookEndpointCreate")
     class InputSerializer(EndpointFieldsSerializer):
@@ -154,6 +186,7 @@ class EndpointRotateSecretApi(WebhookApi):
     )
     def post(self, request: Request, endpoint_id: UUID) -> Response:
         endpoint = self.endpoint(endpoint_id)
+        refuse_any_input(request.data)
         return Response(_with_secret(endpoint, endpoint_rotate_secret(endpoint=endpoint)))
 
 
@@ -168,7 +201,11 @@ class EndpointRecoverApi(WebhookApi):
     class OutputSerializer(serializers.Serializer):
         recovering = serializers.IntegerField()
 
-    @extend_schema(operation_id="webhook_endpoints_recover", request=InputSerializer, responses={202: OutputSerializer})
+    @extend_schema(
+        operation_id="webhook_endpoints_recover",
+        request=InputSerializer,
+        responses={202: OutputSerializer, 409: OpenApiResponse(description="The endpoint is disabled.")},
+    )
     def post(self, request: Request, endpoint_id: UUID) -> Response:
         endpoint = self.endpoint(endpoint_id)
         serializer = self.InputSerializer(data=request.data)
@@ -180,11 +217,7 @@ class EndpointRecoverApi(WebhookApi):
 class DeliveryListApi(WebhookApi):
     """`GET webhook-endpoints/{id}/deliveries/`, newest first."""
 
-    @extend_schema(
-        operation_id="webhook_deliveries_list",
-        parameters=[OpenApiParameter("page", int, description="Page number, from 1.")],
-        responses={200: DeliveryOutputSerializer(many=True)},
-    )
+    @extend_schema(operation_id="webhook_deliveries_list", responses={200: DeliveryOutputSerializer(many=True)})
     def get(self, request: Request, endpoint_id: UUID) -> Response:
         return _page(request, self, delivery_list(endpoint=self.endpoint(endpoint_id)), DeliveryOutputSerializer)
 
@@ -192,10 +225,18 @@ class DeliveryListApi(WebhookApi):
 class DeliveryRedeliverApi(WebhookApi):
     """`POST webhook-endpoints/{id}/deliveries/{id}/redeliver`: send it again now, same webhook-id."""
 
-    @extend_schema(operation_id="webhook_deliveries_redeliver", request=None, responses={202: DeliveryOutputSerializer})
+    @extend_schema(
+        operation_id="webhook_deliveries_redeliver",
+        request=None,
+        responses={
+            202: DeliveryOutputSerializer,
+            409: OpenApiResponse(description="The endpoint is disabled, or the delivery is being sent right now."),
+        },
+    )
     def post(self, request: Request, endpoint_id: UUID, delivery_id: UUID) -> Response:
         delivery: WebhookDelivery | None = delivery_get(endpoint=self.endpoint(endpoint_id), delivery_id=delivery_id)
         if delivery is None:
             raise NotFound("No such delivery.")
+        refuse_any_input(request.data)
         delivery = delivery_redeliver(delivery=delivery)
         return Response(DeliveryOutputSerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
