@@ -148,7 +148,9 @@ class ProductRestockApi(CatalogApi):
         request=InputSerializer,
         responses={
             200: ProductOutputSerializer,
-            409: OpenApiResponse(description="The stock on hand would pass its maximum."),
+            400: OpenApiResponse(
+                description="A quantity out of range, or one that would take the stock on hand past its maximum."
+            ),
         },
     )
     def post(self, request: Request, sku: str) -> Response:

@@ -88,8 +88,8 @@ def product_update(*, product: Product, title: str | None = None, price: Decimal
 def product_restock(*, product: Product, quantity: int) -> Product:
     """Add `quantity` (1 to `MAX_STOCK_CHANGE`) units on hand; publishes `inventory.stock_adjusted` (`restock`).
 
-    Raises `ApplicationError` (400) for a quantity out of range and `Conflict` (409) if the stock
-    on hand would pass `MAX_ON_HAND`.
+    Raises `ApplicationError` (400) for a quantity out of range or one that would take the stock on
+    hand past `MAX_ON_HAND`.
     """
     if not 0 < quantity <= MAX_STOCK_CHANGE:
         message = f"The quantity must be between 1 and {MAX_STOCK_CHANGE}."
@@ -97,8 +97,7 @@ def product_restock(*, product: Product, quantity: int) -> Product:
     with transaction.atomic():
         locked = _lock(Product.objects.filter(pk=product.pk)).get()
         if locked.on_hand + quantity > MAX_ON_HAND:
-            # The request is well formed; the stock it would add to is what forbids it.
-            raise Conflict(
+            raise ApplicationError(
                 f"Stock on hand of {locked.sku} cannot exceed {MAX_ON_HAND}.",
                 extra={"quantity": [f"At most {MAX_ON_HAND - locked.on_hand} more units fit."]},
             )

@@ -131,12 +131,12 @@ class OrderPlaceApi(TenantApiMixin, APIView):
         request=InputSerializer,
         responses={
             201: OrderOutputSerializer,
-            400: OpenApiResponse(description="Invalid input, with field messages; nothing was written."),
-            409: OpenApiResponse(description="A request with the same Idempotency-Key is still in progress."),
-            422: OpenApiResponse(
-                description="A sku twice or not in the catalog, a total too large, or an Idempotency-Key already"
-                " used with another request body."
+            400: OpenApiResponse(
+                description="Invalid input, with field messages: also a sku twice or not in the catalog, or a"
+                " total too large; nothing was written."
             ),
+            409: OpenApiResponse(description="A request with the same Idempotency-Key is still in progress."),
+            422: OpenApiResponse(description="The Idempotency-Key was already used with another request body."),
         },
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
     )

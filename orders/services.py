@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.errors import ApplicationError, Conflict, NotFound, Unprocessable
+from core.errors import ApplicationError, Conflict, NotFound
 from domain_events.bus import event_bus
 from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
 from domain_events.queries import ProductQuote, QuoteProducts
@@ -49,9 +49,9 @@ def order_place(*, tenant: Tenant, customer: User, items: Sequence[OrderItemRequ
 
     Validates 1 to `MAX_LINES` lines of distinct skus, each quantity 1 to `MAX_QUANTITY`, and a
     payment token; a sku the catalog does not know is refused, naming it. Raises
-    `ApplicationError` (400) with field messages for a malformed request, `Unprocessable` (422)
-    for a well-formed one that cannot be placed (a sku twice, a sku not in the catalog, a total
-    too large); nothing is written then. The catalog is asked
+    `ApplicationError` (400) with field messages, for a malformed request and for a well-formed
+    one that cannot be placed (a sku twice, a sku not in the catalog, a total too large); nothing
+    is written then. The catalog is asked
     before the transaction opens, which holds only the inserts and the event.
     """
     _validate_order_request(items=items, payment_token=payment_token)
@@ -59,7 +59,7 @@ def order_place(*, tenant: Tenant, customer: User, items: Sequence[OrderItemRequ
     quotes: dict[str, ProductQuote] = event_bus.ask(QuoteProducts(tenant_id=tenant.id, skus=skus))
     unknown = [sku for sku in skus if sku not in quotes]
     if unknown:
-        raise Unprocessable(
+        raise ApplicationError(
             f"Not in the catalog: {', '.join(unknown)}.",
             extra={
                 "items": {i: {"sku": [f"No product with sku {sku!r}."]} for i, sku in enumerate(skus) if sku in unknown}
@@ -79,7 +79,7 @@ def order_place(*, tenant: Tenant, customer: User, items: Sequence[OrderItemRequ
     ]
     order.total_amount = sum((i.unit_price * i.quantity for i in order_items), Decimal("0.00")).quantize(CENT)
     if order.total_amount > MAX_TOTAL:
-        raise Unprocessable("The order's total is too large.", extra={"items": ["The order's total is too large."]})
+        raise ApplicationError("The order's total is too large.", extra={"items": ["The order's total is too large."]})
 
     with transaction.atomic():
         _insert_with_items(order, order_items)
@@ -170,7 +170,7 @@ def _validate_order_request(*, items: Any, payment_token: Any) -> None:
         raise ApplicationError("The order is invalid.", extra=errors)
     if repeated:
         # Well-formed lines that the document cannot rule out (JSON Schema has no "distinct by sku").
-        raise Unprocessable("The order lists a sku more than once.", extra={"items": repeated})
+        raise ApplicationError("The order lists a sku more than once.", extra={"items": repeated})
 
 
 def _line_errors(item: Any) -> dict[str, list[str]]:

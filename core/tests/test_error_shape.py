@@ -72,12 +72,12 @@ def test_django_and_drf_errors_have_the_one_shape(customer_api, staff_api):
     assert_error(customer_api.get(f"{API}/products/", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
     form = customer_api.post(f"{API}/orders/", "items=x", content_type="application/x-www-form-urlencoded")
     assert_error(form, 415, "unsupported_media_type")
-    # 409 and 422 from domain errors.
+    # 400 and 409 from domain errors.
     product = {"sku": "B-1", "title": "Dune", "price": "9.99"}
     assert staff_api.post(f"{API}/products/", product, format="json").status_code == 201
     assert_error(staff_api.post(f"{API}/products/", product, format="json"), 409, "conflict")
     order = {"items": [{"sku": "NOPE", "quantity": 1}], "payment_token": "tok_visa"}
-    assert_error(customer_api.post(f"{API}/orders/", order, format="json"), 422, "unprocessable")
+    assert_error(customer_api.post(f"{API}/orders/", order, format="json"), 400, "invalid")
 
 
 def test_throttled_logins_have_the_one_shape(customer, settings):

@@ -267,14 +267,14 @@ def test_bad_input_is_a_400_with_field_messages_and_writes_nothing(catalog, cust
     ],
     ids=["unknown_sku", "duplicate_skus"],
 )
-def test_a_well_formed_order_that_cannot_be_placed_is_a_422_with_field_messages(
+def test_a_well_formed_order_that_cannot_be_placed_is_a_400_with_field_messages(
     catalog, customer_api, body, expected_errors
 ):
     """The OpenAPI document can say what an order looks like, not which skus exist or repeat."""
     response = customer_api.post(ORDERS, body, format="json")
-    assert response.status_code == 422
+    assert response.status_code == 400
     errors = response.json()
-    assert errors["code"] == "unprocessable"
+    assert errors["code"] == "invalid"
     for field, messages in expected_errors.items():
         assert errors[field] == messages
     assert_nothing_written()
