@@ -41,7 +41,7 @@ bench: install
 
 # The whole platform under faults, then the proof of CONTRACT §7 (README, "Chaos run"), then the
 # API against its OpenAPI document with many generated requests (`make fuzz`).
-CHAOS_ORDERS ?= 1000
+CHAOS_ORDERS ?= 3000
 chaos: install
 	$(BIN)/python -m chaos --orders $(CHAOS_ORDERS)
 	SCHEMATHESIS_MAX_EXAMPLES=$(or $(EXAMPLES),100) $(BIN)/pytest -m schemathesis

@@ -62,7 +62,7 @@ TIMINGS = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=int(os.environ.get("CHAOS_ORDERS", "1000")))
+    parser.add_argument("--orders", type=int, default=int(os.environ.get("CHAOS_ORDERS", "3000")))
     parser.add_argument("--clients", type=int, default=int(os.environ.get("CHAOS_CLIENTS", "12")))
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills (on average)")
