@@ -11,10 +11,10 @@ Measured in one run, each for BENCH_SECONDS:
   right after each commit, Celery handlers are queued.
 * then a Celery worker is started and the time until every placed order is confirmed gives the
   downstream rate (reserve, register, capture, confirm) as a comparison line;
-* the whole saga's CPU per confirmed order: the web workers, relays and Celery worker and their
-  PostgreSQL backends, from the first request until every delivery of the run is done (stock,
-  payment, confirmation, e-mail, one webhook endpoint on a loopback receiver, projections,
-  audit), against plain DRF's CPU per request.
+* the whole saga's CPU per confirmed order: SAGA_ORDERS orders through gunicorn with a relay and a
+  Celery worker running, followed until every delivery is done (stock, payment, confirmation,
+  e-mail, one webhook endpoint for every event on a loopback receiver, projections, audit): every
+  process and its PostgreSQL backends, against plain DRF's CPU per request.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from bench.procs import PYTHON, ROOT, BenchError, Service, start_line
 from domain_events.testing import celery_worker_argv
 
 MAX_REQUESTS_PER_CLIENT = 50_000
+# Orders of the whole-saga phase, every one followed until its last delivery.
+SAGA_ORDERS = 300
 PRODUCTS = 100
 STOCK = 1_000_000
 
@@ -52,6 +54,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def http_json(port: int, method: str, path: str, body: dict, headers: dict[str, str]) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, json.dumps(body), headers)
+        response = conn.getresponse()
+        payload = response.read()
+    finally:
+        conn.close()
+    if response.status >= 300:
+        raise BenchError(f"{method} {path} gave {response.status}: {payload[:300]!r}")
+    return json.loads(payload or b"{}")
 
 
 def latency_figure(figures: dict) -> str:
@@ -72,28 +87,12 @@ class OrdersBenchmark:
         self.config = bench.config
         self.spec: dict = {}
         self.results: dict[str, object] = {}
-        self.receiver: Service | None = None
 
     # --- seed ----------------------------------------------------------------------------
 
     def setup(self) -> None:
-        # One webhook endpoint for every event, on a receiver that answers 204 at once: the saga's
-        # webhooks cost what the platform spends on them, not a slow receiver's time.
-        port = free_port()
-        self.receiver = self.bench.service("webhook-receiver-orders", [PYTHON, "-m", "bench.receiver", str(port)])
-        self.receiver.wait_for("ready")
         done = subprocess.run(
-            [
-                PYTHON,
-                "-m",
-                "bench.orders_setup",
-                "--products",
-                str(PRODUCTS),
-                "--stock",
-                str(STOCK),
-                "--webhook-url",
-                f"http://127.0.0.1:{port}/orders",
-            ],
+            [PYTHON, "-m", "bench.orders_setup", "--products", str(PRODUCTS), "--stock", str(STOCK)],
             cwd=ROOT,
             env=self.bench.child_env(),
             capture_output=True,
@@ -262,12 +261,6 @@ class OrdersBenchmark:
             placed = self.http_load(port, [server, *([relay] if relay else [])], plain=False)
             server.stop()
             placed["downstream"] = self.drain(placed["count"], tag, since, relay=relay)
-            # Everything the saga cost per confirmed order: the load's CPU and the drain's.
-            orders = placed["downstream"]["orders"]
-            placed["saga_cpu"] = {
-                k: placed["cpu"][k] * placed["count"] / orders + placed["downstream"]["cpu"][k]
-                for k in ("client_ms", "server_ms")
-            }
         finally:
             server.stop()
             if relay is not None:
@@ -275,59 +268,107 @@ class OrdersBenchmark:
         return placed
 
     def drain(self, placed: int, tag: str, since: object, *, relay: Service | None) -> dict:
-        """Start a Celery worker (and a relay if none runs) and wait until every order of the run
-        is confirmed and every delivery (handlers and webhooks) is done; the CPU of the worker,
-        the relays and their backends meanwhile, per order."""
-        customer = self.spec["customer_id"]
+        """Start a Celery worker (and a relay if none runs) and wait until every order of the run is confirmed."""
         argv = celery_worker_argv("bench-orders", python=PYTHON)
         relays = [relay] if relay is not None else [self.bench.relay(f"relay-drain-{tag}")]
         worker = self.bench.service(f"celery-orders-{tag}", argv, LOG_LEVEL="INFO")
         try:
             worker.wait_for(" ready.", timeout=60)
-            meter = ServicesCpu(self.bench, [worker, *relays])
-            meter.start()
             started = time.time()
-            deadline = time.monotonic() + max(300, placed)
-            confirmed_at = None
-            while True:
-                waiting = self.bench.scalar(
-                    "SELECT count(*) FROM orders_order"
-                    " WHERE customer_id = %s AND status = 'placed' AND created_at >= %s",
-                    (customer, since),
-                )
-                if not waiting and confirmed_at is None:
-                    confirmed_at = time.time()
-                if not waiting and not self.bench.scalar(
-                    "SELECT (SELECT count(*) FROM domain_events_delivery WHERE status IN ('pending', 'failed'))"
-                    " + (SELECT count(*) FROM webhooks_webhookdelivery WHERE status IN ('pending', 'failed'))"
-                ):
-                    break
-                if time.monotonic() > deadline:
-                    raise BenchError(
-                        f"{waiting} orders still placed or deliveries open after the drain timeout;"
-                        f" see {self.bench.log_dir}"
-                    )
-                time.sleep(0.05)
-            cpu = meter.stop()
+            self.wait_settled(since, placed, deliveries=False)
             done = time.time()
+            # What follows the confirmations (e-mails, projections, audit) settles too, so that the
+            # next phase's processes do not work off this one's backlog.
+            self.wait_settled(since, max(900, placed), deliveries=True)
         finally:
             worker.stop()
             if relay is None:
                 relays[0].stop()
+        by_status = self.statuses(since)
+        total = sum(by_status.values())
+        return {"orders": total, "seconds": done - started, "per_s": total / (done - started), "statuses": by_status}
+
+    def statuses(self, since: object) -> dict[str, int]:
         rows = self.bench.db.execute(
             "SELECT status, count(*) FROM orders_order WHERE customer_id = %s AND created_at >= %s GROUP BY status",
-            (customer, since),
+            (self.spec["customer_id"], since),
         ).fetchall()
-        by_status = dict(rows)
-        total = sum(by_status.values())
-        return {
-            "orders": total,
-            "seconds": confirmed_at - started,
-            "all_done_s": done - started,
-            "per_s": total / (confirmed_at - started),
-            "statuses": by_status,
-            "cpu": cpu_per_unit([cpu], total),
-        }
+        return dict(rows)
+
+    def wait_settled(self, since: object, placed: int, *, deliveries: bool) -> None:
+        """Until no order of the run is still `placed` (and, with `deliveries`, no handler or
+        webhook delivery is open)."""
+        deadline = time.monotonic() + max(300, placed)
+        while True:
+            waiting = self.bench.scalar(
+                "SELECT count(*) FROM orders_order WHERE customer_id = %s AND status = 'placed' AND created_at >= %s",
+                (self.spec["customer_id"], since),
+            )
+            if not waiting and not (
+                deliveries
+                and self.bench.scalar(
+                    "SELECT (SELECT count(*) FROM domain_events_delivery WHERE status IN ('pending', 'failed'))"
+                    " + (SELECT count(*) FROM webhooks_webhookdelivery WHERE status IN ('pending', 'failed'))"
+                )
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"orders still placed or deliveries open after the timeout; see {self.bench.log_dir}")
+            time.sleep(0.05)
+
+    def saga(self) -> dict:
+        """The whole saga's CPU per confirmed order: SAGA_ORDERS orders through gunicorn with a relay
+        and a Celery worker running, one webhook endpoint (every event) on a loopback receiver;
+        every process and its backends, from the first request until every delivery is done."""
+        port = free_port()
+        receiver = self.bench.service("webhook-receiver-orders", [PYTHON, "-m", "bench.receiver", str(port)])
+        receiver.wait_for("ready")
+        staff = {"Authorization": f"Token {self.spec['staff_token']}", "Content-Type": "application/json"}
+        relay = self.bench.relay("relay-saga")
+        worker = self.bench.service("celery-saga", celery_worker_argv("bench-saga", python=PYTHON), LOG_LEVEL="INFO")
+        server, web_port = self.gunicorn("gunicorn-saga")
+        endpoint = http_json(
+            web_port, "POST", "/api/v1/webhook-endpoints/", {"url": f"http://127.0.0.1:{port}/orders"}, staff
+        )
+        try:
+            worker.wait_for(" ready.", timeout=60)
+            since = self.bench.scalar("SELECT now()")
+            self.wait_settled(since, 900, deliveries=True)  # nothing of an earlier phase is left to do
+            clients = [
+                self.bench.worker(
+                    f"load-saga-{i}",
+                    "bench.load",
+                    "--port",
+                    web_port,
+                    "--seconds",
+                    600,
+                    "--max-requests",
+                    SAGA_ORDERS // self.config.http_clients,
+                    "--spec",
+                    self.load_spec(),
+                    "--seed",
+                    100 + i,
+                )
+                for i in range(self.config.http_clients)
+            ]
+            for client in clients:
+                client.wait_ready(timeout=120)
+            meter = ServicesCpu(self.bench, [server, relay, worker])
+            meter.start()
+            start_line(clients)
+            for client in clients:
+                client.result(timeout=600)
+            self.wait_settled(since, SAGA_ORDERS, deliveries=True)
+            cpu = meter.stop()
+        finally:
+            http_json(web_port, "PATCH", f"/api/v1/webhook-endpoints/{endpoint['id']}/", {"is_active": False}, staff)
+            for service in (server, worker, relay, receiver):
+                service.stop()
+        by_status = self.statuses(since)
+        orders = sum(by_status.values())
+        if by_status.get("placed"):
+            raise BenchError(f"saga phase: orders left placed {by_status}")
+        return {"orders": orders, "statuses": by_status, "cpu": cpu_per_unit([cpu], orders)}
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -359,9 +400,11 @@ class OrdersBenchmark:
                 f"  ShelfWise POST orders/ ({label}): {placed['per_s']:,.0f} req/s;"
                 f" {down['orders']} orders confirmed {down['seconds']:.1f} s later"
             )
-        self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token",)}
-        if self.receiver is not None:
-            self.receiver.stop()
+        saga = self.results["saga"] = self.saga()
+        say(
+            f"  the whole saga: {cpu_total(saga['cpu']):.1f} ms of CPU per confirmed order over {saga['orders']} orders"
+        )
+        self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token", "staff_token")}
         return self.results
 
     def report(self) -> str:
@@ -427,35 +470,24 @@ class OrdersBenchmark:
 
     def saga_table(self) -> str:
         r = self.results
-        plain = cpu_total(r["plain"]["cpu"])
-        labels = {
-            "shelfwise_deferred": "request alone, then relay + worker",
-            "shelfwise": "as served: handlers in the web worker, relay, then worker",
-            "shelfwise_relayed": "web publishes only, relay during the load, then worker",
-        }
-        rows = []
-        for key, label in labels.items():
-            if key not in r:
-                continue
-            saga = r[key]["saga_cpu"]
-            rows.append(
-                [
-                    label,
-                    fmt_cpu(saga),
-                    f"{cpu_total(saga):.1f}",
-                    f"{plain:.1f}",
-                    f"{cpu_total(saga) / plain:.1f}x",
-                    "3x at most",
-                ]
-            )
+        plain, saga = cpu_total(r["plain"]["cpu"]), r["saga"]
         return table(
             ["whole saga per confirmed order", "CPU ms py+pg", "total", "plain DRF per request", "multiple", "goal"],
-            rows,
+            [
+                [
+                    f"{saga['orders']} orders as served (gunicorn, relay, Celery worker)",
+                    fmt_cpu(saga["cpu"]),
+                    f"{cpu_total(saga['cpu']):.1f}",
+                    f"{plain:.1f}",
+                    f"{cpu_total(saga['cpu']) / plain:.1f}x",
+                    "3x at most",
+                ]
+            ],
             notes=[
-                "Every process of the product and its PostgreSQL backends (gunicorn, relays, the Celery worker),"
-                " from the first request until every order is confirmed and every delivery is done: stock, payment"
-                " capture, confirmation, e-mail (console backend), webhooks to one endpoint on a loopback receiver"
-                " answering 204, projections, audit. Process start-up is not counted.",
+                "Every process of the product and its PostgreSQL backends, from the first request until every order"
+                " is settled and every delivery is done: stock, payment capture, confirmation, e-mail (console"
+                f" backend), webhooks of every event to one endpoint on a loopback receiver answering 204,"
+                f" projections, audit. {saga['statuses']}. Process start-up is not counted.",
             ],
         )
 
@@ -519,10 +551,10 @@ class OrdersBenchmark:
             },
             {
                 "what": "the whole saga: CPU per confirmed order, every process",
-                "figure": f"{cpu_total(shelf['saga_cpu']):.1f} ms",
+                "figure": f"{cpu_total(r['saga']['cpu']):.1f} ms",
                 "ceiling": f"plain DRF {cpu_total(plain['cpu']):.1f} ms/request",
                 "ratio": "—",
-                "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(shelf["saga_cpu"])),
+                "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(r["saga"]["cpu"])),
             },
         ]
         if "shelfwise_relayed" in r:

@@ -32,7 +32,6 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--products", type=int, default=100)
     parser.add_argument("--stock", type=int, default=1_000_000)
-    parser.add_argument("--webhook-url", help="register one webhook endpoint for every event type at this URL")
     args = parser.parse_args()
 
     django.setup()
@@ -55,12 +54,6 @@ def main() -> None:
     customer_id, plain_customer_id, raw_customer_id = (
         str(User.objects.get(username=f"{slug}-{who}").pk) for who in ("customer", "plain", "raw")
     )
-
-    if args.webhook_url:
-        from tenants.models import Tenant
-        from webhooks.services import endpoint_create
-
-        endpoint_create(tenant=Tenant.objects.get(pk=tenant_id), url=args.webhook_url)
 
     client = Client()
     staff = {"HTTP_AUTHORIZATION": f"Token {staff_token}"}
@@ -102,6 +95,7 @@ def main() -> None:
                 "currency": "USD",
                 "customer_id": customer_id,
                 "customer_token": customer_token,
+                "staff_token": staff_token,
                 "plain_customer_id": plain_customer_id,
                 "raw_customer_id": raw_customer_id,
                 "products": products,
