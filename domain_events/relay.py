@@ -95,6 +95,11 @@ class Relay:
                 self.on_report(report)
             if not full:
                 break
+        if total.handled and not readers_behind and self._listener is None and subscriptions.trackers():
+            # Polling (SQLite, or LISTEN lost): no notification tells of what these handlers just
+            # recorded, so the position readers take it now rather than a poll interval later.
+            sequence(wait=False)
+            readers_behind = tracking.advance()[1]
         self.readers_behind = bool(readers_behind)
         return total
 
