@@ -4,7 +4,8 @@ import os
 
 import structlog
 from celery import Celery
-from celery.signals import celeryd_after_setup, task_prerun
+from celery.signals import celeryd_after_setup, task_postrun, task_prerun
+from django.db import close_old_connections
 
 from core.log_context import clear_log_context
 
@@ -33,6 +34,16 @@ def consume_every_handler_queue(sender: str, instance, **kwargs) -> None:
     for subscription in event_bus.subscriptions():
         if subscription.queue and subscription.queue not in queues:
             queues.select_add(subscription.queue)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def keep_only_usable_connections(task=None, **kwargs) -> None:
+    """Around each task in a worker, as around each web request: a connection that is broken,
+    left in a transaction or older than CONN_MAX_AGE is closed; a good one serves the next task.
+    (An eager task runs inside its caller's transaction, which is not for it to close.)"""
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()
 
 
 @task_prerun.connect

@@ -224,6 +224,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes the database connection around every task unless this is set:
+# a new PostgreSQL backend per task. Workers keep theirs as web workers do (CONN_MAX_AGE, health
+# checks: config/celery.py closes what is broken or too old around each task).
+CELERY_DB_REUSE_MAX = 1000
 # Webhook POSTs wait on other people's servers: their own queue, so they never hold up handlers.
 CELERY_TASK_ROUTES = {"webhooks.*": {"queue": "webhooks"}}
 
