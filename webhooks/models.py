@@ -121,6 +121,14 @@ class WebhookDelivery(models.Model):
                 name="webhook_delivery_open_subject",
                 condition=Q(status__in=OPEN),
             ),
+            # A sender handing on: the endpoint's open deliveries, oldest event first.
+            models.Index(
+                fields=["endpoint", "position"], name="webhook_delivery_open_queue", condition=Q(status__in=OPEN)
+            ),
+            # The requests in flight to an endpoint (a lease is cleared when its attempt is recorded).
+            models.Index(
+                fields=["endpoint"], name="webhook_delivery_in_flight", condition=Q(leased_until__isnull=False)
+            ),
             # The API's and the admin's lists, newest first.
             models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_recent"),
             models.Index(fields=["tenant_id", "-created_at"], name="webhook_delivery_tenant"),

@@ -4,12 +4,17 @@ How a delivery travels:
 1. `deliveries_fan_out` (an in-process handler of every event, in the executor's transaction,
    so effectively once) writes one `WebhookDelivery` per matching active endpoint, and asks for a
    Celery message (queue `webhooks`) once that commits.
-2. `delivery_send` (the Celery task, or the sweep) claims the delivery in a short transaction:
-   due, not leased, the endpoint under its in-flight limit, and no earlier event of the same
-   subject still open for the endpoint. It POSTs with no transaction open, then records the
-   attempt, fenced by its lease token, and schedules what comes next.
-3. Retries come back as Celery messages with a countdown when they are near; far ones (and any
-   lost message) are handed on by `deliveries_enqueue_due`, the sweep of `send_due_webhooks`.
+   A delivery that would have to wait (an earlier event of its subject still open for the
+   endpoint, or the endpoint at its in-flight limit) gets no message.
+2. `delivery_send` (the Celery task) claims the delivery in a short transaction: due, not
+   leased, the endpoint under its in-flight limit, and no earlier event of the same subject
+   still open for the endpoint. It POSTs with no transaction open, then records the attempt,
+   fenced by its lease token, and hands on the endpoint's next delivery that may go: while the
+   receiver answers 2xx it sends it in the same task (up to `CHAIN_LIMIT` deliveries or
+   `CHAIN_SECONDS`), otherwise as a message. Waiting deliveries cost no message and no claim.
+3. Retries come back as Celery messages with a countdown when they are near; far ones, and
+   anything whose sender or message was lost, are handed on by `deliveries_enqueue_due`, the
+   sweep of `send_due_webhooks`.
 
 The at-least-once window: a worker killed after the receiver answered and before the attempt
 was recorded sends again; the `webhook-id` (the delivery's id) is the same, so the receiver can
@@ -24,6 +29,7 @@ import logging
 import random
 import secrets
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -34,7 +40,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -56,8 +63,11 @@ SECRET_BYTES = 32
 SECRET_OVERLAP = timedelta(hours=24)
 # A claim outlives the longest request, so a sender never loses its lease mid-POST.
 LEASE = timedelta(seconds=transport.TOTAL_TIMEOUT + 20)
-# How long a delivery waits when its endpoint already has as many requests in flight as allowed.
-BUSY_DELAY = timedelta(seconds=1)
+# A sender goes on with the next delivery of its endpoint while the receiver keeps answering 2xx,
+# for at most this many deliveries or seconds in one task; then it hands the next to the broker.
+CHAIN_LIMIT = 50
+CHAIN_SECONDS = 10.0
+HAND_ON_WINDOW = 100
 MAX_ERROR_LENGTH = 2000
 
 
@@ -202,6 +212,10 @@ def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
     position = StoredEvent.objects.filter(event_id=event.event_id).values_list("position", flat=True).get()
     payload = to_cloudevent(event, position=position)
     now = timezone.now()
+    # A delivery that cannot go now (an earlier event of its subject is still open for the
+    # endpoint, or the endpoint has as many requests in flight as allowed) gets no message: the
+    # sender ahead of it hands it on when it is done (`_hand_on`), the sweep if that sender dies.
+    waiting = _endpoints_to_wait_for([e.pk for e in endpoints], payload["subject"], position, now)
     deliveries = WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(
@@ -213,14 +227,38 @@ def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
                 position=position,
                 payload=payload,
                 next_attempt_at=now,
-                enqueued_at=now,
+                enqueued_at=None if endpoint.pk in waiting else now,
             )
             for endpoint in endpoints
         ],
         ignore_conflicts=True,
     )
-    _enqueue_on_commit([d.pk for d in deliveries])
+    _enqueue_on_commit([d.pk for d in deliveries if d.endpoint_id not in waiting])
     return deliveries
+
+
+def _endpoints_to_wait_for(
+    endpoint_ids: Sequence[uuid.UUID], subject: str, position: int, now: datetime
+) -> set[uuid.UUID]:
+    """Of `endpoint_ids`: those where a delivery of `subject` at `position` would have to wait
+    (an earlier open delivery of the subject, or the in-flight limit reached), in one query."""
+    blocked = WebhookDelivery.objects.filter(
+        endpoint_id=OuterRef("pk"), subject=subject, status__in=WebhookDelivery.OPEN, position__lt=position
+    )
+    in_flight = (
+        WebhookDelivery.objects.filter(endpoint_id=OuterRef("pk"), leased_until__gt=now)
+        .order_by()
+        .values("endpoint_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    rows = (
+        WebhookEndpoint.objects.filter(pk__in=endpoint_ids)
+        .annotate(blocked=Exists(blocked), in_flight=Coalesce(Subquery(in_flight), 0))
+        .values_list("pk", "blocked", "in_flight")
+    )
+    limit = settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT
+    return {pk for pk, is_blocked, flying in rows if is_blocked or flying >= limit}
 
 
 def _enqueue_on_commit(delivery_ids: Iterable[uuid.UUID], *, eta: datetime | None = None) -> None:
@@ -249,10 +287,49 @@ def delivery_send(*, delivery_id: uuid.UUID | str) -> None:
     Safe to call any number of times (duplicate or early messages do nothing): the claim checks
     the status, the due time and the lease. Never holds a row lock while the receiver answers.
     """
-    claimed = _claim(delivery_id)
-    if claimed is None:
-        return
-    delivery, token, signing = claimed
+    started = time.monotonic()
+    for sent in range(1, CHAIN_LIMIT + 1):
+        claimed = _claim(delivery_id)
+        if claimed is None:
+            return
+        endpoint_id = claimed[0].endpoint_id
+        succeeded = _send(*claimed)
+        go_on = succeeded and sent < CHAIN_LIMIT and time.monotonic() - started < CHAIN_SECONDS
+        following = _hand_on(endpoint_id, in_this_task=go_on)
+        if following is None:
+            return
+        delivery_id = following
+
+
+def _hand_on(endpoint_id: uuid.UUID, *, in_this_task: bool) -> uuid.UUID | None:
+    """After an attempt: the next delivery of the endpoint that may go (due, not leased, nothing
+    earlier of its subject open), oldest event first. Returned for this task to send while its
+    turn lasts; otherwise handed to the broker. The deliveries waiting for the endpoint need
+    nobody else: each sender hands on one, and the sweep covers a sender that dies.
+
+    It looks at the oldest `HAND_ON_WINDOW` open deliveries of the endpoint (one index range):
+    a delivery is free when no earlier one in that window shares its subject."""
+    now = timezone.now()
+    window = (
+        WebhookDelivery.objects.filter(endpoint_id=endpoint_id, status__in=WebhookDelivery.OPEN)
+        .order_by("position")
+        .values_list("pk", "subject", "next_attempt_at", "leased_until")[:HAND_ON_WINDOW]
+    )
+    following, subjects = None, set()
+    for pk, subject, due, leased_until in window:
+        if subject not in subjects and due <= now and (leased_until is None or leased_until <= now):
+            following = pk
+            break
+        subjects.add(subject)
+    if following is None or in_this_task:
+        return following
+    WebhookDelivery.objects.filter(pk=following).update(enqueued_at=now)
+    _enqueue([str(following)])
+    return None
+
+
+def _send(delivery: WebhookDelivery, token: uuid.UUID, signing: list[str]) -> bool:
+    """POST one claimed delivery and record the outcome; whether the receiver took it."""
     with log_scope(
         handler="webhooks.send_webhook",
         event_id=delivery.event_id,
@@ -283,6 +360,7 @@ def delivery_send(*, delivery_id: uuid.UUID | str) -> None:
             outcome.status_code or outcome.error,
             outcome.duration_ms,
         )
+        return outcome.succeeded
 
 
 def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, list[str]] | None:
@@ -321,10 +399,9 @@ def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, li
         in_flight = WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, leased_until__gt=now)
         in_flight = in_flight.exclude(pk=delivery.pk)
         if in_flight.count() >= settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT:
-            delivery.next_attempt_at = now + BUSY_DELAY
-            delivery.enqueued_at = now
-            delivery.save(update_fields=["next_attempt_at", "enqueued_at", "updated_at"])
-            _enqueue_on_commit([delivery.pk], eta=delivery.next_attempt_at)
+            # A sender in flight hands it on when done (`_hand_on`); the sweep if that one dies.
+            delivery.enqueued_at = None
+            delivery.save(update_fields=["enqueued_at", "updated_at"])
             return None
         token = uuid.uuid4()
         delivery.lease_token = token
@@ -363,7 +440,7 @@ def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome
             # Deliveries first, the endpoint last, as a claim locks them: a claim of the next
             # delivery holds its row while it waits for the endpoint's, so the other way round
             # the two deadlock (and PostgreSQL fails one: an outcome lost, the POST made again).
-            _wake_next_of_subject(delivery, now)
+            _wake_next_of_subject(delivery, now, message=False)  # the sender hands on (`_hand_on`)
             WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=False).update(
                 failing_since=None
             )
@@ -468,7 +545,8 @@ def _endpoint_gone(delivery: WebhookDelivery, now: datetime) -> None:
     logger.warning("webhook endpoint %s answered 410 Gone and was disabled", delivery.endpoint_id)
 
 
-def _wake_next_of_subject(delivery: WebhookDelivery, now: datetime) -> None:
+def _wake_next_of_subject(delivery: WebhookDelivery, now: datetime, *, message: bool = True) -> None:
+    """The next open delivery of the subject becomes due; with `message`, it is handed to the broker."""
     following = (
         WebhookDelivery.objects.filter(
             endpoint_id=delivery.endpoint_id,
@@ -482,9 +560,10 @@ def _wake_next_of_subject(delivery: WebhookDelivery, now: datetime) -> None:
     )
     if following is not None:
         WebhookDelivery.objects.filter(pk=following).update(
-            next_attempt_at=now, enqueued_at=now, last_error="", updated_at=now
+            next_attempt_at=now, enqueued_at=now if message else None, last_error="", updated_at=now
         )
-        _enqueue_on_commit([following])
+        if message:
+            _enqueue_on_commit([following])
 
 
 # --- sending again ------------------------------------------------------------------------------
@@ -564,6 +643,8 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
                     )
                 )
             )
+            # Nor one whose endpoint has a request in flight: that sender hands on the next.
+            .exclude(Exists(WebhookDelivery.objects.filter(endpoint_id=OuterRef("endpoint_id"), leased_until__gt=now)))
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )

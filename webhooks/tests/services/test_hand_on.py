@@ -1,0 +1,119 @@
+"""Deliveries that must wait cost no message: the sender ahead of them hands them on, the sweep
+covers a sender that dies."""
+
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from webhooks import services
+from webhooks.models import WebhookDelivery
+from webhooks.tests.factories import endpoint_with_secret, publish_confirmed
+from webhooks.tests.receiver import Answer, Receiver, running
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    settings.WEBHOOK_RETRY_SCHEDULE = [1, 1, 1]
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT = 1
+
+
+def webhook_messages(redis_broker) -> int:
+    return redis_broker.llen("webhooks")
+
+
+def test_later_events_of_a_subject_wait_without_a_message(tenant, redis_broker):
+    redis_broker.flushdb()
+    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    order_id = uuid4()
+    publish_confirmed(tenant.pk, order_id)
+    publish_confirmed(tenant.pk, order_id)
+    publish_confirmed(tenant.pk)
+
+    first, waiting, other_subject = WebhookDelivery.objects.order_by("position")
+    assert first.enqueued_at is not None
+    assert other_subject.enqueued_at is not None
+    assert waiting.enqueued_at is None, "it could only be refused: no message, its turn comes from the first"
+    assert webhook_messages(redis_broker) == 2
+
+
+def test_a_sender_goes_on_with_the_endpoint_waiting_deliveries_in_order(tenant, redis_broker):
+    with running(Receiver(default=Answer(204))) as receiver:
+        _endpoint, secret = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        order_id = uuid4()
+        events = [publish_confirmed(tenant.pk, order_id) for _ in range(3)] + [publish_confirmed(tenant.pk)]
+        redis_broker.flushdb()  # the messages of the fan-out: this test sends by hand
+        first = WebhookDelivery.objects.order_by("position").first()
+
+        services.delivery_send(delivery_id=first.pk)
+
+    assert [c.get_id() for c in receiver.events(secret)] == [str(e.event_id) for e in events]
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert webhook_messages(redis_broker) == 0, "one task sent them all; nothing handed to the broker"
+
+
+def test_a_busy_endpoint_hands_on_its_next_delivery_when_the_request_in_flight_ends(tenant, redis_broker):
+    with running(Receiver(default=Answer(204))) as receiver:
+        _endpoint, _ = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        publish_confirmed(tenant.pk)
+        holder = WebhookDelivery.objects.get()
+        WebhookDelivery.objects.filter(pk=holder.pk).update(leased_until=timezone.now() + timedelta(minutes=1))
+        redis_broker.flushdb()
+
+        publish_confirmed(tenant.pk)  # another subject: only the endpoint is busy
+        waiting = WebhookDelivery.objects.exclude(pk=holder.pk).get()
+        assert waiting.enqueued_at is None
+        assert webhook_messages(redis_broker) == 0
+
+        services.delivery_send(delivery_id=waiting.pk)  # a message that arrives anyway: refused, no resend
+        waiting.refresh_from_db()
+        assert (waiting.status, waiting.attempts, waiting.enqueued_at) == ("pending", 0, None)
+        assert webhook_messages(redis_broker) == 0
+
+        WebhookDelivery.objects.filter(pk=holder.pk).update(leased_until=None)  # the holder's request ends
+        services.delivery_send(delivery_id=holder.pk)
+
+    assert list(WebhookDelivery.objects.values_list("status", flat=True).distinct()) == ["succeeded"]
+    assert len(receiver.received) == 2
+
+
+def test_after_a_failed_attempt_the_next_delivery_goes_as_a_message(tenant, redis_broker):
+    with running(Receiver([Answer(500)], default=Answer(204))) as receiver:
+        endpoint_with_secret(tenant=tenant, url=receiver.url)
+        publish_confirmed(tenant.pk)
+        publish_confirmed(tenant.pk)
+        failing, following = WebhookDelivery.objects.order_by("position")
+        redis_broker.flushdb()
+
+        services.delivery_send(delivery_id=failing.pk)
+
+    failing.refresh_from_db()
+    following.refresh_from_db()
+    assert (failing.status, following.status) == ("failed", "pending")
+    assert len(receiver.received) == 1, "no second request in the task after a failure"
+    assert following.enqueued_at is not None
+    assert webhook_messages(redis_broker) == 2, "the failed one's retry and the next delivery"
+
+
+def test_the_sweep_leaves_waiting_deliveries_to_a_live_sender_and_takes_them_when_it_dies(tenant, redis_broker, capsys):
+    redis_broker.flushdb()
+    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    publish_confirmed(tenant.pk)
+    publish_confirmed(tenant.pk)
+    holder, waiting = WebhookDelivery.objects.order_by("position")
+    long_ago = timezone.now() - timedelta(minutes=10)
+    WebhookDelivery.objects.filter(pk=waiting.pk).update(next_attempt_at=long_ago, enqueued_at=None)
+    WebhookDelivery.objects.filter(pk=holder.pk).update(leased_until=timezone.now() + timedelta(minutes=1))
+
+    call_command("send_due_webhooks", "--once", "--verbosity", "2")
+    assert "handed" not in capsys.readouterr().out, "the sender in flight hands it on"
+
+    WebhookDelivery.objects.filter(pk=holder.pk).update(leased_until=long_ago)  # that sender died
+    call_command("send_due_webhooks", "--once", "--verbosity", "2")
+    assert "handed" in capsys.readouterr().out
+    assert WebhookDelivery.objects.get(pk=waiting.pk).enqueued_at is not None
