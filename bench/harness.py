@@ -199,21 +199,29 @@ class Bench:
 
 
 class ServicesCpu:
-    """CPU spent by long-running services (and their database backends) between start() and stop()."""
+    """CPU spent by long-running services (and their database backends) between start() and stop(),
+    in total and per service (`by_service`: name -> seconds of its processes, seconds of its backends)."""
 
     def __init__(self, bench: Bench, services: list[Service]) -> None:
         self.bench = bench
         self.services = services
-        self.client = self.server = 0.0
+        self.started: dict[str, tuple[float, float]] = {}
+        self.by_service: dict[str, tuple[float, float]] = {}
+
+    def _read(self) -> dict[str, tuple[float, float]]:
+        return {s.name: (s.cpu(), self.bench.backends_cpu([s])) for s in self.services}
 
     def start(self) -> None:
-        self.client = sum(s.cpu() for s in self.services)
-        self.server = self.bench.backends_cpu(self.services)
+        self.started = self._read()
 
     def stop(self) -> dict[str, float]:
+        now = self._read()
+        self.by_service = {
+            name: (now[name][0] - self.started[name][0], now[name][1] - self.started[name][1]) for name in now
+        }
         return {
-            "cpu_client": sum(s.cpu() for s in self.services) - self.client,
-            "cpu_server": self.bench.backends_cpu(self.services) - self.server,
+            "cpu_client": sum(c for c, _ in self.by_service.values()),
+            "cpu_server": sum(s for _, s in self.by_service.values()),
         }
 
 

@@ -368,7 +368,20 @@ class OrdersBenchmark:
         orders = sum(by_status.values())
         if by_status.get("placed"):
             raise BenchError(f"saga phase: orders left placed {by_status}")
-        return {"orders": orders, "statuses": by_status, "cpu": cpu_per_unit([cpu], orders)}
+        parts = {
+            name: {"client_ms": c / orders * 1000, "server_ms": b / orders * 1000}
+            for name, (c, b) in meter.by_service.items()
+        }
+        deliveries = self.bench.scalar(
+            "SELECT count(*) FROM webhooks_webhookdelivery WHERE endpoint_id = %s", (endpoint["id"],)
+        )
+        return {
+            "orders": orders,
+            "statuses": by_status,
+            "cpu": cpu_per_unit([cpu], orders),
+            "by_process": parts,
+            "webhook_deliveries": deliveries,
+        }
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -487,7 +500,11 @@ class OrdersBenchmark:
                 "Every process of the product and its PostgreSQL backends, from the first request until every order"
                 " is settled and every delivery is done: stock, payment capture, confirmation, e-mail (console"
                 f" backend), webhooks of every event to one endpoint on a loopback receiver answering 204,"
-                f" projections, audit. {saga['statuses']}. Process start-up is not counted.",
+                f" projections, audit. {saga['statuses']}; {saga['webhook_deliveries']} webhook deliveries."
+                " Process start-up is not counted.",
+                "By process (ms py+pg per order): "
+                + ", ".join(f"{name} {fmt_cpu(cpu)}" for name, cpu in saga["by_process"].items())
+                + ".",
             ],
         )
 
