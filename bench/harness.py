@@ -33,8 +33,8 @@ def env_ints(name: str, default: str) -> list[int]:
 class Config:
     database_url: str = "postgres://postgres@127.0.0.1:5432/sw_bench"
     broker_url: str = "redis://127.0.0.1:6379/5"
-    events: int = 3000
-    celery_events: int = 600
+    events: int = 2000
+    celery_events: int = 400
     publishers: int = 2
     relays: list[int] = field(default_factory=lambda: [1, 2, 4])
     fast_publishers: int = 4
@@ -45,6 +45,8 @@ class Config:
     http_clients: int = 6
     gunicorn_workers: int = 3
     orders_relayed: bool = True
+    phase_orders: int = 600
+    saga_orders: int = 300
     only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
 
     @classmethod
@@ -64,6 +66,8 @@ class Config:
             http_clients=env_int("BENCH_HTTP_CLIENTS", cls.http_clients),
             gunicorn_workers=env_int("BENCH_GUNICORN_WORKERS", cls.gunicorn_workers),
             orders_relayed=os.environ.get("BENCH_ORDERS_RELAYED", "1") not in ("0", "false", "no"),
+            phase_orders=env_int("BENCH_PHASE_ORDERS", cls.phase_orders),
+            saga_orders=env_int("BENCH_SAGA_ORDERS", cls.saga_orders),
             only=[x.strip() for x in os.environ.get("BENCH_ONLY", ",".join(BENCHMARKS)).split(",") if x.strip()],
         )
 

@@ -11,7 +11,7 @@ Measured in one run, each for BENCH_SECONDS:
   right after each commit, Celery handlers are queued.
 * then a Celery worker is started and the time until every placed order is confirmed gives the
   downstream rate (reserve, register, capture, confirm) as a comparison line;
-* the whole saga's CPU per confirmed order: SAGA_ORDERS orders through gunicorn with a relay and a
+* the whole saga's CPU per confirmed order: BENCH_SAGA_ORDERS orders through gunicorn with a relay and a
   Celery worker running, followed until every delivery is done (stock, payment, confirmation,
   e-mail, one webhook endpoint for every event on a loopback receiver, projections, audit): every
   process and its PostgreSQL backends, against plain DRF's CPU per request.
@@ -40,8 +40,6 @@ from bench.procs import PYTHON, ROOT, BenchError, Service, start_line
 from domain_events.testing import celery_worker_argv
 
 MAX_REQUESTS_PER_CLIENT = 50_000
-# Orders of the whole-saga phase, every one followed until its last delivery.
-SAGA_ORDERS = 300
 PRODUCTS = 100
 STOCK = 1_000_000
 
@@ -200,7 +198,9 @@ class OrdersBenchmark:
                 "--seconds",
                 self.config.seconds,
                 "--max-requests",
-                MAX_REQUESTS_PER_CLIENT,
+                # ShelfWise's phases stop at BENCH_PHASE_ORDERS orders: every one is then followed
+                # to its end, and that drain, not the requests, is what takes the time.
+                MAX_REQUESTS_PER_CLIENT if plain else max(1, self.config.phase_orders // self.config.http_clients),
                 "--spec",
                 self.load_spec(),
                 "--seed",
@@ -297,7 +297,7 @@ class OrdersBenchmark:
 
     def wait_settled(self, since: object, placed: int, *, deliveries: bool) -> None:
         """Until no order of the run is still `placed` (and, with `deliveries`, no handler or
-        webhook delivery is open)."""
+        webhook delivery is open and the projections and the audit chain have read every event)."""
         deadline = time.monotonic() + max(300, placed)
         while True:
             waiting = self.bench.scalar(
@@ -309,6 +309,11 @@ class OrdersBenchmark:
                 and self.bench.scalar(
                     "SELECT (SELECT count(*) FROM domain_events_delivery WHERE status IN ('pending', 'failed'))"
                     " + (SELECT count(*) FROM webhooks_webhookdelivery WHERE status IN ('pending', 'failed'))"
+                    # The position readers (projections, the audit chain) at the head as well.
+                    " + (SELECT count(*) FROM domain_events_storedevent WHERE position IS NULL)"
+                    " + (SELECT count(*) FROM domain_events_checkpoint WHERE (name LIKE 'analytics.%%'"
+                    "    OR name LIKE 'audit.%%') AND position < (SELECT coalesce(max(position), 0)"
+                    "    FROM domain_events_storedevent))"
                 )
             ):
                 return
@@ -317,7 +322,7 @@ class OrdersBenchmark:
             time.sleep(0.05)
 
     def saga(self) -> dict:
-        """The whole saga's CPU per confirmed order: SAGA_ORDERS orders through gunicorn with a relay
+        """The whole saga's CPU per confirmed order: BENCH_SAGA_ORDERS orders through gunicorn with a relay
         and a Celery worker running, one webhook endpoint (every event) on a loopback receiver;
         every process and its backends, from the first request until every delivery is done."""
         port = free_port()
@@ -343,7 +348,7 @@ class OrdersBenchmark:
                     "--seconds",
                     600,
                     "--max-requests",
-                    SAGA_ORDERS // self.config.http_clients,
+                    self.config.saga_orders // self.config.http_clients,
                     "--spec",
                     self.load_spec(),
                     "--seed",
@@ -358,7 +363,7 @@ class OrdersBenchmark:
             start_line(clients)
             for client in clients:
                 client.result(timeout=600)
-            self.wait_settled(since, SAGA_ORDERS, deliveries=True)
+            self.wait_settled(since, self.config.saga_orders, deliveries=True)
             cpu = meter.stop()
         finally:
             http_json(web_port, "PATCH", f"/api/v1/webhook-endpoints/{endpoint['id']}/", {"is_active": False}, staff)

@@ -63,8 +63,8 @@ class PublishBenchmark:
         self.bench = bench
         bench.setup_django()
         self.procs = env_int("BENCH_PUBLISH_PROCS", 8)
-        self.events = env_int("BENCH_PUBLISH_EVENTS", 8000)
-        self.rounds = env_int("BENCH_PUBLISH_ROUNDS", 3)
+        self.events = env_int("BENCH_PUBLISH_EVENTS", 5000)
+        self.rounds = env_int("BENCH_PUBLISH_ROUNDS", 2)
         self.results: dict[str, object] = {}
 
     def once(self, mode: str) -> dict:

@@ -9,15 +9,17 @@ Absolute figures move ±30 % between runs on a small machine; compare the ratios
 against ceilings measured in the same run.
 
 Sizes (environment variable or option):
-  BENCH_EVENTS / --events                events per fan-out run (default 3000)
-  BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 600; 0 skips it)
+  BENCH_EVENTS / --events                events per fan-out run (default 2000)
+  BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 400; 0 skips it)
   BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 1,2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
   BENCH_ONLY / --only                    publish,fanout,orders,admin,readside,webhooks (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
-  BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay)
-  BENCH_READSIDE_EVENTS (100000,1000000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
+  BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay),
+  BENCH_PHASE_ORDERS (600: the most orders a ShelfWise phase places within BENCH_SECONDS),
+  BENCH_SAGA_ORDERS (300: the orders of the whole-saga phase)
+  BENCH_READSIDE_EVENTS (100000,500000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
   QUICK=1 / --quick                      every line at a small size (a few minutes; `make bench QUICK=1`):
@@ -51,6 +53,8 @@ QUICK_SIZES = {
     "BENCH_EVENTS": "500",
     "BENCH_CELERY_EVENTS": "100",
     "BENCH_SECONDS": "3",
+    "BENCH_PHASE_ORDERS": "240",
+    "BENCH_SAGA_ORDERS": "60",
     "BENCH_ADMIN_EVENTS": "20000",
     "BENCH_ADMIN_RUNS": "2",
     "BENCH_READSIDE_EVENTS": "5000,20000",
@@ -179,11 +183,19 @@ def section_runner(bench: Bench, config: Config, results: dict, reports: list[st
     def run_section(name: str, module: str, cls: str) -> None:
         if name not in config.only:
             return
+        started = time.monotonic()
         section = getattr(importlib.import_module(module), cls)(bench)
         results[name] = section.run()
         reports.append(section.report())
         summary_rows.extend(section.summary_rows())
+        took(name, started)
+
+    def took(name: str, started: float) -> None:
+        seconds = results.setdefault("section_seconds", {})[name] = round(time.monotonic() - started)
+        bench.say(f"  ({name}: {seconds} s)")
         bench.say()
+
+    run_section.took = took
 
     return run_section
 
@@ -209,6 +221,7 @@ def main() -> int:
         if "fanout" in config.only:
             from bench.fanout_bench import FanoutBenchmark
 
+            fanout_started = time.monotonic()
             fanout = FanoutBenchmark(bench)
             results["fanout"] = fanout.run()
             rows = fanout.rows()
@@ -225,11 +238,12 @@ def main() -> int:
                     }
                 )
             summary_rows.extend(fanout.peer_summary())
-            bench.say()
+            run_section.took("fanout", fanout_started)
 
         if "orders" in config.only:
             from bench.orders_bench import OrdersBenchmark, orders_available
 
+            orders_started = time.monotonic()
             if orders_available():
                 orders = OrdersBenchmark(bench)
                 results["orders"] = orders.run()
@@ -237,7 +251,7 @@ def main() -> int:
                 summary_rows.extend(orders.summary_rows())
             else:
                 bench.say("Benchmark 2 (orders over HTTP) skipped: orders/api.py is not in this checkout.")
-            bench.say()
+            run_section.took("orders", orders_started)
 
         run_section("admin", "bench.admin_bench", "AdminBenchmark")
 
