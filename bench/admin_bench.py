@@ -1,7 +1,7 @@
-"""Benchmark 3: the admin's stored-event and delivery lists at 500,000 events and 2,500,000 deliveries (by default).
+"""Benchmark 3: the admin's stored-event and delivery lists at 300,000 events and 1,500,000 deliveries (by default).
 
-Seeds the bench database with SQL (generate_series): BENCH_ADMIN_EVENTS events (default 500,000;
-1,000,000 adds about two minutes to the run) of the ten first registered event types, over five
+Seeds the bench database with SQL (generate_series): BENCH_ADMIN_EVENTS events (default 300,000;
+1,000,000 adds about three minutes to the run) of the ten first registered event types, over five
 tenants of unequal size, three events per aggregate, each with five deliveries over ten handlers
 (BENCH_ADMIN_DELIVERIES_PER_EVENT), mostly succeeded, some pending (the newest), failed (recent),
 dead and skipped (anywhere), a few held
@@ -37,7 +37,7 @@ class AdminBenchmark:
         bench.setup_django()
         # The test client serves no static files; whitenoise says so once per process.
         warnings.filterwarnings("ignore", "No directory at", UserWarning)
-        self.events = env_int("BENCH_ADMIN_EVENTS", 500_000)
+        self.events = env_int("BENCH_ADMIN_EVENTS", 300_000)
         self.per_event = env_int("BENCH_ADMIN_DELIVERIES_PER_EVENT", 5)
         self.runs = env_int("BENCH_ADMIN_RUNS", 5)
         self.results: dict[str, object] = {}

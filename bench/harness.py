@@ -45,8 +45,8 @@ class Config:
     http_clients: int = 6
     gunicorn_workers: int = 3
     orders_relayed: bool = True
-    phase_orders: int = 600
-    saga_orders: int = 300
+    phase_orders: int = 400
+    saga_orders: int = 200
     only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
 
     @classmethod

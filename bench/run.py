@@ -17,9 +17,9 @@ Sizes (environment variable or option):
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay),
-  BENCH_PHASE_ORDERS (600: the most orders a ShelfWise phase places within BENCH_SECONDS),
-  BENCH_SAGA_ORDERS (300: the orders of the whole-saga phase)
-  BENCH_READSIDE_EVENTS (100000,500000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
+  BENCH_PHASE_ORDERS (400: the most orders a ShelfWise phase places within BENCH_SECONDS),
+  BENCH_SAGA_ORDERS (200: the orders of the whole-saga phase)
+  BENCH_READSIDE_EVENTS (100000,300000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
   QUICK=1 / --quick                      every line at a small size (a few minutes; `make bench QUICK=1`):

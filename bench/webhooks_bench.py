@@ -61,9 +61,11 @@ class WebhooksBenchmark:
                     OrderConfirmed(tenant_id=tenant.id, order_id=uuid4(), total_amount=Decimal("9.99"), currency="USD")
                 )
         expected = self.events * ENDPOINTS
-        if WebhookDelivery.objects.count() != expected:
-            raise BenchError(f"fan-out wrote {WebhookDelivery.objects.count()} deliveries, not {expected}")
-        bodies = [d.payload for d in WebhookDelivery.objects.all()[:expected]]
+        # This run's deliveries only: the orders benchmark's saga left its own in the table.
+        ours = WebhookDelivery.objects.filter(tenant_id=tenant.id)
+        if ours.count() != expected:
+            raise BenchError(f"fan-out wrote {ours.count()} deliveries, not {expected}")
+        bodies = [d.payload for d in ours[:expected]]
 
         worker = self.bench.service(
             "webhook-worker",
@@ -87,11 +89,13 @@ class WebhooksBenchmark:
             WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
         )
         deadline = time.monotonic() + 600
-        while WebhookDelivery.objects.filter(status="succeeded").count() < expected:
+        while ours.filter(status="succeeded").count() < expected:
             if time.monotonic() > deadline:
                 raise BenchError(f"webhook deliveries not all done after 600 s; see {self.bench.log_dir}")
             time.sleep(0.2)
-        attempts = list(WebhookAttempt.objects.values_list("started_at", "duration_ms"))
+        attempts = list(
+            WebhookAttempt.objects.filter(delivery__tenant_id=tenant.id).values_list("started_at", "duration_ms")
+        )
         first = min(a[0] for a in attempts)
         last = max(a[0].timestamp() + a[1] / 1000 for a in attempts)
         shelfwise = expected / (last - first.timestamp())
