@@ -63,7 +63,7 @@ class PublishBenchmark:
         self.bench = bench
         bench.setup_django()
         self.procs = env_int("BENCH_PUBLISH_PROCS", 8)
-        self.events = env_int("BENCH_PUBLISH_EVENTS", 4000)
+        self.events = env_int("BENCH_PUBLISH_EVENTS", 3000)
         self.rounds = env_int("BENCH_PUBLISH_ROUNDS", 2)
         self.results: dict[str, object] = {}
 

@@ -1,7 +1,7 @@
 """Benchmark 4: the read side. Rebuilding `analytics.sales` at scale, and how soon the dashboard shows an order.
 
 Rebuild: the bench database is seeded with SQL (generate_series) with order histories, for each
-size in BENCH_READSIDE_EVENTS (default 100,000 and 300,000 events; 1,000,000 takes 8 minutes
+size in BENCH_READSIDE_EVENTS (default 100,000 and 200,000 events; 1,000,000 takes 8 minutes
 more): every order is `order.placed` (1-3 lines), then `order.confirmed` (or `order.cancelled`
 for one in ten), then `order.fulfilled` (or `order.cancelled` after confirmation, or for the orders cancelled at once an
 `inventory.stock_adjusted` of a restock), over two tenants in different timezones and a year of
@@ -105,7 +105,7 @@ class ReadSideBenchmark:
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
         bench.setup_django()
-        self.sizes = env_ints("BENCH_READSIDE_EVENTS", "100000,300000")
+        self.sizes = env_ints("BENCH_READSIDE_EVENTS", "100000,200000")
         self.batch = env_int("BENCH_READSIDE_BATCH", 500)
         self.orders = env_int("BENCH_READSIDE_ORDERS", 300)
         self.rate = env_int("BENCH_READSIDE_RATE", 20)
