@@ -48,18 +48,18 @@ from bench.procs import ROOT, BenchError, stop_all
 # `--quick`: every line at a small size, to see that the whole run works and roughly where it
 # stands; figures from the full sizes only go in the README.
 QUICK_SIZES = {
-    "BENCH_PUBLISH_EVENTS": "1500",
+    "BENCH_PUBLISH_EVENTS": "600",
     "BENCH_PUBLISH_ROUNDS": "1",
-    "BENCH_EVENTS": "500",
-    "BENCH_CELERY_EVENTS": "100",
-    "BENCH_SECONDS": "3",
-    "BENCH_PHASE_ORDERS": "240",
-    "BENCH_SAGA_ORDERS": "60",
-    "BENCH_ADMIN_EVENTS": "20000",
-    "BENCH_ADMIN_RUNS": "2",
-    "BENCH_READSIDE_EVENTS": "5000,20000",
-    "BENCH_READSIDE_ORDERS": "60",
-    "BENCH_WEBHOOK_EVENTS": "50",
+    "BENCH_EVENTS": "250",
+    "BENCH_CELERY_EVENTS": "40",
+    "BENCH_SECONDS": "2",
+    "BENCH_PHASE_ORDERS": "90",
+    "BENCH_SAGA_ORDERS": "30",
+    "BENCH_ADMIN_EVENTS": "10000",
+    "BENCH_ADMIN_RUNS": "1",
+    "BENCH_READSIDE_EVENTS": "3000,6000",
+    "BENCH_READSIDE_ORDERS": "30",
+    "BENCH_WEBHOOK_EVENTS": "20",
 }
 
 
