@@ -40,7 +40,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -195,6 +195,22 @@ def _signing_secrets(endpoint_id: uuid.UUID, now: datetime) -> list[str]:
     )
 
 
+# --- what a delivery waits for ------------------------------------------------------------------
+
+
+def _earlier_open_of_subject(endpoint_id, subject, position) -> QuerySet[WebhookDelivery]:
+    """Open deliveries to the endpoint of an earlier event of `subject`: one waits for these.
+    (Values or `OuterRef`s.)"""
+    return WebhookDelivery.objects.filter(
+        endpoint_id=endpoint_id, subject=subject, status__in=WebhookDelivery.OPEN, position__lt=position
+    )
+
+
+def _in_flight(endpoint_id, now: datetime) -> QuerySet[WebhookDelivery]:
+    """The endpoint's deliveries whose sender holds a live lease (a value or an `OuterRef`)."""
+    return WebhookDelivery.objects.filter(endpoint_id=endpoint_id, leased_until__gt=now)
+
+
 # --- fan-out ------------------------------------------------------------------------------------
 
 
@@ -242,16 +258,8 @@ def _endpoints_to_wait_for(
 ) -> set[uuid.UUID]:
     """Of `endpoint_ids`: those where a delivery of `subject` at `position` would have to wait
     (an earlier open delivery of the subject, or the in-flight limit reached), in one query."""
-    blocked = WebhookDelivery.objects.filter(
-        endpoint_id=OuterRef("pk"), subject=subject, status__in=WebhookDelivery.OPEN, position__lt=position
-    )
-    in_flight = (
-        WebhookDelivery.objects.filter(endpoint_id=OuterRef("pk"), leased_until__gt=now)
-        .order_by()
-        .values("endpoint_id")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
+    blocked = _earlier_open_of_subject(OuterRef("pk"), subject, position)
+    in_flight = _in_flight(OuterRef("pk"), now).order_by().values("endpoint_id").annotate(n=Count("pk")).values("n")
     rows = (
         WebhookEndpoint.objects.filter(pk__in=endpoint_ids)
         .annotate(blocked=Exists(blocked), in_flight=Coalesce(Subquery(in_flight), 0))
@@ -382,10 +390,7 @@ def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, li
             _bury(delivery, "the endpoint is disabled", now)
             return None
         blocker = (
-            WebhookDelivery.objects.filter(
-                endpoint_id=endpoint.pk, subject=delivery.subject, status__in=WebhookDelivery.OPEN
-            )
-            .filter(position__lt=delivery.position)
+            _earlier_open_of_subject(endpoint.pk, delivery.subject, delivery.position)
             .order_by("position")
             .values("pk", "next_attempt_at", "leased_until")
             .first()
@@ -396,8 +401,7 @@ def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, li
             delivery.last_error = f"waiting for an earlier event of {delivery.subject} (delivery {blocker['pk']})"
             delivery.save(update_fields=["next_attempt_at", "last_error", "updated_at"])
             return None
-        in_flight = WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, leased_until__gt=now)
-        in_flight = in_flight.exclude(pk=delivery.pk)
+        in_flight = _in_flight(endpoint.pk, now).exclude(pk=delivery.pk)
         if in_flight.count() >= settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT:
             # A sender in flight hands it on when done (`_hand_on`); the sweep if that one dies.
             delivery.enqueued_at = None
@@ -634,17 +638,10 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
             # woken when that one ends. Handing those on flooded the queue with refusals ahead of
             # the deliveries that could go, and a backlog drained at a few sends a second.
             .exclude(
-                Exists(
-                    WebhookDelivery.objects.filter(
-                        endpoint_id=OuterRef("endpoint_id"),
-                        subject=OuterRef("subject"),
-                        status__in=WebhookDelivery.OPEN,
-                        position__lt=OuterRef("position"),
-                    )
-                )
+                Exists(_earlier_open_of_subject(OuterRef("endpoint_id"), OuterRef("subject"), OuterRef("position")))
             )
             # Nor one whose endpoint has a request in flight: that sender hands on the next.
-            .exclude(Exists(WebhookDelivery.objects.filter(endpoint_id=OuterRef("endpoint_id"), leased_until__gt=now)))
+            .exclude(Exists(_in_flight(OuterRef("endpoint_id"), now)))
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )
