@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench chaos fuzz install migrate clean
+.PHONY: run test lint docs bench chaos fuzz install migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,18 @@ run: migrate
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/honcho start -f Procfile web worker relay webhooks
 
+# The docs build as part of lint: a broken link, a missing page or a stale generated page fails `make test`.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m docsgen --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# Regenerates the event catalogue and the settings page, then builds the site into site/.
+docs: install
+	$(BIN)/python -m docsgen
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 test: lint
 	$(BIN)/pytest
@@ -47,4 +55,4 @@ chaos: install
 	SCHEMATHESIS_MAX_EXAMPLES=$(or $(EXAMPLES),100) $(BIN)/pytest -m schemathesis
 
 clean:
-	rm -rf .broker staticfiles db.sqlite3 db.sqlite3-wal db.sqlite3-shm
+	rm -rf .broker staticfiles site db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -1,0 +1,204 @@
+"""The settings page, generated from `config/settings.py`: every environment variable it reads
+(`env.<kind>("NAME", default=…)`), with its default and its meaning from `MEANINGS`.
+
+A variable read there without a meaning here fails `python -m docsgen` and the docs tests, so a
+new setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from docsgen import DOCS, ROOT
+
+SETTINGS = ROOT / "config" / "settings.py"
+PAGE = DOCS / "settings.md"
+
+# Where the default in the code is an expression, what it amounts to.
+SHOWN_DEFAULTS = {
+    "SECRET_KEY": "a development key while `DEBUG` is on; required when `DEBUG=false`",
+    "DATABASE_URL": "`sqlite:///db.sqlite3` (in the checkout)",
+    "CELERY_FILESYSTEM_BROKER_DIR": "`.broker/` in the checkout",
+    "EMAIL_URL": "`consolemail://` (e-mails are printed by the process that sends them)",
+}
+
+MEANINGS = {
+    # Django and HTTP
+    "DEBUG": "Django's debug mode. Off in production (`DEBUG=false`), which then requires `SECRET_KEY`.",
+    "SECRET_KEY": "Django's secret key; the same on every machine. Also derives the key for secrets at rest "
+    "when no other key is configured.",
+    "ALLOWED_HOSTS": "Comma-separated host names the web side answers to.",
+    "SECURE_SSL_REDIRECT": "Redirect plain HTTP to HTTPS (the probes `/healthz`, `/readyz` and `/metrics` are exempt).",
+    "SESSION_COOKIE_SECURE": "Send the session cookie over HTTPS only.",
+    "CSRF_COOKIE_SECURE": "Send the CSRF cookie over HTTPS only.",
+    "SECURE_HSTS_SECONDS": "HSTS max-age in seconds (start low: browsers remember it).",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "HSTS for subdomains too.",
+    "SECURE_HSTS_PRELOAD": "Ask browsers to preload HSTS.",
+    "SECURE_PROXY_SSL_HEADER": "Behind a proxy that terminates TLS: the header it sets (`HTTP_X_FORWARDED_PROTO`, "
+    "value `https`). Only when the proxy always sets it.",
+    "CSRF_TRUSTED_ORIGINS": "Comma-separated origins the admin's forms may come from, behind such a proxy.",
+    "REQUEST_MAX_LINE": "Longest request line accepted (gunicorn's own limit; Django refuses past it as a JSON 400).",
+    "REQUEST_MAX_HEADER_BYTES": "Longest header field accepted (gunicorn's own limit).",
+    "REQUEST_MAX_HEADERS": "Most header fields accepted (gunicorn's own limit).",
+    "DATA_UPLOAD_MAX_MEMORY_SIZE": "Largest request body in bytes, JSON included; past it a 400 `too_large`.",
+    "DATA_UPLOAD_MAX_NUMBER_FIELDS": "Most fields in a form, query string or JSON object; past it a 400 "
+    "`too_many_fields`.",
+    # Database and cache
+    "DATABASE_URL": "The database (`postgres://…` in production). Tests use "
+    "`postgres://postgres@127.0.0.1:5432/shelfwise`.",
+    "DATABASE_STATEMENT_TIMEOUT_MS": "PostgreSQL: a statement running longer is cancelled "
+    "(maintenance commands raise it for their session).",
+    "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS": "PostgreSQL: a transaction left idle longer is ended.",
+    "DATABASE_CONN_MAX_AGE": "PostgreSQL: seconds a connection is kept for reuse (with health checks).",
+    "CACHE_URL": "A shared cache (`redis://HOST:6379/3`) for the sign-in throttles' counts; unset, each "
+    "process counts on its own.",
+    # API
+    "AUTH_TOKEN_RATE_PER_USERNAME": "How many `POST auth/token` attempts per username (`N/min`, `N/hour`).",
+    "AUTH_TOKEN_RATE_PER_ADDRESS": "How many `POST auth/token` attempts per client address.",
+    "NUM_PROXIES": "Trusted proxies in front of the web side, so that the throttles see the client's address.",
+    "IDEMPOTENCY_STALE_AFTER": "Seconds after which an `Idempotency-Key` still in flight is taken to belong to a "
+    "request that died, so a retry with it may take it over.",
+    # Celery
+    "CELERY_BROKER_URL": "The Celery broker (`redis://…` in production); unset, a filesystem transport that "
+    "needs no server. Tests use `redis://127.0.0.1:6379/0`.",
+    "CELERY_FILESYSTEM_BROKER_DIR": "With the filesystem transport: the folder that holds its messages.",
+    # Domain events
+    "HANDLER_RETRY_SCHEDULE": "Comma-separated seconds between the attempts of a failing handler; then it is a "
+    "dead letter.",
+    "HANDLER_RETRY_JITTER": "Each handler retry delay is moved by up to this fraction either way.",
+    "OUTBOX_DISPATCH_ON_COMMIT": "Run in-process handlers and send Celery messages right after the publisher "
+    "commits (the fast path); `false` leaves all dispatching to the relays.",
+    "OUTBOX_DISPATCH_GRACE": "Seconds the publishing process has to dispatch an event before a relay takes over.",
+    "OUTBOX_LEASE": "Seconds a relay's claim on a delivery lasts; a dead relay's claims expire after it.",
+    "OUTBOX_CELERY_SEND_CHECK": "Seconds after which a Celery message not yet started is checked for loss, "
+    "and sent again if it was provably lost.",
+    "OUTBOX_CELERY_TIME_LIMIT": "Hard time limit of a Celery delivery task, seconds (the soft one is 80 % of it).",
+    "OUTBOX_CELERY_RUN_LEASE": "Seconds a started Celery delivery belongs to its worker before a relay sends it again.",
+    "OUTBOX_CELERY_LEASE": "Seconds after which a relay sends an unstarted Celery message again, proved lost or not.",
+    "OUTBOX_RELAY_BATCH_SIZE": "Deliveries a relay claims at a time.",
+    "OUTBOX_RELAY_POLL_INTERVAL": "Seconds between a relay's passes when no NOTIFY wakes it sooner.",
+    "OUTBOX_RELAY_GATHER": "Seconds a relay woken by a NOTIFY lets more events gather before it claims a batch.",
+    "OUTBOX_DELIVERY_RETENTION_HOURS": "Succeeded and skipped delivery records are pruned after this many hours "
+    "(stored events are kept for ever).",
+    "OUTBOX_DEAD_LETTER_RETENTION_DAYS": "Dead letters are pruned after this many days.",
+    "OUTBOX_ORPHAN_RETENTION_DAYS": "Open deliveries of a handler no code subscribes any more are pruned after this "
+    "many days.",
+    # Webhooks
+    "WEBHOOK_RETRY_SCHEDULE": "Comma-separated seconds between the attempts of a webhook delivery; then it is `dead`.",
+    "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "Let webhooks reach loopback and private addresses (tests, local ERPs). "
+    "Leave it off in production.",
+    "WEBHOOK_RETRY_JITTER": "Each webhook retry delay is moved by up to this fraction either way.",
+    "WEBHOOK_DISABLE_AFTER_DAYS": "An endpoint whose every attempt has failed this many days is disabled and its "
+    "staff e-mailed.",
+    "WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT": "Requests in flight to one endpoint at a time.",
+    "WEBHOOK_COUNTDOWN_LIMIT": "Retries due within this many seconds go to the broker with a countdown; later ones "
+    "wait in the database for the sweep.",
+    "WEBHOOK_SWEEP_INTERVAL": "Seconds between the passes of `send_due_webhooks`.",
+    "WEBHOOK_SWEEP_GRACE": "Seconds a delivery must be overdue before the sweep hands it on.",
+    "WEBHOOK_SWEEP_RESEND_AFTER": "Seconds after its last message before the sweep sends a delivery again; keep "
+    "it well above the `webhooks` queue's latency.",
+    # Integration broker
+    "INTEGRATION_BROKER_URL": "Also publish every event to this AMQP broker's `shelfwise.events` exchange; unset, off.",
+    "INTEGRATION_BROKER_LEDGER": "The queue that remembers the last message published, so that nothing is "
+    "published twice; one per deployment sharing a virtual host.",
+    "INTEGRATION_BROKER_TIMEOUT": "Seconds to connect and for each publisher confirm; a slower broker counts as down.",
+    "INTEGRATION_BROKER_BATCH_SIZE": "Events the broker's position reader publishes per batch.",
+    "INTEGRATION_BROKER_RETRY_SCHEDULE": "Comma-separated seconds between tries while the broker is down (the last "
+    "step repeats).",
+    # E-mail
+    "EMAIL_URL": "Outgoing mail: `smtp://user:password@host:port`, `consolemail://`.",
+    "DEFAULT_FROM_EMAIL": "The sender of customer and staff e-mails.",
+    "EMAIL_TIMEOUT": "Seconds to wait for the mail server.",
+    # Payments
+    "PAYMENT_GATEWAY": "Dotted path of the payment gateway class.",
+    "PAYMENT_GATEWAY_DELAY": "The simulated gateway: seconds of latency per call.",
+    "PAYMENT_GATEWAY_LOST_RESPONSES": "The simulated gateway: the first N calls per idempotency key are performed "
+    "but their answers lost (meaningful on PostgreSQL only).",
+    # Metrics and logs
+    "PROMETHEUS_MULTIPROC_DIR": "A folder shared by every process of a machine for their counters "
+    "(prometheus-client's multiprocess mode), emptied when they all restart; unset, `/metrics` shows the "
+    "serving process's own counters.",
+    "METRICS_CACHE_SECONDS": "The database gauges of `/metrics` are read at most this often.",
+    "LOG_FORMAT": "`console` (readable lines) or `json` (one JSON object per line).",
+    "LOG_LEVEL": "The lowest level logged.",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: str  # env's cast: str, bool, int, float, list, db, email_url
+    default: str  # as written in the code, or as shown in SHOWN_DEFAULTS
+    line: int
+
+
+def read_settings(path: Path = SETTINGS) -> list[Setting]:
+    """Every `env.<kind>("NAME", default=…)` and `env("NAME")` in `path`, first occurrence of each name."""
+    found: dict[str, Setting] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "env":
+            kind = func.attr
+        elif isinstance(func, ast.Name) and func.id == "env":
+            kind = "str"
+        else:
+            continue
+        name = node.args[0]
+        if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+            continue
+        default = next((ast.unparse(k.value) for k in node.keywords if k.arg == "default"), "")
+        setting = Setting(name.value, kind, default, node.lineno)
+        if name.value not in found or (not found[name.value].default and default):
+            found[name.value] = setting
+    return sorted(found.values(), key=lambda s: s.line)
+
+
+def _shown_default(setting: Setting) -> str:
+    if setting.name in SHOWN_DEFAULTS:
+        return SHOWN_DEFAULTS[setting.name]
+    value = setting.default
+    if value in ("", "''", '""', "[]"):
+        return "unset"
+    if value.startswith("["):  # a list of strings: shown as the comma-separated value it stands for
+        return "`" + ",".join(ast.literal_eval(value)) + "`"
+    if value in ("True", "False"):
+        return f"`{value.lower()}`"
+    return f"`{ast.literal_eval(value)}`" if value[0] in "'\"" else f"`{value.replace('_', ',')}`"
+
+
+def undocumented(settings: list[Setting] | None = None) -> list[str]:
+    return [s.name for s in settings or read_settings() if s.name not in MEANINGS]
+
+
+def render() -> str:
+    settings = read_settings()
+    missing = undocumented(settings)
+    if missing:
+        raise LookupError(f"settings read in config/settings.py without a meaning in docsgen/settings.py: {missing}")
+    rows = [
+        "# Settings",
+        "",
+        "<!-- Generated by `python -m docsgen` from config/settings.py; do not edit by hand. -->",
+        "",
+        "Every environment variable ShelfWise reads (in `config/settings.py`, through django-environ), in the",
+        "order it reads them. Every one is optional: the defaults run `make run` on a fresh clone. Lists are",
+        "comma-separated; booleans are `true`/`false`. What to set in production: "
+        "[Operations](operations.md#production-checklist).",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    rows += [f"| `{s.name}` | {_shown_default(s)} | {MEANINGS[s.name]} |" for s in settings]
+    return "\n".join(rows) + "\n"
+
+
+def write(page: Path = PAGE) -> bool:
+    text = render()
+    if page.exists() and page.read_text() == text:
+        return False
+    page.write_text(text)
+    return True
