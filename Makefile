@@ -47,7 +47,7 @@ bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
 
-# The whole platform under faults, then the proof of CONTRACT §7 (README, "Chaos run"), then the
+# The whole platform under faults, then the proof of the guarantees (docs/testing.md, Chaos run), then the
 # API against its OpenAPI document with many generated requests (`make fuzz`).
 CHAOS_ORDERS ?= 3000
 chaos: install

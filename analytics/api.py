@@ -1,4 +1,4 @@
-"""The read side's HTTP API (CONTRACT §4), for the bookstore's staff: the dashboard, the events
+"""The read side's HTTP API (docs/api.md), for the bookstore's staff: the dashboard, the events
 feed and an order's timeline. Each view validates its input, calls one selector and serializes."""
 
 from __future__ import annotations

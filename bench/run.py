@@ -46,7 +46,7 @@ from bench.harness import BENCHMARKS, RESULTS_DIR, Bench, Config, fmt_rate, fmt_
 from bench.procs import ROOT, BenchError, stop_all
 
 # `--quick`: every line at a small size, to see that the whole run works and roughly where it
-# stands; figures from the full sizes only go in the README.
+# stands; figures from the full sizes only go in docs/performance.md.
 QUICK_SIZES = {
     "BENCH_PUBLISH_EVENTS": "600",
     "BENCH_PUBLISH_ROUNDS": "1",

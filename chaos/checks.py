@@ -1,4 +1,4 @@
-"""What a chaos run proves once everything has drained (CONTRACT §7), read from the database,
+"""What a chaos run proves once everything has drained (the guarantees of docs/architecture.md), read from the database,
 the receivers and the project's own commands. Each check is a name, a verdict and a detail."""
 
 from __future__ import annotations

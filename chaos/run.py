@@ -3,7 +3,7 @@
 Starts a private PostgreSQL and Redis, gunicorn, two Celery workers, two relays and the webhook
 sweep as an operator would, a webhook receiver and a mail server on loopback; places orders over
 HTTP while it SIGKILLs processes, stops Redis and restarts PostgreSQL; waits for everything to
-drain and checks CONTRACT §7's guarantees. Prints a table, writes it as JSON, exits 1 on any
+drain and checks the guarantees of docs/architecture.md. Prints a table, writes it as JSON, exits 1 on any
 failed check. Everything it started is stopped on every way out, Ctrl-C included.
 """
 
@@ -42,7 +42,7 @@ from chaos.services import (
 CATALOG_SKUS = [f"CHAOS-{n:02d}" for n in range(1, 9)]
 CATALOG_STOCK = 1_000_000
 # Short leases and schedules, so that what a fault leaves behind is picked up within seconds
-# rather than the production minutes; every one is an ordinary setting (README, "Chaos run").
+# rather than the production minutes; every one is an ordinary setting (docs/testing.md, Chaos run).
 TIMINGS = {
     "OUTBOX_DISPATCH_GRACE": "3",
     "OUTBOX_LEASE": "10",
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--webhook-resend-after",
         type=float,
         default=60.0,
-        help="WEBHOOK_SWEEP_RESEND_AFTER: below the webhooks queue's latency the sweep floods it (README)",
+        help="WEBHOOK_SWEEP_RESEND_AFTER: below the webhooks queue's latency the sweep floods it (docs/testing.md)",
     )
     parser.add_argument("--drain-timeout", type=float, default=1800.0, help="seconds to wait for everything to settle")
     parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "7")))

@@ -1,4 +1,4 @@
-"""ShelfWise settings: every value comes from the environment (CONTRACT §2) with a dev-safe default."""
+"""ShelfWise settings: every value comes from the environment (docs/settings.md) with a dev-safe default."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -60,7 +60,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-# --- HTTPS (production: see the README's checklist; off by default for plain-HTTP development) ----
+# --- HTTPS (production: docs/operations.md, Production checklist; off by default for plain-HTTP development) ----
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
 # Probes and scrapes come over plain HTTP from inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
@@ -74,7 +74,7 @@ if env.str("SECURE_PROXY_SSL_HEADER", default=""):
     SECURE_PROXY_SSL_HEADER = (env.str("SECURE_PROXY_SSL_HEADER"), "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-# --- Request size (the README's "Hostile input") ------------------------------------------------
+# --- Request size (docs/api.md, Errors and hostile input) ---------------------------------------
 # The request line, each header field and the number of header fields, at gunicorn's own limits:
 # gunicorn refuses past them before Django runs; under any other server Django refuses them as JSON 400s.
 REQUEST_MAX_LINE = env.int("REQUEST_MAX_LINE", default=4094)
@@ -278,7 +278,7 @@ DOMAIN_EVENTS = {
     "RETRY_JITTER": env.float("HANDLER_RETRY_JITTER", default=0.2),
 }
 
-# --- Integration broker (CONTRACT §5) ---------------------------------------------------------
+# --- Integration broker (docs/architecture.md, Integration broker) ---------------------------
 # Set, every contract event is also published to this AMQP broker's `shelfwise.events` exchange.
 INTEGRATION_BROKER_URL = env.str("INTEGRATION_BROKER_URL", default="")
 # The queue that remembers the last message published, so that a lost confirmation or a relay

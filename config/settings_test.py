@@ -1,4 +1,4 @@
-"""Settings for the test suite: real PostgreSQL and Redis (CONTRACT §2), short timings."""
+"""Settings for the test suite: real PostgreSQL and Redis (docs/settings.md), short timings."""
 
 import os
 

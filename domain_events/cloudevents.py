@@ -1,4 +1,4 @@
-"""The CloudEvents 1.0 structured JSON form of an event (CONTRACT §5), for whatever leaves the process."""
+"""The CloudEvents 1.0 structured JSON form of an event (docs/api.md), for whatever leaves the process."""
 
 from __future__ import annotations
 

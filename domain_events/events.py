@@ -1,6 +1,6 @@
 """The domain events: the contracts between ShelfWise's modules.
 
-Every event is a frozen, keyword-only dataclass. A concrete event names its `type` (CONTRACT §5),
+Every event is a frozen, keyword-only dataclass. A concrete event names its `type` (docs/events.md),
 its schema `version` and the field that holds its aggregate id; subclassing `DomainEvent` is all it
 takes to be registered. Fields listed in `private_fields` stay inside the platform: they are
 stored, but never leave the process in a CloudEvent.
@@ -65,7 +65,7 @@ ENVELOPE_FIELDS = frozenset({"tenant_id", "event_id", "occurred_at", "correlatio
 
 
 def published_event_types() -> list[type[DomainEvent]]:
-    """The contract's event types (CONTRACT §5): those declared in this module, by type name.
+    """The contract's event types (docs/events.md): those declared in this module, by type name.
 
     Events declared elsewhere (test probes) stay inside the platform: integrators can neither
     subscribe to them nor receive them.

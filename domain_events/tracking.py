@@ -1,5 +1,5 @@
 """Position readers: consumers that need every event in global order (projections, the audit
-chain, the events feed, the integration relay).
+chain, the integration relay). The events feed is a query over the numbered events, not a reader.
 
 A reader reads the stored events by `position` from its checkpoint, in batches, and its writes
 commit in the same transaction as the new checkpoint (as the `eventsourcing` library's tracking

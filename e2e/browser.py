@@ -2,8 +2,8 @@
 the system's chromedriver, so that nothing is downloaded.
 
 Without the browser the tests are skipped on a developer's machine and fail under CI (`CI=true`),
-where `.ci/run` installs it. Screenshots go to `SCREENSHOTS_DIR` when it is set (the README's
-images: `SCREENSHOTS_DIR=docs/screenshots`), else to the test session's temporary folder.
+where `.ci/run` installs it. Screenshots go to `SCREENSHOTS_DIR` when it is set (the images of
+docs/admin.md: `SCREENSHOTS_DIR=docs/screenshots`), else to the test session's temporary folder.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tenant isolation (CONTRACT §7.8), as a matrix generated from the URL conf and the admin registry.
+"""Tenant isolation (guarantee 8, docs/architecture.md): a matrix generated from the URL conf and the admin registry.
 
 Two bookstores get a whole history through the API (`e2e.isolation_world`). Then bookstore A's
 customers and staff try every API route and every page of the staff admin with bookstore B's ids,

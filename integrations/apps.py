@@ -5,7 +5,7 @@ BROKER_READER = "integrations.broker"
 
 
 class IntegrationsConfig(AppConfig):
-    """Integration: every published event also goes to an external AMQP broker (CONTRACT §5)."""
+    """Integration: every published event also goes to an external AMQP broker (docs/architecture.md)."""
 
     name = "integrations"
     default_auto_field = "django.db.models.BigAutoField"

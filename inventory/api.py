@@ -1,4 +1,4 @@
-"""The catalog over HTTP (CONTRACT §4): list and read for every user of a tenant, writes for staff.
+"""The catalog over HTTP (docs/api.md): list and read for every user of a tenant, writes for staff.
 
 Each HTTP method is one operation: it validates its input, calls one service and serializes the
 product. `products/` and `products/{sku}/` carry two operations each (read and write), so their

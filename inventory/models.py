@@ -3,7 +3,7 @@
 Stock is two counters on the product: `on_hand` (on the shelf) and `reserved` (promised to placed
 orders, not yet shipped). What can still be sold is `available = on_hand - reserved`. The database
 itself refuses a row where either counter is negative or more is reserved than is on hand, so no
-code path, however concurrent, can oversell (CONTRACT §7.7).
+code path, however concurrent, can oversell (guarantee 7 of docs/architecture.md).
 """
 
 from __future__ import annotations

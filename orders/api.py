@@ -1,4 +1,4 @@
-"""The orders HTTP API (CONTRACT §4): place, list, read, cancel and fulfill orders.
+"""The orders HTTP API (docs/api.md): place, list, read, cancel and fulfill orders.
 
 Each operation is one view that validates its input, calls one service or selector and
 serializes the order. A customer sees only their own orders, staff the whole tenant's; any other

@@ -1,4 +1,4 @@
-"""Webhook endpoints over HTTP (CONTRACT §4), for the tenant's staff.
+"""Webhook endpoints over HTTP (docs/api.md), for the tenant's staff.
 
 One class per path; each method is one operation that validates, calls one service and
 serializes. The secret is in the create and rotate responses only. Another tenant's endpoint or

@@ -1,4 +1,4 @@
-"""Configuration from the environment (CONTRACT §2)."""
+"""Configuration from the environment (docs/settings.md)."""
 
 import os
 import subprocess
@@ -32,7 +32,7 @@ def test_debug_off_requires_a_secret_key():
     assert accepted.stdout.split() == ["False", "django.db.backends.postgresql"]
 
 
-# The production checklist of the README: with these, `manage.py check --deploy` is clean.
+# The production checklist of docs/operations.md: with these, `manage.py check --deploy` is clean.
 PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "x7Hq2-not-a-real-key-but-long-and-random-enough-Zp9LmW4vRt8sKe3NbYc6",

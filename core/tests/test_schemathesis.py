@@ -9,7 +9,7 @@ input refused fails the test.
 
 `SCHEMATHESIS_MAX_EXAMPLES` (default 5) sets the examples per operation (schemathesis adds its
 coverage cases, the boundaries of every constraint) and twice as many stateful scenarios per
-role; `make fuzz` runs many more (see the README). The number of requests each run sent is
+role; `make fuzz` runs many more (see docs/testing.md). The number of requests each run sent is
 printed at the end of the session.
 """
 

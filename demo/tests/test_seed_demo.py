@@ -1,4 +1,4 @@
-"""seed_demo (CONTRACT §3): the demo bookstore with a stocked catalog, idempotent, and how to use it."""
+"""seed_demo (docs/operations.md): the demo bookstore with a stocked catalog, idempotent, and how to use it."""
 
 import json
 import shlex

@@ -1,4 +1,4 @@
-"""The catalog API (CONTRACT §4): who may do what, what comes back, and what is refused."""
+"""The catalog API (docs/api.md): who may do what, what comes back, and what is refused."""
 
 from decimal import Decimal
 

@@ -1,4 +1,4 @@
-"""The webhook endpoints API (CONTRACT §4): staff only, secrets shown once, JSON 400s, tenant 404s."""
+"""The webhook endpoints API (docs/api.md): staff only, secrets shown once, JSON 400s, tenant 404s."""
 
 import uuid
 from datetime import timedelta

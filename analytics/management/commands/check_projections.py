@@ -1,4 +1,4 @@
-"""`manage.py check_projections [NAME …]` (CONTRACT §3): exit 0 when equal, 1 on drift."""
+"""`manage.py check_projections [NAME …]` (docs/operations.md, Commands): exit 0 when equal, 1 on drift."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`manage.py rebuild_projections [NAME …] [--batch-size N]` (CONTRACT §3)."""
+"""`manage.py rebuild_projections [NAME …] [--batch-size N]` (docs/operations.md, Commands)."""
 
 from __future__ import annotations
 

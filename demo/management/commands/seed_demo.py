@@ -1,4 +1,4 @@
-"""`seed_demo`: the demo bookstore, its users and its catalog (CONTRACT §3). Safe to run again."""
+"""`seed_demo`: the demo bookstore, its users and its catalog (docs/operations.md, Commands). Safe to run again."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""No oversell (CONTRACT §7.7): concurrent orders, each in its own thread and database connection."""
+"""No oversell (guarantee 7, docs/architecture.md): concurrent orders, each in its own thread and connection."""
 
 import itertools
 import threading
