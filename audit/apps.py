@@ -7,7 +7,8 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         from audit.handlers import append_to_audit_trail
+        from audit.selectors import READER
         from domain_events.bus import event_bus
         from domain_events.events import DomainEvent
 
-        event_bus.track(DomainEvent, append_to_audit_trail, name="audit.chain", batch_size=500)
+        event_bus.track(DomainEvent, append_to_audit_trail, name=READER, batch_size=500)

@@ -1,4 +1,5 @@
-"""Reads of the audit module: walking a tenant's chain to verify it, in bounded memory."""
+"""Reads of the audit module: walking a tenant's chain to verify it, in bounded memory, and
+comparing it with the stored events its position reader has passed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from uuid import UUID
 
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
+from domain_events import tracking
+from domain_events.models import ParkedEvent, StoredEvent
+
+READER = "audit.chain"  # the position reader that appends to the chains (audit/apps.py)
 
 CHUNK = 2000
 
@@ -27,6 +32,31 @@ class ChainReport:
 
 def audit_tenants() -> list[UUID]:
     return list(AuditEntry.objects.order_by("tenant_id").values_list("tenant_id", flat=True).distinct())
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    position: int  # its checkpoint: every stored event up to here is in a chain (or parked)
+    head: int  # the highest position recorded
+    seconds_behind: float  # how long ago the first event it has not applied was recorded (0 when caught up)
+    last_error: str  # why its last batch failed; empty once a batch succeeds
+
+
+def audit_reader_state() -> ReaderState:
+    """Where the audit chain's position reader stands, and whether it is failing."""
+    lag = tracking.lag(READER)
+    return ReaderState(lag.position, lag.head, lag.seconds, lag.last_error)
+
+
+def audit_chain_shortfall(*, tenant_id: UUID, upto: int) -> int:
+    """How many of `tenant_id`'s stored events up to position `upto` are missing from its chain.
+
+    Events the reader parked (it could not read them) are not expected in the chain. Negative when
+    the chain holds more entries there than there are stored events.
+    """
+    parked = ParkedEvent.objects.filter(reader=READER, position__lte=upto).values("stored_event_id")
+    stored = StoredEvent.objects.filter(tenant_id=tenant_id, position__lte=upto).exclude(id__in=parked).count()
+    return stored - AuditEntry.objects.filter(tenant_id=tenant_id, position__lte=upto).count()
 
 
 def _entries(tenant_id: UUID) -> Iterator[dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
@@ -38,12 +39,12 @@ def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]]) -> list[Au
     )
     tenants = {e.tenant_id for e, _ in events}
     heads: dict[UUID, tuple[int, str]] = dict.fromkeys(tenants, (0, GENESIS))
-    for tenant_id, sequence, hash_ in (
-        AuditEntry.objects.filter(tenant_id__in=tenants)
-        .order_by("tenant_id", "-sequence")
-        .distinct("tenant_id")
-        .values_list("tenant_id", "sequence", "hash")
-    ):
+    # Each tenant's last entry, by a correlated subquery on (tenant_id, sequence) rather than
+    # PostgreSQL's DISTINCT ON, so that the trail is written on the SQLite default of `make run` too.
+    last = AuditEntry.objects.filter(tenant_id=OuterRef("tenant_id")).order_by("-sequence").values("sequence")[:1]
+    for tenant_id, sequence, hash_ in AuditEntry.objects.filter(
+        tenant_id__in=tenants, sequence=Subquery(last)
+    ).values_list("tenant_id", "sequence", "hash"):
         heads[tenant_id] = (sequence, hash_)
     now = timezone.now()
     entries = []

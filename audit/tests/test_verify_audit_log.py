@@ -1,5 +1,6 @@
 """`verify_audit_log`: intact chains pass; each kind of tampering is found and named; a chain
-recomputed from the start fails `--expect-head`; memory stays bounded however long the chain."""
+recomputed from the start fails `--expect-head`; a chain behind the stored events, or a reader that
+fails or lags, fails the check; memory stays bounded however long the chain."""
 
 import contextlib
 import tracemalloc
@@ -7,13 +8,15 @@ import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
 from audit.selectors import audit_chain_verify
 from audit.services import audit_append_events
+from domain_events.bus import event_bus
 from domain_events.events import StockAdjusted
+from domain_events.models import Checkpoint, StoredEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,3 +169,57 @@ def test_a_long_chain_verifies_in_bounded_memory(tenant, other_tenant):
     assert long.length == 10_000
     # Keyset pages: four times the chain, about the same memory.
     assert long_peak < 1.5 * short_peak, f"{long_peak / 1e6:.1f} MB for 10,000 vs {short_peak / 1e6:.1f} MB for 2,500"
+
+
+def test_an_empty_chain_beside_stored_events_is_not_intact(tenant):
+    for n in range(2):  # recorded and numbered after commit, but no relay runs the audit reader
+        with transaction.atomic():
+            event_bus.publish(
+                StockAdjusted(
+                    tenant_id=tenant.id,
+                    product_id=uuid.uuid4(),
+                    sku="S",
+                    quantity_change=1,
+                    on_hand=n,
+                    reason="restock",
+                )
+            )
+    assert StoredEvent.objects.filter(position__isnull=False).count() == 2
+    assert not AuditEntry.objects.exists()
+    code, out = verify()
+    assert code == 1, out
+    assert "tenant-a: 0 entries" in out
+    assert "READER BEHIND:" in out
+    assert "not yet in the trail" in out
+    assert "intact" not in out
+    code, out = verify("--max-lag", "3600")
+    assert code == 0, "an operator may tolerate a reader that is only a moment behind"
+
+
+def test_a_failing_reader_fails_the_check(tenant, record_events):
+    record_events(tenant, 2)
+    Checkpoint.objects.filter(name="audit.chain").update(
+        last_error="NotSupportedError: DISTINCT ON fields is not supported by this database backend"
+    )
+    code, out = verify()
+    assert code == 1
+    assert "READER FAILING: audit.chain cannot append to the trail: NotSupportedError" in out
+    assert "intact" not in out
+
+
+def test_entries_removed_from_the_end_are_found_against_the_stored_events(tenant, record_events):
+    record_events(tenant, 3)
+    with tampering():
+        AuditEntry.objects.filter(tenant_id=tenant.id, sequence=3).delete()
+    assert audit_chain_verify(tenant_id=tenant.id).intact, "the walk alone cannot see a shortened chain..."
+    code, out = verify()
+    assert code == 1, "...the stored events can"
+    assert "BEHIND: 1 stored event(s) up to position" in out
+
+
+def test_the_reader_position_is_reported(tenant, record_events):
+    record_events(tenant, 2)
+    head = StoredEvent.objects.order_by("-position").values_list("position", flat=True).first()
+    code, out = verify()
+    assert code == 0, out
+    assert f"Reader audit.chain: at position {head} of {head}" in out

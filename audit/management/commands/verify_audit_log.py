@@ -1,13 +1,14 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.selectors import audit_chain_verify, audit_tenants
+from audit.selectors import READER, audit_chain_shortfall, audit_chain_verify, audit_reader_state, audit_tenants
 from tenants.models import Tenant
 
 
 class Command(BaseCommand):
     help = (
         "Check each tenant's audit hash chain: names the first entry that fails and prints each chain's length "
-        "and head hash. Exit 0 when intact, 1 when tampered."
+        "and head hash; compares each chain with the stored events up to its reader's checkpoint. Exit 0 when "
+        "intact, 1 when tampered, when a chain lacks stored events, or when its reader fails or lags."
     )
 
     def add_arguments(self, parser) -> None:
@@ -17,8 +18,15 @@ class Command(BaseCommand):
             metavar="HASH",
             help="A head hash recorded earlier elsewhere: fail unless it is still an entry of the (or a) chain.",
         )
+        parser.add_argument(
+            "--max-lag",
+            metavar="SECONDS",
+            type=float,
+            default=0.0,
+            help="Tolerate a reader this many seconds behind (default 0: any stored event not yet in the trail fails).",
+        )
 
-    def handle(self, *args, tenant: str | None, expect_head: str | None, **options) -> None:
+    def handle(self, *args, tenant: str | None, expect_head: str | None, max_lag: float, **options) -> None:
         if expect_head is not None:
             expect_head = expect_head.strip().lower()
             if len(expect_head) != 64 or any(c not in "0123456789abcdef" for c in expect_head):
@@ -30,8 +38,10 @@ class Command(BaseCommand):
                 raise CommandError(f"--tenant: no tenant with the slug {tenant!r}")
             tenant_ids = match
         else:
-            tenant_ids = audit_tenants()
-        tampered = False
+            # Every tenant, not only those with entries: an empty chain beside stored events is a finding.
+            tenant_ids = sorted(set(names) | set(audit_tenants()), key=str)
+        reader = audit_reader_state()
+        failed = False
         expected_found = False
         for tenant_id in tenant_ids:
             report = audit_chain_verify(tenant_id=tenant_id, expect_head=expect_head)
@@ -39,11 +49,34 @@ class Command(BaseCommand):
             self.stdout.write(f"{label}: {report.length} entries, head {report.head}")
             if report.problem:
                 self.stdout.write(f"  TAMPERED: {report.problem}")
-                tampered = True
+                failed = True
+            shortfall = audit_chain_shortfall(tenant_id=tenant_id, upto=reader.position)
+            if shortfall > 0:
+                self.stdout.write(
+                    f"  BEHIND: {shortfall} stored event(s) up to position {reader.position} (the reader's "
+                    "checkpoint) are not in the chain"
+                )
+                failed = True
+            elif shortfall < 0:
+                self.stdout.write(
+                    f"  TAMPERED: up to position {reader.position} the chain has {-shortfall} more entries than "
+                    "there are stored events"
+                )
+                failed = True
             expected_found = expected_found or bool(report.contains_expected)
         if expect_head is not None and not expected_found:
             self.stdout.write(f"TAMPERED: the expected head {expect_head} is no longer an entry of the chain")
-            tampered = True
-        if tampered:
+            failed = True
+        self.stdout.write(f"Reader {READER}: at position {reader.position} of {reader.head}")
+        if reader.last_error:
+            self.stdout.write(f"READER FAILING: {READER} cannot append to the trail: {reader.last_error}")
+            failed = True
+        elif reader.position < reader.head and reader.seconds_behind > max_lag:
+            self.stdout.write(
+                f"READER BEHIND: {reader.head - reader.position} position(s) not yet in the trail, the oldest "
+                f"recorded {reader.seconds_behind:.0f} s ago (--max-lag {max_lag:g} s): is a relay running?"
+            )
+            failed = True
+        if failed:
             raise SystemExit(1)
         self.stdout.write("Audit log intact.")
