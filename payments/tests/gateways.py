@@ -3,9 +3,11 @@ worker's `PAYMENT_GATEWAY` environment variable) to see what the caller holds du
 
 - `ObservingGateway` notes, at each request, whether the caller has a transaction open and whether
   another session can lock the payment rows and the payments handlers' delivery rows right then.
-- `DyingGateway` also makes the request, and then kills its own process with SIGKILL before the
-  caller hears the answer, once: when the file named by `PAYMENTS_DIE_AFTER_ANSWER` exists (it is
-  removed first, so the retry lives). What it observed is written next to that file first.
+- `DyingGateway` also makes the request, and then kills its caller with SIGKILL before the caller
+  hears the answer, once: when the file named by `PAYMENTS_DIE_AFTER_ANSWER` exists (it is removed
+  first, so the retry lives). The file says whom: `process` (the calling process alone: a Celery
+  pool process, whose worker gets the message back from the broker) or `group` (its whole process
+  group: the Celery worker with its pool). What it observed is written next to that file first.
 """
 
 from __future__ import annotations
@@ -81,10 +83,13 @@ class DyingGateway(SimulatedGateway):
             return result
         marker = Path(path)
         try:
+            whom = marker.read_text().strip()
             marker.unlink()
         except FileNotFoundError:
             return result
         seen = {**observe("capture"), "idempotency_key": idempotency_key, "pid": os.getpid()}
         marker.with_suffix(".seen").write_text(json.dumps(seen))
+        if whom == "group":
+            os.killpg(os.getpgrp(), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("still alive after SIGKILL")
