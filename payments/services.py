@@ -42,8 +42,8 @@ class PaymentNotRegistered(ApplicationError):
 
 
 class PaymentCaptureUnsettled(ApplicationError):
-    """A capture of the payment went to the provider and its outcome is not recorded yet; the
-    cancellation that met it is retried once the capture's own retry has recorded it."""
+    """A capture of the payment went to the provider and its outcome is not recorded yet: the
+    cancellation that met it is retried on its schedule until the capture's retry records it."""
 
 
 def _locked_payment(*, tenant_id: UUID, order_id: UUID) -> Payment | None:
