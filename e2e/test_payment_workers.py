@@ -1,5 +1,7 @@
 """End to end with real processes: a Celery worker captures and refunds, a relay re-sends retries."""
 
+import json
+import signal
 import uuid
 from decimal import Decimal
 
@@ -13,6 +15,7 @@ from domain_events.testing import wait_until
 from e2e.helpers import published
 from payments.models import Payment, SimulatedCharge
 from payments.services import payment_register_for_order
+from payments.tests.gateways import DIE_AFTER_ANSWER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -54,9 +57,12 @@ def test_a_lost_answer_is_retried_by_the_relay_and_charges_exactly_once(processe
     event = reserve(payment)
 
     wait_until(lambda: status_of(payment) == Payment.Status.CAPTURED, timeout=45, what="the retried capture")
-    delivery = Delivery.objects.get(stored_event__event_id=event.event_id, handler="payments.capture_payment_for_order")
-    assert delivery.status == Delivery.Status.SUCCEEDED
-    assert delivery.attempts == 2  # the first answer was lost, the retry found the charge
+    # The delivery's outcome is recorded just after the capture's own transaction.
+    deliveries = Delivery.objects.filter(
+        stored_event__event_id=event.event_id, handler="payments.capture_payment_for_order"
+    )
+    wait_until(lambda: deliveries.filter(status=Delivery.Status.SUCCEEDED).exists(), timeout=10, what="the delivery")
+    assert deliveries.get().attempts == 2  # the first answer was lost, the retry found the charge
     charge = SimulatedCharge.objects.get()
     assert charge.requests == 2
     payment.refresh_from_db()
@@ -85,3 +91,64 @@ def test_a_worker_refunds_a_cancelled_captured_order(processes, tenant):
     wait_until(lambda: status_of(payment) == Payment.Status.REFUNDED, timeout=30, what="the refund")
     assert SimulatedCharge.objects.filter(kind="refund").count() == 1
     assert len(published("payment.refunded", payment.order_id)) == 1
+
+
+@pytest.mark.parametrize(
+    "whom",
+    [
+        pytest.param("process", id="pool-process-killed-broker-redelivers"),
+        pytest.param("group", id="whole-worker-killed-lease-runs-out-relay-resends"),
+    ],
+)
+def test_a_worker_killed_between_the_charge_and_its_record_captures_once_on_the_retry(
+    processes, tmp_path, staff_api, customer_api, whom
+):
+    """The process running the capture dies (SIGKILL) right after the provider charged the card,
+    before the capture is recorded. The retry asks the provider again with the same key and
+    records the first charge: one charge, one capture, the order confirmed.
+
+    `process`: a pool process dies, and its worker gets the message back from the broker.
+    `group`: the whole worker dies; once the delivery's run lease is over, a relay claims it
+    again and sends it to a worker started afterwards."""
+    marker = tmp_path / "die-once"
+    marker.write_text(whom)
+    worker = processes.worker(PAYMENT_GATEWAY="payments.tests.gateways.DyingGateway", **{DIE_AFTER_ANSWER: str(marker)})
+    processes.relay()
+    created = staff_api.post(
+        "/api/v1/products/", {"sku": "EMMA-K", "title": "Emma", "price": "12.50", "stock": 5}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    placed = customer_api.post(
+        "/api/v1/orders/", {"items": [{"sku": "EMMA-K", "quantity": 2}], "payment_token": "tok_visa"}, format="json"
+    )
+    assert placed.status_code == 201, placed.content
+    order_id = placed.json()["id"]
+    if whom == "group":
+        wait_until(lambda: worker.popen.poll() is not None, timeout=30, what="the worker killed")
+        assert worker.popen.returncode == -signal.SIGKILL
+        processes.worker("worker-2", PAYMENT_GATEWAY="payments.tests.gateways.DyingGateway")
+
+    def order_status() -> str:
+        return customer_api.get(f"/api/v1/orders/{order_id}/").json()["status"]
+
+    wait_until(lambda: order_status() == "confirmed", timeout=60, what="the order confirmed after the retry")
+    # The process did die at that point, and held nothing while the provider answered.
+    assert not marker.exists()
+    seen = json.loads(marker.with_suffix(".seen").read_text())
+    assert (seen["transaction_open"], seen["payment_rows_free"], seen["delivery_rows_free"]) == (False, True, True)
+    if whom == "process":
+        worker.wait_for_output("signal 9 (SIGKILL)", timeout=10)
+
+    [reserved] = published("inventory.reserved", order_id)
+    assert seen["idempotency_key"] == str(reserved.event_id)
+    charge = SimulatedCharge.objects.get()
+    assert (charge.idempotency_key, charge.kind, charge.result) == (str(reserved.event_id), "capture", "captured")
+    assert charge.requests == 2, "the retry asked the provider again with the same key"
+    payment = Payment.objects.get(order_id=order_id)
+    assert (payment.status, payment.provider_reference) == (Payment.Status.CAPTURED, charge.reference)
+    assert len(published("payment.captured", order_id)) == 1
+    assert len(published("order.confirmed", order_id)) == 1
+    # The delivery's outcome is recorded just after the capture's own transaction.
+    delivery = Delivery.objects.filter(stored_event=reserved, handler="payments.capture_payment_for_order")
+    wait_until(lambda: delivery.filter(status=Delivery.Status.SUCCEEDED).exists(), timeout=10, what="the delivery")
+    assert delivery.get().attempts == 1

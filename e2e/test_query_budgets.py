@@ -27,7 +27,9 @@ GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 HANDLERS = {
     "inventory.reserve_stock_for_order": 16,
     "payments.register_payment_for_order": 10,
-    "payments.capture_payment_for_order": 16,
+    # Four short transactions, so that none is open while the provider answers: the executor's
+    # lease check, the claim of the capture's key, the record with its event, the delivery's outcome.
+    "payments.capture_payment_for_order": 23,
     "notifications.remember_order_contact": 10,
     "webhooks.queue_webhook_deliveries": 16,
     "orders.confirm_order": 12,

@@ -18,13 +18,16 @@ class PaymentsConfig(AppConfig):
             mode="on_commit",
             name="payments.register_payment_for_order",
         )
-        # Capture and refund talk to the provider: they run in workers, off the request path.
+        # Capture and refund talk to the provider: they run in workers, off the request path, and
+        # outside the executor's transaction (`atomic=False`), so no row stays locked while the
+        # provider answers; the services claim and record in short transactions of their own.
         event_bus.subscribe(
             InventoryReserved,
             handlers.capture_payment_for_order,
             mode="celery",
             name="payments.capture_payment_for_order",
             queue="payments",
+            atomic=False,
         )
         event_bus.subscribe(
             OrderCancelled,
@@ -32,4 +35,5 @@ class PaymentsConfig(AppConfig):
             mode="celery",
             name="payments.void_or_refund_cancelled_order",
             queue="payments",
+            atomic=False,
         )

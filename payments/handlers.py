@@ -1,7 +1,8 @@
 """Reactions to other modules' events: thin, each calls one service.
 
-Capture and refund talk to the provider, so they run in Celery workers (queue `payments`); the
-handled event's id is their idempotency key, which stays the same on every redelivery.
+Capture and refund talk to the provider, so they run in Celery workers (queue `payments`) with no
+transaction of the executor open (`atomic=False`); the handled event's id is their idempotency
+key, which stays the same on every redelivery.
 """
 
 from __future__ import annotations

@@ -24,6 +24,11 @@ class Payment(models.Model):
     A payment voided before it was registered is a tombstone: a late registration or capture finds
     it and does nothing. `payment_token` is the customer's card token; it never leaves this module
     and is never shown in full.
+
+    `capture_key` and `refund_key` are the idempotency keys a capture and a refund were sent to the
+    provider with. Each is written before its request goes out and never changes afterwards: a
+    retry, whoever makes it, sends the same key, and the provider answers it with the first
+    result. A pending payment with a `capture_key` has a capture whose outcome is not recorded yet.
     """
 
     class Status(models.TextChoices):
@@ -43,6 +48,8 @@ class Payment(models.Model):
     provider_reference = models.CharField(max_length=100, blank=True)
     refund_reference = models.CharField(max_length=100, blank=True)
     failure_reason = models.CharField(max_length=500, blank=True)
+    capture_key = models.CharField(max_length=255, blank=True)
+    refund_key = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     captured_at = models.DateTimeField(null=True, blank=True)

@@ -125,8 +125,26 @@ def test_a_lost_answer_then_the_retry_captures_exactly_once(tenant):
     assert len(published("payment.captured", payment.order_id)) == 1
 
 
+def test_after_a_lost_answer_another_event_sends_the_key_of_the_first_and_charges_once(tenant, gateway):
+    """The capture's key is claimed once per payment: a capture handled for another event (another
+    reservation, or a redrive) asks the provider again under that key instead of charging anew."""
+    payment = PaymentFactory(tenant=tenant)
+    first_key = str(uuid.uuid4())
+    with pytest.raises(GatewayTimeout):
+        capture(payment, SimulatedGateway(delay=0, lost_responses=1), key=first_key)
+
+    capture(payment, gateway, key=str(uuid.uuid4()))
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.CAPTURED
+    charge = SimulatedCharge.objects.get()
+    assert (charge.idempotency_key, charge.requests, charge.reference) == (first_key, 2, payment.provider_reference)
+    assert payment.capture_key == first_key
+    assert len(published("payment.captured", payment.order_id)) == 1
+
+
 def test_concurrent_captures_of_one_order_charge_once(tenant):
-    """Two reservation events handled at the same moment: the payment row lock lets one capture."""
+    """Two reservation events handled at the same moment: the first claim's key is the one both
+    send, so the provider charges once, and the second record finds the capture recorded."""
     payment = PaymentFactory(tenant=tenant)
     gateway = SimulatedGateway(delay=0.3, lost_responses=0)
     errors: list[BaseException] = []

@@ -6,6 +6,7 @@ import pytest
 from payments.gateways import GatewayTimeout, SimulatedGateway
 from payments.models import Payment, SimulatedCharge
 from payments.services import (
+    PaymentCaptureUnsettled,
     payment_capture_for_order,
     payment_register_for_order,
     payment_void_or_refund_for_cancelled_order,
@@ -120,3 +121,33 @@ def test_settled_payments_are_left_alone(tenant, gateway, status):
     assert payment.status == status
     assert not SimulatedCharge.objects.exists()
     assert not published("payment.refunded", payment.order_id)
+
+
+def test_a_cancellation_waits_for_a_capture_whose_answer_was_lost_and_then_refunds_it(tenant, gateway):
+    """The provider charged but its answer was lost: only the capture's retry can tell, so the
+    cancellation is retried until the capture is recorded, and then gives the money back."""
+    payment = PaymentFactory(tenant=tenant)
+    capture_key = str(uuid.uuid4())
+    with pytest.raises(GatewayTimeout):
+        payment_capture_for_order(
+            tenant_id=tenant.id,
+            order_id=payment.order_id,
+            idempotency_key=capture_key,
+            gateway=SimulatedGateway(delay=0, lost_responses=1),
+        )
+    cancel_key = str(uuid.uuid4())
+    with pytest.raises(PaymentCaptureUnsettled):
+        cancel(tenant.id, payment.order_id, gateway, key=cancel_key)
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.PENDING
+
+    payment_capture_for_order(tenant_id=tenant.id, order_id=payment.order_id, idempotency_key="retry", gateway=gateway)
+    cancel(tenant.id, payment.order_id, gateway, key=cancel_key)
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.REFUNDED
+    assert sorted(SimulatedCharge.objects.values_list("kind", "idempotency_key")) == [
+        ("capture", capture_key),
+        ("refund", cancel_key),
+    ]
+    assert len(published("payment.captured", payment.order_id)) == 1
+    assert len(published("payment.refunded", payment.order_id)) == 1
