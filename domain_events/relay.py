@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import psycopg
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from domain_events import sql, subscribers, tracking
@@ -33,6 +34,10 @@ from domain_events.subscriptions import Mode, subscriptions
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0
+# An open delivery of the same handler and aggregate as the dead letter of the outer query.
+_waiting_behind = Delivery.objects.filter(
+    aggregate_id=OuterRef("aggregate_id"), handler=OuterRef("handler"), status__in=Delivery.OPEN
+)
 PRUNE_BATCH = 5000
 COVER_EVERY = 1.0
 LISTEN_BACKOFF_MAX = 30.0
@@ -107,7 +112,9 @@ class Relay:
         """Apply the retention rules; only one relay at a time does it.
 
         - succeeded and skipped deliveries: after `DELIVERY_RETENTION`;
-        - dead letters: after `DEAD_LETTER_RETENTION` (they hold their aggregate back until then);
+        - dead letters: after `DEAD_LETTER_RETENTION`, unless a later delivery of the same handler
+          and aggregate still waits behind one: a dead letter that holds others is kept until
+          staff redrive or skip it, so nothing is left waiting for a release that never comes;
         - open deliveries of orphaned handlers (not seen by any process for `ORPHAN_RETENTION`).
         Stored events are kept for ever.
         """
@@ -123,7 +130,9 @@ class Relay:
             ),
             (
                 "dead",
-                Delivery.objects.filter(status=DeliveryStatus.DEAD, updated_at__lt=now - conf["DEAD_LETTER_RETENTION"]),
+                Delivery.objects.filter(
+                    status=DeliveryStatus.DEAD, updated_at__lt=now - conf["DEAD_LETTER_RETENTION"]
+                ).exclude(Exists(_waiting_behind)),
             ),
         ]
         gone = list(

@@ -73,3 +73,26 @@ def test_relays_are_woken_on_the_configured_channel(settings):
     with connection.cursor() as cursor:
         cursor.execute("UNLISTEN *")
     assert [n.channel for n in connection.connection.notifies(timeout=0.5, stop_after=5)] == ["shop_42"]
+
+
+def test_a_dead_letter_that_holds_later_deliveries_is_kept_past_its_retention(settings):
+    settings.HANDLER_RETRY_SCHEDULE = []
+    ProbeSwitch.set("probe.fast:fail")
+    probe_id, tenant_id = uuid.uuid4(), uuid.uuid4()
+    with transaction.atomic():
+        held_back = event_bus.publish(ProbeHappened(tenant_id=tenant_id, probe_id=probe_id, n=1))
+    alone = publish()
+    ProbeSwitch.objects.filter(name="probe.fast:fail").delete()
+    with transaction.atomic():
+        event_bus.publish(ProbeHappened(tenant_id=tenant_id, probe_id=probe_id, n=2))
+    dead = Delivery.objects.get(stored_event__event_id=held_back.event_id, handler="probe.fast")
+    lonely = Delivery.objects.get(stored_event__event_id=alone.event_id, handler="probe.fast")
+    waiting = Delivery.objects.get(aggregate_id=probe_id, handler="probe.fast", held_by=dead.pk)
+    assert (dead.status, lonely.status, waiting.status) == ("dead", "dead", "pending")
+
+    Delivery.objects.filter(pk__in=[dead.pk, lonely.pk]).update(updated_at=timezone.now() - timedelta(days=31))
+    Relay().prune()
+
+    assert not Delivery.objects.filter(pk=lonely.pk).exists(), "a dead letter that holds nothing goes"
+    assert Delivery.objects.filter(pk=dead.pk, status="dead").exists(), "one that holds a later delivery stays"
+    assert Delivery.objects.get(pk=waiting.pk).held_by == dead.pk
