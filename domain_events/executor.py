@@ -451,10 +451,11 @@ def _mark_succeeded(delivery_ids: list[int], now) -> None:
 
 
 def release_held(delivery_ids: Sequence[int], now) -> int:
-    """Make due at once what waited behind `delivery_ids` (they succeeded or were skipped)."""
-    return Delivery.objects.filter(held_by__in=list(delivery_ids), status__in=Delivery.OPEN).update(
-        held_by=None, next_attempt_at=now, last_error="", updated_at=now
-    )
+    """Make due at once what waited behind `delivery_ids` (they succeeded or were skipped); a row
+    under someone's lease is left to its holder."""
+    return Delivery.objects.filter(
+        held_by__in=list(delivery_ids), status__in=Delivery.OPEN, lease_token__isnull=True
+    ).update(held_by=None, next_attempt_at=now, last_error="", updated_at=now)
 
 
 def _check_constraints_per_statement() -> None:

@@ -123,7 +123,12 @@ def claim_for_workers(limit: int, handlers: Sequence[Subscription]) -> tuple[lis
             return [], probe
         token = uuid.uuid4()
         Delivery.objects.filter(pk__in=[pk for pk, _ in claim]).update(
-            lease_token=token, next_attempt_at=now + conf["LEASE"], sent_at=None, started_at=None, updated_at=now
+            lease_token=token,
+            next_attempt_at=now + conf["LEASE"],
+            sent_at=None,
+            started_at=None,
+            held_by=None,  # no longer waiting: a release must not move the lease this claim holds
+            updated_at=now,
         )
     return [Claim(pk, token, handler) for pk, handler in claim], probe
 

@@ -156,7 +156,8 @@ LOCK_CHOSEN = f"""
    FOR UPDATE OF d"""
 
 # Success, and the release of whatever waited behind the succeeded rows (leaving out the rows the
-# first part updates: one statement must not update a row twice).
+# first part updates: one statement must not update a row twice). A row under someone's lease is
+# not released: its lease is its holder's to end, and making it due would let a second claim run it.
 MARK_SUCCEEDED = f"""
 WITH done AS (
     UPDATE {DELIVERIES}
@@ -168,7 +169,7 @@ WITH done AS (
 UPDATE {DELIVERIES} h
    SET held_by = NULL, next_attempt_at = %(now)s, last_error = '', updated_at = %(now)s
   FROM done
- WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.id <> ALL(%(ids)s)"""
+ WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> ALL(%(ids)s)"""
 
 # --- late subscribers -----------------------------------------------------------------------
 
