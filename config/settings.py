@@ -298,6 +298,18 @@ vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ShelfWise <orders@shelfwise.localhost>")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
+# --- Secrets at rest (core/fields.py) ----------------------------------------------------------
+# Keys for encrypted fields (webhook and inbound secrets, payment tokens), each any string of at
+# least 32 characters: the first encrypts, all decrypt, so a new key goes first and the old ones
+# stay until `manage.py rotate_field_encryption` has written every value again. Values from before
+# this setting are read with a key derived from SECRET_KEY until that command has run. Required in
+# production, so that rotating SECRET_KEY never makes the stored secrets unreadable.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+if not DEBUG and not FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("DEBUG=false requires FIELD_ENCRYPTION_KEYS to be set.")
+if any(len(key) < 32 for key in FIELD_ENCRYPTION_KEYS):
+    raise ImproperlyConfigured("Each key of FIELD_ENCRYPTION_KEYS must be at least 32 characters long.")
+
 # --- Payments ---------------------------------------------------------------------------------
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateways.SimulatedGateway")
 PAYMENT_GATEWAY_DELAY = env.float("PAYMENT_GATEWAY_DELAY", default=0.0)
