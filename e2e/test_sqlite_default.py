@@ -19,9 +19,9 @@ pytestmark = pytest.mark.e2e
 PLACE_ORDER = """
 from django.test import Client
 from tenants.models import User
-from tenants.services import user_token
+from tenants.services import token_issue
 alice = User.objects.get(username="alice")
-client = Client(HTTP_AUTHORIZATION=f"Token {user_token(user=alice).key}")
+client = Client(HTTP_AUTHORIZATION=f"Token {token_issue(user=alice).key}")
 response = client.post(
     "/api/v1/orders/",
     {"items": [{"sku": "BOOK-DUNE", "quantity": 2}], "payment_token": "tok_visa"},
@@ -36,9 +36,9 @@ from django.test import Client
 from orders.models import Order
 from domain_events.models import Delivery
 from tenants.models import User
-from tenants.services import user_token
+from tenants.services import token_issue
 staff = User.objects.get(username="staff")
-dashboard = Client(HTTP_AUTHORIZATION=f"Token {user_token(user=staff).key}").get("/api/v1/dashboard/").json()
+dashboard = Client(HTTP_AUTHORIZATION=f"Token {token_issue(user=staff).key}").get("/api/v1/dashboard/").json()
 print("STATE", json.dumps({
     "orders": [o.status for o in Order.objects.all()],
     "open": Delivery.objects.filter(status__in=Delivery.OPEN).count(),

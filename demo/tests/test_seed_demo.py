@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from domain_events.models import StoredEvent
 from inventory.models import Product
-from tenants.models import Tenant, User
+from tenants.models import ApiToken, Tenant, User, token_key_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -28,6 +28,17 @@ def counts() -> dict[str, int]:
         "products": Product.objects.count(),
         "events": StoredEvent.objects.count(),
     }
+
+
+def token_of(output: str, username: str) -> str:
+    [line] = [line for line in output.splitlines() if line.strip().startswith(f"{username} token: ")]
+    return line.split(": ", 1)[1].strip()
+
+
+def api_status(token: str) -> int:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client.get("/api/v1/products/").status_code
 
 
 def curl_of(output: str) -> list[str]:
@@ -57,18 +68,18 @@ def test_running_twice_creates_nothing_twice():
     before = counts()
     second = seed()
     assert counts() == before
-    # The same tokens both times: nothing was recreated.
-    assert [line for line in first.splitlines() if "token" in line] == [
-        line for line in second.splitlines() if "token" in line
-    ]
+    # New tokens each time (only their hashes are stored); the ones printed before are revoked.
+    old, new = token_of(first, "alice"), token_of(second, "alice")
+    assert old != new
+    assert api_status(old) == 401
+    assert api_status(new) == 200
 
 
 def test_prints_both_tokens_and_a_curl_that_orders_a_demo_book_as_alice():
     output = seed()
-    staff_token = User.objects.get(username="staff").auth_token.key
-    alice_token = User.objects.get(username="alice").auth_token.key
-    assert f"staff token: {staff_token}" in output
-    assert f"alice token: {alice_token}" in output
+    staff_token, alice_token = token_of(output, "staff"), token_of(output, "alice")
+    assert ApiToken.objects.get(user__username="staff", revoked_at=None).key_hash == token_key_hash(staff_token)
+    assert ApiToken.objects.get(user__username="alice", revoked_at=None).key_hash == token_key_hash(alice_token)
 
     argv = curl_of(output)
     assert argv[:5] == ["curl", "-s", "-X", "POST", "http://127.0.0.1:8000/api/v1/orders/"]

@@ -1,4 +1,5 @@
-"""`seed_demo`: the demo bookstore, its users and its catalog (CONTRACT §3). Safe to run again."""
+"""`seed_demo`: the demo bookstore, its users and its catalog. Safe to run again: it adds only what is
+missing, and issues the demo users new API tokens (the earlier ones are revoked)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.db import transaction
 from inventory.models import Product
 from inventory.services import product_create
 from tenants.models import Tenant, User
-from tenants.services import tenant_create, user_create, user_token
+from tenants.services import tenant_create, token_issue, user_create, user_tokens_revoke
 
 BASE_URL = "http://127.0.0.1:8000"
 
@@ -44,7 +45,10 @@ class Command(BaseCommand):
                     # So that the demo's confirmation e-mails have somewhere to go (the console by default).
                     user.email = f"{username}@demo.shelfwise.localhost"
                     user.save(update_fields=["email"])
-                tokens[username] = user_token(user=user).key
+                # Only a hash of a token is stored, so the demo's tokens are new on every run; the
+                # ones printed before are revoked so that they do not pile up.
+                user_tokens_revoke(user=user)
+                tokens[username] = token_issue(user=user).key
             known = set(Product.objects.filter(tenant=tenant).values_list("sku", flat=True))
             added = [
                 product_create(tenant=tenant, sku=sku, title=title, price=price, stock=stock)
