@@ -7,16 +7,20 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.logs import logging_config
+from core.checks import DEVELOPMENT_SECRET_KEY
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-DEBUG = env.bool("DEBUG", default=True)
-_DEV_SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105  (only ever used with DEBUG on)
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
+# Off unless asked for: `make run` (and only it) sets DEBUG=true for development.
+DEBUG = env.bool("DEBUG", default=False)
+# The development key is public (it is in the repository): only ever used with DEBUG on.
+SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DEBUG=false requires SECRET_KEY to be set.")
+    raise ImproperlyConfigured("DEBUG=false requires SECRET_KEY to be set (`make run` sets DEBUG=true).")
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured("DEBUG=false refuses the public development SECRET_KEY: set one of your own.")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [

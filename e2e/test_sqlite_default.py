@@ -53,6 +53,7 @@ def sqlite_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_BROKER_URL"))}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="true",  # as `make run` sets it
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         CELERY_FILESYSTEM_BROKER_DIR=str(tmp_path / "broker"),
         PYTHONUNBUFFERED="1",

@@ -15,10 +15,27 @@ def run_settings(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
 
 
-def test_with_no_environment_it_runs_in_debug_on_sqlite():
-    result = run_settings()
+def test_with_no_environment_it_refuses_to_start_and_debug_on_runs_on_sqlite_with_the_development_key():
+    refused = run_settings()
+    assert refused.returncode != 0
+    assert "SECRET_KEY" in refused.stderr
+    result = run_settings(DEBUG="true")  # what `make run` sets
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "django.db.backends.sqlite3"]
+
+
+def test_debug_off_refuses_the_development_secret_key():
+    from core.checks import DEVELOPMENT_SECRET_KEY
+
+    refused = run_settings(DEBUG="false", SECRET_KEY=DEVELOPMENT_SECRET_KEY, FIELD_ENCRYPTION_KEYS="k" * 32)
+    assert refused.returncode != 0
+    assert "development SECRET_KEY" in refused.stderr
+
+
+def test_check_deploy_flags_the_development_secret_key():
+    result = check_deploy(DEBUG="true")
+    assert result.returncode != 0
+    assert "core.E001" in result.stderr + result.stdout
 
 
 def test_debug_off_requires_a_secret_key():

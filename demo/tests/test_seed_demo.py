@@ -5,14 +5,21 @@ import shlex
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from domain_events.models import StoredEvent
 from inventory.models import Product
 from tenants.models import ApiToken, Tenant, User, token_key_hash
+from tenants.tests.factories import TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _development(settings):
+    """`make run` runs seed_demo with DEBUG on."""
+    settings.DEBUG = True
 
 
 def seed() -> str:
@@ -95,3 +102,23 @@ def test_prints_both_tokens_and_a_curl_that_orders_a_demo_book_as_alice():
     client.credentials(HTTP_AUTHORIZATION=f"Token {alice_token}")
     catalog = {p["sku"]: p for p in client.get("/api/v1/products/").json()["results"]}
     assert catalog[item["sku"]]["available"] >= 1
+
+
+def test_refuses_to_run_with_debug_off_unless_told_to(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="--allow-without-debug"):
+        seed()
+    assert not Tenant.objects.filter(slug="demo").exists()
+    out = StringIO()
+    call_command("seed_demo", "--allow-without-debug", stdout=out)
+    assert "alice token: " in out.getvalue()
+
+
+def test_stays_inside_the_demo_bookstore_and_never_prints_another_tenants_users_token():
+    other = TenantFactory(slug="real-shop")
+    real = UserFactory(tenant=other, username="alice")
+    with pytest.raises(CommandError, match="outside the demo bookstore"):
+        seed()
+    assert not ApiToken.objects.filter(user=real).exists()
+    real.refresh_from_db()
+    assert real.email == ""

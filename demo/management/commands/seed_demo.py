@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from inventory.models import Product
@@ -30,13 +31,31 @@ DEMO_CATALOG: tuple[tuple[str, str, Decimal, int], ...] = (
 class Command(BaseCommand):
     help = "Load the demo bookstore `demo` with its staff, its customer and a catalog with stock (idempotent)."
 
-    def handle(self, *args, **options) -> None:
-        """Create whatever of the demo data is missing, then print how to use it."""
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--allow-without-debug",
+            action="store_true",
+            help="Run even with DEBUG off (a demo deployment). Without it the command refuses: its logins are"
+            " staff/staff and alice/alice, and it prints their tokens.",
+        )
+
+    def handle(self, *args, allow_without_debug: bool = False, **options) -> None:
+        """Create whatever of the demo data is missing, then print how to use it. It touches only the
+        bookstore `demo` and its own users: a user of that name elsewhere is an error, never used."""
+        if not settings.DEBUG and not allow_without_debug:
+            raise CommandError(
+                "seed_demo is for development (DEBUG on): it makes well-known logins and prints their tokens."
+                " Pass --allow-without-debug to load the demo anyway."
+            )
         with transaction.atomic():
             tenant = Tenant.objects.filter(slug="demo").first() or tenant_create(slug="demo", name="Demo Books")
             tokens = {}
             for username, is_staff in (("staff", True), ("alice", False)):
-                user = User.objects.filter(username=username).first()
+                user = User.objects.filter(username=username, tenant=tenant).first()
+                if user is None and User.objects.filter(username=username).exists():
+                    raise CommandError(
+                        f"A user named {username!r} exists outside the demo bookstore; seed_demo leaves it alone."
+                    )
                 if user is None:
                     user, _ = user_create(
                         tenant=tenant, username=username, password=username, is_staff=is_staff, validate_password=False
