@@ -1,5 +1,6 @@
 """ShelfWise settings: every value comes from the environment (CONTRACT §2) with a dev-safe default."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -327,6 +328,12 @@ PAYMENT_GATEWAY_LOST_RESPONSES = env.int("PAYMENT_GATEWAY_LOST_RESPONSES", defau
 # A folder shared by every process of a machine (prometheus-client's multiprocess mode), emptied
 # when they all start afresh; unset, /metrics shows the serving process's own counters.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise); unset, it is open.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Comma-separated addresses or networks (CIDR) that may scrape; others get 403. Unset: any address.
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(n.strip(), strict=False) for n in env.list("METRICS_ALLOWED_NETWORKS", default=[])
+]
 # The database gauges (backlog, dead letters, readers' lag) are read at most this often.
 METRICS_CACHE_SECONDS = env.float("METRICS_CACHE_SECONDS", default=5)
 
