@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -59,6 +60,16 @@ def reencrypt(token: str) -> str:
         return field_keys().rotate(token.encode()).decode()
     except InvalidToken:
         raise ImproperlyConfigured("an encrypted value cannot be read with the configured keys") from None
+
+
+# Encrypted values kept elsewhere than in an `EncryptedTextField` (inside JSON, say): the app that
+# keeps them registers here, by name, a function that writes them all again under the first key
+# and returns how many changed. `rotate_field_encryption` runs each.
+REENCRYPTORS: dict[str, Callable[[], int]] = {}
+
+
+def register_reencryptor(name: str, reencrypt_all: Callable[[], int]) -> None:
+    REENCRYPTORS[name] = reencrypt_all
 
 
 class EncryptedTextField(models.TextField):

@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
-from core.fields import TOKEN_PREFIX, EncryptedTextField, encrypt, reencrypt
+from core.fields import REENCRYPTORS, TOKEN_PREFIX, EncryptedTextField, encrypt, reencrypt
 
 
 class Command(BaseCommand):
@@ -33,6 +33,13 @@ class Command(BaseCommand):
                         raise CommandError(f"{model._meta.label}.{field.name}: {exc}") from exc
                     self.stdout.write(f"{model._meta.label}.{field.name}: {count} re-encrypted")
                     total += count
+        for name, reencrypt_all in REENCRYPTORS.items():
+            try:
+                count = reencrypt_all()
+            except ImproperlyConfigured as exc:
+                raise CommandError(f"{name}: {exc}") from exc
+            self.stdout.write(f"{name}: {count} re-encrypted")
+            total += count
         self.stdout.write(self.style.SUCCESS(f"{total} values re-encrypted under the first key."))
 
     def _rotate_column(self, model, field, batch_size: int) -> int:
