@@ -45,6 +45,13 @@ def user_create(
     if not username:
         raise ApplicationError("A username is required.")
     user = User(username=username, tenant=tenant, is_staff=is_staff, email=email)
+    try:
+        # The username field's own checks (Django's validator: letters, digits and @/./+/-/_; at
+        # most 150 characters), as the admin's forms apply them.
+        user.clean_fields(exclude=[f.name for f in User._meta.fields if f.name != "username"])
+    except ValidationError as exc:
+        messages = exc.message_dict.get("username", exc.messages)
+        raise ApplicationError(" ".join(messages), extra={"username": messages}) from None
     if password and validate_password:
         try:
             password_validation.validate_password(password, user)

@@ -1,5 +1,6 @@
 """create_tenant and create_user, including their exit codes."""
 
+import io
 import subprocess
 import sys
 import uuid
@@ -63,3 +64,15 @@ def test_create_user_exits_1_for_an_unknown_tenant_or_a_taken_name(tenant):
     taken = run("create_user", tenant.slug, "frank")
     assert taken.returncode == 1
     assert "already exists" in taken.stderr
+
+
+@pytest.mark.parametrize("username", ["bad name", "semi;colon", "<script>", "x" * 151])
+def test_create_user_validates_the_username_as_django_does_and_creates_nobody(tenant, username):
+    with pytest.raises(CommandError):
+        call_command("create_user", tenant.slug, username)
+    assert not User.objects.filter(username=username).exists()
+
+
+def test_create_user_accepts_what_djangos_username_validator_accepts(tenant):
+    call_command("create_user", tenant.slug, "jo.ann+shop@x_y-1", stdout=io.StringIO())
+    assert User.objects.filter(username="jo.ann+shop@x_y-1", tenant=tenant).exists()
