@@ -82,15 +82,13 @@ if env.str("SECURE_PROXY_SSL_HEADER", default=""):
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Content-Security-Policy (django-csp) on every response: the admin, the API, Swagger UI ------
-# No inline script anywhere and no inline <style> without the response's nonce. Inline style
-# attributes are allowed (style-src-attr) for the admin's columns that set them; they cannot run
-# script. Swagger UI's icons are data: URLs.
+# No inline script anywhere, no inline <style> without the response's nonce, no style attribute
+# (the admin's look is in tenants/static/shelfwise/admin.css). Swagger UI's icons are data: URLs.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF, NONCE],
-        "style-src-attr": ["'unsafe-inline'"],
         "img-src": [SELF, "data:"],
         "object-src": [NONE],
         "base-uri": [SELF],
@@ -119,7 +117,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' own: the admin's base_site.html adds the staff admin's stylesheet.
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
