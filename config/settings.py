@@ -177,7 +177,7 @@ AUTH_PASSWORD_VALIDATORS = [
     # Not a rule: a changed password revokes the user's API tokens (tenants/passwords.py).
     {"NAME": "tenants.passwords.RevokeApiTokensOnPasswordChange"},
 ]
-# API tokens expire this many days after they are issued (CONTRACT §2).
+# API tokens expire this many days after they are issued.
 API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
 
 LANGUAGE_CODE = "en-us"

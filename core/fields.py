@@ -14,7 +14,7 @@ from django.db import models
 # Fernet tokens start with the version byte 0x80, base64-encoded.
 TOKEN_PREFIX = "gAAAA"  # noqa: S105 (a format marker, not a secret)
 
-# A key of `FIELD_ENCRYPTION_KEYS` is any string at least this long (CONTRACT §2).
+# A key of `FIELD_ENCRYPTION_KEYS` is any string at least this long.
 MIN_KEY_LENGTH = 32
 
 
