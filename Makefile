@@ -15,6 +15,11 @@ $(STAMP): requirements.txt | $(BIN)/python
 
 install: $(STAMP)
 
+# Development settings, stated here rather than as the code's defaults: DEBUG on (so the public
+# development SECRET_KEY is accepted and FIELD_ENCRYPTION_KEYS may be left out). A DEBUG already in
+# the environment wins.
+run migrate: export DEBUG ?= true
+
 migrate: install
 	$(BIN)/python manage.py migrate --no-input
 

@@ -54,10 +54,10 @@ def staff(tenant):
 
 
 def _client_for(user) -> APIClient:
-    from tenants.services import user_token
+    from tenants.services import token_issue
 
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {user_token(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=user).key}")
     return client
 
 

@@ -56,4 +56,4 @@ class AuditEntryAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScoped
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: AuditEntry) -> str:
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", canonical(obj.payload))
+        return format_html("<pre class='sw-payload'>{}</pre>", canonical(obj.payload))

@@ -12,6 +12,7 @@ os.environ["CELERY_BROKER_URL"] = os.environ.get("BENCH_BROKER_URL", "redis://12
 # Production-like: no debug cursor recording every query, no browsable API renderer.
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "bench-only-field-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("PAYMENT_GATEWAY_DELAY", "0")
 # The bench's webhook endpoints are receivers on loopback.

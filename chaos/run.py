@@ -99,6 +99,7 @@ def process_env(
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "DEBUG": "false",
         "SECRET_KEY": "chaos-run-secret-key-not-for-production-0123456789abcdefghijklmnop",
+        "FIELD_ENCRYPTION_KEYS": "chaos-run-field-key-not-for-production-0123456789abcdef",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "INTEGRATION_BROKER_URL": "",

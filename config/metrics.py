@@ -8,6 +8,8 @@ read at scrape time and cached for `METRICS_CACHE_SECONDS`.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import time
 from collections.abc import Callable
 
@@ -31,12 +33,37 @@ _database.register(BackboneCollector())
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
+    """The figures, to whoever `METRICS_TOKEN` and `METRICS_ALLOWED_NETWORKS` let in."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
     if settings.PROMETHEUS_MULTIPROC_DIR:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
     else:
         registry = REGISTRY
     return HttpResponse(generate_latest(registry) + generate_latest(_database), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """401 without the bearer token `METRICS_TOKEN` (as Prometheus' `authorization` sends it), 403
+    from an address outside `METRICS_ALLOWED_NETWORKS`; None when the scrape may go ahead."""
+    networks = settings.METRICS_ALLOWED_NETWORKS
+    if networks:
+        try:
+            address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        except ValueError:
+            address = None
+        if address is None or not any(address in network for network in networks):
+            return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            response = HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return None
 
 
 class RequestMetricsMiddleware:

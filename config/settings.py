@@ -1,22 +1,28 @@
 """ShelfWise settings: every value comes from the environment (docs/settings.md) with a dev-safe default."""
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.logs import logging_config
+from core.checks import DEVELOPMENT_SECRET_KEY
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-DEBUG = env.bool("DEBUG", default=True)
-_DEV_SECRET_KEY = "dev-only-insecure-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105  (only ever used with DEBUG on)
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
+# Off unless asked for: `make run` (and only it) sets DEBUG=true for development.
+DEBUG = env.bool("DEBUG", default=False)
+# The development key is public (it is in the repository): only ever used with DEBUG on.
+SECRET_KEY = env.str("SECRET_KEY", default=DEVELOPMENT_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DEBUG=false requires SECRET_KEY to be set.")
+    raise ImproperlyConfigured("DEBUG=false requires SECRET_KEY to be set (`make run` sets DEBUG=true).")
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
+    raise ImproperlyConfigured("DEBUG=false refuses the public development SECRET_KEY: set one of your own.")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
@@ -27,9 +33,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "core",
     "domain_events",
     "tenants",
@@ -51,6 +57,7 @@ MIDDLEWARE = [
     "core.middleware.RefuseNulCharactersMiddleware",
     "core.middleware.ApiNotFoundMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -74,6 +81,22 @@ if env.str("SECURE_PROXY_SSL_HEADER", default=""):
     SECURE_PROXY_SSL_HEADER = (env.str("SECURE_PROXY_SSL_HEADER"), "https")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# --- Content-Security-Policy (django-csp) on every response: the admin, the API, Swagger UI ------
+# No inline script anywhere, no inline <style> without the response's nonce, no style attribute
+# (the admin's look is in tenants/static/shelfwise/admin.css). Swagger UI's icons are data: URLs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 # --- Request size (docs/api.md, Errors and hostile input) ---------------------------------------
 # The request line, each header field and the number of header fields, at gunicorn's own limits:
 # gunicorn refuses past them before Django runs; under any other server Django refuses them as JSON 400s.
@@ -94,7 +117,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Before the apps' own: the admin's base_site.html adds the staff admin's stylesheet.
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -150,7 +174,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a rule: a changed password revokes the user's API tokens (tenants/passwords.py).
+    {"NAME": "tenants.passwords.RevokeApiTokensOnPasswordChange"},
 ]
+# API tokens expire this many days after they are issued.
+API_TOKEN_TTL_DAYS = env.int("API_TOKEN_TTL_DAYS", default=90)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -298,6 +326,18 @@ vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="ShelfWise <orders@shelfwise.localhost>")
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 
+# --- Secrets at rest (core/fields.py) ----------------------------------------------------------
+# Keys for encrypted fields (webhook and inbound secrets, payment tokens), each any string of at
+# least 32 characters: the first encrypts, all decrypt, so a new key goes first and the old ones
+# stay until `manage.py rotate_field_encryption` has written every value again. Values from before
+# this setting are read with a key derived from SECRET_KEY until that command has run. Required in
+# production, so that rotating SECRET_KEY never makes the stored secrets unreadable.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+if not DEBUG and not FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("DEBUG=false requires FIELD_ENCRYPTION_KEYS to be set.")
+if any(len(key) < 32 for key in FIELD_ENCRYPTION_KEYS):
+    raise ImproperlyConfigured("Each key of FIELD_ENCRYPTION_KEYS must be at least 32 characters long.")
+
 # --- Payments ---------------------------------------------------------------------------------
 PAYMENT_GATEWAY = env.str("PAYMENT_GATEWAY", default="payments.gateways.SimulatedGateway")
 PAYMENT_GATEWAY_DELAY = env.float("PAYMENT_GATEWAY_DELAY", default=0.0)
@@ -308,6 +348,12 @@ PAYMENT_GATEWAY_LOST_RESPONSES = env.int("PAYMENT_GATEWAY_LOST_RESPONSES", defau
 # A folder shared by every process of a machine (prometheus-client's multiprocess mode), emptied
 # when they all start afresh; unset, /metrics shows the serving process's own counters.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise); unset, it is open.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Comma-separated addresses or networks (CIDR) that may scrape; others get 403. Unset: any address.
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(n.strip(), strict=False) for n in env.list("METRICS_ALLOWED_NETWORKS", default=[])
+]
 # The database gauges (backlog, dead letters, readers' lag) are read at most this often.
 METRICS_CACHE_SECONDS = env.float("METRICS_CACHE_SECONDS", default=5)
 

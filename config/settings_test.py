@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shelfwise")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# DEBUG stays off, as in production; so the keys are set, test-only values.
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789abcdefghij")
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test-only-field-key-not-for-production-0123456789")
 os.environ.setdefault("HANDLER_RETRY_SCHEDULE", "1,1,1")
 os.environ.setdefault("OUTBOX_DISPATCH_GRACE", "2")
 os.environ.setdefault("OUTBOX_LEASE", "3")

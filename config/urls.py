@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from config import health, metrics
+from core.docs import SwaggerUiView
 
 api_v1 = [
     path("", include("tenants.urls")),
@@ -12,7 +13,7 @@ api_v1 = [
     path("", include("webhooks.urls")),
     path("", include("integrations.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs/", SwaggerUiView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [

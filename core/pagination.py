@@ -1,5 +1,9 @@
 """The API's page numbers: `?page=` is a whole number from 1, and anything else is a 400.
 
+One rule for the query of every list: a parameter the operation does not document is a 400 that
+names it (`{"name": ["Unknown field."]}`), never silently ignored, so that a misspelt filter is
+not taken for no filter. A list documents `page` and the fields of its `FilterSerializer`.
+
 DRF's paginator answers `?page=0`, `?page=abc` and a page past the last with 404 (and takes
 `?page=last`); here a malformed number is bad input, and only a page past the last, a page that
 does not exist, is a 404. Both are documented on every paginated operation (`core.schema`).
@@ -26,6 +30,10 @@ PAGE_PARAMETER = OpenApiParameter(
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
+    def paginate_queryset(self, queryset, request, view=None):
+        refuse_unknown_query_parameters(request, known={self.page_query_param, *_filters_of(view)})
+        return super().paginate_queryset(queryset, request, view=view)
+
     def get_page_number(self, request, paginator):
         values = request.query_params.getlist(self.page_query_param)
         if not values:
@@ -44,3 +52,15 @@ class PageNumberPagination(pagination.PageNumberPagination):
                 "schema": PAGE_PARAMETER.type,
             }
         ]
+
+
+def refuse_unknown_query_parameters(request, *, known: set[str]) -> None:
+    """Raise a 400 naming every query parameter not in `known`."""
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in unknown})
+
+
+def _filters_of(view) -> list[str]:
+    filters = getattr(view, "FilterSerializer", None)
+    return list(filters().fields) if filters is not None else []

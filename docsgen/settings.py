@@ -26,9 +26,10 @@ SHOWN_DEFAULTS = {
 
 MEANINGS = {
     # Django and HTTP
-    "DEBUG": "Django's debug mode. Off in production (`DEBUG=false`), which then requires `SECRET_KEY`.",
-    "SECRET_KEY": "Django's secret key; the same on every machine. Also derives the key for secrets at rest "
-    "when no other key is configured.",
+    "DEBUG": "Django's debug mode, off unless set (`make run` sets it on). Off, the development `SECRET_KEY` is "
+    "refused and `FIELD_ENCRYPTION_KEYS` is required.",
+    "SECRET_KEY": "Django's secret key; the same on every machine. Its derived key still reads values stored "
+    "encrypted before `FIELD_ENCRYPTION_KEYS` was set.",
     "ALLOWED_HOSTS": "Comma-separated host names the web side answers to.",
     "SECURE_SSL_REDIRECT": "Redirect plain HTTP to HTTPS (the probes `/healthz`, `/readyz` and `/metrics` are exempt).",
     "SESSION_COOKIE_SECURE": "Send the session cookie over HTTPS only.",
@@ -120,6 +121,14 @@ MEANINGS = {
     "PROMETHEUS_MULTIPROC_DIR": "A folder shared by every process of a machine for their counters "
     "(prometheus-client's multiprocess mode), emptied when they all restart; unset, `/metrics` shows the "
     "serving process's own counters.",
+    "API_TOKEN_TTL_DAYS": "Days an API token lives before it expires; `POST auth/token/rotate` issues a new one "
+    "(docs: Security).",
+    "FIELD_ENCRYPTION_KEYS": "Comma-separated keys (each at least 32 characters) for values stored encrypted (webhook "
+    "secrets, payment tokens): the first encrypts, all decrypt; required with `DEBUG=false`. "
+    "`manage.py rotate_field_encryption` rewrites every value under the first.",
+    "METRICS_TOKEN": "Set, `/metrics` answers only `Authorization: Bearer <token>` (401 otherwise); unset, it is open.",
+    "METRICS_ALLOWED_NETWORKS": "Comma-separated networks (CIDR) that may scrape `/metrics` (403 outside them); "
+    "unset, any address.",
     "METRICS_CACHE_SECONDS": "The database gauges of `/metrics` are read at most this often.",
     "LOG_FORMAT": "`console` (readable lines) or `json` (one JSON object per line).",
     "LOG_LEVEL": "The lowest level logged.",

@@ -139,7 +139,7 @@ class StoredEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: StoredEvent) -> str:
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.pretty_payload())
+        return format_html("<pre class='sw-payload'>{}</pre>", obj.pretty_payload())
 
 
 class HeldFilter(admin.SimpleListFilter):
@@ -277,7 +277,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="event payload")
     def payload_pretty(self, obj: Delivery) -> str:
-        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", obj.stored_event.pretty_payload())
+        return format_html("<pre class='sw-payload'>{}</pre>", obj.stored_event.pretty_payload())
 
     @admin.action(description="Redrive selected dead deliveries")
     def redrive_selected(self, request, queryset) -> None:

@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.masking import masked
+from domain_events.private import opened
 
 # What a held delivery waits for: its blocker's release, not a clock.
 UNTIL_RELEASED = datetime(9999, 1, 1, tzinfo=UTC)
@@ -83,7 +84,7 @@ class StoredEvent(models.Model):
         private = private_fields_of(self.type)
         if not private or not isinstance(self.payload, dict):
             return self.payload
-        return {k: masked(v) if k in private else v for k, v in self.payload.items()}
+        return {k: masked(v) if k in private else v for k, v in opened(private, self.payload).items()}
 
     def private_values(self) -> list[str]:
         """The values of the event's private fields, to mask in what people read (error texts, logs)."""
@@ -105,6 +106,7 @@ def private_values_in(type_name: str, payload: object) -> list[str]:
     private = private_fields_of(type_name)
     if not private or not isinstance(payload, dict):
         return []
+    payload = opened(private, payload)
     return [str(payload[k]) for k in private if payload.get(k) not in (None, "")]
 
 

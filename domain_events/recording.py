@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings
 from domain_events.events import ENVELOPE_FIELDS, DomainEvent
 from domain_events.models import Delivery, StoredEvent
+from domain_events.private import sealed
 from domain_events.registry import registry
 from domain_events.subscriptions import Mode, Subscription
 
@@ -24,7 +26,15 @@ def payload_of(event: DomainEvent) -> dict:
     return {k: v for k, v in data.items() if k not in ENVELOPE_FIELDS}
 
 
+def stored_payload(event: DomainEvent) -> dict:
+    """The payload as stored: its private fields encrypted (domain_events/private.py)."""
+    return sealed(event.private_fields, payload_of(event))
+
+
 def payload_json(event: DomainEvent) -> str:
+    """The stored payload as JSON text (straight from the model when nothing in it is private)."""
+    if event.private_fields:
+        return json.dumps(stored_payload(event), separators=(",", ":"))
     return registry.dump_json(event, exclude=ENVELOPE_FIELDS)
 
 
@@ -115,7 +125,7 @@ def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list
         occurred_at=event.occurred_at,
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
-        payload=payload_of(event),
+        payload=stored_payload(event),
     )
     deliveries = Delivery.objects.bulk_create(
         [

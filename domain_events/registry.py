@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from domain_events.private import opened
+
 if TYPE_CHECKING:
     from domain_events.events import DomainEvent
 
@@ -107,7 +109,8 @@ class EventRegistry:
             raise EventSchemaError(ref, f"payload is {type(payload).__name__}, not an object")
         if version > cls.version:
             raise EventSchemaError(ref, f"version {version} is newer than this code knows (v{cls.version})")
-        data = dict(payload)
+        # Private fields are stored encrypted: opened before anything reads them.
+        data = opened(cls.private_fields, payload)
         for step in range(version, cls.version):
             upcast = self._upcasters.get((type_name, step))
             if upcast is None:

@@ -21,7 +21,7 @@ from domain_events.bus import event_bus
 from domain_events.models import Delivery
 from domain_events.testing import run_deliveries_now
 from tenants.models import Tenant, User
-from tenants.services import user_token
+from tenants.services import token_issue
 from tenants.tests.factories import TenantFactory, UserFactory
 from webhooks.models import WebhookDelivery
 from webhooks.services import delivery_send
@@ -32,7 +32,7 @@ SHARED_SKU = "BOOK-SHARED"
 
 def api_client_for(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {user_token(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user=user).key}")
     return client
 
 

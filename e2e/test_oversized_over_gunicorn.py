@@ -14,7 +14,7 @@ import requests
 from django.conf import settings
 
 from domain_events.testing import wait_until
-from tenants.services import user_token
+from tenants.services import token_issue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -42,7 +42,7 @@ def web(processes) -> str:
 
 
 def test_gunicorn_refuses_past_its_limits_with_a_400_and_django_answers_json_within_them(web, customer):
-    auth = {"Authorization": f"Token {user_token(user=customer).key}"}
+    auth = {"Authorization": f"Token {token_issue(user=customer).key}"}
     orders = f"{web}/api/v1/orders/"
     body = {"items": [{"sku": "BOOK-1", "quantity": 1}], "payment_token": "tok_visa"}
 

@@ -27,7 +27,7 @@ from domain_events.testing import ROOT, run_deliveries_now, subprocess_env
 from inventory.services import product_create, product_restock
 from orders.models import Order, OrderItem
 from orders.services import order_cancel, order_fulfill, order_place
-from tenants.services import user_token
+from tenants.services import token_issue
 from tenants.tests.factories import TenantFactory, UserFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -151,7 +151,7 @@ def test_a_rebuild_racing_live_orders_ends_equal_and_the_dashboard_never_shows_p
     tenant, staff, live_server
 ):
     """The dashboard is read over real HTTP (a live server on a socket) while the command runs."""
-    token = user_token(user=staff).key
+    token = token_issue(user=staff).key
     session = requests.Session()
     session.headers["Authorization"] = f"Token {token}"
 

@@ -35,9 +35,9 @@ print("ENDPOINT", response.status_code, response.json().get("secret"))
 PLACE_ORDER = """
 from django.test import Client
 from tenants.models import User
-from tenants.services import user_token
+from tenants.services import token_issue
 alice = User.objects.get(username="alice")
-client = Client(HTTP_AUTHORIZATION=f"Token {user_token(user=alice).key}")
+client = Client(HTTP_AUTHORIZATION=f"Token {token_issue(user=alice).key}")
 response = client.post(
     "/api/v1/orders/",
     {"items": [{"sku": "BOOK-DUNE", "quantity": 2}], "payment_token": "tok_visa"},
@@ -55,9 +55,9 @@ from domain_events import tracking
 from domain_events.models import Delivery, StoredEvent
 from webhooks.models import WebhookDelivery
 from tenants.models import User
-from tenants.services import user_token
+from tenants.services import token_issue
 staff = User.objects.get(username="staff")
-dashboard = Client(HTTP_AUTHORIZATION=f"Token {user_token(user=staff).key}").get("/api/v1/dashboard/").json()
+dashboard = Client(HTTP_AUTHORIZATION=f"Token {token_issue(user=staff).key}").get("/api/v1/dashboard/").json()
 print("STATE", json.dumps({
     "orders": [o.status for o in Order.objects.all()],
     "open": Delivery.objects.filter(status__in=Delivery.OPEN).count(),
@@ -76,6 +76,7 @@ def sqlite_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_BROKER_URL"))}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="true",  # as `make run` sets it
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         CELERY_FILESYSTEM_BROKER_DIR=str(tmp_path / "broker"),
         PYTHONUNBUFFERED="1",

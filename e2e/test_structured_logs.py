@@ -13,7 +13,7 @@ import requests
 
 from domain_events.models import StoredEvent
 from domain_events.testing import wait_until
-from tenants.services import user_token
+from tenants.services import token_issue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -51,8 +51,8 @@ def test_one_orders_correlation_id_runs_through_web_relay_and_worker_logs_and_no
     relay = processes.relay("relay", **JSON_LOGS)
     base = f"http://127.0.0.1:{port}/api/v1"
     wait_until(lambda: _up(f"http://127.0.0.1:{port}/healthz"), timeout=30, what="gunicorn")
-    staff_headers = {"Authorization": f"Token {user_token(user=staff).key}"}
-    customer_headers = {"Authorization": f"Token {user_token(user=customer).key}"}
+    staff_headers = {"Authorization": f"Token {token_issue(user=staff).key}"}
+    customer_headers = {"Authorization": f"Token {token_issue(user=customer).key}"}
     created = requests.post(
         f"{base}/products/",
         json={"sku": "DUNE-1", "title": "Dune", "price": "9.99", "stock": 10},

@@ -266,7 +266,7 @@ def low_stock(request: HttpRequest, tenant: Tenant) -> SafeString:
                     p.title,
                     p.sku,
                 ),
-                format_html('<span class="money" style="display:block;text-align:right">{}</span>', p.available),
+                format_html('<span class="money">{}</span>', p.available),
             ]
             for p in products
         ],

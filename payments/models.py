@@ -7,6 +7,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from core.fields import EncryptedTextField
 from tenants.models import Tenant
 
 
@@ -43,7 +44,8 @@ class Payment(models.Model):
     order_id = models.UUIDField(unique=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
-    payment_token = models.CharField(max_length=255, blank=True)
+    # Encrypted at rest with the field encryption keys (`FIELD_ENCRYPTION_KEYS`).
+    payment_token = EncryptedTextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     provider_reference = models.CharField(max_length=100, blank=True)
     refund_reference = models.CharField(max_length=100, blank=True)
@@ -95,7 +97,7 @@ class SimulatedCharge(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
-    token = models.CharField(max_length=255, blank=True)
+    token = EncryptedTextField(blank=True)
     # For a refund, the reference of the capture it refunds.
     refunded_reference = models.CharField(max_length=100, blank=True)
     result = models.CharField(max_length=10, choices=Result.choices)

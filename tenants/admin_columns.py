@@ -36,15 +36,14 @@ def short_id(value: object) -> SafeString | str:
     if value is None or value == "":
         return ""
     text = str(value)
-    return format_html('<code class="short-id" title="{}" style="color:inherit">{}</code>', text, text[:SHORT_ID])
+    return format_html('<code class="short-id" title="{}">{}</code>', text, text[:SHORT_ID])
 
 
 def money(amount: Decimal | None, currency: str) -> SafeString | str:
     if amount is None:
         return ""
     return format_html(
-        '<span class="money" style="display:block;text-align:right;white-space:nowrap;'
-        'font-variant-numeric:tabular-nums">{} {}</span>',
+        '<span class="money">{} {}</span>',
         f"{amount:,.2f}",
         currency,
     )
@@ -56,7 +55,7 @@ def local_time(value: datetime | None) -> SafeString | str:
         return ""
     local = timezone.localtime(value)
     return format_html(
-        '<time datetime="{}" title="{}" style="white-space:nowrap">{}</time>',
+        '<time class="sw-time" datetime="{}" title="{}">{}</time>',
         value.isoformat(),
         f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}",
         f"{local:%Y-%m-%d %H:%M}",

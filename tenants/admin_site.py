@@ -27,13 +27,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
-from django.template.response import SimpleTemplateResponse
+from django.template.response import SimpleTemplateResponse, TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from tenants.admin_columns import short_id, tenant_names_for_this_request
+from tenants.throttling import login_wait
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -179,6 +180,41 @@ class StaffAdminSite(admin.AdminSite):
         if tenant is not None:
             context["subtitle"] = tenant.name
         return super().index(request, {**context, **(extra_context or {})})
+
+    # --- the login page ----------------------------------------------------------------------
+
+    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """Django's login, throttled as `POST auth/token` is (the same limits and counts): a guess
+        past the limit is refused before its password is checked, even a right one, with 429 and
+        `Retry-After`. Known and unknown usernames get the same answer."""
+        if request.method == "POST":
+            wait = login_wait(request)
+            if wait is not None:
+                return self._login_refused(request, wait, extra_context)
+        return super().login(request, extra_context)
+
+    def _login_refused(self, request: HttpRequest, wait: int, extra_context: dict | None) -> HttpResponse:
+        from django.contrib.admin.forms import AdminAuthenticationForm
+        from django.contrib.auth import REDIRECT_FIELD_NAME
+        from django.forms.utils import ErrorDict
+
+        form = AdminAuthenticationForm(request, data={"username": request.POST.get("username", "")})
+        # The form only carries the message: validating it would check the password.
+        form._errors, form.cleaned_data = ErrorDict(), {}
+        form.add_error(None, f"Too many login attempts. Try again in {wait} seconds.")
+        context = {
+            **self.each_context(request),
+            "title": "Log in",
+            "subtitle": None,
+            "app_path": request.get_full_path(),
+            "username": "",
+            "form": form,
+            REDIRECT_FIELD_NAME: request.POST.get(REDIRECT_FIELD_NAME, ""),
+            **(extra_context or {}),
+        }
+        response = TemplateResponse(request, self.login_template or "admin/login.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
 
     # --- every admin view --------------------------------------------------------------------
 

@@ -28,12 +28,46 @@ class PrivateAddressRefused(ConnectionError):
 
 
 def address_refusal(address: str) -> str | None:
-    """Why `address` may not be reached (None if it may); private space counts unless allowed."""
+    """Why `address` may not be reached (None if it may); private space counts unless allowed.
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped or -compatible, NAT64, 6to4, Teredo) is
+    judged by the IPv4 address too: a translator on the way would deliver to it.
+    """
     if settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
         return None
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    for candidate in (ip, *_embedded_ipv4(ip)):
+        kind = _not_public(candidate)
+        if kind is not None:
+            carried = "" if candidate == ip else f" carries {candidate}, which"
+            return f"{ip}{carried} is a {kind} address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)"
+    return None
+
+
+# RFC 6052's well-known NAT64 prefix and RFC 8215's local-use one.
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address may lead to through a translator."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    value = int(ip)
+    found = [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+    if ip.teredo is not None:
+        found += list(ip.teredo)
+    if ip in NAT64_WELL_KNOWN or ip in NAT64_LOCAL_USE or (ip in IPV4_COMPATIBLE and value > 1):
+        found.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))  # the last 32 bits (a /96 prefix)
+    if ip in NAT64_LOCAL_USE:
+        # A /48 prefix (RFC 6052 §2.2): the IPv4 address in bits 48-63 and 72-87, around the u octet.
+        found.append(ipaddress.IPv4Address(((value >> 64) & 0xFFFF) << 16 | ((value >> 40) & 0xFFFF)))
+    return found
+
+
+def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of non-public address `ip` is, or None if it is public."""
     if ip.is_global and not ip.is_multicast:
         return None
     kind = next(
@@ -44,7 +78,7 @@ def address_refusal(address: str) -> str | None:
         ),
         "not public",
     )
-    return f"{ip} is a {kind.replace('_', '-')} address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is off)"
+    return kind.replace("_", "-")
 
 
 class _GuardedConnectionMixin:

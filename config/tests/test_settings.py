@@ -15,10 +15,27 @@ def run_settings(**env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
 
 
-def test_with_no_environment_it_runs_in_debug_on_sqlite():
-    result = run_settings()
+def test_with_no_environment_it_refuses_to_start_and_debug_on_runs_on_sqlite_with_the_development_key():
+    refused = run_settings()
+    assert refused.returncode != 0
+    assert "SECRET_KEY" in refused.stderr
+    result = run_settings(DEBUG="true")  # what `make run` sets
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "django.db.backends.sqlite3"]
+
+
+def test_debug_off_refuses_the_development_secret_key():
+    from core.checks import DEVELOPMENT_SECRET_KEY
+
+    refused = run_settings(DEBUG="false", SECRET_KEY=DEVELOPMENT_SECRET_KEY, FIELD_ENCRYPTION_KEYS="k" * 32)
+    assert refused.returncode != 0
+    assert "development SECRET_KEY" in refused.stderr
+
+
+def test_check_deploy_flags_the_development_secret_key():
+    result = check_deploy(DEBUG="true")
+    assert result.returncode != 0
+    assert "core.E001" in result.stderr + result.stdout
 
 
 def test_debug_off_requires_a_secret_key():
@@ -26,7 +43,10 @@ def test_debug_off_requires_a_secret_key():
     assert refused.returncode != 0
     assert "SECRET_KEY" in refused.stderr
     accepted = run_settings(
-        DEBUG="false", SECRET_KEY="s" * 50, DATABASE_URL="postgres://postgres@127.0.0.1:5432/shelfwise"
+        DEBUG="false",
+        SECRET_KEY="s" * 50,
+        FIELD_ENCRYPTION_KEYS="k" * 32,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/shelfwise",
     )
     assert accepted.returncode == 0, accepted.stderr
     assert accepted.stdout.split() == ["False", "django.db.backends.postgresql"]
@@ -36,6 +56,7 @@ def test_debug_off_requires_a_secret_key():
 PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "x7Hq2-not-a-real-key-but-long-and-random-enough-Zp9LmW4vRt8sKe3NbYc6",
+    "FIELD_ENCRYPTION_KEYS": "Rk3-not-a-real-field-key-but-long-enough-7Vq2Lx9",
     "ALLOWED_HOSTS": "shop.example.com",
     "SECURE_SSL_REDIRECT": "true",
     "SESSION_COOKIE_SECURE": "true",
@@ -68,3 +89,28 @@ def test_check_deploy_names_what_a_production_setting_left_out_would_cost():
     assert result.returncode != 0
     for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
         assert warning in result.stderr + result.stdout
+
+
+def test_debug_off_requires_field_encryption_keys_of_32_characters_or_more():
+    base = {"DEBUG": "false", "SECRET_KEY": "s" * 50, "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/shelfwise"}
+    refused = run_settings(**base)
+    assert refused.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS" in refused.stderr
+    too_short = run_settings(**base, FIELD_ENCRYPTION_KEYS=f"{'a' * 40},short")
+    assert too_short.returncode != 0
+    assert "at least 32 characters" in too_short.stderr
+
+
+def test_field_encryption_keys_are_read_from_the_environment_as_a_list():
+    code = "import django; django.setup(); from django.conf import settings; print(settings.FIELD_ENCRYPTION_KEYS)"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": "s" * 50,
+        "FIELD_ENCRYPTION_KEYS": f"{'n' * 32},{'o' * 32}",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/shelfwise",
+    }
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(["n" * 32, "o" * 32])

@@ -5,14 +5,21 @@ import shlex
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from domain_events.models import StoredEvent
 from inventory.models import Product
-from tenants.models import Tenant, User
+from tenants.models import ApiToken, Tenant, User, token_key_hash
+from tenants.tests.factories import TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _development(settings):
+    """`make run` runs seed_demo with DEBUG on."""
+    settings.DEBUG = True
 
 
 def seed() -> str:
@@ -28,6 +35,17 @@ def counts() -> dict[str, int]:
         "products": Product.objects.count(),
         "events": StoredEvent.objects.count(),
     }
+
+
+def token_of(output: str, username: str) -> str:
+    [line] = [line for line in output.splitlines() if line.strip().startswith(f"{username} token: ")]
+    return line.split(": ", 1)[1].strip()
+
+
+def api_status(token: str) -> int:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client.get("/api/v1/products/").status_code
 
 
 def curl_of(output: str) -> list[str]:
@@ -57,18 +75,18 @@ def test_running_twice_creates_nothing_twice():
     before = counts()
     second = seed()
     assert counts() == before
-    # The same tokens both times: nothing was recreated.
-    assert [line for line in first.splitlines() if "token" in line] == [
-        line for line in second.splitlines() if "token" in line
-    ]
+    # New tokens each time (only their hashes are stored); the ones printed before are revoked.
+    old, new = token_of(first, "alice"), token_of(second, "alice")
+    assert old != new
+    assert api_status(old) == 401
+    assert api_status(new) == 200
 
 
 def test_prints_both_tokens_and_a_curl_that_orders_a_demo_book_as_alice():
     output = seed()
-    staff_token = User.objects.get(username="staff").auth_token.key
-    alice_token = User.objects.get(username="alice").auth_token.key
-    assert f"staff token: {staff_token}" in output
-    assert f"alice token: {alice_token}" in output
+    staff_token, alice_token = token_of(output, "staff"), token_of(output, "alice")
+    assert ApiToken.objects.get(user__username="staff", revoked_at=None).key_hash == token_key_hash(staff_token)
+    assert ApiToken.objects.get(user__username="alice", revoked_at=None).key_hash == token_key_hash(alice_token)
 
     argv = curl_of(output)
     assert argv[:5] == ["curl", "-s", "-X", "POST", "http://127.0.0.1:8000/api/v1/orders/"]
@@ -84,3 +102,23 @@ def test_prints_both_tokens_and_a_curl_that_orders_a_demo_book_as_alice():
     client.credentials(HTTP_AUTHORIZATION=f"Token {alice_token}")
     catalog = {p["sku"]: p for p in client.get("/api/v1/products/").json()["results"]}
     assert catalog[item["sku"]]["available"] >= 1
+
+
+def test_refuses_to_run_with_debug_off_unless_told_to(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="--allow-without-debug"):
+        seed()
+    assert not Tenant.objects.filter(slug="demo").exists()
+    out = StringIO()
+    call_command("seed_demo", "--allow-without-debug", stdout=out)
+    assert "alice token: " in out.getvalue()
+
+
+def test_stays_inside_the_demo_bookstore_and_never_prints_another_tenants_users_token():
+    other = TenantFactory(slug="real-shop")
+    real = UserFactory(tenant=other, username="alice")
+    with pytest.raises(CommandError, match="outside the demo bookstore"):
+        seed()
+    assert not ApiToken.objects.filter(user=real).exists()
+    real.refresh_from_db()
+    assert real.email == ""

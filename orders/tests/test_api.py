@@ -5,6 +5,7 @@ import json
 import pytest
 from django.utils.dateparse import parse_datetime
 
+from core.fields import decrypt
 from domain_events.models import StoredEvent
 from orders.models import Order
 from orders.tests.factories import OrderFactory
@@ -65,7 +66,7 @@ def test_a_customer_places_an_order(catalog, customer_api, customer):
     assert parse_datetime(body["updated_at"]) == order.updated_at
     assert order.customer == customer
     assert event_types_of(order.id) == ["order.placed"]
-    assert events_of(order.id)[0].payload["payment_token"] == VISA
+    assert decrypt(events_of(order.id)[0].payload["payment_token"]) == VISA  # stored encrypted
 
 
 def test_prices_and_totals_sent_by_the_client_are_refused_not_used(catalog, customer_api):

@@ -6,13 +6,13 @@ from rest_framework.test import APIClient
 pytestmark = pytest.mark.django_db
 
 
-def test_a_username_and_password_give_the_users_token(customer):
+def test_a_username_and_password_give_a_new_token_each_time(customer):
     response = APIClient().post("/api/v1/auth/token", {"username": "carol", "password": "secret"}, format="json")
     assert response.status_code == 200
     token = response.json()["token"]
     assert len(token) == 40
     again = APIClient().post("/api/v1/auth/token", {"username": "carol", "password": "secret"}, format="json")
-    assert again.json()["token"] == token
+    assert again.json()["token"] != token
 
 
 def test_wrong_credentials_are_a_400_with_a_json_message(customer):

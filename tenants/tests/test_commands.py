@@ -1,15 +1,15 @@
 """create_tenant and create_user, including their exit codes."""
 
+import io
 import subprocess
 import sys
 import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
 
 from domain_events.testing import ROOT, subprocess_env
-from tenants.models import Tenant, User
+from tenants.models import ApiToken, Tenant, User, token_key_hash
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,7 +46,7 @@ def test_create_user_prints_a_working_token(tenant, client):
     user = User.objects.get(username="dana")
     assert user.tenant == tenant
     assert user.is_staff
-    assert result.stdout.strip() == Token.objects.get(user=user).key
+    assert ApiToken.objects.get(user=user).key_hash == token_key_hash(result.stdout.strip())
     assert user.check_password("quiet-river-dana-42")
 
 
@@ -64,3 +64,15 @@ def test_create_user_exits_1_for_an_unknown_tenant_or_a_taken_name(tenant):
     taken = run("create_user", tenant.slug, "frank")
     assert taken.returncode == 1
     assert "already exists" in taken.stderr
+
+
+@pytest.mark.parametrize("username", ["bad name", "semi;colon", "<script>", "x" * 151])
+def test_create_user_validates_the_username_as_django_does_and_creates_nobody(tenant, username):
+    with pytest.raises(CommandError):
+        call_command("create_user", tenant.slug, username)
+    assert not User.objects.filter(username=username).exists()
+
+
+def test_create_user_accepts_what_djangos_username_validator_accepts(tenant):
+    call_command("create_user", tenant.slug, "jo.ann+shop@x_y-1", stdout=io.StringIO())
+    assert User.objects.filter(username="jo.ann+shop@x_y-1", tenant=tenant).exists()

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         if tenant is None:
             raise CommandError(f"No tenant with slug {tenant_slug!r}.")
         try:
-            _, token = user_create(tenant=tenant, username=username, password=password, is_staff=staff, email=email)
+            _, issued = user_create(tenant=tenant, username=username, password=password, is_staff=staff, email=email)
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
-        self.stdout.write(token.key)
+        self.stdout.write(issued.key)  # shown this once: only its hash is stored
