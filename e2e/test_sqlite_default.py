@@ -23,9 +23,9 @@ pytestmark = pytest.mark.e2e
 REGISTER_WEBHOOK = """
 from django.test import Client
 from tenants.models import User
-from tenants.services import user_token
+from tenants.services import token_issue
 staff = User.objects.get(username="staff")
-client = Client(HTTP_AUTHORIZATION=f"Token {user_token(user=staff).key}")
+client = Client(HTTP_AUTHORIZATION=f"Token {token_issue(user=staff).key}")
 response = client.post(
     "/api/v1/webhook-endpoints/", {"url": "RECEIVER_URL", "event_types": []}, content_type="application/json"
 )
