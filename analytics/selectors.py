@@ -17,6 +17,7 @@ from django.utils import timezone
 from analytics.models import Generation, ProductSales, TenantDay, TenantMonth, TenantTotals
 from analytics.projections import SALES
 from domain_events.cloudevents import to_cloudevent
+from domain_events.head import settled_head
 from domain_events.models import Checkpoint, StoredEvent
 from domain_events.registry import registry
 from domain_events.selectors import aggregate_timeline
@@ -174,14 +175,20 @@ class EventPage:
     remaining: int  # events of the tenant after `after`, this page included
 
 
+# How long a page waits for positions drawn by transactions still open to become final; past it,
+# the page ends at the head as it is (safe, only shorter).
+FEED_HEAD_WAIT = 1.0
+
+
 def event_feed_for(*, tenant_id: UUID, after: int, limit: int) -> EventPage:
     """The tenant's events after position `after`, in position order, as CloudEvents.
 
-    Only numbered events are listed, and the sequencer numbers only committed events, each run
-    above every earlier one: a client that asks again from the last position it got never misses
-    or repeats an event.
+    Only events up to the readers' head are listed (`domain_events.head`: no event below it can
+    still commit), so a client that asks again from the last position it got never misses or
+    repeats an event, even one whose transaction committed after a later position's.
     """
-    stored = StoredEvent.objects.filter(tenant_id=tenant_id, position__gt=after)
+    top = settled_head(timeout=FEED_HEAD_WAIT)
+    stored = StoredEvent.objects.filter(tenant_id=tenant_id, position__gt=after, position__lte=top)
     rows = list(stored.order_by("position")[:limit])
     remaining = len(rows) if len(rows) < limit else stored.count()
     events = []
@@ -195,6 +202,6 @@ def event_feed_for(*, tenant_id: UUID, after: int, limit: int) -> EventPage:
 
 
 def order_timeline_for(*, tenant_id: UUID, order_id: UUID) -> list[StoredEvent]:
-    """Every numbered event of the order (its aggregate id) in position order, with the deliveries
+    """Every committed event of the order (its aggregate id) in position order, with the deliveries
     still on record; empty for another tenant's order or an unknown one."""
     return aggregate_timeline(tenant_id=tenant_id, aggregate_id=order_id)

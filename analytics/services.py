@@ -25,8 +25,8 @@ from django.utils import timezone
 from analytics.models import Generation
 from analytics.projections import PROJECTIONS, Projection, generation_for
 from domain_events import tracking
+from domain_events.head import settled_head as head
 from domain_events.models import Checkpoint, StoredEvent
-from domain_events.sequencer import head
 from domain_events.subscriptions import subscriptions, type_names
 
 LIVE, REBUILD, CHECK = "live", "rebuild", "check"

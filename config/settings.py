@@ -297,6 +297,10 @@ DOMAIN_EVENTS = {
     "RELAY_POLL_INTERVAL": env.float("OUTBOX_RELAY_POLL_INTERVAL", default=1.0),
     # After a NOTIFY, how long a relay lets more events gather before it claims a batch.
     "RELAY_GATHER": env.float("OUTBOX_RELAY_GATHER", default=0.02),
+    # How often an idle relay looks for new positions for the position readers (projections, audit).
+    "READER_POLL_INTERVAL": env.float("OUTBOX_READER_POLL_INTERVAL", default=0.02),
+    # Readers held back this long by an open writing transaction log which one holds them.
+    "READER_HELD_WARNING": timedelta(seconds=env.float("OUTBOX_READER_HELD_WARNING", default=30)),
     # Succeeded delivery records are pruned after this; stored events are kept for ever.
     "DELIVERY_RETENTION": timedelta(hours=env.float("OUTBOX_DELIVERY_RETENTION_HOURS", default=168)),
     # Dead letters hold their aggregate back until redriven or skipped; after this they are pruned.

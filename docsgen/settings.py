@@ -81,6 +81,10 @@ MEANINGS = {
     "OUTBOX_RELAY_BATCH_SIZE": "Deliveries a relay claims at a time.",
     "OUTBOX_RELAY_POLL_INTERVAL": "Seconds between a relay's passes when no NOTIFY wakes it sooner.",
     "OUTBOX_RELAY_GATHER": "Seconds a relay woken by a NOTIFY lets more events gather before it claims a batch.",
+    "OUTBOX_READER_POLL_INTERVAL": "Seconds between an idle relay's looks for new positions for the position readers "
+    "(projections, the audit chain, the broker relay): one cheap query each.",
+    "OUTBOX_READER_HELD_WARNING": "Seconds the position readers may be held back by an open writing transaction "
+    "before a relay logs a warning naming its backend pid and application name.",
     "OUTBOX_DELIVERY_RETENTION_HOURS": "Succeeded and skipped delivery records are pruned after this many hours "
     "(stored events are kept for ever).",
     "OUTBOX_DEAD_LETTER_RETENTION_DAYS": "Dead letters are pruned after this many days.",

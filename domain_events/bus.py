@@ -18,14 +18,14 @@ one module answers a query type, and a missing answer fails loudly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 from django.db import transaction
 
-from domain_events import fastpath, metrics, recording
+from domain_events import fastpath, metrics, recording, streams
 from domain_events.context import current_trace, new_correlation_id
 from domain_events.events import DomainEvent
 from domain_events.queries import Query
@@ -128,6 +128,14 @@ class EventBus:
         if claims:
             fastpath.after_commit(claims)
         return event
+
+    def publish_all(self, events: Sequence[DomainEvent]) -> list[DomainEvent]:
+        """`publish` each of `events`, in order, after locking their aggregates' streams in one
+        order: for a transaction that records events of several aggregates (see `streams`)."""
+        if not transaction.get_connection().in_atomic_block:
+            raise PublishOutsideTransaction("publish_all needs an open transaction (transaction.atomic)")
+        streams.lock(events)
+        return [self.publish(event) for event in events]
 
     @staticmethod
     def _traced(event: E) -> E:

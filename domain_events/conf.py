@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "RELAY_BATCH_SIZE": 100,
     "RELAY_POLL_INTERVAL": 1.0,
     "RELAY_GATHER": 0.02,
+    "READER_POLL_INTERVAL": 0.02,
+    "READER_HELD_WARNING": timedelta(seconds=30),
     "DELIVERY_RETENTION": timedelta(days=7),
     "DEAD_LETTER_RETENTION": timedelta(days=30),
     "ORPHAN_RETENTION": timedelta(days=30),

@@ -60,6 +60,11 @@ class DomainEvent:
     def aggregate_id(self) -> UUID:
         return getattr(self, self.aggregate_field)
 
+    @classmethod
+    def aggregate_type(cls) -> str:
+        """What the aggregate is: its field's name without `_id` (`order`, `product`)."""
+        return cls.aggregate_field.removesuffix("_id")
+
 
 ENVELOPE_FIELDS = frozenset({"tenant_id", "event_id", "occurred_at", "correlation_id", "causation_id"})
 

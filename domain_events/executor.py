@@ -1,7 +1,7 @@
 """The executor: runs deliveries, each in the same transaction as its delivery record.
 
 A batch locks its delivery rows, checks each one's lease token and that no earlier event of the
-same aggregate (by position) is unfinished or dead for the same handler, runs the handlers and
+same aggregate (earlier in its stream, by revision) is unfinished or dead for the same handler, runs the handlers and
 records the outcomes, in one transaction. The handler's writes and its record therefore commit
 together: a redelivered event finds the record `succeeded` and is not applied again.
 
@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
-from domain_events import metrics, sql
+from domain_events import metrics, sql, streams
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings, retry_schedule
 from domain_events.context import traced
@@ -256,10 +256,7 @@ def _fetch_locked(statement: str, params: dict) -> Locked:
 def _orm_locked(qs) -> Locked:
     """SQLite and odd cases: lock (SQLite has one writer anyway), then look up blockers per row."""
     rows = list(
-        qs.select_for_update(of=("self",))
-        .select_related("stored_event")
-        .filter(stored_event__position__isnull=False)
-        .order_by("stored_event__position", "id")
+        qs.select_for_update(of=("self",)).select_related("stored_event").order_by("stored_event__position", "id")
     )
     locked = {d.pk for d in rows}
     out: Locked = []
@@ -269,10 +266,10 @@ def _orm_locked(qs) -> Locked:
                 handler=delivery.handler,
                 aggregate_id=delivery.aggregate_id,
                 status__in=Delivery.BLOCKING,
-                stored_event__position__lt=delivery.stored_event.position,
+                revision__lt=delivery.revision,
             )
             .exclude(pk__in=locked)
-            .order_by("stored_event__position")
+            .order_by("revision")
             .values_list("pk", "status", "next_attempt_at")
             .first()
         )
@@ -369,6 +366,8 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
     outcomes: Tally[tuple[str, str]] = Tally()
     # (handler, aggregate) whose earlier delivery in this batch did not succeed, and which one.
     closed: dict[tuple[str, UUID], Delivery] = {}
+    # What the handlers publish goes to their aggregates' streams: take them in one order first.
+    streams.lock_existing(d.aggregate_id for d, b in rows if b is None)
     for delivery, blocker in rows:
         key = (delivery.handler, delivery.aggregate_id)
         if key in closed:

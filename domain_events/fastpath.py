@@ -1,4 +1,4 @@
-"""The fast path: right after the publisher's commit, number its events and hand them on.
+"""The fast path: right after the publisher's commit, hand its events' deliveries on.
 
 In-process handlers run here and now; Celery handlers get their message. Claims recorded by a
 handler inside an executor batch are gathered by the batch and handed on once after its commit.
@@ -17,7 +17,6 @@ from domain_events import subscribers
 from domain_events.claims import Claim
 from domain_events.executor import Report, collect, execute
 from domain_events.handoff import send_to_celery
-from domain_events.sequencer import sequence
 from domain_events.subscriptions import Mode, Subscription, subscriptions
 
 logger = logging.getLogger(__name__)
@@ -38,11 +37,9 @@ def hand_on(claims: Sequence[Claim], *, by_relay: bool = False) -> Report:
     report = Report()
     try:
         subscribers.register_once()
-        if not by_relay:
-            sequence()
     except Exception:
-        # The deliveries stay leased; a relay numbers and runs them once the lease is over.
-        logger.exception("could not number %d deliveries' events; the relay will hand them on", len(claims))
+        # The deliveries stay leased; a relay runs them once the lease is over.
+        logger.exception("could not record this process's handlers; the relay will hand %d deliveries on", len(claims))
         return report
     local: list[Claim] = []
     remote: list[tuple[Claim, Subscription]] = []

@@ -92,7 +92,6 @@ def claim_for_workers(limit: int, handlers: Sequence[Subscription]) -> tuple[lis
                 handler__in=list(queue_of),
                 status__in=Delivery.OPEN,
                 next_attempt_at__lte=now,
-                stored_event__position__isnull=False,
             )
             .order_by("next_attempt_at")
             .select_for_update(skip_locked=True, of=("self",))

@@ -25,8 +25,8 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from domain_events.head import head, oldest_writer
 from domain_events.models import Delivery, DeliveryStatus
-from domain_events.sequencer import head
 from domain_events.subscriptions import Mode, subscriptions
 
 EVENTS_PUBLISHED = Counter("shelfwise_events_published", "Events stored, by type.", ["type"])
@@ -80,7 +80,16 @@ class BackboneCollector(Collector):
         for handler, n in sorted(parked.items()):
             dead.add_metric([handler], n)  # 0 for every handler without any: the series never vanishes
         yield dead
-        yield GaugeMetricFamily("shelfwise_events_head_position", "The highest event position.", value=head())
+        yield GaugeMetricFamily(
+            "shelfwise_events_head_position",
+            "The readers' head: the highest position below which no event can still commit.",
+            value=head(),
+        )
+        yield GaugeMetricFamily(
+            "shelfwise_oldest_writing_transaction_seconds",
+            "Age of the oldest open writing transaction of the database: it holds the position readers back.",
+            value=oldest_writer()[1],
+        )
         positions = GaugeMetricFamily(
             "shelfwise_reader_lag_positions", "How far each position reader is behind the head.", labels=["reader"]
         )

@@ -1,6 +1,8 @@
 """The outbox and its readers' state.
 
-- `StoredEvent`: every event, kept for ever, numbered by `position` once committed.
+- `StoredEvent`: every event, kept for ever, numbered by `position` as it is inserted and by
+  `revision` within its aggregate's stream.
+- `Stream`: one row per aggregate, with its last revision; its row lock orders one aggregate's events.
 - `Delivery`: the inbox of per-event handlers, one row per (event, handler), with its state.
 - `Subscriber`: every per-event handler ever deployed, and from which position it is owed events.
 - `Checkpoint`: how far each position reader (projection, audit chain, integration relay) has got.
@@ -14,7 +16,7 @@ import json
 from datetime import UTC, datetime
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Expression, Q
 
 from core.masking import masked
 from domain_events.private import opened
@@ -32,12 +34,38 @@ def stored_event_ref(pk: int, type_name: str, version: int, event_id: object) ->
     return f"#{pk} ({type_name} v{version}, {event_id})"
 
 
+class NextPosition(Expression):
+    """The database's next position, in an ORM insert: the column's default on PostgreSQL
+    (`domain_events_next_position()`), and on SQLite the insert trigger's (the row id)."""
+
+    output_field = models.BigIntegerField()
+
+    def as_sql(self, compiler, connection):
+        return "DEFAULT", []
+
+    def as_sqlite(self, compiler, connection):
+        return "NULL", []
+
+
+class PositionField(models.BigIntegerField):
+    """`position`: drawn by the database as the row is inserted, and read back."""
+
+    db_returning = True
+
+    def pre_save(self, model_instance, add):
+        if add and getattr(model_instance, self.attname) is None:
+            return NextPosition()
+        return super().pre_save(model_instance, add)
+
+
 class StoredEvent(models.Model):
     """An event as recorded in the transaction of the change it describes.
 
-    `position` is assigned after commit by the sequencer (`domain_events.sequencer`), which numbers
-    committed events one batch at a time under a lock: a reader that tracks it never skips an
-    event that committed late, and one aggregate's events are ordered by it everywhere.
+    `position` is drawn from a sequence by the insert itself (no second write, no lock), so it
+    follows insertion order; position readers read only up to the fenced head
+    (`domain_events.head`), below which nothing can still commit, so they never skip an event that
+    committed late. `revision` numbers the events of one aggregate: the aggregate's `Stream` row,
+    locked by the insert until commit, makes it the aggregate's commit order.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -51,18 +79,18 @@ class StoredEvent(models.Model):
     correlation_id = models.CharField(max_length=128)
     causation_id = models.UUIDField()
     payload = models.JSONField()
-    position = models.BigIntegerField(null=True, unique=True, editable=False)
+    # NOT NULL on PostgreSQL (its default draws it); SQLite's insert trigger sets it after the insert.
+    position = PositionField(null=True, unique=True, editable=False)
+    revision = models.BigIntegerField(null=True, editable=False)
 
     class Meta:
         verbose_name = "stored event"
-        # Every index is paid by each publish and again by the sequencer's update of `position`.
+        # Every index is paid by each publish.
         indexes = [
             # Position readers, late subscribers and the admin, per tenant or per type, in order.
             models.Index(fields=["tenant_id", "position"], name="storedevent_tenant_position"),
             models.Index(fields=["type", "position"], name="storedevent_type_position"),
             models.Index(fields=["aggregate_id", "position"], name="storedevent_aggregate_pos"),
-            # The sequencer's work list: committed events without a position yet.
-            models.Index(fields=["id"], name="storedevent_unsequenced", condition=Q(position__isnull=True)),
         ]
 
     def __str__(self) -> str:
@@ -141,6 +169,8 @@ class Delivery(models.Model):
     event_type = models.CharField(max_length=100)
     tenant_id = models.UUIDField()
     aggregate_id = models.UUIDField()
+    # The event's revision in its aggregate's stream: what a delivery waits behind is an earlier one.
+    revision = models.BigIntegerField(null=True, editable=False)
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     # When the delivery may next be claimed. A claim pushes it forward by the lease, so a claim
@@ -177,7 +207,7 @@ class Delivery(models.Model):
             ),
             # "Is an earlier event of this aggregate still unfinished (or dead) for this handler?"
             models.Index(
-                fields=["aggregate_id", "handler"],
+                fields=["aggregate_id", "handler", "revision"],
                 name="delivery_blocking",
                 condition=Q(status__in=["pending", "failed", "dead"]),
             ),
@@ -204,6 +234,25 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} → {self.handler} ({self.status})"
+
+
+class Stream(models.Model):
+    """One aggregate's events: how many there are (`revision`, the last one's).
+
+    Recording an event upserts its aggregate's row in the same statement, so the row stays locked
+    until the recording transaction ends: a second transaction on the same aggregate waits for it,
+    and one aggregate's revisions commit in order. A transaction that records events of several
+    aggregates locks their rows in one order first (`domain_events.streams.lock`), so two of them
+    never wait for each other.
+    """
+
+    aggregate_id = models.UUIDField(primary_key=True)
+    aggregate_type = models.CharField(max_length=100)
+    tenant_id = models.UUIDField()
+    revision = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.aggregate_type} {self.aggregate_id} @ {self.revision}"
 
 
 class Subscriber(models.Model):

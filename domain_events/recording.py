@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from domain_events import sql
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings
 from domain_events.events import ENVELOPE_FIELDS, DomainEvent
-from domain_events.models import Delivery, StoredEvent
+from domain_events.models import Delivery, StoredEvent, Stream
 from domain_events.private import sealed
 from domain_events.registry import registry
 from domain_events.subscriptions import Mode, Subscription
@@ -92,7 +93,7 @@ def _event_values(event: DomainEvent, now: datetime) -> tuple:
 def _record_in_one_statement(
     connection, event, subscriptions, *, now, token, due, sent, notify: bool
 ) -> list[tuple[int, str]]:
-    values = _event_values(event, now)
+    values = (event.aggregate_id, event.aggregate_type(), event.tenant_id, *_event_values(event, now))
     with connection.cursor() as cursor:
         if not subscriptions:
             cursor.execute(sql.INSERT_EVENT, values)
@@ -116,7 +117,10 @@ def _record_in_one_statement(
 
 
 def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list[tuple[int, str]]:
+    """SQLite: one writer at a time, so the stream's revision needs no lock of its own."""
+    revision = _next_revision(event)
     stored = StoredEvent.objects.create(
+        revision=revision,
         event_id=event.event_id,
         type=event.type,
         version=event.version,
@@ -135,6 +139,7 @@ def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list
                 event_type=event.type,
                 tenant_id=event.tenant_id,
                 aggregate_id=event.aggregate_id,
+                revision=revision,
                 next_attempt_at=when,
                 lease_token=token,
                 sent_at=sent_at,
@@ -143,3 +148,16 @@ def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list
         ]
     )
     return [(d.pk, d.handler) for d in deliveries]
+
+
+def _next_revision(event: DomainEvent) -> int:
+    updated = Stream.objects.filter(aggregate_id=event.aggregate_id).update(revision=F("revision") + 1)
+    if not updated:
+        Stream.objects.create(
+            aggregate_id=event.aggregate_id,
+            aggregate_type=event.aggregate_type(),
+            tenant_id=event.tenant_id,
+            revision=1,
+        )
+        return 1
+    return Stream.objects.filter(aggregate_id=event.aggregate_id).values_list("revision", flat=True).get()

@@ -1,9 +1,10 @@
 """The relay loop: hands on every delivery that is due (lost dispatch, expired lease, retry).
 
-Each pass: number committed events (the sequencer), write the deliveries that publishers without a
-handler left out (late subscribers), catch the position readers up, run in-process deliveries and
-send Celery ones, and now and then prune. It wakes on PostgreSQL LISTEN/NOTIFY and polls as a
-fallback; a lost LISTEN connection is re-established with backoff for as long as the relay runs.
+Each pass: write the deliveries that publishers without a handler left out (late subscribers),
+catch the position readers up, run in-process deliveries and send Celery ones, and now and then
+prune. It wakes on PostgreSQL LISTEN/NOTIFY and polls as a fallback; a lost LISTEN connection is
+re-established with backoff for as long as the relay runs. Between passes it looks at the readers'
+head every `READER_POLL_INTERVAL` and moves the position readers when it has moved.
 Several relays run side by side: claims are short leases or row locks taken with SKIP LOCKED.
 """
 
@@ -27,8 +28,8 @@ from domain_events.conf import domain_events_settings
 from domain_events.executor import Report, run_due_here
 from domain_events.fastpath import hand_on, hand_on_follow_ups
 from domain_events.handoff import claim_for_workers, send_probes
+from domain_events.head import head
 from domain_events.models import Delivery, DeliveryStatus, Subscriber
-from domain_events.sequencer import POSITIONS_PAYLOAD, sequence
 from domain_events.subscriptions import Mode, subscriptions
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ COVER_EVERY = 1.0
 LISTEN_BACKOFF_MAX = 30.0
 
 
-# `Relay._wait`: woken by new positions only, so only the position readers have work.
+# `Relay._wait`: no delivery work, but the position readers may have some.
 READERS = object()
 
 
@@ -60,6 +61,7 @@ class Relay:
         self.poll_interval = poll_interval if poll_interval is not None else conf["RELAY_POLL_INTERVAL"]
         self.channel = conf["NOTIFY_CHANNEL"]
         self.gather: float = conf["RELAY_GATHER"]
+        self.reader_poll: float = conf["READER_POLL_INTERVAL"]
         self.on_report = on_report
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stopping = False
@@ -70,18 +72,18 @@ class Relay:
         self._last_cover = 0.0
         self._last_drain = 0.0
         self.readers_behind = False
+        self._readers_at: int | None = None
 
     # --- one pass -----------------------------------------------------------------------------
 
     def drain(self) -> Report:
-        """Hand on everything due now: number events, cover late subscribers, catch position
-        readers up, then run and send batches of deliveries until nothing is due."""
-        sequence(wait=False)
+        """Hand on everything due now: cover late subscribers, catch position readers up, then
+        run and send batches of deliveries until nothing is due."""
         if time.monotonic() - self._last_cover >= COVER_EVERY:
             subscribers.register_once()
             subscribers.cover()
             self._last_cover = time.monotonic()
-        readers_behind = subscriptions.trackers() and tracking.advance()[1]
+        readers_behind = bool(subscriptions.trackers()) and self._advance_readers()
         total = Report()
         local = subscriptions.names(Mode.ON_COMMIT)
         remote = [s for s in subscriptions.all() if s.mode is Mode.CELERY]
@@ -100,13 +102,18 @@ class Relay:
                 self.on_report(report)
             if not full:
                 break
-        if total.handled and not readers_behind and self._listener is None and subscriptions.trackers():
-            # Polling (SQLite, or LISTEN lost): no notification tells of what these handlers just
-            # recorded, so the position readers take it now rather than a poll interval later.
-            sequence(wait=False)
-            readers_behind = tracking.advance()[1]
-        self.readers_behind = bool(readers_behind)
+        if total.handled and not readers_behind and subscriptions.trackers():
+            # What these handlers just recorded: the position readers take it now.
+            readers_behind = self._advance_readers()
+        self.readers_behind = readers_behind
         return total
+
+    def _advance_readers(self, top: int | None = None) -> bool:
+        """Move every position reader to the head; True when one is still behind it."""
+        top = head() if top is None else top
+        behind = tracking.advance(top=top)[1]
+        self._readers_at = None if behind else top
+        return behind
 
     def prune(self) -> int:
         """Apply the retention rules; only one relay at a time does it.
@@ -222,25 +229,26 @@ class Relay:
             logger.warning("LISTEN failed; polling, next try in %.1fs", self._listen_backoff, exc_info=True)
 
     def _wait(self) -> bool | object:
-        """Sleep until notified or the poll interval is over; True when there is work to do,
-        `READERS` when only the position readers have (new positions and nothing else).
+        """Sleep until notified of delivery work or a look at the readers' head is due: True when
+        a pass is due (delivery work, or the poll interval is over), `READERS` when only the
+        position readers may have work, False when neither.
 
-        The sequencer's notifications (new positions) concern position readers only: without
-        any, they wake the relay no more often than it polls, and with some they wake it at once.
-        After a notification of delivery work the relay lingers for `RELAY_GATHER` seconds and
-        swallows the notifications of that moment, so that busy publishers make batches, not a
-        claim each.
+        With position readers the relay looks at the head every `READER_POLL_INTERVAL` (one cheap
+        query); otherwise it sleeps for the poll interval. After a notification of delivery work
+        the relay lingers for `RELAY_GATHER` seconds and swallows the notifications of that
+        moment, so that busy publishers make batches, not a claim each.
         """
+        readers = bool(subscriptions.trackers())
+        timeout = min(self.poll_interval, self.reader_poll) if readers else self.poll_interval
+        pass_due = time.monotonic() - self._last_drain + timeout >= self.poll_interval
         if self._listener is None:
-            time.sleep(self.poll_interval)
+            time.sleep(timeout)
             if connection.vendor == "postgresql" and time.monotonic() >= self._listen_retry_at:
                 self._listen()
-            return True
+            return True if pass_due else READERS if readers else False
         try:
-            payloads = {n.payload for n in self._listener.notifies(timeout=self.poll_interval, stop_after=1)}
-            # Gather only for delivery work: position readers batch by themselves, and a reader
-            # woken at once keeps the dashboard's lag down.
-            if payloads - {POSITIONS_PAYLOAD} and self.gather > 0:
+            payloads = {n.payload for n in self._listener.notifies(timeout=timeout, stop_after=1)}
+            if payloads and self.gather > 0:
                 time.sleep(self.gather)
                 payloads |= {n.payload for n in self._listener.notifies(timeout=0, stop_after=10_000)}
         except psycopg.Error:
@@ -252,18 +260,16 @@ class Relay:
             time.sleep(self.poll_interval)
             self._listen()
             return True
-        if payloads == {POSITIONS_PAYLOAD}:
-            # New positions only: a sequencer run numbered events, and whoever ran it hands on
-            # their deliveries (a publisher's fast path, or a relay in the same pass). What is
-            # left for the others is to move the position readers.
-            if subscriptions.trackers():
-                return READERS
-            return time.monotonic() - self._last_drain >= self.poll_interval
-        return True
+        if payloads or pass_due:
+            return True
+        return READERS if readers else False
 
     def _move_readers(self) -> None:
+        """Move the position readers if the head moved since they last reached it."""
         try:
-            self.readers_behind = tracking.advance()[1]
+            top = head()
+            if top != self._readers_at:
+                self.readers_behind = self._advance_readers(top)
         except Exception:
             logger.exception("moving the position readers failed; retrying")
             connection.close()

@@ -6,18 +6,20 @@ the ORM each time. Table and column names come from the models; every value is a
 
 from __future__ import annotations
 
-from domain_events.models import OPEN, Delivery, StoredEvent, Subscriber
+from domain_events.models import OPEN, Delivery, StoredEvent, Stream, Subscriber
 
 EVENTS = StoredEvent._meta.db_table
 DELIVERIES = Delivery._meta.db_table
 SUBSCRIBERS = Subscriber._meta.db_table
+STREAMS = Stream._meta.db_table
 
 EVENT_COLUMNS = tuple(f.column for f in StoredEvent._meta.concrete_fields)
 DELIVERY_COLUMNS = tuple(f.column for f in Delivery._meta.concrete_fields)
-# Written when an event is recorded; `id` and `position` are the database's.
-EVENT_INSERT_COLUMNS = tuple(c for c in EVENT_COLUMNS if c not in ("id", "position"))
+# Written when an event is recorded; `id` and `position` are the database's, `revision` its stream's.
+EVENT_INSERT_COLUMNS = tuple(c for c in EVENT_COLUMNS if c not in ("id", "position", "revision"))
 DELIVERY_INSERT_COLUMNS = (
     "stored_event_id",
+    "revision",
     "handler",
     "event_type",
     "tenant_id",
@@ -35,8 +37,7 @@ DELIVERY_INSERT_COLUMNS = (
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN) + ")"
 BLOCKING_SQL = "(" + ", ".join(f"'{s}'" for s in Delivery.BLOCKING) + ")"
 
-# Advisory locks (arbitrary, fixed 64-bit keys): the sequencer's, and the pruning relay's.
-SEQUENCER_LOCK = 7246183015249174627
+# Advisory lock (an arbitrary, fixed 64-bit key) of the pruning relay.
 PRUNE_LOCK = 7246183015249174628
 
 NOTIFY = "SELECT pg_notify(%s, %s)"
@@ -53,48 +54,62 @@ def listen(channel: str) -> str:
 # --- recording ------------------------------------------------------------------------------
 
 _EVENT_VALUES = ", ".join(["%s"] * (len(EVENT_INSERT_COLUMNS) - 1)) + ", %s::jsonb"
-INSERT_EVENT = f"INSERT INTO {EVENTS} ({', '.join(EVENT_INSERT_COLUMNS)}) VALUES ({_EVENT_VALUES})"
+
+# The aggregate's stream row, upserted: its lock is held until commit, so the next transaction on
+# the aggregate waits here and takes the next revision. The event's position is drawn after it
+# (the column's default), so one aggregate's positions follow its revisions.
+_STREAM = f"""stream AS (
+    INSERT INTO {STREAMS} (aggregate_id, aggregate_type, tenant_id, revision) VALUES (%s, %s, %s, 1)
+    ON CONFLICT (aggregate_id) DO UPDATE SET revision = {STREAMS}.revision + 1
+    RETURNING revision
+), stored AS (
+    INSERT INTO {EVENTS} ({", ".join(EVENT_INSERT_COLUMNS)}, revision)
+    SELECT {_EVENT_VALUES}, stream.revision FROM stream
+    RETURNING id, revision
+)"""
+
+INSERT_EVENT = f"WITH {_STREAM} SELECT id FROM stored"
 
 
 def insert_event_and_deliveries(*, notify: bool) -> str:
-    """The event and its deliveries in one statement: one round trip per publish.
+    """The stream's revision, the event and its deliveries in one statement: one round trip per
+    publish.
 
     With `notify`, the statement also wakes the relays (PostgreSQL sends one NOTIFY per channel
     and transaction at commit, however many events the transaction records).
     """
     wake = ", (SELECT pg_notify(%s, '')) AS wake" if notify else ""
     return f"""
-WITH stored AS (INSERT INTO {EVENTS} ({", ".join(EVENT_INSERT_COLUMNS)}) VALUES ({_EVENT_VALUES}) RETURNING id)
+WITH {_STREAM}
 INSERT INTO {DELIVERIES} ({", ".join(DELIVERY_INSERT_COLUMNS)})
-SELECT stored.id, h.handler, %s, %s, %s, 'pending', 0, h.due, %s, '', '', h.sent_at, %s, %s
+SELECT stored.id, stored.revision, h.handler, %s, %s, %s, 'pending', 0, h.due, %s, '', '', h.sent_at, %s, %s
   FROM stored, unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS h(handler, due, sent_at){wake}
 RETURNING id, handler"""
 
 
-# --- sequencing -----------------------------------------------------------------------------
-
-# Number every committed event that has no position yet, in insertion order, under the lock.
-# Volatile target-list expressions run after the sort, so nextval follows `id` order.
-SEQUENCE = f"""
-WITH todo AS MATERIALIZED (
-    SELECT id FROM {EVENTS} WHERE position IS NULL ORDER BY id LIMIT %s
-), numbered AS MATERIALIZED (
-    SELECT id, nextval('domain_events_position_seq') AS position FROM todo ORDER BY id
+# Lock the stream rows of several aggregates in one order (creating the missing ones), so that two
+# transactions recording events of the same aggregates never wait for each other in a circle.
+LOCK_STREAMS = f"""
+WITH wanted AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(tenants)s::uuid[])
+        AS w(aggregate_id, aggregate_type, tenant_id)
+), created AS (
+    INSERT INTO {STREAMS} (aggregate_id, aggregate_type, tenant_id, revision)
+    SELECT aggregate_id, aggregate_type, tenant_id, 0 FROM wanted ORDER BY aggregate_id
+    ON CONFLICT (aggregate_id) DO NOTHING
 )
-UPDATE {EVENTS} e SET position = numbered.position FROM numbered WHERE e.id = numbered.id"""
+SELECT s.aggregate_id FROM {STREAMS} s WHERE s.aggregate_id = ANY(%(ids)s::uuid[]) ORDER BY s.aggregate_id FOR UPDATE"""
 
-# Take the sequencer's lock; and its statement looks rows up by key only, so index access is right
-# for it whatever the statistics say (an ANALYZE of an empty table would plan a table scan).
-SEQUENCER_PRELUDE = f"SELECT set_config('enable_seqscan', 'off', true), pg_advisory_xact_lock({SEQUENCER_LOCK})"
+LOCK_EXISTING_STREAMS = (
+    f"SELECT aggregate_id FROM {STREAMS} WHERE aggregate_id = ANY(%s) ORDER BY aggregate_id FOR UPDATE"
+)
 
-# One run: SEQUENCER_PRELUDE, then SEQUENCE with a snapshot taken after the lock, then NOTIFY
-# (batch, channel, payload) if it numbered any, all in one statement: a database function
-# (migration 0007), so a run is one round trip in a transaction of its own and the lock is never
-# held while the client is away. Returns how many events it numbered.
-SEQUENCE_RUN = "SELECT domain_events_sequence(%s, %s, %s)"
-# The same for relays, unless another run holds the lock: then -1 at once (migration 0009).
-SEQUENCE_RUN_UNLESS_BUSY = "SELECT domain_events_sequence_unless_busy(%s, %s, %s)"
+# --- the readers' head ----------------------------------------------------------------------
 
+# The last position drawn, then the writing transactions still open in this database, oldest
+# first (migration 0011): see `domain_events.head`.
+FENCE = "SELECT drawn, xids, pids, apps, starts FROM domain_events_fence()"
+DRAWN = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM domain_events_position_seq"
 HEAD = f"SELECT COALESCE(MAX(position), 0) FROM {EVENTS}"
 
 # --- the executor ---------------------------------------------------------------------------
@@ -105,14 +120,14 @@ _E = ", ".join("e." + c for c in EVENT_COLUMNS)
 
 def _blocker(mine: str) -> str:
     """The first unfinished (or dead) delivery of the same handler and aggregate whose event comes
-    earlier by position, leaving out `mine`: the rows the statement locks itself."""
+    earlier in the aggregate's stream, leaving out `mine`: the rows the statement locks itself."""
     return f"""
 LEFT JOIN LATERAL (
     SELECT o.id, o.status, o.next_attempt_at
-      FROM {DELIVERIES} o JOIN {EVENTS} oe ON oe.id = o.stored_event_id
+      FROM {DELIVERIES} o
      WHERE o.aggregate_id = d.aggregate_id AND o.handler = d.handler AND o.status IN {BLOCKING_SQL}
-       AND oe.position < e.position AND NOT ({mine})
-     ORDER BY oe.position
+       AND o.revision < d.revision AND NOT ({mine})
+     ORDER BY o.revision
      LIMIT 1
 ) b ON true"""
 
@@ -126,7 +141,6 @@ LOCK_LEASED = f"""
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id
   {_blocker(f"o.id = ANY(%(ids)s) AND o.lease_token = ANY(%(tokens)s) AND o.status IN {OPEN_SQL}")}
  WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} AND d.lease_token = ANY(%(tokens)s)
-   AND e.position IS NOT NULL
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
 
@@ -143,7 +157,6 @@ WITH due AS MATERIALIZED (
 {_SELECT_LOCKED}
   FROM due JOIN {DELIVERIES} d ON d.id = due.id JOIN {EVENTS} e ON e.id = d.stored_event_id
   {_blocker("o.id IN (SELECT id FROM due)")}
- WHERE e.position IS NOT NULL
  ORDER BY e.position, d.id"""
 
 # The same rows again, for the careful pass of a relay's batch.
@@ -151,7 +164,7 @@ LOCK_CHOSEN = f"""
 {_SELECT_LOCKED}
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id
   {_blocker(f"o.id = ANY(%(ids)s) AND o.status IN {OPEN_SQL}")}
- WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} AND e.position IS NOT NULL
+ WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL}
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
 
@@ -175,8 +188,7 @@ UPDATE {DELIVERIES} h
 
 REGISTER_SUBSCRIBER = f"""
 INSERT INTO {SUBSCRIBERS} (name, mode, event_types, first_position, covered_position, first_seen_at, last_seen_at)
-SELECT %(name)s, %(mode)s, %(types)s::jsonb, head.p, head.p, %(now)s, %(now)s
-  FROM (SELECT COALESCE(MAX(position), 0) AS p FROM {EVENTS}) head
+VALUES (%(name)s, %(mode)s, %(types)s::jsonb, %(position)s, %(position)s, %(now)s, %(now)s)
 ON CONFLICT (name) DO UPDATE SET mode = EXCLUDED.mode, event_types = EXCLUDED.event_types,
                                  last_seen_at = EXCLUDED.last_seen_at"""
 
@@ -184,7 +196,7 @@ ON CONFLICT (name) DO UPDATE SET mode = EXCLUDED.mode, event_types = EXCLUDED.ev
 # subscriber's covered position and `head`.
 COVER_SUBSCRIBER = f"""
 INSERT INTO {DELIVERIES} ({", ".join(DELIVERY_INSERT_COLUMNS)})
-SELECT e.id, %(name)s, e.type, e.tenant_id, e.aggregate_id, 'pending', 0, %(now)s, NULL, '', '', NULL,
+SELECT e.id, e.revision, %(name)s, e.type, e.tenant_id, e.aggregate_id, 'pending', 0, %(now)s, NULL, '', '', NULL,
        %(now)s, %(now)s
   FROM {EVENTS} e
  WHERE e.position > %(after)s AND e.position <= %(head)s AND e.type = ANY(%(types)s)

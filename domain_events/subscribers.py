@@ -1,10 +1,11 @@
 """Late subscribers and rolling deploys: every per-event handler gets every event from the position
 where it was first deployed.
 
-A process that runs handlers records each of them at first sight (`Subscriber`, with the head
-position then). A publisher running older code writes no delivery for a handler it does not know;
+A process that runs handlers records each of them at first sight (`Subscriber`, with the last
+position drawn then). A publisher running older code writes no delivery for a handler it does not know;
 relays that know the handler cover that gap: they write the missing deliveries of every matching
-event between the handler's covered position and the head, and move the covered position on.
+event between the handler's covered position and the readers' head (`domain_events.head`: nothing
+below it can still commit), and move the covered position on.
 
 Handlers that exist in the table but in no running code are orphans: `manage.py check` warns
 about them, the admin lists them, claim scans never see their deliveries (claims name the
@@ -22,8 +23,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from domain_events import sql
+from domain_events.head import drawn, head
 from domain_events.models import Delivery, StoredEvent, Subscriber
-from domain_events.sequencer import head
 from domain_events.subscriptions import Mode, Subscription, subscriptions, type_names
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def register(found: list[Subscription] | None = None) -> None:
                         "name": subscription.name,
                         "mode": subscription.mode.value,
                         "types": json.dumps(types),
+                        "position": drawn(),
                         "now": now,
                     },
                 )
@@ -57,7 +59,7 @@ def register(found: list[Subscription] | None = None) -> None:
                 mode=subscription.mode.value, event_types=types, last_seen_at=now
             )
             if not updated:
-                position = head()
+                position = drawn()
                 try:
                     with transaction.atomic():
                         Subscriber.objects.create(

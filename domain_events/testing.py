@@ -157,10 +157,8 @@ def run_deliveries_now(handler: str):
     from domain_events.fastpath import hand_on_follow_ups
     from domain_events.handoff import claim_for_workers
     from domain_events.models import Delivery
-    from domain_events.sequencer import sequence
     from domain_events.subscriptions import Mode, subscriptions
 
-    sequence()
     Delivery.objects.filter(handler=handler, status__in=Delivery.OPEN).update(
         next_attempt_at=timezone.now() - timedelta(seconds=1), sent_at=None, started_at=None
     )

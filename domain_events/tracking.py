@@ -1,10 +1,11 @@
 """Position readers: consumers that need every event in global order (projections, the audit
 chain, the integration relay). The events feed is a query over the numbered events, not a reader.
 
-A reader reads the stored events by `position` from its checkpoint, in batches, and its writes
-commit in the same transaction as the new checkpoint (as the `eventsourcing` library's tracking
-records do), so a batch is applied exactly once and in order, whoever runs it. Relays run them,
-woken by the sequencer's NOTIFY.
+A reader reads the stored events by `position` from its checkpoint up to the fenced head
+(`domain_events.head`: no event below it can still commit), in batches, and its writes commit in
+the same transaction as the new checkpoint (as the `eventsourcing` library's tracking records do),
+so a batch is applied exactly once and in order, whoever runs it. Relays run them, looking for new
+positions every `READER_POLL_INTERVAL`.
 
 Each reader can run against a second set of tables (`target`): a rebuild replays into "rebuild"
 from the beginning with its own checkpoint while "live" goes on. A failing batch is rolled back,
@@ -22,14 +23,13 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Subquery
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
 from domain_events.conf import retry_schedule
 from domain_events.events import DomainEvent
+from domain_events.head import head, settled_head
 from domain_events.models import (
     ENVELOPE_COLUMNS,
     Checkpoint,
@@ -39,7 +39,6 @@ from domain_events.models import (
     stored_event_ref,
 )
 from domain_events.registry import EventLoadError, registry
-from domain_events.sequencer import head
 from domain_events.subscriptions import Tracker, subscriptions, type_names
 
 logger = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def _tracker(name: str) -> Tracker:
 
 
 def _ensure_checkpoint(tracker: Tracker, target: str) -> None:
-    start = head() if tracker.start == "now" and target == LIVE else 0
+    start = settled_head() if tracker.start == "now" and target == LIVE else 0
     Checkpoint.objects.get_or_create(name=checkpoint_name(tracker.name, target), defaults={"position": start})
 
 
@@ -94,35 +93,32 @@ def read_batch(name: str, *, target: str = LIVE, batch_size: int | None = None) 
 
     Returns 0 without waiting if another process holds this reader's checkpoint.
     """
-    return _read_batch(name, target, batch_size)[0]
+    return _read_batch(name, target, batch_size, head())[0]
 
 
-def _read_batch(name: str, target: str, batch_size: int | None) -> tuple[int, bool]:
-    """(events applied, whether more may be waiting: the batch was full)."""
+def _read_batch(name: str, target: str, batch_size: int | None, top: int) -> tuple[int, bool]:
+    """(events applied, whether more may be waiting below `top`: the batch was full)."""
     tracker = _tracker(name)
-    applied = _apply_batch(tracker, target, batch_size or tracker.batch_size)
+    applied = _apply_batch(tracker, target, batch_size or tracker.batch_size, top)
     if applied is None:
         # No checkpoint yet: create it (committed on its own, so a failing first batch keeps it).
         _ensure_checkpoint(tracker, target)
-        applied = _apply_batch(tracker, target, batch_size or tracker.batch_size)
+        applied = _apply_batch(tracker, target, batch_size or tracker.batch_size, top)
     return applied or (0, False)
 
 
-def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] | None:
-    """One batch in one transaction with its checkpoint: (events applied, whether the batch was
-    full, so more may wait); None when the checkpoint does not exist."""
+def _apply_batch(tracker: Tracker, target: str, size: int, top: int) -> tuple[int, bool] | None:
+    """One batch up to the head `top`, in one transaction with its checkpoint: (events applied,
+    whether the batch was full, so more may wait); None when the checkpoint does not exist."""
     name = tracker.name
     key = checkpoint_name(name, target)
     failure: PartlyApplied | None = None
     with transaction.atomic():
-        # The head comes with the checkpoint: one round trip fewer in every batch.
-        locked = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key)
-        checkpoint = locked.annotate(head=Coalesce(Subquery(_HEAD), 0)).first()
+        checkpoint = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key).first()
         if checkpoint is None:
             # Held by another process (nothing to do here), or missing (the usual batch pays
             # this extra look-up only when the row is absent or busy).
             return (0, False) if Checkpoint.objects.filter(name=key).exists() else None
-        top = checkpoint.head
         if checkpoint.position >= top:
             return 0, False
         unread = StoredEvent.objects.filter(
@@ -162,8 +158,6 @@ def _apply_batch(tracker: Tracker, target: str, size: int) -> tuple[int, bool] |
     return len(events), full
 
 
-# `sequencer.head()` as a subquery.
-_HEAD = StoredEvent.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
 # A rebuild reads every stored event: as tuples, not model instances.
 _READ = ("position", "id", "type", "version", "payload", *ENVELOPE_COLUMNS)
 
@@ -201,21 +195,21 @@ def _load(row: tuple) -> DomainEvent:
 
 
 def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None, max_batches: int | None = None) -> int:
-    """Apply batches until `name` is at the head (or `max_batches` were applied); returns how many
-    events it applied."""
-    return _catch_up(name, target, batch_size, max_batches)[0]
+    """Apply batches until `name` is at the head, once every position drawn so far is final (or
+    until `max_batches` were applied); returns how many events it applied."""
+    return _catch_up(name, target, batch_size, max_batches, settled_head())[0]
 
 
-def _catch_up(name: str, target: str, batch_size: int | None, max_batches: int | None) -> tuple[int, bool]:
-    """(events applied, whether `name` may still be behind: its last batch was full).
+def _catch_up(name: str, target: str, batch_size: int | None, max_batches: int | None, top: int) -> tuple[int, bool]:
+    """(events applied, whether `name` may still be behind `top`: its last batch was full).
 
-    A short batch read everything up to the head it saw, so no second look follows it: what was
-    recorded since comes with its own notification."""
+    A short batch read everything up to the head `top`, so no second look follows it: what was
+    recorded since is found by the next look at the head."""
     total = 0
     batches = 0
     more = True
     while more and (max_batches is None or batches < max_batches):
-        applied, more = _read_batch(name, target, batch_size)
+        applied, more = _read_batch(name, target, batch_size, top)
         total += applied
         batches += 1
     return total, more
@@ -232,7 +226,7 @@ def run_due(names: Sequence[str] | None = None) -> int:
     return advance(names)[0]
 
 
-def advance(names: Sequence[str] | None = None) -> tuple[int, bool]:
+def advance(names: Sequence[str] | None = None, *, top: int | None = None) -> tuple[int, bool]:
     """`run_due`, also telling whether a reader is still behind (it used up its batches for this
     pass), so the relay comes back to it at once instead of waiting for a notification."""
     trackers = [t for t in subscriptions.trackers() if names is None or t.name in names]
@@ -244,12 +238,13 @@ def advance(names: Sequence[str] | None = None) -> tuple[int, bool]:
         )
     )
     total, behind = 0, False
+    top = head() if top is None else top
     for tracker in trackers:
         if tracker.name in waiting:
             continue
         with log_scope(handler=tracker.name):
             try:
-                applied, more = _catch_up(tracker.name, LIVE, None, BATCHES_PER_PASS)
+                applied, more = _catch_up(tracker.name, LIVE, None, BATCHES_PER_PASS, top)
             except Exception as exc:
                 _record_failure(tracker.name, exc)
                 continue
@@ -274,7 +269,7 @@ def _record_failure(name: str, exc: Exception) -> None:
 def reset(name: str, *, target: str = LIVE, to: int | str = "beginning") -> int:
     """Move `name`'s checkpoint to the beginning, the head (`"now"`) or a position; returns it."""
     _tracker(name)
-    position = 0 if to == "beginning" else head() if to == "now" else int(to)
+    position = 0 if to == "beginning" else settled_head() if to == "now" else int(to)
     Checkpoint.objects.update_or_create(
         name=checkpoint_name(name, target),
         defaults={"position": position, "attempts": 0, "retry_at": None, "last_error": ""},

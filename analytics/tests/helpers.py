@@ -12,7 +12,6 @@ from analytics.projections import SALES
 from domain_events import tracking
 from domain_events.bus import event_bus
 from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
-from domain_events.sequencer import sequence
 
 
 def line(sku: str = "BOOK-1", quantity: int = 1, price: str = "10.00", title: str | None = None) -> OrderLine:
@@ -85,5 +84,4 @@ class OrderStory:
 
 def project(name: str = SALES) -> int:
     """Number what committed and bring the live projection up to the head."""
-    sequence()
     return tracking.catch_up(name)

@@ -16,7 +16,6 @@ from domain_events.bus import event_bus
 from domain_events.executor import execute
 from domain_events.handoff import MARK_STEP, claim_for_workers, delivery_start, queue_reached, send_to_celery
 from domain_events.models import Delivery, QueueMark
-from domain_events.sequencer import sequence
 from domain_events.subscriptions import subscriptions
 from domain_events.tasks import run_delivery
 from domain_events.testing import wait_until
@@ -77,7 +76,6 @@ def test_a_relay_never_overwrites_the_retry_time_a_worker_has_just_recorded(redi
     redis_broker.flushdb()
     ProbeSwitch.set("probe.slow:fail")
     publish_many(1)
-    sequence()  # as a relay's pass does first
     [claim], _ = claim_for_workers(10, [subscriptions.get(SLOW)])
     # The worker is quicker than the relay's bookkeeping: it starts, runs and fails the delivery...
     started = delivery_start(claim.delivery_id, claim.token)
@@ -96,7 +94,6 @@ def test_an_atomic_handlers_message_runs_under_the_row_lock_without_a_start_stam
     settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
     redis_broker.flushdb()
     publish_many(1)
-    sequence()
     [claim], _ = claim_for_workers(10, [subscriptions.get(SLOW)])
     handoff._marked.clear()  # what this process remembers of earlier tests' queue marks
     sent_at = timezone.now()

@@ -12,7 +12,6 @@ from domain_events.bus import event_bus
 from domain_events.executor import _mark_succeeded
 from domain_events.handoff import claim_for_workers
 from domain_events.models import Delivery
-from domain_events.sequencer import sequence
 from domain_events.subscriptions import subscriptions
 from domain_events.tests.probe.events import ProbeHappened
 
@@ -28,7 +27,6 @@ def two_of_one_aggregate(settings):
     for n in (1, 2):
         with transaction.atomic():
             event_bus.publish(ProbeHappened(tenant_id=tenant_id, probe_id=probe_id, n=n))
-    sequence()
     first, second = Delivery.objects.filter(handler=SLOW, aggregate_id=probe_id).order_by("stored_event__position")
     return first, second
 

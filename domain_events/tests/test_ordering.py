@@ -1,7 +1,8 @@
-"""Per-aggregate order is position order on every path; dead letters hold their aggregate back;
+"""Per-aggregate order is commit order, by revision, on every path; dead letters hold their aggregate back;
 a held delivery is not polled."""
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -10,12 +11,11 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
-from domain_events import sql, tracking
+from domain_events import tracking
 from domain_events.bus import event_bus
 from domain_events.deadletters import skip
 from domain_events.models import UNTIL_RELEASED, Delivery, StoredEvent
 from domain_events.relay import Relay
-from domain_events.sequencer import sequence
 from domain_events.testing import run_deliveries_now
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -43,8 +43,52 @@ def by_position(probe_id: uuid.UUID) -> list[int]:
     return [p["n"] for p in rows]
 
 
-def first_inserted_commits_last(probe_id: uuid.UUID) -> None:
-    """Transaction 1 records n=1 and stays open; transaction 2 records n=2 and commits; then 1 commits."""
+def started_first_commits_last(probe_id: uuid.UUID) -> None:
+    """Transaction 1 starts (and writes) first; transaction 2 records n=2 and commits; then 1 records
+    n=1 and commits: the aggregate's order is its commit order, not the order its writers started."""
+    started, may_go_on = threading.Event(), threading.Event()
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_current_xact_id()")
+                started.set()
+                assert may_go_on.wait(10)
+                event_bus.publish(ProbeHappened(tenant_id=TENANT, probe_id=probe_id, n=1))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert started.wait(10)
+    publish(2, probe_id)
+    may_go_on.set()
+    thread.join(10)
+
+
+def revisions(probe_id: uuid.UUID) -> list[tuple[int, int]]:
+    """(n, revision) of the aggregate's events, by position."""
+    rows = StoredEvent.objects.filter(aggregate_id=probe_id).order_by("position").values_list("payload", "revision")
+    return [(p["n"], r) for p, r in rows]
+
+
+def test_on_the_fast_path_the_first_to_start_but_last_to_commit_comes_second():
+    probe_id = uuid.uuid4()
+    started_first_commits_last(probe_id)
+    assert revisions(probe_id) == [(2, 1), (1, 2)], "n=2 committed first"
+    assert applied("probe.fast") == [2, 1]
+    assert applied("probe.other") == [2, 1]
+    assert list(
+        Delivery.objects.filter(aggregate_id=probe_id, handler="probe.fast")
+        .order_by("revision")
+        .values_list("stored_event__payload__n", flat=True)
+    ) == [2, 1]
+
+
+def test_a_second_transaction_on_an_aggregate_waits_for_the_first_to_end():
+    """The stream row is the one lock both share: insert order per aggregate is commit order."""
+    probe_id = uuid.uuid4()
     recorded, may_commit = threading.Event(), threading.Event()
 
     def first() -> None:
@@ -56,32 +100,48 @@ def first_inserted_commits_last(probe_id: uuid.UUID) -> None:
         finally:
             connection.close()
 
-    thread = threading.Thread(target=first)
-    thread.start()
+    def second() -> None:
+        try:
+            publish(2, probe_id)
+        finally:
+            connection.close()
+
+    one, two = threading.Thread(target=first), threading.Thread(target=second)
+    one.start()
     assert recorded.wait(10)
-    publish(2, probe_id)
-    sequence()  # what a relay's pass does now and then: n=2 gets its position before n=1 commits
+    two.start()
+    waiting = wait_for_lock_waiters(1)
+    assert waiting == 1, "the second publisher waits on the aggregate's stream row"
     may_commit.set()
-    thread.join(10)
+    one.join(10)
+    two.join(10)
+    assert revisions(probe_id) == [(1, 1), (2, 2)]
+    # n=2 may have committed while n=1 still ran: then it waited behind it, released to a relay.
+    Relay(batch_size=50).drain()
+    assert applied("probe.fast") == [1, 2]
 
 
-def test_on_the_fast_path_the_first_to_insert_but_last_to_commit_comes_second():
-    probe_id = uuid.uuid4()
-    first_inserted_commits_last(probe_id)
-    ids = list(StoredEvent.objects.filter(aggregate_id=probe_id).order_by("id").values_list("payload", flat=True))
-    assert [p["n"] for p in ids] == [1, 2], "n=1 was inserted first"
-    assert by_position(probe_id) == [2, 1], "n=2 committed first"
-    assert applied("probe.fast") == [2, 1]
-    assert applied("probe.other") == [2, 1]
+def wait_for_lock_waiters(count: int, timeout: float = 5.0) -> int:
+    """How many sessions of this database wait on a lock, once `count` do (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            found = cursor.fetchone()[0]
+        if found >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 def test_relays_and_position_readers_apply_an_aggregate_in_position_order(settings):
     settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
     probe_id = uuid.uuid4()
-    first_inserted_commits_last(probe_id)
+    started_first_commits_last(probe_id)
     Relay(batch_size=50).drain()
     order = by_position(probe_id)
-    assert order == [2, 1], "n=2 committed (and was numbered) first"
+    assert order == [2, 1], "n=2 committed first"
     assert applied("probe.fast") == order
     assert applied("probe.tracker:live") == order
     # The Celery path: what a worker does with the relay's claims.
@@ -191,30 +251,3 @@ def test_the_admin_shows_held_deliveries_and_staff_skip_a_dead_letter_with_a_rea
     assert delivery(first).status == Delivery.Status.SKIPPED
     assert "customer refunded" in delivery(first).resolution
     assert delivery(second).held_by is None
-
-
-def test_a_relay_does_not_queue_behind_a_sequencer_run_under_way_and_numbers_once_it_is_over(settings):
-    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
-    event = publish(1, uuid.uuid4())
-    holding, release = threading.Event(), threading.Event()
-
-    def run_under_way() -> None:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"SELECT pg_advisory_xact_lock({sql.SEQUENCER_LOCK})")
-                holding.set()
-                assert release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run_under_way)
-    thread.start()
-    assert holding.wait(10)
-    try:
-        assert sequence(wait=False) == 0, "a relay goes on with its pass"
-        assert StoredEvent.objects.get(event_id=event.event_id).position is None
-    finally:
-        release.set()
-        thread.join(10)
-    assert sequence(wait=False) == 1
-    assert StoredEvent.objects.get(event_id=event.event_id).position is not None

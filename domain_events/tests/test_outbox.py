@@ -1,17 +1,20 @@
 """The outbox: atomic with the change, refused outside a transaction, gap-safe positions."""
 
+import logging
 import threading
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 
-from domain_events import sequencer, sql
+from domain_events import tracking
 from domain_events.bus import PublishOutsideTransaction, event_bus
 from domain_events.context import traced
+from domain_events.head import drawn, head, oldest_writer
 from domain_events.models import Delivery, StoredEvent
 from domain_events.relay import READERS, Relay
-from domain_events.sequencer import POSITIONS_PAYLOAD
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord
 
@@ -63,19 +66,21 @@ def test_correlation_comes_from_the_context_and_causation_defaults_to_the_event_
     assert stored.correlation_id == "req-123"
 
 
-def test_a_reader_tracking_position_never_skips_an_event_that_committed_late():
-    """Transaction A publishes first and stays open; B publishes later and commits first.
+def test_a_reader_never_passes_a_position_whose_transaction_is_still_open(settings, caplog):
+    """A draws p and stays open; B draws p+1 and commits; the reader runs; then A commits.
 
-    A reader that has seen B's position must still find A afterwards: A's position is higher.
-    """
-    a_published = threading.Event()
-    a_may_commit = threading.Event()
+    The reader must deliver p before p+1 and skip nothing; meanwhile the open transaction is named
+    (metrics, and a warning once it has held the readers for `READER_HELD_WARNING`)."""
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "READER_HELD_WARNING": timedelta(0)}
+    tracking.reset("probe.tracker", to="now")
+    a_published, a_may_commit = threading.Event(), threading.Event()
     result: dict[str, object] = {}
 
     def slow_transaction() -> None:
         try:
             with transaction.atomic():
                 result["a"] = event_bus.publish(probe(n=1))
+                result["pid"] = connection.connection.info.backend_pid
                 a_published.set()
                 assert a_may_commit.wait(10)
         finally:
@@ -83,19 +88,32 @@ def test_a_reader_tracking_position_never_skips_an_event_that_committed_late():
 
     thread = threading.Thread(target=slow_transaction)
     thread.start()
-    assert a_published.wait(10)
-    with transaction.atomic():
-        b = event_bus.publish(probe(n=2))
-    b_stored = StoredEvent.objects.get(event_id=b.event_id)
-    seen = list(StoredEvent.objects.filter(position__gt=0).order_by("position").values_list("event_id", "position"))
-    assert [e for e, _ in seen] == [b.event_id]
-    cursor = seen[-1][1]
+    try:
+        assert a_published.wait(10)
+        with transaction.atomic():
+            b = event_bus.publish(probe(n=2))
+        b_position = StoredEvent.objects.get(event_id=b.event_id).position
+        assert drawn() == b_position
+        with caplog.at_level(logging.WARNING, logger="domain_events.head"):
+            assert head() == b_position - 2, "the head stops below A's position, p = p+1 - 1"
+        assert f"pid {result['pid']}" in caplog.text
+        writer, age = oldest_writer()
+        assert writer.pid == result["pid"]
+        assert age >= 0
+        tracking.run_due(["probe.tracker"])
+        assert applied("probe.tracker:live") == [], "B's p+1 waits behind A's open p"
+    finally:
+        a_may_commit.set()
+        thread.join(10)
+    a_position = StoredEvent.objects.get(event_id=result["a"].event_id).position
+    assert a_position == b_position - 1
+    tracking.run_due(["probe.tracker"])
+    assert applied("probe.tracker:live") == [1, 2]
+    assert oldest_writer() == (None, 0.0)
 
-    a_may_commit.set()
-    thread.join(10)
-    after = list(StoredEvent.objects.filter(position__gt=cursor).values_list("event_id", flat=True))
-    assert after == [result["a"].event_id]
-    assert StoredEvent.objects.get(event_id=result["a"].event_id).position > b_stored.position
+
+def applied(handler: str) -> list[int]:
+    return list(ProbeRecord.objects.filter(handler=handler).order_by("id").values_list("n", flat=True))
 
 
 def notifications_after(publish_count: int) -> list[str]:
@@ -115,41 +133,41 @@ def test_a_transaction_whose_events_are_left_to_relays_notifies_them_once(settin
     assert notifications_after(5) == [""]
 
 
-def test_a_publisher_that_dispatches_itself_wakes_only_position_readers():
-    """Its sequencer run announces new positions (for projections); no delivery work is announced."""
-    assert notifications_after(3) == [POSITIONS_PAYLOAD]
+def test_a_publisher_that_dispatches_itself_notifies_nobody():
+    """Its fast path hands its deliveries on; the relays find new positions for the position readers
+    by looking at the head (`READER_POLL_INTERVAL`)."""
+    assert notifications_after(3) == []
 
 
-def test_the_sequencer_reads_its_work_list_from_the_partial_index_whatever_the_statistics():
-    """An ANALYZE taken while the table was empty must not turn the sequencer into a table scan."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("ANALYZE domain_events_storedevent")
-        cursor.execute(sql.SEQUENCER_PRELUDE)
-        cursor.execute("EXPLAIN " + sql.SEQUENCE, [sequencer.BATCH])
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "storedevent_unsequenced" in plan
-    assert "Seq Scan on domain_events_storedevent" not in plan
-
-
-def test_a_sequencer_run_is_the_prelude_and_the_numbering_statement_in_one_function():
-    """The function migration 0007 installed runs what the plan test above checks, lock first."""
+def test_a_position_is_drawn_by_the_insert_itself_after_the_transaction_id():
+    """No second write and no sequencer: the column's default takes the transaction id first, so a
+    reader's fence sees the publisher for as long as its position may still commit."""
+    with transaction.atomic():
+        event_bus.publish(probe())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+            assert cursor.fetchone()[0]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'domain_events_sequence'")
-        source, config = cursor.fetchone()
-    flat = " ".join(source.split())
-    assert " ".join(sql.SEQUENCE.replace("%s", "_batch").split()) in flat
-    assert flat.index(f"pg_advisory_xact_lock({sql.SEQUENCER_LOCK})") < flat.index("WITH todo")
-    assert config == ["enable_seqscan=off"]
+        cursor.execute(
+            "SELECT column_default, is_nullable FROM information_schema.columns "
+            "WHERE table_name = 'domain_events_storedevent' AND column_name = 'position'"
+        )
+        assert cursor.fetchone() == ("domain_events_next_position()", "NO")
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'domain_events_next_position'")
+        source = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'domain_events_sequence%%'")
+        assert cursor.fetchone()[0] == 0, "the sequencer's functions are gone"
+    assert source.index("pg_current_xact_id()") < source.index("nextval")
 
 
-def test_new_positions_alone_wake_a_relay_for_its_position_readers_only():
-    """Whoever numbered the events hands on their deliveries; the other relays move the readers."""
+def test_an_idle_relay_looks_for_new_positions_and_wakes_fully_for_delivery_work():
     relay = Relay(poll_interval=2)
     relay._listen()
+    relay._last_drain = time.monotonic()
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify('shelfwise_outbox', %s)", [POSITIONS_PAYLOAD])
-        assert relay._wait() is READERS
+        started = time.monotonic()
+        assert relay._wait() is READERS, "position readers: a look at the head is due"
+        assert time.monotonic() - started < 1
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify('shelfwise_outbox', '')")
         assert relay._wait() is True, "delivery work wakes the whole pass"

@@ -31,9 +31,10 @@ def _a_fresh_deployment():
     subscribers._registered.clear()
 
 
-def test_a_handler_is_recorded_at_first_sight_with_the_head_position():
-    publish(1)
-    assert Subscriber.objects.get(name="probe.fast").first_position == 0, "first seen before the first event"
+def test_a_handler_is_recorded_at_first_sight_with_the_last_position_drawn():
+    event = publish(1)
+    first = Subscriber.objects.get(name="probe.fast").first_position
+    assert first == StoredEvent.objects.get(event_id=event.event_id).position, "first seen right after it"
     Subscriber.objects.all().delete()
     subscribers._registered.clear()
     head = StoredEvent.objects.order_by("-position").values_list("position", flat=True).first()

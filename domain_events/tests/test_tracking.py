@@ -12,7 +12,6 @@ from domain_events.bus import event_bus
 from domain_events.events import OrderPlaced
 from domain_events.models import Checkpoint, ParkedEvent, StoredEvent
 from domain_events.relay import Relay
-from domain_events.sequencer import sequence
 from domain_events.subscriptions import subscriptions
 from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -180,7 +179,6 @@ def test_a_readers_error_and_its_log_line_mask_the_private_values_of_its_batch(c
                     payment_token="pm_card_SECRET123",
                 )
             )
-        sequence()
         tracking.run_due([name])
     finally:
         subscriptions.remove_tracker(name)

@@ -27,9 +27,9 @@ from domain_events.events import (
     PaymentCaptured,
     StockAdjusted,
 )
+from domain_events.head import head
 from domain_events.models import Checkpoint, StoredEvent
 from domain_events.schemas import data_schema
-from domain_events.sequencer import head, sequence
 from domain_events.testing import wait_until
 from domain_events.tests.probe.events import ProbeHappened
 from integrations import transport
@@ -62,7 +62,6 @@ def consumer_of(rabbitmq_url, tenant_id):
 def publish(*events: DomainEvent) -> list[DomainEvent]:
     with transaction.atomic():
         stored = [event_bus.publish(e) for e in events]
-    sequence()
     return stored
 
 

@@ -14,8 +14,8 @@ from kombu import Connection, Queue
 
 from core.testing import unavailable
 from domain_events import tracking
+from domain_events.head import head
 from domain_events.models import Checkpoint, StoredEvent
-from domain_events.sequencer import head
 from domain_events.testing import wait_until
 from integrations.tests.test_broker_relay import an_order_history, publish
 from integrations.transport import EXCHANGE

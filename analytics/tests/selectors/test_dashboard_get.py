@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from analytics.selectors import dashboard_get
 from analytics.tests.helpers import OrderStory, line, project
-from domain_events.sequencer import head
+from domain_events.head import head
 from tenants.tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db

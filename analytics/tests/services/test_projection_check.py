@@ -45,9 +45,7 @@ def test_the_check_brings_a_lagging_live_projection_to_the_head_first_and_report
     OrderStory(tenant).placed(at=AT)
     project()
     OrderStory(tenant).placed(at=AT)
-    from domain_events.sequencer import sequence
 
-    sequence()
     result = projection_check(name=SALES)
     assert result.lag.positions >= 1
     assert result.differences == []

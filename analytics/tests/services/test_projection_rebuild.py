@@ -12,8 +12,8 @@ from analytics.projections import SALES, generation_for
 from analytics.services import UnknownProjection, projection_rebuild
 from analytics.tests.helpers import OrderStory, line, project
 from domain_events import tracking
+from domain_events.head import head
 from domain_events.models import Checkpoint, StoredEvent
-from domain_events.sequencer import head, sequence
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,6 @@ def test_stored_v1_events_are_upcast_during_a_rebuild(tenant):
             causation_id=uuid.uuid4(),
             payload={"product_id": str(uuid.uuid4()), "sku": "OLD-1", "delta": 7, "on_hand": 7},
         )
-    sequence()
     projection_rebuild(name=SALES)
     live = generation_for(projection=SALES, target="live")
     old = ProductSales.objects.get(generation=live, sku="OLD-1")
