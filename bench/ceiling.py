@@ -4,7 +4,7 @@ One process per invocation, one persistent connection, psycopg's server-side bin
 statements get prepared). Run by `bench/run.py`; each job waits at the start line, then prints
 `{"start", "end", "count", ...}` as one JSON line.
 
-    python -m bench.ceiling publish  --count N --account-base A [--fast-path] [--sequence [--separate-statements]]
+    python -m bench.ceiling publish  --count N --account-base A [--fast-path] [--record platform|plain]
     python -m bench.ceiling fanout   --batch B
     python -m bench.ceiling fastpath --count N --account-base A
     python -m bench.ceiling order    --seconds S --max-count N --spec JSON
@@ -18,6 +18,7 @@ import os
 import random
 import time
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -103,64 +104,83 @@ def run_handlers(cur: psycopg.Cursor, rows: list[tuple[int, str, int]]) -> None:
     cur.execute(MARK_SUCCEEDED, ([row[0] for row in rows],))
 
 
-class Sequencer:
-    """The platform's sequencer run (`domain_events.sequencer.sequence`) on this connection: its own
-    statement, in a transaction of its own (autocommit), numbering every committed event without a
-    position under the sequencer's lock."""
+EVENTS_PER_AGGREGATE = 4
 
-    def __init__(self, *, separate_statements: bool = False) -> None:
-        # The statements come from the platform itself, so the bench measures what it runs.
+
+class Recorder:
+    """The platform's recording statement (`domain_events.sql.insert_event_and_deliveries`): the
+    event, its position drawn by the column's default, its aggregate's stream row upserted, and its
+    deliveries, in one statement. `streams=False`: the same statement without the stream row, for
+    the reference line (the bench also drops the position's default for that line)."""
+
+    def __init__(self, *, streams: bool) -> None:
+        # The statement comes from the platform itself, so the bench measures what it runs.
         import django
 
         django.setup()
-        from domain_events import sequencer, sql
-        from domain_events.conf import domain_events_settings
+        from domain_events import sql
 
-        self.statement = sql.SEQUENCE_RUN
-        self.batch = sequencer.BATCH
-        self.params = (self.batch, domain_events_settings()["NOTIFY_CHANNEL"], sequencer.POSITIONS_PAYLOAD)
         self.sql = sql
-        self.separate_statements = separate_statements
-        self.runs = self.numbering_runs = 0
+        self.streams = streams
+        statement = sql.insert_event_and_deliveries(notify=False)
+        if not streams:
+            statement = statement.replace(sql.stream_cte(), sql.plain_event_cte())
+        self.statement = statement
 
-    def run_separately(self, conn: psycopg.Connection, cur: psycopg.Cursor) -> int:
-        """The run as the sequencer did it before migration 0007: the function's three statements
-        one by one in BEGIN ... COMMIT, five round trips with the lock held across them."""
-        with conn.transaction():
-            cur.execute(self.sql.SEQUENCER_PRELUDE)
-            cur.execute(self.sql.SEQUENCE, (self.batch,))
-            numbered = cur.rowcount
-            if numbered:
-                cur.execute(self.sql.NOTIFY, self.params[1:])
-        return numbered
-
-    def run(self, conn: psycopg.Connection, cur: psycopg.Cursor) -> None:
-        while True:
-            if self.separate_statements:
-                numbered = self.run_separately(conn, cur)
-            else:
-                numbered = cur.execute(self.statement, self.params).fetchone()[0]
-            self.runs += 1
-            self.numbering_runs += bool(numbered)
-            if numbered < self.batch:
-                return
+    def record(self, cur: psycopg.Cursor, tenant_id: uuid.UUID, aggregate_id: uuid.UUID, account: int) -> None:
+        event_id = uuid.uuid4()
+        payload = {"subject_id": str(aggregate_id), "account": account, "note": NOTE}
+        columns = {
+            "event_id": event_id,
+            "type": FANOUT_TYPE,
+            "version": 1,
+            "tenant_id": tenant_id,
+            "aggregate_id": aggregate_id,
+            "occurred_at": datetime.now(UTC),
+            "recorded_at": datetime.now(UTC),
+            "correlation_id": str(uuid.uuid4()),
+            "causation_id": event_id,
+            "payload": Jsonb(payload),
+        }
+        stream = [aggregate_id, "subject", tenant_id] if self.streams else []
+        now = datetime.now(UTC)
+        due = [datetime.fromtimestamp(now.timestamp() + GRACE_SECONDS, tz=UTC)] * len(HANDLERS)
+        cur.execute(
+            self.statement,
+            [
+                *stream,
+                *(columns[c] for c in self.sql.EVENT_INSERT_COLUMNS),
+                FANOUT_TYPE,
+                tenant_id,
+                aggregate_id,
+                uuid.uuid4(),
+                now,
+                now,
+                list(HANDLERS),
+                due,
+                [None] * len(HANDLERS),
+            ],
+        )
+        cur.fetchall()
 
 
 def job_publish(args: argparse.Namespace) -> None:
-    sequencer = Sequencer(separate_statements=args.separate_statements) if args.sequence else None
+    recorder = Recorder(streams=args.record == "platform") if args.record else None
     conn, meter = connect()
     cur = conn.cursor()
     tenant_id = uuid.uuid4()
     child_ready(meter)
     start = time.time()
+    aggregate_id = uuid.uuid4()
     for i in range(args.count):
+        if i % EVENTS_PER_AGGREGATE == 0:
+            aggregate_id = uuid.uuid4()
         with conn.transaction():
-            publish_one(cur, tenant_id, args.account_base + i, fast_path=args.fast_path)
-        if sequencer is not None:
-            # As the fast path does: right after the commit, in a transaction of its own.
-            sequencer.run(conn, cur)
-    extra = {"sequencer_runs": sequencer.runs, "numbering_runs": sequencer.numbering_runs} if sequencer else {}
-    child_report(meter, start=start, end=time.time(), count=args.count, **extra)
+            if recorder is not None:
+                recorder.record(cur, tenant_id, aggregate_id, args.account_base + i)
+            else:
+                publish_one(cur, tenant_id, args.account_base + i, fast_path=args.fast_path)
+    child_report(meter, start=start, end=time.time(), count=args.count)
 
 
 def job_fanout(args: argparse.Namespace) -> None:
@@ -260,8 +280,11 @@ def main() -> None:
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--account-base", type=int, required=True)
     p.add_argument("--fast-path", action="store_true")
-    p.add_argument("--sequence", action="store_true", help="Run the platform's sequencer after each commit.")
-    p.add_argument("--separate-statements", action="store_true", help="The sequencer's run before migration 0007.")
+    p.add_argument(
+        "--record",
+        choices=["platform", "plain"],
+        help="Record with the platform's statement (platform), or the same without its stream row (plain).",
+    )
     p = sub.add_parser("fanout")
     p.add_argument("--batch", type=int, default=100)
     p = sub.add_parser("order")

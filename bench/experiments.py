@@ -28,22 +28,3 @@ def apply_all() -> None:
         except KeyError:
             known = ", ".join(EXPERIMENTS) or "none at the moment"
             raise SystemExit(f"unknown experiment {name!r}; known: {known}") from None
-
-
-def sequencer_async_commit() -> None:
-    """The sequencer's transaction commits without waiting for its WAL flush.
-
-    The flush is what a run holds the sequencer's lock longest for, and runs queue on that lock.
-    The numbering guarantee itself holds (runs stay serialized; a run's positions are visible only
-    once it has committed). What changes is durability: a crash of the database server can lose
-    the last runs' positions (and rewind the sequence), so those events are numbered again. Every
-    reader that committed anything in the database after seeing those positions forces the flush
-    of the run too (WAL is flushed in order), but something sent outside the database (a webhook,
-    a Celery message) could have carried a position that no longer exists. Not adopted for that.
-    """
-    from domain_events import sql
-
-    sql.SEQUENCE_RUN = "SELECT domain_events_sequence(%s, %s, %s), set_config('synchronous_commit', 'off', true)"
-
-
-EXPERIMENTS["sequencer_async_commit"] = sequencer_async_commit

@@ -126,7 +126,8 @@ class Bench:
         every session then caches sequential-scan plans for its foreign-key checks and trigger
         statements, and each insert costs more the longer the run (the ceiling's too).
         """
-        tables = ", ".join(["domain_events_delivery", "domain_events_storedevent", *extra_tables])
+        outbox = ["domain_events_delivery", "domain_events_storedevent", "domain_events_stream"]
+        tables = ", ".join([*outbox, *extra_tables])
         self.db.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
     def wait_for_no_open_deliveries(self, timeout: float, interval: float = 0.01) -> float:

@@ -1,20 +1,18 @@
-"""Benchmark 0: what numbering events by `position` costs the publish transaction.
+"""Benchmark 0: what positions and per-aggregate streams cost the publish transaction.
 
-The raw publish transaction (1 event + 5 deliveries, psycopg 3, `bench/ceiling.py publish`) in
-BENCH_PUBLISH_PROCS concurrent processes (default 8), four ways, in rounds so that drift on a shared
-machine touches all three alike:
+The platform's recording statement (1 event + 5 deliveries in one statement,
+`domain_events.sql.insert_event_and_deliveries`, sent by `bench/ceiling.py publish --record`) in
+BENCH_PUBLISH_PROCS concurrent processes (default 8), two ways, in rounds so that drift on a shared
+machine touches both alike:
 
-* (a) no position assignment at all: the transaction alone;
-* (b) as the platform does it: after its commit each publisher runs the sequencer
-  (`domain_events.sequencer`: `sql.SEQUENCE_RUN`, which takes the lock, runs SEQUENCE and sends the
-  position readers' NOTIFY when it numbered any) in a transaction of its own, as the fast path does;
-* (b') the same run as it was before migration 0007, for reference: SEQUENCER_PRELUDE, SEQUENCE
-  and NOTIFY one by one between BEGIN and COMMIT (five round trips, the lock held across them);
-* (c) the design it replaced, for reference: a deferred constraint trigger that takes
-  `pg_advisory_xact_lock` and sets the position at commit, so commits queue on the lock (created
-  in the bench database for this line only, dropped after).
+* (a) no positions: the same statement without the stream row, and the position column's default
+  dropped for this line (restored after);
+* (b) as the platform records: the position drawn by the insert (`domain_events_next_position()`:
+  the transaction id, then the sequence) and the aggregate's stream row upserted, four events per
+  aggregate as an order's life goes (one insert of the row, three updates).
 
-Every run ends with every event numbered (checked), and the figures are events published per second.
+Every run ends with every event recorded, and in (b) numbered with distinct positions and
+revisions (checked). The figures are events published per second.
 """
 
 from __future__ import annotations
@@ -26,35 +24,17 @@ from bench.fanout_bench import split
 from bench.harness import Bench, cpu_per_unit, env_int, fmt_rate, fmt_ratio, span, table
 from bench.procs import BenchError, start_line
 
-TRIGGER = "bench_old_assign_position"
-
-
-def old_trigger_sql() -> tuple[str, str]:
-    """The replaced design (migrations 0002-0005) without its relay wake-up: lock, then number, at
-    commit. Returns (create, drop)."""
-    from domain_events.sql import EVENTS, SEQUENCER_LOCK
-
-    create = f"""
-CREATE FUNCTION {TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock({SEQUENCER_LOCK});
-    UPDATE {EVENTS} SET position = nextval('domain_events_position_seq') WHERE id = NEW.id;
-    RETURN NULL;
-END
-$$;
-ALTER FUNCTION {TRIGGER}() SET enable_seqscan = off;
-CREATE CONSTRAINT TRIGGER {TRIGGER} AFTER INSERT ON {EVENTS}
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {TRIGGER}();
-"""
-    drop = f"DROP TRIGGER IF EXISTS {TRIGGER} ON {EVENTS}; DROP FUNCTION IF EXISTS {TRIGGER}();"
-    return create, drop
-
+EVENTS = "domain_events_storedevent"
+NO_POSITIONS = (
+    f"ALTER TABLE {EVENTS} ALTER COLUMN position DROP DEFAULT, ALTER COLUMN position DROP NOT NULL",
+    f"UPDATE {EVENTS} SET position = nextval('domain_events_position_seq') WHERE position IS NULL;"
+    f" ALTER TABLE {EVENTS} ALTER COLUMN position SET DEFAULT domain_events_next_position(),"
+    " ALTER COLUMN position SET NOT NULL",
+)
 
 MODES = {
-    "none": "(a) without position assignment",
-    "sequencer": "(b) with the sequencer after each commit (the platform)",
-    "statements": "(b') the same, the run as separate statements (before 0007)",
-    "trigger": "(c) old design: commit-time trigger under the advisory lock",
+    "none": "(a) no positions: the same inserts, no stream row",
+    "platform": "(b) positions drawn at insert, streams upserted (the platform)",
 }
 
 
@@ -69,42 +49,43 @@ class PublishBenchmark:
 
     def once(self, mode: str) -> dict:
         self.bench.reset_outbox()
-        extra = {"sequencer": ["--sequence"], "statements": ["--sequence", "--separate-statements"]}.get(mode, [])
-        create_trigger, drop_trigger = old_trigger_sql()
-        if mode == "trigger":
-            self.bench.db.execute(create_trigger)
+        record = "plain" if mode == "none" else "platform"
+        drop, restore = NO_POSITIONS
+        if mode == "none":
+            self.bench.db.execute(drop)
         try:
             workers = [
                 self.bench.worker(
-                    f"publish-{mode}-{i}", "bench.ceiling", "publish", "--count", n, "--account-base", base, *extra
+                    f"publish-{mode}-{i}",
+                    "bench.ceiling",
+                    "publish",
+                    "--count",
+                    n,
+                    "--account-base",
+                    base,
+                    "--record",
+                    record,
                 )
                 for i, (base, n) in enumerate(split(self.events, self.procs))
             ]
             start_line(workers)
             reports = [w.result() for w in workers]
+            self.check(mode)
         finally:
-            if mode == "trigger":
-                self.bench.db.execute(drop_trigger)
-        self.check(mode)
-        run = {
-            "per_s": self.events / span(reports),
-            "cpu": cpu_per_unit(reports, self.events),
-        }
-        if mode in ("sequencer", "statements"):
-            run["sequencer_runs"] = sum(r["sequencer_runs"] for r in reports)
-            run["numbering_runs"] = sum(r["numbering_runs"] for r in reports)
-        return run
+            if mode == "none":
+                self.bench.db.execute(restore)
+        return {"per_s": self.events / span(reports), "cpu": cpu_per_unit(reports, self.events)}
 
     def check(self, mode: str) -> None:
-        """All events recorded; numbered (with distinct positions) unless mode (a)."""
-        total, numbered, distinct = self.bench.db.execute(
-            "SELECT count(*), count(position), count(DISTINCT position) FROM domain_events_storedevent"
+        """All events recorded; in (b) each with a distinct position and a revision in its stream."""
+        total, numbered, distinct, revised = self.bench.db.execute(
+            f"SELECT count(*), count(position), count(DISTINCT position), count(revision) FROM {EVENTS}"
         ).fetchone()
-        expected_numbered = 0 if mode == "none" else self.events
-        if total != self.events or numbered != expected_numbered or distinct != expected_numbered:
+        expected = 0 if mode == "none" else self.events
+        if total != self.events or numbered != expected or distinct != expected or revised != expected:
             raise BenchError(
-                f"publish ({mode}): {total} events, {numbered} numbered, {distinct} distinct positions;"
-                f" expected {self.events} events, {expected_numbered} numbered"
+                f"publish ({mode}): {total} events, {numbered} numbered, {distinct} distinct positions,"
+                f" {revised} with a revision; expected {self.events} events, {expected} of each"
             )
 
     def run(self) -> dict:
@@ -166,17 +147,10 @@ class PublishBenchmark:
             rows,
             notes=[
                 f"{self.events} events per run, {HANDLERS_PER_EVENT} delivery rows each, one transaction per event;"
-                " psycopg 3, one connection per process. Goal: (b)/(a) ≥ 0.90.",
-                "(b) runs domain_events.sql's SEQUENCE_RUN (the lock, SEQUENCE, and the readers' NOTIFY when it"
-                " numbered any) in its own transaction after each commit, as the fast path does; (b') the same"
-                " statements sent one by one, as the sequencer did before migration 0007.",
-                "(c) is the replaced design, measured for reference: a deferred constraint trigger taking"
-                " pg_advisory_xact_lock and setting the position at commit.",
+                " psycopg 3, one connection per process. Goal: (b)/(a) ≥ 0.95.",
+                "(b) sends domain_events.sql's recording statement: the stream row's upsert, the event (its"
+                " position drawn by the column's default) and its deliveries; four events per aggregate.",
                 "CPU ratio = CPU per event of (a) / CPU per event of the line.",
-                "(b): sequencer runs that numbered events (and so wrote and committed under the lock): "
-                + " / ".join(
-                    f"{r['numbering_runs']} of {r['sequencer_runs']}" for r in self.results["runs"]["sequencer"]
-                ),
             ],
         )
 
@@ -184,17 +158,10 @@ class PublishBenchmark:
         median = self.results["median_per_s"]
         return [
             {
-                "what": f"publish tx with positions (sequencer), {self.procs} publishers",
-                "figure": f"{fmt_rate(median['sequencer'])} events/s",
+                "what": f"publish tx with positions and streams, {self.procs} publishers",
+                "figure": f"{fmt_rate(median['platform'])} events/s",
                 "ceiling": f"no positions {fmt_rate(median['none'])} events/s",
-                "ratio": fmt_ratio(self.ratio("sequencer")),
-                "cpu_ratio": fmt_ratio(self.cpu_ratio("sequencer")),
-            },
-            {
-                "what": f"  old commit-time trigger, {self.procs} publishers",
-                "figure": f"{fmt_rate(median['trigger'])} events/s",
-                "ceiling": f"no positions {fmt_rate(median['none'])} events/s",
-                "ratio": fmt_ratio(self.ratio("trigger")),
-                "cpu_ratio": fmt_ratio(self.cpu_ratio("trigger")),
+                "ratio": fmt_ratio(self.ratio("platform")),
+                "cpu_ratio": fmt_ratio(self.cpu_ratio("platform")),
             },
         ]

@@ -301,7 +301,7 @@ def orders(spec_path: str, count: int, rate: float) -> None:
         committed: list[float] = []
         items = [{"sku": skus[(i * 7 + j * 13) % len(skus)], "quantity": 1 + (i + j) % 3} for j in range(1 + i % 3)]
         with transaction.atomic():
-            # Registered first, so it runs first after the commit: before the sequencer and the fast path.
+            # Registered first, so it runs first after the commit: before the fast path.
             transaction.on_commit(lambda committed=committed: committed.append(time.time()))
             order = order_place(tenant=tenant, customer=customer, items=items, payment_token="tok_visa")
         placed.append((str(order.id), committed[0]))

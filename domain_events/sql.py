@@ -71,6 +71,19 @@ _STREAM = f"""stream AS (
 INSERT_EVENT = f"WITH {_STREAM} SELECT id FROM stored"
 
 
+def stream_cte() -> str:
+    """The stream and event part of the recording statement (`make bench` compares it)."""
+    return _STREAM
+
+
+def plain_event_cte() -> str:
+    """The event insert alone, without its stream row: the reference `make bench` measures against."""
+    return f"""stored AS (
+    INSERT INTO {EVENTS} ({", ".join(EVENT_INSERT_COLUMNS)}) VALUES ({_EVENT_VALUES})
+    RETURNING id, revision
+)"""
+
+
 def insert_event_and_deliveries(*, notify: bool) -> str:
     """The stream's revision, the event and its deliveries in one statement: one round trip per
     publish.
