@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
-from domain_events import metrics, sql, streams
+from domain_events import metrics, sql, streams, subscribers
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings, retry_schedule
 from domain_events.context import traced
@@ -247,10 +247,19 @@ def _fetch_locked(statement: str, params: dict) -> Locked:
                 "default", sql.EVENT_COLUMNS, event_values
             )
         delivery.stored_event = stored
-        blocker_id, blocker_status, blocker_due = row[width_d + width_e :]
+        blocker_id, blocker_status, blocker_due, uncovered = row[width_d + width_e :]
         blocker = Blocker(blocker_id, blocker_status, blocker_due) if blocker_id is not None else None
+        if blocker is None and uncovered is not None:
+            blocker = _cover_before(delivery)
         out.append((delivery, blocker))
     return out
+
+
+def _cover_before(delivery: Delivery) -> Blocker | None:
+    """Write the deliveries of the aggregate's earlier events that a publisher without the handler
+    left out (a rolling deploy), and return the first of them: the delivery waits behind it."""
+    found = subscribers.cover_before(delivery.handler, delivery.aggregate_id, delivery.revision)
+    return Blocker(*found) if found else None
 
 
 def _orm_locked(qs) -> Locked:
@@ -273,6 +282,8 @@ def _orm_locked(qs) -> Locked:
             .values_list("pk", "status", "next_attempt_at")
             .first()
         )
+        if not found and (delivery.revision or 0) > 1:
+            found = subscribers.cover_before(delivery.handler, delivery.aggregate_id, delivery.revision)
         out.append((delivery, Blocker(*found) if found else None))
     return out
 

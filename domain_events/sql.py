@@ -145,7 +145,23 @@ LEFT JOIN LATERAL (
 ) b ON true"""
 
 
-_SELECT_LOCKED = f"SELECT {_D}, {_E}, b.id, b.status, b.next_attempt_at"
+def _uncovered() -> str:
+    """The first earlier event of the same aggregate that the handler subscribes to but has no
+    delivery for: recorded by a publisher running code without the handler, and not yet covered
+    (`subscribers`). The executor writes the missing deliveries and waits behind them."""
+    return f"""
+LEFT JOIN LATERAL (
+    SELECT pe.id
+      FROM {SUBSCRIBERS} s JOIN {EVENTS} pe ON pe.aggregate_id = d.aggregate_id
+     WHERE s.name = d.handler AND pe.position > s.covered_position AND pe.position < e.position
+       AND pe.revision < d.revision AND s.event_types ? pe.type
+       AND NOT EXISTS (SELECT 1 FROM {DELIVERIES} x WHERE x.stored_event_id = pe.id AND x.handler = d.handler)
+     ORDER BY pe.position
+     LIMIT 1
+) u ON true"""
+
+
+_SELECT_LOCKED = f"SELECT {_D}, {_E}, b.id, b.status, b.next_attempt_at, u.id"
 
 # The fast path and the workers: lock the leased rows, read their events and find what holds each
 # back, in one statement.
@@ -153,6 +169,7 @@ LOCK_LEASED = f"""
 {_SELECT_LOCKED}
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id
   {_blocker(f"o.id = ANY(%(ids)s) AND o.lease_token = ANY(%(tokens)s) AND o.status IN {OPEN_SQL}")}
+  {_uncovered()}
  WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} AND d.lease_token = ANY(%(tokens)s)
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
@@ -170,6 +187,7 @@ WITH due AS MATERIALIZED (
 {_SELECT_LOCKED}
   FROM due JOIN {DELIVERIES} d ON d.id = due.id JOIN {EVENTS} e ON e.id = d.stored_event_id
   {_blocker("o.id IN (SELECT id FROM due)")}
+  {_uncovered()}
  ORDER BY e.position, d.id"""
 
 # The same rows again, for the careful pass of a relay's batch.
@@ -177,6 +195,7 @@ LOCK_CHOSEN = f"""
 {_SELECT_LOCKED}
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id
   {_blocker(f"o.id = ANY(%(ids)s) AND o.status IN {OPEN_SQL}")}
+  {_uncovered()}
  WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL}
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""

@@ -123,6 +123,7 @@ def _write_missing(name: str, types: list[str], *, after: int, upto: int, now) -
         [
             Delivery(
                 stored_event_id=e.pk,
+                revision=e.revision,
                 handler=name,
                 event_type=e.type,
                 tenant_id=e.tenant_id,
@@ -134,6 +135,49 @@ def _write_missing(name: str, types: list[str], *, after: int, upto: int, now) -
         ignore_conflicts=True,
     )
     return len(created)
+
+
+def cover_before(name: str, aggregate_id, revision: int) -> tuple[int, str, object] | None:
+    """Before `name` runs an event of an aggregate: write its deliveries for the aggregate's earlier
+    events (by revision) that publishers without it left out and no relay has covered yet; returns
+    (id, status, next attempt) of the first delivery of `name` still to finish before it, if any.
+
+    The executor asks only when its lock statement found such an event (a rolling deploy), so the
+    usual delivery pays nothing here.
+    """
+    subscriber = Subscriber.objects.filter(name=name).values_list("covered_position", "event_types").first()
+    if subscriber is None:
+        return None
+    covered, types = subscriber
+    now = timezone.now()
+    missing = StoredEvent.objects.filter(
+        aggregate_id=aggregate_id, revision__lt=revision, position__gt=covered, type__in=types
+    ).exclude(deliveries__handler=name)
+    written = Delivery.objects.bulk_create(
+        [
+            Delivery(
+                stored_event_id=e.pk,
+                revision=e.revision,
+                handler=name,
+                event_type=e.type,
+                tenant_id=e.tenant_id,
+                aggregate_id=e.aggregate_id,
+                next_attempt_at=now,
+            )
+            for e in missing
+        ],
+        ignore_conflicts=True,
+    )
+    if written:
+        logger.info("wrote %d deliveries of %s that publishers without the handler left out", len(written), name)
+    return (
+        Delivery.objects.filter(
+            handler=name, aggregate_id=aggregate_id, revision__lt=revision, status__in=Delivery.BLOCKING
+        )
+        .order_by("revision")
+        .values_list("pk", "status", "next_attempt_at")
+        .first()
+    )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from domain_events import subscribers
 from domain_events.bus import event_bus
+from domain_events.executor import run_due_here
 from domain_events.models import Delivery, StoredEvent, Subscriber
 from domain_events.relay import Relay
 from domain_events.testing import subscriptions_without, wait_until
@@ -18,9 +19,9 @@ from domain_events.tests.probe.models import ProbeRecord
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def publish(n: int = 1) -> ProbeHappened:
+def publish(n: int = 1, probe_id: uuid.UUID | None = None) -> ProbeHappened:
     with transaction.atomic():
-        return event_bus.publish(ProbeHappened(tenant_id=uuid.uuid4(), probe_id=uuid.uuid4(), n=n))
+        return event_bus.publish(ProbeHappened(tenant_id=uuid.uuid4(), probe_id=probe_id or uuid.uuid4(), n=n))
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +49,29 @@ def test_a_handler_is_recorded_at_first_sight_with_the_last_position_drawn():
     Relay().drain()
     subscribers.register()
     assert Subscriber.objects.get(name="probe.fast").first_position == head
+
+
+@pytest.mark.parametrize("path", ["fast path", "relay"])
+def test_before_a_handlers_first_delivery_of_an_aggregate_its_earlier_events_are_covered(path, settings):
+    """A rolling deploy: older code records n=1 with no delivery for `probe.fast`; newer code then
+    records n=2 of the same aggregate. `probe.fast` must not run n=2 first, on any path, though no
+    relay has covered n=1 yet."""
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": path == "fast path"}
+    subscribers.register()  # the newer code's first process records its handlers
+    probe_id = uuid.uuid4()
+    with subscriptions_without("probe.fast"):
+        first = publish(1, probe_id)
+    second = publish(2, probe_id)
+    if path == "relay":
+        run_due_here(50, ["probe.fast"])  # a relay's claim, before any cover has run
+    written = Delivery.objects.get(stored_event__event_id=first.event_id, handler="probe.fast")
+    waiting = Delivery.objects.get(stored_event__event_id=second.event_id, handler="probe.fast")
+    assert waiting.held_by == written.pk, "n=2 waits behind the delivery written for n=1"
+    assert not ProbeRecord.objects.filter(handler="probe.fast").exists()
+    Relay(batch_size=50).drain()
+    Relay(batch_size=50).drain()
+    ran = ProbeRecord.objects.filter(handler="probe.fast").order_by("id").values_list("event_id", flat=True)
+    assert list(ran) == [first.event_id, second.event_id]
 
 
 @pytest.mark.e2e
