@@ -5,6 +5,8 @@ from typing import Any
 
 from django.conf import settings
 
+from domain_events.retry import RetryPolicy
+
 DEFAULTS: dict[str, Any] = {
     "DISPATCH_ON_COMMIT": True,
     "DISPATCH_GRACE": timedelta(seconds=10),
@@ -35,3 +37,14 @@ def domain_events_settings() -> dict[str, Any]:
 
 def retry_schedule() -> tuple[int, ...]:
     return tuple(settings.HANDLER_RETRY_SCHEDULE)
+
+
+def handler_retry_policy(handler: str | None = None) -> RetryPolicy:
+    """How a handler's deliveries (or, with no handler, the position readers) retry: the
+    subscription's own schedule if it has one, else `HANDLER_RETRY_SCHEDULE`."""
+    from domain_events.subscriptions import subscriptions
+
+    subscription = subscriptions.get(handler) if handler else None
+    tracker = subscriptions.tracker(handler) if handler and subscription is None else None
+    own = (subscription.retry_schedule if subscription else None) or (tracker.retry_schedule if tracker else None)
+    return RetryPolicy.of(own or retry_schedule(), domain_events_settings()["RETRY_JITTER"])

@@ -36,16 +36,16 @@ from core.log_context import log_scope
 from core.masking import mask_error, private_values
 from domain_events import metrics, sql, streams, subscribers
 from domain_events.claims import Claim
-from domain_events.conf import domain_events_settings, retry_schedule
+from domain_events.conf import handler_retry_policy
 from domain_events.context import traced
 from domain_events.events import DomainEvent
 from domain_events.models import UNTIL_RELEASED, Delivery, DeliveryStatus, StoredEvent
 from domain_events.registry import EventLoadError, registry
+from domain_events.retry import kept_error
 from domain_events.subscriptions import subscriptions
 
 logger = logging.getLogger(__name__)
 
-MAX_ERROR_LENGTH = 4000
 TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 TRANSIENT_TRIES = 5
 
@@ -216,7 +216,7 @@ def _run_outside(claim: Claim) -> Report:
             _mark_succeeded([current.pk], timezone.now())
             report.succeeded += 1
         else:
-            _schedule_retry(current, error, timezone.now(), domain_events_settings()["RETRY_JITTER"])
+            _schedule_retry(current, error, timezone.now())
             current.save(update_fields=[*_CHANGED_FIELDS])
             report.dead += current.status == DeliveryStatus.DEAD
             report.failed += current.status != DeliveryStatus.DEAD
@@ -370,7 +370,6 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
     if not rows:
         return report
     now = timezone.now()
-    conf = domain_events_settings()
     events: dict[int, DomainEvent | Exception] = {}
     succeeded: list[int] = []
     changed: list[Delivery] = []
@@ -398,7 +397,7 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
             outcomes[delivery.handler, "succeeded"] += 1
             report.succeeded += 1
             continue
-        _schedule_retry(delivery, error, now, conf["RETRY_JITTER"])
+        _schedule_retry(delivery, error, now)
         outcomes[delivery.handler, str(delivery.status)] += 1
         closed[key] = delivery
         changed.append(delivery)
@@ -532,7 +531,7 @@ def _run_one(
             if _is_transient(exc) and not bare:
                 raise _Transient from exc
             logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
-            error = mask_error(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_LENGTH]
+            error = kept_error(mask_error(f"{type(exc).__name__}: {exc}"))
             if not careful:
                 raise _RunCarefully(delivery.pk, error) from exc
             return error
@@ -540,19 +539,17 @@ def _run_one(
     return None
 
 
-def _schedule_retry(delivery: Delivery, error: str, now, jitter: float) -> None:
-    subscription = subscriptions.get(delivery.handler)
-    schedule = (subscription.retry_schedule if subscription else None) or retry_schedule()
+def _schedule_retry(delivery: Delivery, error: str, now) -> None:
     delivery.attempts += 1
     delivery.last_error = error
     delivery.lease_token = None
     delivery.held_by = None
     delivery.sent_at = delivery.started_at = None
-    if delivery.attempts > len(schedule):
+    delay = handler_retry_policy(delivery.handler).delay(delivery.attempts)
+    if delay is None:
         delivery.status = DeliveryStatus.DEAD
         delivery.next_attempt_at = now
         logger.error("delivery %s of %s is dead after %d attempts", delivery.pk, delivery.handler, delivery.attempts)
         return
-    delay = schedule[delivery.attempts - 1] * random.uniform(1 - jitter, 1 + jitter)
     delivery.status = DeliveryStatus.FAILED
     delivery.next_attempt_at = now + timedelta(seconds=delay)

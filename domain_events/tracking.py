@@ -16,7 +16,6 @@ schedule; an ordered reader cannot skip an event, so it never goes dead: staff s
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +26,7 @@ from django.utils import timezone
 
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
-from domain_events.conf import retry_schedule
+from domain_events.conf import handler_retry_policy
 from domain_events.events import DomainEvent
 from domain_events.head import head, settled_head
 from domain_events.models import (
@@ -39,6 +38,7 @@ from domain_events.models import (
     stored_event_ref,
 )
 from domain_events.registry import EventLoadError, registry
+from domain_events.retry import kept_error
 from domain_events.subscriptions import Tracker, subscriptions, type_names
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def _load_or_park(reader: str, rows: list[tuple]) -> list[tuple[tuple, DomainEve
             loaded.append((row, _load(row)))
         except EventLoadError as exc:
             # A payload that does not fit may be quoted in the error: its private values are masked.
-            error = mask_error(str(exc), private_values_in(row[2], row[4]))[:4000]
+            error = kept_error(mask_error(str(exc), private_values_in(row[2], row[4])))
             parked.append(ParkedEvent(reader=reader, position=row[0], stored_event_id=row[1], error=error))
     if parked:
         ParkedEvent.objects.bulk_create(parked, ignore_conflicts=True)
@@ -254,11 +254,11 @@ def advance(names: Sequence[str] | None = None, *, top: int | None = None) -> tu
 
 
 def _record_failure(name: str, exc: Exception) -> None:
-    error = mask_error(f"{type(exc).__name__}: {exc}", getattr(exc, "private_values", ()))[:4000]
+    error = kept_error(mask_error(f"{type(exc).__name__}: {exc}", getattr(exc, "private_values", ())))
     logger.warning("position reader %s failed; it will try again: %s", name, error)
     checkpoint = Checkpoint.objects.get(name=name)
-    schedule = _tracker(name).retry_schedule or retry_schedule() or (1,)
-    delay = schedule[min(checkpoint.attempts, len(schedule) - 1)] * random.uniform(0.8, 1.2)
+    _tracker(name)
+    delay = handler_retry_policy(name).delay_for_ever(checkpoint.attempts + 1)
     Checkpoint.objects.filter(pk=name).update(
         attempts=checkpoint.attempts + 1,
         retry_at=timezone.now() + timedelta(seconds=delay),
