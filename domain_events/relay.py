@@ -19,27 +19,19 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
-from django.utils import timezone
+from django.db import connection
 
-from domain_events import sql, subscribers, tracking
+from domain_events import retention, sql, subscribers, tracking
 from domain_events.conf import domain_events_settings
 from domain_events.executor import Report, run_due_here
 from domain_events.fastpath import hand_on, hand_on_follow_ups
 from domain_events.handoff import claim_for_workers, send_probes
 from domain_events.head import head
-from domain_events.models import Delivery, DeliveryStatus, Subscriber
 from domain_events.subscriptions import Mode, subscriptions
 
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0
-# An open delivery of the same handler and aggregate as the dead letter of the outer query.
-_waiting_behind = Delivery.objects.filter(
-    aggregate_id=OuterRef("aggregate_id"), handler=OuterRef("handler"), status__in=Delivery.OPEN
-)
-PRUNE_BATCH = 5000
 COVER_EVERY = 1.0
 LISTEN_BACKOFF_MAX = 30.0
 
@@ -116,60 +108,8 @@ class Relay:
         return behind
 
     def prune(self) -> int:
-        """Apply the retention rules; only one relay at a time does it.
-
-        - succeeded and skipped deliveries: after `DELIVERY_RETENTION`;
-        - dead letters: after `DEAD_LETTER_RETENTION`, unless a later delivery of the same handler
-          and aggregate still waits behind one: a dead letter that holds others is kept until
-          staff redrive or skip it, so nothing is left waiting for a release that never comes;
-        - open deliveries of orphaned handlers (not seen by any process for `ORPHAN_RETENTION`).
-        Stored events are kept for ever.
-        """
-        conf = domain_events_settings()
-        now = timezone.now()
-        rules = [
-            (
-                "succeeded or skipped",
-                Delivery.objects.filter(
-                    status__in=[DeliveryStatus.SUCCEEDED, DeliveryStatus.SKIPPED],
-                    completed_at__lt=now - conf["DELIVERY_RETENTION"],
-                ),
-            ),
-            (
-                "dead",
-                Delivery.objects.filter(
-                    status=DeliveryStatus.DEAD, updated_at__lt=now - conf["DEAD_LETTER_RETENTION"]
-                ).exclude(Exists(_waiting_behind)),
-            ),
-        ]
-        gone = list(
-            Subscriber.objects.filter(last_seen_at__lt=now - conf["ORPHAN_RETENTION"])
-            .exclude(name__in=[s.name for s in subscriptions.all()])
-            .values_list("name", flat=True)
-        )
-        if gone:
-            rules.append(("orphaned", Delivery.objects.filter(handler__in=gone, status__in=Delivery.OPEN)))
-        deleted = 0
-        for label, qs in rules:
-            while True:
-                with transaction.atomic():
-                    if not self._prune_lock():
-                        return deleted
-                    ids = list(qs.values_list("pk", flat=True)[:PRUNE_BATCH])
-                    if not ids:
-                        break
-                    count = Delivery.objects.filter(pk__in=ids).delete()[0]
-                deleted += count
-                logger.info("pruned %d %s delivery records", count, label)
-        return deleted
-
-    @staticmethod
-    def _prune_lock() -> bool:
-        if connection.vendor != "postgresql":
-            return True
-        with connection.cursor() as cursor:
-            cursor.execute(sql.TRY_PRUNE_LOCK)
-            return cursor.fetchone()[0]
+        """Apply the retention rules (`retention.prune`); only one relay at a time does it."""
+        return retention.prune()
 
     # --- long-running -------------------------------------------------------------------------
 
