@@ -129,7 +129,7 @@ def rabbitmq_url() -> str:
 @pytest.fixture
 def broker_proxy(rabbitmq_url):
     """The way to the real RabbitMQ through a proxy that a test cuts and restores (`.url`)."""
-    from domain_events.testing import TcpProxy
+    from testsupport.network import TcpProxy
 
     parts = parse_url(rabbitmq_url)
     proxy = TcpProxy(parts["hostname"] or "127.0.0.1", parts["port"] or 5672)
@@ -157,7 +157,7 @@ def processes(tmp_path, redis_broker, transactional_db):
 
     The broker's test database is emptied first, so no message from an earlier test is delivered.
     """
-    from domain_events.testing import ProcessRunner
+    from testsupport.processes import ProcessRunner
 
     redis_broker.flushdb()
     runner = ProcessRunner(tmp_path)

@@ -19,7 +19,7 @@ import time
 from bench.fanout.names import CELERY_HANDLERS, HANDLERS_PER_EVENT, ON_COMMIT_HANDLERS
 from bench.harness import Bench, ServicesCpu, cpu_per_unit, fmt_rate, fmt_ratio, mean, span, table
 from bench.procs import PYTHON, BenchError, start_line
-from domain_events.testing import celery_worker_argv
+from testsupport.processes import celery_worker_argv
 
 
 def cpu_total(cpu: dict[str, float]) -> float:

@@ -37,7 +37,7 @@ from bench.harness import (
     table,
 )
 from bench.procs import PYTHON, ROOT, BenchError, Service, start_line
-from domain_events.testing import celery_worker_argv
+from testsupport.processes import celery_worker_argv
 
 MAX_REQUESTS_PER_CLIENT = 50_000
 PRODUCTS = 100

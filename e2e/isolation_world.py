@@ -19,10 +19,10 @@ from rest_framework.test import APIClient
 from domain_events import tracking
 from domain_events.bus import event_bus
 from domain_events.models import Delivery
-from domain_events.testing import run_deliveries_now
 from tenants.models import Tenant, User
 from tenants.services import token_issue
 from tenants.tests.factories import TenantFactory, UserFactory
+from testsupport.outbox import run_deliveries_now
 from webhooks.models import WebhookDelivery
 from webhooks.services import delivery_send
 from webhooks.tests.receiver import Receiver, running

@@ -15,12 +15,13 @@ from analytics.selectors import dashboard_get
 from domain_events import tracking
 from domain_events.bus import event_bus
 from domain_events.models import Delivery, StoredEvent
-from domain_events.testing import run_deliveries_now, wait_until
 from inventory.models import Product
 from inventory.services import product_create
 from orders.models import Order
 from orders.services import order_place
 from tenants.services import tenant_create, user_create
+from testsupport.outbox import run_deliveries_now
+from testsupport.processes import wait_until
 from webhooks.tests.factories import WebhookEndpointFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

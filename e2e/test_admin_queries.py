@@ -20,11 +20,11 @@ from django.urls import reverse
 from domain_events import subscribers, tracking
 from domain_events.bus import event_bus
 from domain_events.models import Delivery
-from domain_events.testing import run_deliveries_now
 from inventory.services import product_create
 from orders.models import Order
 from orders.services import order_fulfill, order_place
 from tenants.tests.factories import UserFactory
+from testsupport.outbox import run_deliveries_now
 from webhooks.tests.factories import WebhookEndpointFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

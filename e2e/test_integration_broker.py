@@ -9,9 +9,9 @@ from collections import defaultdict
 import pytest
 
 from domain_events.models import Checkpoint, StoredEvent
-from domain_events.testing import wait_until
 from integrations.apps import BROKER_READER
 from integrations.tests.consumer import BrokerConsumer
+from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from domain_events.testing import wait_until
+from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

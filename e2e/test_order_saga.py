@@ -11,8 +11,8 @@ import pytest
 from django.db import connections
 
 from domain_events.models import Delivery, StoredEvent
-from domain_events.testing import wait_until
 from e2e.helpers import published
+from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -3,8 +3,8 @@ order, through the orders API with a real worker and relay, even when the first 
 
 import pytest
 
-from domain_events.testing import wait_until
 from e2e.helpers import published
+from testsupport.processes import wait_until
 from webhooks.tests.receiver import Receiver, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

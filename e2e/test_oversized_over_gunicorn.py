@@ -13,8 +13,8 @@ import pytest
 import requests
 from django.conf import settings
 
-from domain_events.testing import wait_until
 from tenants.services import token_issue
+from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

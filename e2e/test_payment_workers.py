@@ -11,11 +11,11 @@ from django.db import transaction
 from domain_events.bus import event_bus
 from domain_events.events import InventoryReserved, OrderCancelled, OrderLine
 from domain_events.models import Delivery
-from domain_events.testing import wait_until
 from e2e.helpers import published
 from payments.models import Payment, SimulatedCharge
 from payments.services import payment_register_for_order
 from payments.tests.gateways import DIE_AFTER_ANSWER
+from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

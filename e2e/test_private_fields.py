@@ -14,7 +14,7 @@ from domain_events.bus import event_bus
 from domain_events.events import OrderPlaced
 from domain_events.models import Delivery, StoredEvent
 from domain_events.subscriptions import subscriptions
-from domain_events.testing import run_deliveries_now
+from testsupport.outbox import run_deliveries_now
 
 pytestmark = [pytest.mark.django_db]
 

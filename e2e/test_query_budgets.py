@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from domain_events.bus import event_bus
 from domain_events.models import Delivery
-from domain_events.testing import run_deliveries_now
+from testsupport.outbox import run_deliveries_now
 
 pytestmark = [pytest.mark.django_db]
 

@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 
 from domain_events.models import Delivery, StoredEvent
-from domain_events.testing import wait_until
 from notifications.models import EmailMessage
 from payments.models import Payment, SimulatedCharge
+from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

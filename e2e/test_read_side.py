@@ -23,12 +23,13 @@ from analytics.tests.helpers import OrderStory, line, project
 from core.errors import ApplicationError
 from domain_events.bus import event_bus
 from domain_events.models import Delivery
-from domain_events.testing import ROOT, run_deliveries_now, subprocess_env
 from inventory.services import product_create, product_restock
 from orders.models import Order, OrderItem
 from orders.services import order_cancel, order_fulfill, order_place
 from tenants.services import token_issue
 from tenants.tests.factories import TenantFactory, UserFactory
+from testsupport.outbox import run_deliveries_now
+from testsupport.processes import ROOT, subprocess_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

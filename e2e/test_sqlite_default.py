@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from domain_events.testing import ROOT, ManagedProcess, celery_worker_argv, wait_until
+from testsupport.processes import ROOT, ManagedProcess, celery_worker_argv, wait_until
 from webhooks.tests.receiver import Receiver, running
 
 pytestmark = pytest.mark.e2e

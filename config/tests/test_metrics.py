@@ -17,10 +17,11 @@ from domain_events.bus import event_bus
 from domain_events.deadletters import redrive
 from domain_events.events import OrderConfirmed, OrderLine, OrderPlaced
 from domain_events.models import Delivery
-from domain_events.testing import ROOT, run_deliveries_now, subprocess_env
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeSwitch
 from tenants.tests.factories import UserFactory
+from testsupport.outbox import run_deliveries_now
+from testsupport.processes import ROOT, subprocess_env
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
 from webhooks.tests.receiver import Answer, Receiver, running
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from domain_events.testing import ROOT
+from testsupport.processes import ROOT
 
 SHOW = "from django.conf import settings; print(settings.DEBUG, settings.DATABASES['default']['ENGINE'])"
 

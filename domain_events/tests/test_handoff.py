@@ -18,9 +18,9 @@ from domain_events.handoff import MARK_STEP, claim_for_workers, delivery_start, 
 from domain_events.models import Delivery, QueueMark
 from domain_events.subscriptions import subscriptions
 from domain_events.tasks import run_delivery
-from domain_events.testing import wait_until
 from domain_events.tests.probe.events import ProbeCalledOut, ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
+from testsupport.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SLOW = "probe.slow"

@@ -16,9 +16,9 @@ from domain_events.bus import event_bus
 from domain_events.deadletters import skip
 from domain_events.models import UNTIL_RELEASED, Delivery, StoredEvent
 from domain_events.relay import Relay
-from domain_events.testing import run_deliveries_now
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
+from testsupport.outbox import run_deliveries_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,9 +10,9 @@ from django.db.models import Count
 
 from domain_events.bus import event_bus
 from domain_events.models import Delivery
-from domain_events.testing import wait_until
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
+from testsupport.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

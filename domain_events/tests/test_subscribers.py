@@ -12,9 +12,10 @@ from domain_events.bus import event_bus
 from domain_events.executor import run_due_here
 from domain_events.models import Delivery, StoredEvent, Subscriber
 from domain_events.relay import Relay
-from domain_events.testing import subscriptions_without, wait_until
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord
+from testsupport.outbox import subscriptions_without
+from testsupport.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -30,11 +30,11 @@ from domain_events.events import (
 from domain_events.head import head
 from domain_events.models import Checkpoint, StoredEvent
 from domain_events.schemas import data_schema
-from domain_events.testing import wait_until
 from domain_events.tests.probe.events import ProbeHappened
 from integrations import transport
 from integrations.handlers import already_at_the_broker, message_for
 from integrations.tests.consumer import BrokerConsumer
+from testsupport.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,9 +16,9 @@ from core.testing import unavailable
 from domain_events import tracking
 from domain_events.head import head
 from domain_events.models import Checkpoint, StoredEvent
-from domain_events.testing import wait_until
 from integrations.tests.test_broker_relay import an_order_history, publish
 from integrations.transport import EXCHANGE
+from testsupport.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,9 +11,9 @@ from django.utils import timezone
 from core.idempotency import request_fingerprint
 from core.models import IdempotencyKey
 from domain_events.models import StoredEvent
-from domain_events.testing import wait_until
 from orders.models import Order
 from tenants.tests.factories import UserFactory
+from testsupport.processes import wait_until
 
 ORDERS = "/api/v1/orders/"
 BODY = {"items": [{"sku": "BOOK-1", "quantity": 2}], "payment_token": "tok_visa"}

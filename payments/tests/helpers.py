@@ -6,7 +6,7 @@ from uuid import UUID
 
 from domain_events.executor import Report
 from domain_events.models import StoredEvent
-from domain_events.testing import run_deliveries_now
+from testsupport.outbox import run_deliveries_now
 
 
 def published(event_type: str, order_id: UUID) -> list[StoredEvent]:

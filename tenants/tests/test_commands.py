@@ -8,8 +8,8 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 
-from domain_events.testing import ROOT, subprocess_env
 from tenants.models import ApiToken, Tenant, User, token_key_hash
+from testsupport.processes import ROOT, subprocess_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

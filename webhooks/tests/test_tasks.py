@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from domain_events.testing import wait_until
+from testsupport.processes import wait_until
 from webhooks.models import WebhookDelivery
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed
 from webhooks.tests.receiver import Answer, Receiver, running

@@ -9,9 +9,9 @@ from django.db import transaction
 
 from domain_events.bus import event_bus
 from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
-from domain_events.testing import run_deliveries_now
 from notifications.models import EmailMessage
 from tenants.tests.factories import UserFactory
+from testsupport.outbox import run_deliveries_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from domain_events.testing import wait_until
+from testsupport.processes import wait_until
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import delivery_send
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed
