@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings
-from domain_events.executor import release_held
 from domain_events.models import Delivery, DeliveryStatus
+from domain_events.outcomes import release_held
 
 
 def redrive(queryset) -> int:

@@ -9,9 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from domain_events.bus import event_bus
-from domain_events.executor import _mark_succeeded
 from domain_events.handoff import claim_for_workers
 from domain_events.models import Delivery
+from domain_events.outcomes import mark_succeeded as _mark_succeeded
 from domain_events.subscriptions import subscriptions
 from domain_events.tests.probe.events import ProbeHappened
 

@@ -1,0 +1,108 @@
+"""Running one handler on one delivery's event, and telling its failures apart.
+
+A handler's failure is its own (recorded on the delivery and retried); a deadlock or a
+serialization failure is nobody's (`Transient`: the executor runs the batch again, one delivery
+per transaction, and counts no attempt).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from core.log_context import log_scope
+from core.masking import mask_error, private_values
+from domain_events.context import traced
+from domain_events.events import DomainEvent
+from domain_events.models import Delivery
+from domain_events.registry import EventLoadError, registry
+from domain_events.retry import kept_error
+from domain_events.subscriptions import subscriptions
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+class RunCarefully(Exception):
+    """The optimistic pass met a failing handler: roll the pass back, record that failure, and run
+    the rest of the batch handler by handler."""
+
+    def __init__(self, delivery_id: int, error: str) -> None:
+        super().__init__(error)
+        self.delivery_id = delivery_id
+        self.error = error
+
+
+class Transient(Exception):
+    """A deadlock or serialization failure: run the batch again, one delivery per transaction."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    while exc is not None:
+        if getattr(exc, "sqlstate", None) in TRANSIENT_SQLSTATES:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _load(delivery: Delivery, events: dict[int, DomainEvent | Exception]) -> DomainEvent:
+    """The delivery's event, read (and upcast) once per batch however many handlers it has."""
+    stored = delivery.stored_event
+    if stored.pk not in events:
+        try:
+            events[stored.pk] = registry.load(
+                stored.type, stored.version, stored.payload, envelope=stored.envelope(), ref=stored.ref
+            )
+        except EventLoadError as exc:
+            events[stored.pk] = exc
+    loaded = events[stored.pk]
+    if isinstance(loaded, Exception):
+        raise loaded
+    return loaded
+
+
+def run_one(
+    delivery: Delivery, events: dict[int, DomainEvent | Exception], *, careful: bool, bare: bool = False
+) -> str | None:
+    """Run one handler; returns the error text, or None on success.
+
+    In the optimistic pass a failure aborts the whole pass (it is recorded, not run again); in the
+    careful pass the handler runs in its own savepoint and its failure is returned. `bare`: no
+    transaction of ours is open (a non-atomic handler), and any failure is the handler's own.
+    """
+    subscription = subscriptions.get(delivery.handler)
+    stored = delivery.stored_event
+    # The event's private values (a payment token) are masked in every log line of the run and in
+    # the error text stored on the delivery, whatever the handler put in its exception.
+    with (
+        log_scope(
+            handler=delivery.handler,
+            event_id=stored.event_id,
+            tenant_id=stored.tenant_id,
+            correlation_id=stored.correlation_id,
+            causation_id=stored.causation_id,
+        ),
+        private_values(stored.private_values()),
+    ):
+        try:
+            if subscription is None:
+                raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
+            event = _load(delivery, events)
+            with traced(event.correlation_id, causation_id=event.event_id):
+                if careful and not bare:
+                    with transaction.atomic():
+                        subscription.handler(event)
+                else:
+                    subscription.handler(event)
+        except Exception as exc:
+            if is_transient(exc) and not bare:
+                raise Transient from exc
+            logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
+            error = kept_error(mask_error(f"{type(exc).__name__}: {exc}"))
+            if not careful:
+                raise RunCarefully(delivery.pk, error) from exc
+            return error
+        logger.info("%s ran on %s", delivery.handler, stored.ref)
+    return None
