@@ -23,17 +23,17 @@ GET_ORDER = 3  # token; the order; its items (prefetched: one query for all of t
 GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 # Queries per handler, for one order paid with tok_visa, one batch per handler as a relay or
 # worker runs it: the batch's own (savepoint, claim and lock, record, release) included, and the
-# two of `run_deliveries_now` that make the deliveries due (sequencer run, update).
+# one of `run_deliveries_now` that makes the deliveries due.
 HANDLERS = {
-    "inventory.reserve_stock_for_order": 16,
-    "payments.register_payment_for_order": 10,
+    "inventory.reserve_stock_for_order": 15,
+    "payments.register_payment_for_order": 9,
     # Four short transactions, so that none is open while the provider answers: the executor's
     # lease check, the claim of the capture's key, the record with its event, the delivery's outcome.
-    "payments.capture_payment_for_order": 23,
-    "notifications.remember_order_contact": 10,
-    "webhooks.queue_webhook_deliveries": 16,
-    "orders.confirm_order": 12,
-    "notifications.email_customer_about_order": 21,
+    "payments.capture_payment_for_order": 22,
+    "notifications.remember_order_contact": 9,
+    "webhooks.queue_webhook_deliveries": 14,
+    "orders.confirm_order": 11,
+    "notifications.email_customer_about_order": 20,
 }
 
 

@@ -86,9 +86,21 @@ SELECT aggregate_id, MAX({kind}), tenant_id, MAX(revision) FROM domain_events_st
 """
 
 
+# SQLite rebuilds the table to alter `position`, which drops its insert trigger (migration 0002):
+# it numbers each event as it is inserted, one writer at a time.
+SQLITE_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS domain_events_assign_position AFTER INSERT ON domain_events_storedevent
+BEGIN
+    UPDATE domain_events_storedevent SET position = NEW.id WHERE id = NEW.id;
+END;
+"""
+
+
 def forward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSTGRES_FORWARD)
+    else:
+        schema_editor.execute(SQLITE_TRIGGER)
     for statement in REVISIONS.split(";"):
         if statement.strip():
             schema_editor.execute(statement)
