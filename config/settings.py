@@ -209,8 +209,9 @@ REST_FRAMEWORK = {
     },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
-# Seconds after which an `Idempotency-Key` still in progress is taken to belong to a request that
-# died with its process, so that a retry with the key may take it over (core/idempotency.py).
+# On SQLite, seconds after which an `Idempotency-Key` still in progress is taken to belong to a
+# request that died with its process, so that a retry with the key may take it over. On PostgreSQL
+# the request's own session marks it in flight, and a dead one frees it at once (core/idempotency.py).
 IDEMPOTENCY_STALE_AFTER = env.float("IDEMPOTENCY_STALE_AFTER", default=60)
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
