@@ -209,8 +209,9 @@ REST_FRAMEWORK = {
     },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
-# Seconds after which an `Idempotency-Key` still in progress is taken to belong to a request that
-# died with its process, so that a retry with the key may take it over (core/idempotency.py).
+# On SQLite, seconds after which an `Idempotency-Key` still in progress is taken to belong to a
+# request that died with its process, so that a retry with the key may take it over. On PostgreSQL
+# the request's own session marks it in flight, and a dead one frees it at once (core/idempotency.py).
 IDEMPOTENCY_STALE_AFTER = env.float("IDEMPOTENCY_STALE_AFTER", default=60)
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -243,6 +244,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # TCP keepalive on the broker's connections: one left half-open by a Redis restart or a network
+    # cut is found dead and replaced, rather than waited on.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_keepalive": True}
+# Through a broker outage a worker tries to reconnect for as long as it lasts; by default Celery
+# gives up after 100 attempts and the worker exits. (A worker may still exit on a Redis outage:
+# kombu's Redis transport fails with "'NoneType' object has no attribute 'hostname'" when it
+# restores unacknowledged messages through a connection already closed, celery/kombu#970 and
+# #582. The supervisor restarts it: deploy/systemd/, docs/operations.md.)
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True

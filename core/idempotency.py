@@ -10,12 +10,21 @@ decorating its `post` with `@idempotent` (as `POST orders/` does):
   back, replayed;
 - the same key with another request (method, path or body) is 422; keys are per user and live 24 hours;
 - a request that fails (bad input, a conflict, a crash) wrote nothing, so its claim is released
-  and the client may retry with the same key; a process killed mid-request leaves the claim
-  `in_progress` until it is stale, then the next attempt takes it over.
+  and the client may retry with the same key.
+
+What marks a claim as alive is the request's own database session. On PostgreSQL the attempt
+holds a session advisory lock on (user, key) from its claim to its end: a request that finds the
+lock held by another session is 409, and a request that gets the lock may take over a claim left
+`in_progress` at once, since the attempt that wrote it is gone. A process killed mid-request (a
+SIGKILLed web worker) loses its connection, and PostgreSQL frees the lock with it, so the
+client's retry gets through as soon as the dead session has ended. SQLite (one writer, one
+machine) has no such lock: there a claim left `in_progress` is taken over once it is older
+than `IDEMPOTENCY_STALE_AFTER`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -27,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.request import Request
@@ -51,11 +60,13 @@ KEY_LIFETIME = timedelta(hours=24)
 
 
 def stale_after() -> timedelta:
-    """A claim older than this belongs to an attempt that died: a new attempt may take it over.
+    """Where no session lock marks a claim as alive (SQLite), a claim older than this belongs to an
+    attempt that died: a new attempt may take it over.
 
     `IDEMPOTENCY_STALE_AFTER` seconds (60). Taking over a live attempt is safe whatever the value
     (only the attempt that still holds the claim can complete it), but a shorter one lets a client
-    whose request died with its web process get its answer sooner.
+    whose request died with its web process get its answer sooner. On PostgreSQL the session
+    lock decides instead, at once.
     """
     return timedelta(seconds=getattr(settings, "IDEMPOTENCY_STALE_AFTER", 60))
 
@@ -70,10 +81,38 @@ class StoredResponse:
 
 @dataclass(frozen=True)
 class IdempotencyClaim:
-    """The right of one attempt to complete a key: valid while the key is still locked at `locked_at`."""
+    """The right of one attempt to complete a key: valid while the key is still locked at `locked_at`.
+
+    `session_lock` is the advisory lock the attempt's database session holds on the key
+    (PostgreSQL), None where there is none; `idempotency_key_unlock` gives it up.
+    """
 
     key_id: int
     locked_at: datetime
+    session_lock: int | None = None
+
+
+def session_locks_available() -> bool:
+    """Whether the database can hold a lock for the life of a session (PostgreSQL's advisory locks)."""
+    return connection.vendor == "postgresql"
+
+
+def _session_lock_id(*, user: AbstractBaseUser, key: str) -> int:
+    """The advisory lock of one user's key: 64 bits of a hash, in a namespace of its own."""
+    digest = hashlib.sha256(f"shelfwise.idempotency\n{user.pk}\n{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _try_session_lock(lock_id: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_id])
+        return bool(cursor.fetchone()[0])
+
+
+def _session_unlock(lock_id: int) -> None:
+    # A connection lost meanwhile took the lock with it: nothing is left to give up.
+    with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_id])
 
 
 def idempotency_key_from_header(value: str | None) -> str | None:
@@ -98,12 +137,52 @@ def request_fingerprint(*, method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method.upper()}\n{path}\n{canonical}".encode()).hexdigest()
 
 
+def _in_progress_elsewhere() -> Conflict:
+    return Conflict(
+        f"A request with this {HEADER} is still being processed; retry later.",
+        extra={"idempotency_key": ["A request with this key is in progress."]},
+    )
+
+
+def _used_for_another_request() -> Unprocessable:
+    return Unprocessable(
+        f"This {HEADER} was already used with another request; use a new key for a new request.",
+        extra={"idempotency_key": ["Already used with another request."]},
+    )
+
+
 def idempotency_key_claim(*, user: AbstractBaseUser, key: str, fingerprint: str) -> IdempotencyClaim | StoredResponse:
     """Claim `key` for a new attempt, or return the response it already completed with.
 
     Raises `Unprocessable` (422) if the key was used for another request and `Conflict` (409)
-    while an earlier attempt with it is still in progress.
+    while an earlier attempt with it is still in progress. A claim returned on PostgreSQL holds
+    the key's session lock: the caller gives it up with `idempotency_key_unlock` once the attempt
+    has committed or failed (`idempotency_key_run` does).
     """
+    if not session_locks_available():
+        return _claim(user=user, key=key, fingerprint=fingerprint, session_lock=None)
+    lock_id = _session_lock_id(user=user, key=key)
+    if not _try_session_lock(lock_id):
+        # Another session's attempt is alive: it alone may write the key. Only read it.
+        record = IdempotencyKey.objects.filter(user=user, key=key, created_at__gt=timezone.now() - KEY_LIFETIME).first()
+        if record is not None and record.fingerprint != fingerprint:
+            raise _used_for_another_request()
+        if record is not None and record.state == IdempotencyKey.State.COMPLETED:
+            return StoredResponse(status=record.response_status, body=record.response_body)
+        raise _in_progress_elsewhere()
+    try:
+        outcome = _claim(user=user, key=key, fingerprint=fingerprint, session_lock=lock_id)
+    except BaseException:
+        _session_unlock(lock_id)
+        raise
+    if isinstance(outcome, StoredResponse):
+        _session_unlock(lock_id)
+    return outcome
+
+
+def _claim(
+    *, user: AbstractBaseUser, key: str, fingerprint: str, session_lock: int | None
+) -> IdempotencyClaim | StoredResponse:
     now = timezone.now()
     with transaction.atomic():
         # Expired keys are forgotten, so the table holds at most a day of each user's keys and an
@@ -113,22 +192,18 @@ def idempotency_key_claim(*, user: AbstractBaseUser, key: str, fingerprint: str)
             user=user, key=key, defaults={"fingerprint": fingerprint, "created_at": now, "locked_at": now}
         )
         if created:
-            return IdempotencyClaim(key_id=record.pk, locked_at=now)
+            return IdempotencyClaim(key_id=record.pk, locked_at=now, session_lock=session_lock)
         if record.fingerprint != fingerprint:
-            raise Unprocessable(
-                f"This {HEADER} was already used with another request; use a new key for a new request.",
-                extra={"idempotency_key": ["Already used with another request."]},
-            )
+            raise _used_for_another_request()
         if record.state == IdempotencyKey.State.COMPLETED:
             return StoredResponse(status=record.response_status, body=record.response_body)
-        if record.locked_at is not None and record.locked_at > now - stale_after():
-            raise Conflict(
-                f"A request with this {HEADER} is still being processed; retry later.",
-                extra={"idempotency_key": ["A request with this key is in progress."]},
-            )
+        # In progress. Under the session lock, its attempt is gone (its session ended); without
+        # one, it is taken to be gone once stale.
+        if session_lock is None and record.locked_at is not None and record.locked_at > now - stale_after():
+            raise _in_progress_elsewhere()
         record.locked_at = now
         record.save(update_fields=["locked_at"])
-        return IdempotencyClaim(key_id=record.pk, locked_at=now)
+        return IdempotencyClaim(key_id=record.pk, locked_at=now, session_lock=session_lock)
 
 
 def idempotency_key_complete(*, claim: IdempotencyClaim, response: StoredResponse) -> None:
@@ -154,24 +229,34 @@ def idempotency_key_release(*, claim: IdempotencyClaim) -> None:
     ).delete()
 
 
+def idempotency_key_unlock(*, claim: IdempotencyClaim) -> None:
+    """Give up the claim's session lock (if any), after its attempt committed or was released."""
+    if claim.session_lock is not None:
+        _session_unlock(claim.session_lock)
+
+
 def idempotency_key_run(
     *, user: AbstractBaseUser, key: str, fingerprint: str, perform: Callable[[], StoredResponse]
 ) -> tuple[StoredResponse, bool]:
     """Run `perform` at most once per (user, key); returns its response and whether it is a replay.
 
     `perform` runs in one transaction with the key's completion. If it raises, nothing of it
-    committed: the claim is released and the error goes on to the caller.
+    committed: the claim is released and the error goes on to the caller. The session lock is
+    held until then, so a concurrent duplicate is 409 until the outcome is stored.
     """
     outcome = idempotency_key_claim(user=user, key=key, fingerprint=fingerprint)
     if isinstance(outcome, StoredResponse):
         return outcome, True
     try:
-        with transaction.atomic():
-            response = perform()
-            idempotency_key_complete(claim=outcome, response=response)
-    except BaseException:
-        idempotency_key_release(claim=outcome)
-        raise
+        try:
+            with transaction.atomic():
+                response = perform()
+                idempotency_key_complete(claim=outcome, response=response)
+        except BaseException:
+            idempotency_key_release(claim=outcome)
+            raise
+    finally:
+        idempotency_key_unlock(claim=outcome)
     return response, False
 
 

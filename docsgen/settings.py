@@ -59,8 +59,9 @@ MEANINGS = {
     "AUTH_TOKEN_RATE_PER_USERNAME": "How many `POST auth/token` attempts per username (`N/min`, `N/hour`).",
     "AUTH_TOKEN_RATE_PER_ADDRESS": "How many `POST auth/token` attempts per client address.",
     "NUM_PROXIES": "Trusted proxies in front of the web side, so that the throttles see the client's address.",
-    "IDEMPOTENCY_STALE_AFTER": "Seconds after which an `Idempotency-Key` still in flight is taken to belong to a "
-    "request that died, so a retry with it may take it over.",
+    "IDEMPOTENCY_STALE_AFTER": "On SQLite, seconds after which an `Idempotency-Key` still in flight is taken to "
+    "belong to a request that died, so a retry with it may take it over. On PostgreSQL a key in flight is held "
+    "by its request's database session and freed at once when that process dies.",
     # Celery
     "CELERY_BROKER_URL": "The Celery broker (`redis://…` in production); unset, a filesystem transport that "
     "needs no server. Tests use `redis://127.0.0.1:6379/0`.",

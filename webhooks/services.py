@@ -384,10 +384,17 @@ def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, li
             return None  # done, dead, or an early or duplicate message: whoever planned it sends it
         if delivery.leased_until is not None and delivery.leased_until > now:
             return None  # another sender has it
+        # Every path locks deliveries first and the endpoint last: burying wakes the next delivery
+        # of the subject, so it is done on the endpoint as read, before its lock is taken.
+        if not delivery.endpoint.is_active:
+            _bury(delivery, "the endpoint is disabled", now)
+            return None
         # Claims of one endpoint take turns, so its in-flight count is exact.
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
         if not endpoint.is_active:
-            _bury(delivery, "the endpoint is disabled", now)
+            # Disabled meanwhile. Left to the sweep, whose claim buries it as above.
+            delivery.enqueued_at = None
+            delivery.save(update_fields=["enqueued_at", "updated_at"])
             return None
         blocker = (
             _earlier_open_of_subject(endpoint.pk, delivery.subject, delivery.position)
@@ -536,16 +543,28 @@ def _tell_staff_endpoint_disabled(endpoint: WebhookEndpoint, reason: str) -> Non
 
 
 def _endpoint_gone(delivery: WebhookDelivery, now: datetime) -> None:
-    """`410 Gone`: the receiver asks for nothing more. Disable the endpoint; its open deliveries die."""
-    WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
-        is_active=False, disabled_reason=f"410 Gone at {now:%Y-%m-%d %H:%M:%S} UTC", updated_at=now
-    )
+    """`410 Gone`: the receiver asks for nothing more. Disable the endpoint; its open deliveries die.
+
+    Deliveries first, the endpoint last, as a claim locks them (a claim holding another delivery
+    waits for the endpoint). Open deliveries locked by another sender or claim are skipped rather
+    than waited for (two senders told 410 at once would wait for each other's): the claim of each
+    finds the endpoint disabled and buries it, or sends it once more and is told 410 too.
+    """
     delivery.status = DeliveryStatus.DEAD
     delivery.completed_at = now
     delivery.save()
-    WebhookDelivery.objects.filter(endpoint_id=delivery.endpoint_id, status__in=WebhookDelivery.OPEN).exclude(
-        pk=delivery.pk
-    ).update(status=DeliveryStatus.DEAD, last_error="the endpoint is disabled (410 Gone)", completed_at=now)
+    others = list(
+        WebhookDelivery.objects.select_for_update(skip_locked=True)
+        .filter(endpoint_id=delivery.endpoint_id, status__in=WebhookDelivery.OPEN)
+        .exclude(pk=delivery.pk)
+        .values_list("pk", flat=True)
+    )
+    WebhookDelivery.objects.filter(pk__in=others).update(
+        status=DeliveryStatus.DEAD, last_error="the endpoint is disabled (410 Gone)", completed_at=now, updated_at=now
+    )
+    WebhookEndpoint.objects.filter(pk=delivery.endpoint_id).update(
+        is_active=False, disabled_reason=f"410 Gone at {now:%Y-%m-%d %H:%M:%S} UTC", updated_at=now
+    )
     logger.warning("webhook endpoint %s answered 410 Gone and was disabled", delivery.endpoint_id)
 
 

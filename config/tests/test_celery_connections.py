@@ -20,6 +20,13 @@ def test_celery_leaves_the_connections_to_the_project():
     assert app.conf.get("CELERY_DB_REUSE_MAX")
 
 
+def test_a_worker_outlasts_a_broker_outage():
+    assert app.conf.broker_connection_retry is True
+    assert app.conf.broker_connection_max_retries is None, "Celery's default gives up after 100 attempts"
+    assert app.conf.broker_url.startswith("redis://")
+    assert app.conf.broker_transport_options["socket_keepalive"] is True
+
+
 def test_a_good_connection_serves_the_next_task_and_one_left_in_a_transaction_is_closed():
     task = send_webhook
     before = backend_pid()

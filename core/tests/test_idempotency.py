@@ -1,5 +1,7 @@
-"""Idempotency keys: claim, replay, mismatch, in progress, takeover of a stale claim, release, expiry."""
+"""Idempotency keys: claim, replay, mismatch, in progress while its session lives, takeover of a dead
+attempt's claim (at once under a session lock, once stale without), release, expiry."""
 
+import queue
 import threading
 from datetime import timedelta
 
@@ -7,6 +9,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from core import idempotency
 from core.errors import ApplicationError, Conflict, Unprocessable
 from core.idempotency import (
     IdempotencyClaim,
@@ -68,8 +71,102 @@ def test_a_completed_key_replays_and_refuses_another_request(customer):
         idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({"a": 2}))
 
 
-def test_a_key_in_progress_is_a_conflict_until_it_is_stale(customer):
+class OtherSession:
+    """Another database session, as another web process has: calls run in a thread of its own,
+    on its own connection, until `close()` ends the session (as a killed process's would end)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            while (item := self._calls.get()) is not None:
+                call, result = item
+                try:
+                    result.put((True, call()))
+                except BaseException as exc:  # handed back to the caller
+                    result.put((False, exc))
+        finally:
+            connections.close_all()
+
+    def run(self, call):
+        result: queue.Queue = queue.Queue()
+        self._calls.put((call, result))
+        ok, value = result.get(timeout=30)
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._calls.put(None)
+        self._thread.join(30)
+
+
+@pytest.fixture
+def other_session():
+    session = OtherSession()
+    yield session
+    session.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_in_progress_is_a_conflict_while_its_session_lives_and_free_once_it_ends(customer, other_session):
+    first = other_session.run(lambda: idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({})))
+    assert isinstance(first, IdempotencyClaim)
+    assert first.session_lock is not None
+    # However old the claim, its attempt is alive while its session is.
+    IdempotencyKey.objects.update(locked_at=timezone.now() - timedelta(hours=1))
+    with pytest.raises(Conflict):
+        idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+    with pytest.raises(Unprocessable):
+        idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({"another": "body"}))
+
+    # The process dies: its session ends, and the key is free at once, however recent its claim.
+    IdempotencyKey.objects.update(locked_at=first.locked_at)
+    other_session.close()
+    second = idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+    assert isinstance(second, IdempotencyClaim)
+    assert second.locked_at > first.locked_at
+    with pytest.raises(Conflict):  # the attempt that was taken over may not complete any more
+        idempotency_key_complete(claim=first, response=CREATED)
+    idempotency_key_complete(claim=second, response=CREATED)
+    assert IdempotencyKey.objects.get().state == IdempotencyKey.State.COMPLETED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_gives_its_session_lock_up_whether_it_completed_or_failed(customer, other_session):
+    def fail() -> StoredResponse:
+        raise ApplicationError("bad input")
+
+    with pytest.raises(ApplicationError):
+        other_session.run(
+            lambda: idempotency_key_run(user=customer, key="k1", fingerprint=fingerprint({}), perform=fail)
+        )
+    # The other session lives on (as a web worker does, to its next request) but holds nothing.
+    assert idempotency_key_run(user=customer, key="k1", fingerprint=fingerprint({}), perform=lambda: CREATED) == (
+        CREATED,
+        False,
+    )
+    assert other_session.run(
+        lambda: idempotency_key_run(user=customer, key="k1", fingerprint=fingerprint({}), perform=fail)
+    ) == (CREATED, True)
+    assert isinstance(
+        other_session.run(lambda: idempotency_key_claim(user=customer, key="k2", fingerprint=fingerprint({}))),
+        IdempotencyClaim,
+    )
+
+
+@pytest.fixture
+def without_session_locks(monkeypatch):
+    """Claims as on a database without session locks (SQLite): only their age tells a dead one."""
+    monkeypatch.setattr(idempotency, "session_locks_available", lambda: False)
+
+
+def test_without_session_locks_a_key_in_progress_is_a_conflict_until_it_is_stale(customer, without_session_locks):
     first = idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
+    assert first.session_lock is None
     with pytest.raises(Conflict):
         idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
 
@@ -85,7 +182,7 @@ def test_a_key_in_progress_is_a_conflict_until_it_is_stale(customer):
     assert IdempotencyKey.objects.get().state == IdempotencyKey.State.COMPLETED
 
 
-def test_how_soon_a_claim_is_stale_is_a_setting(customer, settings):
+def test_how_soon_a_claim_is_stale_is_a_setting(customer, settings, without_session_locks):
     settings.IDEMPOTENCY_STALE_AFTER = 5
     idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({}))
     IdempotencyKey.objects.update(locked_at=timezone.now() - timedelta(seconds=4))

@@ -143,18 +143,19 @@ def test_a_stale_claim_of_a_crashed_request_is_taken_over(catalog, customer_api,
 
 
 @pytest.mark.django_db
-def test_a_recent_claim_is_not_taken_over(catalog, customer_api, customer):
+def test_a_recent_claim_of_a_request_whose_session_ended_is_taken_over_at_once(catalog, customer_api, customer):
     now = timezone.now()
     IdempotencyKey.objects.create(
         user=customer,
         key="key-1",
         fingerprint=request_fingerprint(method="POST", path=ORDERS, body=BODY),
         created_at=now,
-        locked_at=now - timedelta(seconds=5),
+        locked_at=now - timedelta(seconds=1),
     )
     response = place(customer_api, BODY)
-    assert response.status_code == 409
-    assert not Order.objects.exists()
+    assert response.status_code == 201
+    assert Order.objects.count() == 1
+    assert IdempotencyKey.objects.get().state == IdempotencyKey.State.COMPLETED
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,10 +1,12 @@
-"""Recording an attempt locks rows in the claim's order (deliveries, then the endpoint): a claim of
-the next delivery of the subject, which holds that delivery and then locks the endpoint, never
-deadlocks with it. (Found by `make chaos`: the success path cleared the endpoint's
-`failing_since` before waking the next delivery, and PostgreSQL broke the cycle by failing one
-of the two: a lost outcome, sent again later.)"""
+"""Every path locks rows in the claim's order (deliveries, then the endpoint): recording a success
+or a `410 Gone`, and a claim for a disabled endpoint, never deadlock with a claim of another
+delivery, which holds that delivery and then locks the endpoint. (Found by `make chaos`: the
+success path cleared the endpoint's `failing_since` before waking the next delivery, and
+PostgreSQL broke the cycle by failing one of the two: a lost outcome, sent again later.)"""
 
 import threading
+from collections.abc import Callable
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
@@ -12,6 +14,7 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from testsupport.processes import wait_until
+from webhooks import services, transport
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services import delivery_send
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed
@@ -82,3 +85,125 @@ def test_recording_a_success_leaves_the_endpoint_to_a_claim_that_holds_the_next_
     assert first.status == WebhookDelivery.Status.SUCCEEDED
     endpoint.refresh_from_db()
     assert endpoint.failing_since is None
+
+
+# --- every path: deliveries first, the endpoint last ---------------------------------------------
+
+
+def _open_delivery(endpoint: WebhookEndpoint, *, subject: str, position: int, **fields) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(
+        tenant_id=endpoint.tenant_id,
+        endpoint=endpoint,
+        event_id=uuid4(),
+        event_type="order.confirmed",
+        subject=subject,
+        position=position,
+        payload={},
+        next_attempt_at=timezone.now() - timedelta(seconds=1),
+        **fields,
+    )
+
+
+def _lock_waits() -> int:
+    """How many other sessions of the test database wait for a lock, as of now."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # not the snapshot this transaction first took
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def _race(first: Callable[[], object], second: Callable[[], object]) -> list[BaseException]:
+    """Run `first` and then `second`, each in a session of its own, so that both are in the middle
+    of their transactions at once; returns what they raised.
+
+    The test's session holds the deliveries' table in share mode: a session may read and lock rows
+    of it but waits at its first change of one. So `first` runs up to its first change of a
+    delivery, holding whatever it locked until then; `second` runs up to its own first change or
+    until it waits for `first`; then the table is free and both go on.
+    """
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in (first, second)]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {WebhookDelivery._meta.db_table} IN SHARE MODE")
+        for waiting, thread in enumerate(threads, start=1):
+            thread.start()
+            wait_until(lambda n=waiting: _lock_waits() >= n, timeout=30, what=f"{waiting} sessions to wait for a lock")
+    for thread in threads:
+        thread.join(30)
+    return errors
+
+
+def test_a_410_disables_the_endpoint_after_its_deliveries_so_a_claim_holding_one_never_deadlocks(tenant):
+    endpoint, _ = endpoint_with_secret(tenant=tenant)
+    token = uuid4()
+    gone = _open_delivery(
+        endpoint, subject="order-1", position=1, lease_token=token, leased_until=timezone.now() + timedelta(minutes=1)
+    )
+    other = _open_delivery(endpoint, subject="order-2", position=2)
+    answer = transport.Outcome(status_code=410, body="gone", duration_ms=5)
+
+    errors = _race(
+        lambda: services._record(gone.pk, token, timezone.now(), answer),  # the sender of the first, told 410
+        lambda: services._claim(other.pk),  # a claim of the other: its row, then the endpoint's
+    )
+
+    assert errors == [], errors  # PostgreSQL found no deadlock to break
+    endpoint.refresh_from_db()
+    assert not endpoint.is_active
+    assert "410" in endpoint.disabled_reason
+    gone.refresh_from_db()
+    other.refresh_from_db()
+    assert gone.status == WebhookDelivery.Status.DEAD
+    if other.status != WebhookDelivery.Status.DEAD and other.leased_until is None:
+        # The claim left it for later (the endpoint had a request in flight): the next claim, on
+        # the sweep's message, finds the endpoint disabled.
+        assert services._claim(other.pk) is None
+        other.refresh_from_db()
+    # Killed, or claimed just before the endpoint was disabled (then sent once more, and told 410).
+    assert other.status == WebhookDelivery.Status.DEAD or other.leased_until is not None
+
+
+def test_two_senders_told_410_at_once_never_deadlock(tenant):
+    endpoint, _ = endpoint_with_secret(tenant=tenant)
+    leases = {"lease_token": None, "leased_until": timezone.now() + timedelta(minutes=1)}
+    tokens = [uuid4(), uuid4()]
+    deliveries = [
+        _open_delivery(endpoint, subject=f"order-{n}", position=n, **{**leases, "lease_token": token})
+        for n, token in enumerate(tokens, start=1)
+    ]
+    answer = transport.Outcome(status_code=410, body="gone", duration_ms=5)
+
+    errors = _race(
+        *(
+            lambda d=delivery, t=token: services._record(d.pk, t, timezone.now(), answer)
+            for delivery, token in zip(deliveries, tokens, strict=True)
+        )
+    )
+
+    assert errors == [], errors
+    assert not WebhookEndpoint.objects.get(pk=endpoint.pk).is_active
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {WebhookDelivery.Status.DEAD}
+
+
+def test_a_claim_for_a_disabled_endpoint_buries_its_delivery_without_locking_the_endpoint(tenant):
+    endpoint, _ = endpoint_with_secret(tenant=tenant, is_active=False)
+    first = _open_delivery(endpoint, subject="order-1", position=1)
+    following = _open_delivery(endpoint, subject="order-1", position=2)
+
+    errors = _race(lambda: services._claim(first.pk), lambda: services._claim(following.pk))
+
+    assert errors == [], errors
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {WebhookDelivery.Status.DEAD}
