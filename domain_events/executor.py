@@ -2,8 +2,9 @@
 
 A batch locks its delivery rows (`locking`), checks each one's lease token and that no earlier
 event of the same aggregate (by revision) is unfinished or dead for the same handler, runs the
-handlers (`running`) and records the outcomes (`outcomes`), in one transaction. The handler's writes and its record therefore commit
-together: a redelivered event finds the record `succeeded` and is not applied again.
+handlers (`running`) and records the outcomes (`outcomes`), in one transaction. The handler's
+writes and its record therefore commit together: a redelivered event finds the record `succeeded`
+and is not applied again.
 
 - One optimistic commit per batch. When a handler fails, the batch is rolled back and run again
   with a savepoint per handler, so one failing handler rolls back only its own writes; the
