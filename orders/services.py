@@ -224,7 +224,7 @@ def order_cancel(*, order: Order, reason: str, by: User | None) -> Order:
         raise NotFound("Not found.")
     with transaction.atomic():
         locked = _locked(order)
-        if locked.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
+        if not locked.is_cancellable:
             message = (
                 "A fulfilled order cannot be cancelled."
                 if locked.status == Order.Status.FULFILLED
@@ -245,7 +245,7 @@ def order_cancel_if_open(*, order: Order, reason: str) -> Order:
     _check_reason(reason)
     with transaction.atomic():
         locked = _locked(order)
-        if locked.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
+        if not locked.is_cancellable:
             logger.info("order %s not cancelled for %s: it is %s", locked.id, reason, locked.status)
             return locked
         _cancel(locked, reason)
