@@ -8,7 +8,7 @@ from django.utils.safestring import SafeString
 from audit.chain import canonical
 from audit.models import AuditEntry
 from domain_events.admin_lists import aggregate_link
-from tenants.admin_columns import TenantColumnForOperators, local_time
+from staff_admin.columns import TenantColumnForOperators, local_time
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 

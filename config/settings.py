@@ -26,7 +26,7 @@ if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "tenants.apps.StaffAdminConfig",  # django.contrib.admin, opening on the staff dashboard
+    "staff_admin.apps.StaffAdminConfig",  # django.contrib.admin, opening on the staff dashboard
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "core",
     "domain_events",
     "tenants",
+    "staff_admin",
     "inventory",
     "orders",
     "payments",
@@ -83,7 +84,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Content-Security-Policy (django-csp) on every response: the admin, the API, Swagger UI ------
 # No inline script anywhere, no inline <style> without the response's nonce, no style attribute
-# (the admin's look is in tenants/static/shelfwise/admin.css). Swagger UI's icons are data: URLs.
+# (the admin's look is in staff_admin/static/shelfwise/admin.css). Swagger UI's icons are data: URLs.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],

@@ -23,8 +23,8 @@ from core.errors import ApplicationError
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.selectors import LOW_STOCK, products_low_on_stock, reservation_for_order
 from inventory.services import MAX_STOCK_CHANGE, product_create, product_restock, product_update
-from tenants.admin_columns import ListColumns, TenantForOperators, id_search, short_id
-from tenants.admin_site import panel
+from staff_admin.columns import ListColumns, TenantForOperators, id_search, short_id
+from staff_admin.site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 if TYPE_CHECKING:

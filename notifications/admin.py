@@ -12,8 +12,8 @@ from django.utils.safestring import SafeString
 
 from notifications.models import EmailMessage
 from notifications.selectors import email_list_for_order
-from tenants.admin_columns import ListColumns, TenantColumnForOperators, first_line, id_search, local_time
-from tenants.admin_site import panel
+from staff_admin.columns import ListColumns, TenantColumnForOperators, first_line, id_search, local_time
+from staff_admin.site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 

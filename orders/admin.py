@@ -27,7 +27,7 @@ from core.errors import ApplicationError
 from domain_events.selectors import aggregate_timeline
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 from orders.services import order_cancel, order_fulfill
-from tenants.admin_columns import TenantColumnForOperators, id_search, local_time, money, short_id
+from staff_admin.columns import TenantColumnForOperators, id_search, local_time, money, short_id
 from tenants.scoping import TenantScopedAdmin
 
 # Events whose aggregate is an order (most of them) link to the order's page.

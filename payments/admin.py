@@ -12,7 +12,7 @@ from django.utils.safestring import SafeString
 
 from payments.models import Payment, SimulatedCharge
 from payments.selectors import payment_get_for_order
-from tenants.admin_columns import (
+from staff_admin.columns import (
     ListColumns,
     TenantColumnForOperators,
     first_line,
@@ -21,7 +21,7 @@ from tenants.admin_columns import (
     money,
     short_id,
 )
-from tenants.admin_site import panel
+from staff_admin.site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
