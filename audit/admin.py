@@ -8,7 +8,7 @@ from django.utils.safestring import SafeString
 from audit.chain import canonical
 from audit.models import AuditEntry
 from domain_events.admin_lists import aggregate_link
-from tenants.admin_columns import TenantColumnForOperators, local_time, tenant_name
+from staff_admin.columns import TenantColumnForOperators, local_time
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
@@ -45,10 +45,6 @@ class AuditEntryAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScoped
     @admin.display(description="occurred", ordering="occurred_at")
     def occurred(self, obj: AuditEntry) -> SafeString | str:
         return local_time(obj.occurred_at)
-
-    @admin.display(description="tenant")
-    def tenant(self, obj: AuditEntry) -> str:
-        return tenant_name(obj.tenant_id)
 
     @admin.display(description="hash")
     def short_hash(self, obj: AuditEntry) -> str:

@@ -17,17 +17,20 @@ from __future__ import annotations
 import time
 
 from bench.fanout.names import CELERY_HANDLERS, HANDLERS_PER_EVENT, ON_COMMIT_HANDLERS
-from bench.harness import Bench, ServicesCpu, cpu_per_unit, fmt_rate, fmt_ratio, mean, span, table
+from bench.harness import (
+    Bench,
+    ServicesCpu,
+    cpu_per_unit,
+    cpu_total,
+    fmt_cpu,
+    fmt_rate,
+    fmt_ratio,
+    mean,
+    span,
+    table,
+)
 from bench.procs import PYTHON, BenchError, start_line
 from testsupport.processes import celery_worker_argv
-
-
-def cpu_total(cpu: dict[str, float]) -> float:
-    return cpu["client_ms"] + cpu["server_ms"]
-
-
-def fmt_cpu(cpu: dict[str, float]) -> str:
-    return f"{cpu['client_ms']:.2f}+{cpu['server_ms']:.2f}"
 
 
 def split(total: int, parts: int) -> list[tuple[int, int]]:

@@ -237,6 +237,11 @@ def cpu_per_unit(parts: list[dict], units: int) -> dict[str, float]:
     return {"client_ms": client / units * 1000, "server_ms": server / units * 1000}
 
 
+def cpu_total(cpu: dict[str, float]) -> float:
+    """Client and server milliseconds of a `cpu_per_unit` figure, together."""
+    return cpu["client_ms"] + cpu["server_ms"]
+
+
 # --- figures and tables ---------------------------------------------------------------------
 
 
@@ -262,6 +267,11 @@ def fmt_rate(value: float | None) -> str:
 
 def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
+
+
+def fmt_cpu(cpu: dict[str, float] | None) -> str:
+    """A `cpu_per_unit` figure as `client+server` milliseconds."""
+    return "—" if not cpu else f"{cpu['client_ms']:.2f}+{cpu['server_ms']:.2f}"
 
 
 def fmt_ms(value: float | None) -> str:

@@ -29,6 +29,8 @@ from bench.harness import (
     Bench,
     ServicesCpu,
     cpu_per_unit,
+    cpu_total,
+    fmt_cpu,
     fmt_ms,
     fmt_rate,
     fmt_ratio,
@@ -69,14 +71,6 @@ def http_json(port: int, method: str, path: str, body: dict, headers: dict[str, 
 
 def latency_figure(figures: dict) -> str:
     return f"{fmt_rate(figures['per_s'])} req/s, p50 {fmt_ms(figures['p50'])} ms, p99 {fmt_ms(figures['p99'])} ms"
-
-
-def cpu_total(cpu: dict[str, float]) -> float:
-    return cpu["client_ms"] + cpu["server_ms"]
-
-
-def fmt_cpu(cpu: dict[str, float] | None) -> str:
-    return "—" if not cpu else f"{cpu['client_ms']:.2f}+{cpu['server_ms']:.2f}"
 
 
 class OrdersBenchmark:

@@ -26,7 +26,7 @@ if SECRET_KEY == DEVELOPMENT_SECRET_KEY and not DEBUG:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
-    "tenants.apps.StaffAdminConfig",  # django.contrib.admin, opening on the staff dashboard
+    "staff_admin.apps.StaffAdminConfig",  # django.contrib.admin, opening on the staff dashboard
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "core",
     "domain_events",
     "tenants",
+    "staff_admin",
     "inventory",
     "orders",
     "payments",
@@ -83,7 +84,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Content-Security-Policy (django-csp) on every response: the admin, the API, Swagger UI ------
 # No inline script anywhere, no inline <style> without the response's nonce, no style attribute
-# (the admin's look is in tenants/static/shelfwise/admin.css). Swagger UI's icons are data: URLs.
+# (the admin's look is in staff_admin/static/shelfwise/admin.css). Swagger UI's icons are data: URLs.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -243,7 +244,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
+        # An idle worker looks for a message every 0.1 s (kombu's default: every second).
+        "polling_interval": 0.1,
     }
+    # The same transport, waiting at most a quarter of a second per call: Ctrl-C stops a worker at once.
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # TCP keepalive on the broker's connections: one left half-open by a Redis restart or a network
     # cut is found dead and replaced, rather than waited on.

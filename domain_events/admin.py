@@ -29,8 +29,8 @@ from domain_events.models import (
 )
 from domain_events.registry import registry
 from domain_events.subscriptions import subscriptions
-from tenants.admin_columns import TenantColumnForOperators, first_line, local_time, short_id, tenant_name
-from tenants.admin_site import panel
+from staff_admin.columns import TenantColumnForOperators, first_line, local_time, short_id, tenant_name
+from staff_admin.site import panel
 from tenants.models import Tenant
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 

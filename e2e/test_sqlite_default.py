@@ -9,13 +9,12 @@ A reader that fails on SQLite (as the audit chain's once did, on DISTINCT ON) fa
 """
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 
-from testsupport.processes import ROOT, ManagedProcess, celery_worker_argv, wait_until
+from e2e.sqlite import manage
+from testsupport.processes import ManagedProcess, celery_worker_argv, wait_until
 from webhooks.tests.receiver import Receiver, running
 
 pytestmark = pytest.mark.e2e
@@ -69,28 +68,6 @@ print("STATE", json.dumps({
     "webhooks": sorted(WebhookDelivery.objects.values_list("status", flat=True)),
 }))
 """
-
-
-@pytest.fixture
-def sqlite_env(tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_BROKER_URL"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DEBUG="true",  # as `make run` sets it
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        CELERY_FILESYSTEM_BROKER_DIR=str(tmp_path / "broker"),
-        PYTHONUNBUFFERED="1",
-        WEBHOOK_ALLOW_PRIVATE_NETWORKS="true",
-    )
-    return env
-
-
-def manage(env: dict[str, str], *args: str, expect: int = 0) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == expect, (result.stdout + result.stderr)[-3000:]
-    return result.stdout
 
 
 def test_an_order_runs_every_reader_and_side_effect_on_the_zero_setup_default(sqlite_env, tmp_path):

@@ -23,9 +23,9 @@ from core.errors import ApplicationError
 from inventory.models import Product, Reservation, ReservationLine
 from inventory.selectors import LOW_STOCK, products_low_on_stock, reservation_for_order
 from inventory.services import MAX_STOCK_CHANGE, product_create, product_restock, product_update
-from tenants.admin_columns import TenantColumnForOperators, id_search, local_time, short_id
-from tenants.admin_site import panel
-from tenants.scoping import TenantScopedAdmin
+from staff_admin.columns import ListColumns, TenantForOperators, id_search, short_id
+from staff_admin.site import panel
+from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -77,28 +77,16 @@ class RestockForm(forms.Form):
 
 
 @admin.register(Product)
-class ProductAdmin(TenantColumnForOperators, TenantScopedAdmin):
+class ProductAdmin(ListColumns, TenantForOperators, TenantScopedAdmin):
     form = ProductAdminForm
     list_display = ["sku", "title", "price", "on_hand", "reserved", "available", "updated"]
     list_display_links = ["sku"]
     list_editable = ["price"]
     list_filter = [AvailabilityFilter]
     search_fields = ["sku", "title"]
+    fields = ["sku", "title", "price", "on_hand", "reserved", "available", "created_at", "updated_at"]
     readonly_fields = ["on_hand", "reserved", "available", "created_at", "updated_at"]
     actions = ["restock"]
-
-    def get_list_filter(self, request: HttpRequest) -> list[Any]:
-        # A tenant filter would list every bookstore's name: superusers only.
-        if request.user.is_superuser:
-            return [*self.list_filter, "tenant"]
-        return self.list_filter
-
-    def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
-        return ["tenant"] if request.user.is_superuser else False
-
-    def get_fields(self, request: HttpRequest, obj: Product | None = None) -> list[str]:
-        fields = ["sku", "title", "price", "on_hand", "reserved", "available", "created_at", "updated_at"]
-        return ["tenant", *fields] if request.user.is_superuser else fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> list[str]:
         if obj is not None:
@@ -113,10 +101,6 @@ class ProductAdmin(TenantColumnForOperators, TenantScopedAdmin):
     @admin.display(description="available", ordering=F("on_hand") - F("reserved"))
     def available(self, product: Product) -> int:
         return product.available
-
-    @admin.display(description="updated", ordering="updated_at")
-    def updated(self, product: Product) -> SafeString | str:
-        return local_time(product.updated_at)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Product], search_term: str):
         """By sku or title, or by the product's id (whole, or its first 8 characters as events show it)."""
@@ -190,7 +174,7 @@ class ReservationLineInline(admin.TabularInline):
 
 
 @admin.register(Reservation)
-class ReservationAdmin(TenantColumnForOperators, TenantScopedAdmin):
+class ReservationAdmin(ListColumns, ReadOnlyAdminMixin, TenantForOperators, TenantScopedAdmin):
     """Read-only: reservations change only as their orders' events arrive."""
 
     list_display = ["reservation", "order", "status", "created", "updated"]
@@ -208,14 +192,6 @@ class ReservationAdmin(TenantColumnForOperators, TenantScopedAdmin):
     def order(self, obj: Reservation) -> SafeString | str:
         return self.admin_site.aggregate_link("order_id", obj.order_id)
 
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj: Reservation) -> SafeString | str:
-        return local_time(obj.created_at)
-
-    @admin.display(description="updated", ordering="updated_at")
-    def updated(self, obj: Reservation) -> SafeString | str:
-        return local_time(obj.updated_at)
-
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Reservation], search_term: str):
         """By the order's id, whole or its first 8 characters."""
         by_id = id_search("order_id", search_term)
@@ -223,28 +199,8 @@ class ReservationAdmin(TenantColumnForOperators, TenantScopedAdmin):
             return queryset.filter(by_id), False
         return queryset.none() if search_term.strip() else queryset, False
 
-    def get_list_filter(self, request: HttpRequest) -> list[Any]:
-        if request.user.is_superuser:
-            return [*self.list_filter, "tenant"]
-        return self.list_filter
-
-    def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
-        return ["tenant"] if request.user.is_superuser else False
-
-    def get_fields(self, request: HttpRequest, obj: Reservation | None = None) -> list[str]:
-        return ["tenant", *self.fields] if request.user.is_superuser else self.fields
-
     def get_readonly_fields(self, request: HttpRequest, obj: Reservation | None = None) -> list[str]:
         return self.get_fields(request, obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Reservation | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Reservation | None = None) -> bool:
-        return False
 
 
 # --- the dashboard and the order page -----------------------------------------------------------

@@ -12,13 +12,13 @@ from django.utils.safestring import SafeString
 
 from notifications.models import EmailMessage
 from notifications.selectors import email_list_for_order
-from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, tenant_name
-from tenants.admin_site import panel
+from staff_admin.columns import ListColumns, TenantColumnForOperators, first_line, id_search, local_time
+from staff_admin.site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(EmailMessage)
-class EmailMessageAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
+class EmailMessageAdmin(ListColumns, TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
     list_display = ["created", "template", "recipient", "status", "attempts", "sent", "order", "error"]
     list_filter = ["status", "template"]
@@ -44,25 +44,9 @@ class EmailMessageAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScop
     ]
     fields = readonly_fields
 
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj: EmailMessage) -> SafeString | str:
-        return local_time(obj.created_at)
-
-    @admin.display(description="sent", ordering="sent_at")
-    def sent(self, obj: EmailMessage) -> SafeString | str:
-        return local_time(obj.sent_at)
-
     @admin.display(description="order")
     def order(self, obj: EmailMessage) -> SafeString | str:
         return self.admin_site.aggregate_link("order_id", obj.order_id)
-
-    @admin.display(description="last error")
-    def error(self, obj: EmailMessage) -> SafeString | str:
-        return first_line(obj.last_error, limit=60)
-
-    @admin.display(description="tenant")
-    def tenant(self, obj: EmailMessage) -> str:
-        return tenant_name(obj.tenant_id)
 
     def get_search_results(self, request, queryset, search_term):
         """By the order's id (whole or its first 8 characters), an event id, or a recipient."""

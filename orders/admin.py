@@ -8,6 +8,7 @@ reservation, e-mails and webhook deliveries: their `page_panel`s) and its timeli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +27,7 @@ from core.errors import ApplicationError
 from domain_events.selectors import aggregate_timeline
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 from orders.services import order_cancel, order_fulfill
-from tenants.admin_columns import TenantColumnForOperators, id_search, local_time, money, short_id
+from staff_admin.columns import TenantColumnForOperators, id_search, local_time, money, short_id
 from tenants.scoping import TenantScopedAdmin
 
 # Events whose aggregate is an order (most of them) link to the order's page.
@@ -173,59 +174,79 @@ class OrderAdmin(TenantColumnForOperators, TenantScopedAdmin):
 
     def fulfil_view(self, request: HttpRequest, order_id: UUID) -> HttpResponse:
         """Ask for the tracking number, then fulfil the order; refuse, saying why, unless it is confirmed."""
-        order = self._order_for_action(request, order_id)
-        if order.status != Order.Status.CONFIRMED:
-            self.message_user(
-                request,
-                f"Order {str(order.pk)[:8]} cannot be fulfilled: only a confirmed order can be, and this one is "
-                f"{order.status}.",
-                messages.ERROR,
-            )
-            return self._back_to(order)
-        form = TrackingNumberForm(request.POST if request.method == "POST" else None)
-        if form.is_valid():
-            try:
-                order_fulfill(order=order, tracking_number=form.cleaned_data["tracking_number"])
-            except ApplicationError as exc:
-                self.message_user(
-                    request, f"Order {str(order.pk)[:8]} was not fulfilled: {exc.message}", messages.ERROR
-                )
-            else:
-                self.message_user(
-                    request,
-                    f"Order {str(order.pk)[:8]} fulfilled with tracking number {form.cleaned_data['tracking_number']}.",
-                    messages.SUCCESS,
-                )
-            return self._back_to(order)
-        return self._order_form(request, order, form, title="Fulfil order", submit="Fulfil", action="fulfil")
+        return self._order_button(
+            request,
+            order_id,
+            action="fulfil",
+            title="Fulfil order",
+            submit="Fulfil",
+            form_class=TrackingNumberForm,
+            refusal=lambda order: (
+                None
+                if order.status == Order.Status.CONFIRMED
+                else f"cannot be fulfilled: only a confirmed order can be, and this one is {order.status}."
+            ),
+            perform=lambda order, data: order_fulfill(order=order, tracking_number=data["tracking_number"]),
+            done=lambda data: f"fulfilled with tracking number {data['tracking_number']}.",
+            failed="was not fulfilled",
+        )
 
     def cancel_view(self, request: HttpRequest, order_id: UUID) -> HttpResponse:
         """Ask to confirm, then cancel the order at the customer's request; refuse, saying why, once
         it is fulfilled or already cancelled."""
+        return self._order_button(
+            request,
+            order_id,
+            action="cancel",
+            title="Cancel order",
+            submit="Cancel the order",
+            form_class=None,
+            refusal=lambda order: (
+                None
+                if order.is_cancellable
+                else f"cannot be cancelled: it is {order.status}"
+                + (" and already on its way to the customer." if order.status == Order.Status.FULFILLED else ".")
+            ),
+            perform=lambda order, data: order_cancel(
+                order=order, reason=Order.CancellationReason.CUSTOMER_REQUEST, by=request.user
+            ),
+            done=lambda data: "cancelled: its stock is released and its payment voided or refunded.",
+            failed="was not cancelled",
+        )
+
+    def _order_button(
+        self,
+        request: HttpRequest,
+        order_id: UUID,
+        *,
+        action: str,
+        title: str,
+        submit: str,
+        form_class: type[forms.Form] | None,
+        refusal: Callable[[Order], str | None],
+        perform: Callable[[Order, dict[str, Any]], object],
+        done: Callable[[dict[str, Any]], str],
+        failed: str,
+    ) -> HttpResponse:
+        """A button of the order's page: refuse, saying why, an order it does not apply to; else ask
+        (the form's fields, or only to confirm), act through the service and say how it went."""
         order = self._order_for_action(request, order_id)
-        if order.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
-            self.message_user(
-                request,
-                f"Order {str(order.pk)[:8]} cannot be cancelled: it is {order.status}"
-                + (" and already on its way to the customer." if order.status == Order.Status.FULFILLED else "."),
-                messages.ERROR,
-            )
+        name = f"Order {str(order.pk)[:8]}"
+        reason = refusal(order)
+        if reason is not None:
+            self.message_user(request, f"{name} {reason}", messages.ERROR)
             return self._back_to(order)
-        if request.method == "POST":
-            try:
-                order_cancel(order=order, reason=Order.CancellationReason.CUSTOMER_REQUEST, by=request.user)
-            except ApplicationError as exc:
-                self.message_user(
-                    request, f"Order {str(order.pk)[:8]} was not cancelled: {exc.message}", messages.ERROR
-                )
-            else:
-                self.message_user(
-                    request,
-                    f"Order {str(order.pk)[:8]} cancelled: its stock is released and its payment voided or refunded.",
-                    messages.SUCCESS,
-                )
-            return self._back_to(order)
-        return self._order_form(request, order, None, title="Cancel order", submit="Cancel the order", action="cancel")
+        form = form_class(request.POST if request.method == "POST" else None) if form_class else None
+        if not (form.is_valid() if form is not None else request.method == "POST"):
+            return self._order_form(request, order, form, title=title, submit=submit, action=action)
+        data = form.cleaned_data if form is not None else {}
+        try:
+            perform(order, data)
+        except ApplicationError as exc:
+            self.message_user(request, f"{name} {failed}: {exc.message}", messages.ERROR)
+        else:
+            self.message_user(request, f"{name} {done(data)}", messages.SUCCESS)
+        return self._back_to(order)
 
     def _order_form(
         self, request: HttpRequest, order: Order, form: forms.Form | None, *, title: str, submit: str, action: str

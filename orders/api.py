@@ -22,9 +22,9 @@ from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.pagination import MAX_PAGE, PAGE_PARAMETER
 from core.schema import links_to
 from core.serializers import StrictInputSerializer, StrictQuerySerializer, refuse_any_input
-from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order
+from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order
 from orders.selectors import order_get_for, order_list_for
-from orders.services import MAX_LINES, PAYMENT_TOKEN_MAX_LENGTH, order_cancel, order_fulfill, order_place
+from orders.services import OrderPlaceSerializer, order_cancel, order_fulfill, order_place_from
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
 
@@ -32,14 +32,6 @@ if TYPE_CHECKING:
     from tenants.models import User
 
 # --- fields and the order representation ------------------------------------------------------
-
-
-@extend_schema_serializer(component_name="OrderPlaceItem")
-class OrderItemInputSerializer(StrictInputSerializer):
-    """One line of `POST orders/`: a sku and a whole quantity; any price sent is ignored."""
-
-    sku = serializers.CharField(max_length=SKU_MAX_LENGTH)
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 
 
 @extend_schema_serializer(component_name="OrderItem")
@@ -116,11 +108,8 @@ class OrderPlaceApi(TenantApiMixin, APIView):
     }
 
     OutputSerializer = OrderOutputSerializer
-
-    @extend_schema_serializer(component_name="OrderPlace")
-    class InputSerializer(StrictInputSerializer):
-        items = OrderItemInputSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
-        payment_token = serializers.CharField(max_length=PAYMENT_TOKEN_MAX_LENGTH)
+    # Documents the body; `order_place_from` validates it (the one validation of an order).
+    InputSerializer = OrderPlaceSerializer
 
     @extend_schema(
         operation_id="orders_place",
@@ -142,9 +131,7 @@ class OrderPlaceApi(TenantApiMixin, APIView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        order = order_place(tenant=self.tenant, customer=request.user, **serializer.validated_data)
+        order = order_place_from(tenant=self.tenant, customer=request.user, data=request.data)
         return Response(self.OutputSerializer(order).data, status=status.HTTP_201_CREATED)
 
 

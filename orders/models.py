@@ -36,6 +36,9 @@ class Order(models.Model):
         PAYMENT_DECLINED = "payment_declined", "Payment declined"
         CUSTOMER_REQUEST = "customer_request", "Customer request"
 
+    # What a cancellation may still stop: an order neither shipped nor already cancelled.
+    CANCELLABLE = frozenset({Status.PLACED, Status.CONFIRMED})
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The composite indexes below start with the tenant; a single-column one would be redundant.
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="orders", db_index=False)
@@ -76,6 +79,10 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"Order {self.id} ({self.status})"
+
+    @property
+    def is_cancellable(self) -> bool:
+        return self.status in self.CANCELLABLE
 
 
 class OrderItem(models.Model):

@@ -9,18 +9,20 @@ happened and concurrent transitions (a payment captured while the customer cance
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import connection, transaction
 from django.utils import timezone
+from rest_framework import serializers
 
 from core.errors import ApplicationError, Conflict, NotFound
+from core.serializers import StrictInputSerializer
 from domain_events.bus import event_bus
 from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
 from domain_events.queries import ProductQuote, QuoteProducts
-from orders.models import MAX_QUANTITY, TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
+from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 
 if TYPE_CHECKING:
     from tenants.models import Tenant, User
@@ -44,17 +46,59 @@ class OrderItemRequest(TypedDict):
 # --- placing --------------------------------------------------------------------------------
 
 
-def order_place(*, tenant: Tenant, customer: User, items: Sequence[OrderItemRequest], payment_token: str) -> Order:
-    """Place an order for `customer`, priced from `tenant`'s catalog, and publish `order.placed`.
+class OrderPlaceItemSerializer(StrictInputSerializer):
+    """One line of `POST orders/`: a sku and a whole quantity; any price sent is ignored."""
 
-    Validates 1 to `MAX_LINES` lines of distinct skus, each quantity 1 to `MAX_QUANTITY`, and a
-    payment token; a sku the catalog does not know is refused, naming it. Raises
-    `ApplicationError` (400) with field messages, for a malformed request and for a well-formed
-    one that cannot be placed (a sku twice, a sku not in the catalog, a total too large); nothing
-    is written then. The catalog is asked
-    before the transaction opens, which holds only the inserts and the event.
+    sku = serializers.CharField(max_length=SKU_MAX_LENGTH)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+
+class OrderPlaceSerializer(StrictInputSerializer):
+    """An order as `POST orders/` takes it: its lines and the payment token."""
+
+    items = OrderPlaceItemSerializer(many=True, allow_empty=False, max_length=MAX_LINES)
+    payment_token = serializers.CharField(max_length=PAYMENT_TOKEN_MAX_LENGTH)
+
+
+def order_request_validate(data: Any) -> dict[str, Any]:
+    """The order request `data` as valid values (strings trimmed), or `ApplicationError` (400).
+
+    The one validation of an order, for the API and every other caller: exactly `items` (1 to
+    `MAX_LINES` lines of distinct skus, each a sku and a quantity 1 to `MAX_QUANTITY`) and a
+    `payment_token`, each of its JSON type; the field messages are the API's.
     """
-    _validate_order_request(items=items, payment_token=payment_token)
+    serializer = OrderPlaceSerializer(data=data)
+    if not serializer.is_valid():
+        raise ApplicationError("Invalid input.", extra=serializer.errors)
+    valid = serializer.validated_data
+    seen: set[str] = set()
+    repeated: dict[int, dict[str, list[str]]] = {}
+    for index, item in enumerate(valid["items"]):
+        if item["sku"] in seen:
+            repeated[index] = {"sku": [f"{item['sku']!r} appears more than once; list each sku once."]}
+        seen.add(item["sku"])
+    if repeated:
+        # Well-formed lines that the document cannot rule out (JSON Schema has no "distinct by sku").
+        raise ApplicationError("The order lists a sku more than once.", extra={"items": repeated})
+    return valid
+
+
+def order_place(*, tenant: Tenant, customer: User, items: Sequence[OrderItemRequest], payment_token: str) -> Order:
+    """Place an order for `customer` of `items`, paid with `payment_token`: `order_place_from`."""
+    return order_place_from(tenant=tenant, customer=customer, data={"items": items, "payment_token": payment_token})
+
+
+def order_place_from(*, tenant: Tenant, customer: User, data: Any) -> Order:
+    """Place the order that the request `data` asks for (as sent: `order_request_validate` checks
+    it), priced from `tenant`'s catalog, and publish `order.placed`.
+
+    A sku the catalog does not know is refused, naming it. Raises `ApplicationError` (400) with
+    field messages, for a malformed request and for a well-formed one that cannot be placed (a sku
+    twice, a sku not in the catalog, a total too large); nothing is written then. The catalog is
+    asked before the transaction opens, which holds only the inserts and the event.
+    """
+    request = order_request_validate(data)
+    items, payment_token = request["items"], request["payment_token"]
     skus = tuple(item["sku"] for item in items)
     quotes: dict[str, ProductQuote] = event_bus.ask(QuoteProducts(tenant_id=tenant.id, skus=skus))
     unknown = [sku for sku in skus if sku not in quotes]
@@ -140,51 +184,6 @@ def _insert_with_items(order: Order, items: list[OrderItem]) -> None:
         item.order_id = order.pk
 
 
-def _validate_order_request(*, items: Any, payment_token: Any) -> None:
-    errors: dict[str, Any] = {}
-    repeated: dict[int, dict[str, list[str]]] = {}
-    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
-        errors["items"] = ["A list of lines is required."]
-    elif not 1 <= len(items) <= MAX_LINES:
-        errors["items"] = [f"An order has 1 to {MAX_LINES} lines."]
-    else:
-        seen: set[str] = set()
-        line_errors: dict[int, dict[str, list[str]]] = {}
-        for index, item in enumerate(items):
-            errors_of_line = _line_errors(item)
-            sku = item.get("sku") if isinstance(item, Mapping) else None
-            if "sku" not in errors_of_line and sku in seen:
-                repeated[index] = {"sku": [f"{sku!r} appears more than once; list each sku once."]}
-            if isinstance(sku, str):
-                seen.add(sku)
-            if errors_of_line:
-                line_errors[index] = errors_of_line
-        if line_errors:
-            # Keyed by the line's index, for the failing lines only, as DRF reports a list's errors.
-            errors["items"] = line_errors
-    if not isinstance(payment_token, str) or not payment_token.strip():
-        errors["payment_token"] = ["A payment token is required."]
-    elif len(payment_token) > PAYMENT_TOKEN_MAX_LENGTH:
-        errors["payment_token"] = [f"At most {PAYMENT_TOKEN_MAX_LENGTH} characters."]
-    if errors:
-        raise ApplicationError("The order is invalid.", extra=errors)
-    if repeated:
-        # Well-formed lines that the document cannot rule out (JSON Schema has no "distinct by sku").
-        raise ApplicationError("The order lists a sku more than once.", extra={"items": repeated})
-
-
-def _line_errors(item: Any) -> dict[str, list[str]]:
-    if not isinstance(item, Mapping):
-        return {"non_field_errors": ["A line is an object with a sku and a quantity."]}
-    errors: dict[str, list[str]] = {}
-    sku, quantity = item.get("sku"), item.get("quantity")
-    if not isinstance(sku, str) or not sku:
-        errors["sku"] = ["A sku is required."]
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
-        errors["quantity"] = [f"A whole number from 1 to {MAX_QUANTITY}."]
-    return errors
-
-
 # --- transitions ----------------------------------------------------------------------------
 
 
@@ -224,7 +223,7 @@ def order_cancel(*, order: Order, reason: str, by: User | None) -> Order:
         raise NotFound("Not found.")
     with transaction.atomic():
         locked = _locked(order)
-        if locked.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
+        if not locked.is_cancellable:
             message = (
                 "A fulfilled order cannot be cancelled."
                 if locked.status == Order.Status.FULFILLED
@@ -245,7 +244,7 @@ def order_cancel_if_open(*, order: Order, reason: str) -> Order:
     _check_reason(reason)
     with transaction.atomic():
         locked = _locked(order)
-        if locked.status not in (Order.Status.PLACED, Order.Status.CONFIRMED):
+        if not locked.is_cancellable:
             logger.info("order %s not cancelled for %s: it is %s", locked.id, reason, locked.status)
             return locked
         _cancel(locked, reason)

@@ -12,24 +12,21 @@ from django.utils.safestring import SafeString
 
 from payments.models import Payment, SimulatedCharge
 from payments.selectors import payment_get_for_order
-from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, money, short_id
-from tenants.admin_site import panel
-from tenants.scoping import TenantScopedAdmin
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from staff_admin.columns import (
+    ListColumns,
+    TenantColumnForOperators,
+    first_line,
+    id_search,
+    local_time,
+    money,
+    short_id,
+)
+from staff_admin.site import panel
+from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 
 
 @admin.register(Payment)
-class PaymentAdmin(TenantColumnForOperators, ReadOnlyMixin, TenantScopedAdmin):
+class PaymentAdmin(ListColumns, TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
     list_display = ["payment", "order", "amount_with_currency", "status", "provider_reference", "created"]
     list_filter = ["status", "created_at"]
     search_fields = ["=provider_reference", "=refund_reference"]
@@ -69,13 +66,6 @@ class PaymentAdmin(TenantColumnForOperators, ReadOnlyMixin, TenantScopedAdmin):
     def amount_with_currency(self, obj: Payment) -> SafeString | str:
         return money(obj.amount, obj.currency)
 
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj: Payment) -> SafeString | str:
-        return local_time(obj.created_at)
-
-    def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
-        return ["tenant"] if request.user.is_superuser else False
-
     def get_search_results(self, request, queryset, search_term):
         """By the order's id (whole, or its first 8 characters) or by a provider's reference."""
         by_id = id_search("order_id", search_term)
@@ -110,7 +100,7 @@ def order_payment(request: HttpRequest, *, tenant_id: UUID, aggregate_id: UUID) 
 
 
 @admin.register(SimulatedCharge)
-class SimulatedChargeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class SimulatedChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The simulated provider's ledger spans every bookstore, so only operators (superusers) see it."""
 
     list_display = ["reference", "kind", "result", "amount", "currency", "requests", "created_at"]

@@ -21,8 +21,8 @@ from django.utils.safestring import SafeString
 
 from core.errors import ApplicationError
 from domain_events.admin_lists import aggregate_link
-from tenants.admin_columns import TenantColumnForOperators, first_line, id_search, local_time, short_id, tenant_name
-from tenants.admin_site import panel
+from staff_admin.columns import TenantColumnForOperators, first_line, id_search, local_time, short_id, tenant_name
+from staff_admin.site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.selectors import delivery_list_for_subject, endpoints_with_health, webhook_trouble_for

@@ -1,8 +1,12 @@
 """The audit trail in the admin: read-only, the staff member's tenant only, searchable."""
 
+import re
+
 import pytest
+from django.test import Client
 
 from audit.models import AuditEntry
+from tenants.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,3 +30,13 @@ def test_staff_read_only_their_tenants_trail_and_search_it_by_aggregate(
     assert detail.status_code == 200
     assert entry.hash in detail.content.decode()
     assert "Save" not in detail.content.decode()
+
+
+def test_operators_see_each_entrys_bookstore_by_name(tenant, other_tenant, record_events):
+    record_events(tenant, 1)
+    record_events(other_tenant, 1)
+    operator = Client()
+    operator.force_login(UserFactory(username="root", tenant=None, is_staff=True, is_superuser=True))
+    body = operator.get("/admin/audit/auditentry/").content.decode()
+    cells = re.findall(r'<td class="field-tenant">([^<]*)</td>', body)
+    assert sorted(cells) == sorted([tenant.name, other_tenant.name])

@@ -76,6 +76,28 @@ def test_superusers_see_every_tenant(ours, theirs):
     assert set(response.context["cl"].result_list) == {ours, theirs}
 
 
+@pytest.mark.parametrize(("url", "row"), [(PRODUCTS, "product"), (RESERVATIONS, "reservation")])
+def test_only_operators_get_the_bookstore_column_filter_and_field(staff_admin, ours, url, row):
+    """Operators tell bookstores apart in a list (a column read in the list's one query, a filter)
+    and on a row's page (its first field); staff, who see one bookstore, get none of them."""
+    obj = (
+        ours
+        if row == "product"
+        else stock_reserve_for_order(tenant_id=ours.tenant_id, order_id=uuid.uuid4(), lines=(order_line(ours),))
+    )
+    operator = Client()
+    operator.force_login(UserFactory(username="root", tenant=None, is_staff=True, is_superuser=True))
+    for client, shown in ((operator, True), (staff_admin, False)):
+        changelist = client.get(url).context["cl"]
+        assert ("tenant" in changelist.list_display) is shown
+        assert ("tenant" in changelist.list_filter) is shown
+        assert ("tenant" in (changelist.list_select_related or [])) is shown
+        page = client.get(f"{url}{obj.pk}/change/")
+        fields = [name for _, options in page.context["adminform"].fieldsets for name in options["fields"]]
+        assert (fields[0] == "tenant") is shown
+        assert fields.count("tenant") == (1 if shown else 0)
+
+
 def test_the_price_is_editable_in_the_list(staff_admin, ours):
     response = staff_admin.post(
         PRODUCTS,

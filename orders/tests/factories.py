@@ -32,14 +32,3 @@ class OrderFactory(factory.django.DjangoModelFactory):
         if create:
             OrderItem.objects.bulk_create(items)
             Order.objects.filter(pk=self.pk).update(total_amount=self.total_amount)
-
-
-class OrderItemFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = OrderItem
-
-    order = factory.SubFactory(OrderFactory, lines=[])
-    sku = factory.Sequence(lambda n: f"SKU-{n}")
-    title = factory.LazyAttribute(lambda o: f"Title of {o.sku}")
-    quantity = 1
-    unit_price = Decimal("10.00")

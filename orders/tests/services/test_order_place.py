@@ -10,7 +10,7 @@ from core.errors import ApplicationError
 from core.fields import decrypt
 from domain_events.models import StoredEvent
 from orders.models import MAX_QUANTITY, Order, OrderItem
-from orders.services import MAX_LINES, order_place
+from orders.services import MAX_LINES, order_place, order_place_from
 from orders.tests.helpers import events_of
 from tenants.tests.factories import TenantFactory, UserFactory
 
@@ -41,10 +41,35 @@ def test_lines_are_priced_from_the_catalog(catalog, tenant, customer):
     assert question.skus == ("BOOK-1", "BOOK-2")
 
 
-def test_a_price_sent_along_with_a_line_is_ignored(catalog, tenant, customer):
-    order = place(tenant, customer, [{"sku": "BOOK-1", "quantity": 1, "unit_price": Decimal("0.01")}])
-    assert order.items.get().unit_price == Decimal("12.50")
-    assert order.total_amount == Decimal("12.50")
+def test_a_price_sent_along_with_a_line_is_refused_not_used(catalog, tenant, customer):
+    with pytest.raises(ApplicationError) as raised:
+        place(tenant, customer, [{"sku": "BOOK-1", "quantity": 1, "unit_price": Decimal("0.01")}])
+    assert raised.value.extra == {"items": {0: {"unit_price": ["Unknown field."]}}}
+    assert not Order.objects.exists()
+
+
+def test_a_request_is_refused_with_the_apis_messages_and_shape(catalog, tenant, customer, customer_api):
+    """One validation for the API and every other caller: the same body gets the same answer."""
+    body = {"items": [{"sku": " ", "quantity": "2"}], "payment_token": VISA}
+    with pytest.raises(ApplicationError) as raised:
+        order_place_from(tenant=tenant, customer=customer, data=body)
+    assert (raised.value.status_code, raised.value.message) == (400, "Invalid input.")
+    assert raised.value.extra == {
+        "items": {0: {"sku": ["This field may not be blank."], "quantity": ["A valid integer is required."]}},
+    }
+    response = customer_api.post("/api/v1/orders/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "code": "invalid",
+        "items": {"0": {"sku": ["This field may not be blank."], "quantity": ["A valid integer is required."]}},
+    }
+    assert not Order.objects.exists()
+
+
+def test_the_lines_strings_are_trimmed(catalog, tenant, customer):
+    order = place(tenant, customer, [{"sku": " BOOK-1 ", "quantity": 1}], payment_token=f" {VISA} ")
+    assert order.items.get().sku == "BOOK-1"
 
 
 def test_the_currency_is_the_tenants(catalog):
@@ -123,21 +148,33 @@ def line(sku="BOOK-1", quantity=1):
 @pytest.mark.parametrize(
     ("items", "field", "expected"),
     [
-        ([], "items", ["An order has 1 to 100 lines."]),
-        ([line(f"S-{n}") for n in range(MAX_LINES + 1)], "items", ["An order has 1 to 100 lines."]),
-        ("BOOK-1", "items", ["A list of lines is required."]),
-        ({"sku": "BOOK-1", "quantity": 1}, "items", ["A list of lines is required."]),
-        ([line(quantity=0)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
-        ([line(quantity=-1)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
-        ([line(quantity=MAX_QUANTITY + 1)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
-        ([line(quantity=10**9)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
-        ([line(quantity="3")], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
-        ([line(quantity=2.0)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
-        ([line(quantity=True)], "items", {0: {"quantity": ["A whole number from 1 to 10000."]}}),
-        ([line(sku="")], "items", {0: {"sku": ["A sku is required."]}}),
-        ([{"quantity": 1}], "items", {0: {"sku": ["A sku is required."]}}),
-        ([line(sku=7)], "items", {0: {"sku": ["A sku is required."]}}),
-        (["BOOK-1"], "items", {0: {"non_field_errors": ["A line is an object with a sku and a quantity."]}}),
+        ([], "items", {"non_field_errors": ["This list may not be empty."]}),
+        (
+            [line(f"S-{n}") for n in range(MAX_LINES + 1)],
+            "items",
+            {"non_field_errors": ["Ensure this field has no more than 100 elements."]},
+        ),
+        ("BOOK-1", "items", {"non_field_errors": ['Expected a list of items but got type "str".']}),
+        (
+            {"sku": "BOOK-1", "quantity": 1},
+            "items",
+            {"non_field_errors": ['Expected a list of items but got type "dict".']},
+        ),
+        ([line(quantity=0)], "items", {0: {"quantity": ["Ensure this value is greater than or equal to 1."]}}),
+        ([line(quantity=-1)], "items", {0: {"quantity": ["Ensure this value is greater than or equal to 1."]}}),
+        (
+            [line(quantity=MAX_QUANTITY + 1)],
+            "items",
+            {0: {"quantity": ["Ensure this value is less than or equal to 10000."]}},
+        ),
+        ([line(quantity=10**9)], "items", {0: {"quantity": ["Ensure this value is less than or equal to 10000."]}}),
+        ([line(quantity="3")], "items", {0: {"quantity": ["A valid integer is required."]}}),
+        ([line(quantity=2.0)], "items", {0: {"quantity": ["A valid integer is required."]}}),
+        ([line(quantity=True)], "items", {0: {"quantity": ["A valid integer is required."]}}),
+        ([line(sku="")], "items", {0: {"sku": ["This field may not be blank."]}}),
+        ([{"quantity": 1}], "items", {0: {"sku": ["This field is required."]}}),
+        ([line(sku=7)], "items", {0: {"sku": ["Not a valid string."]}}),
+        (["BOOK-1"], "items", {0: {"non_field_errors": ["Invalid data. Expected a dictionary, but got str."]}}),
         (
             [line("BOOK-1"), line("BOOK-2"), line("BOOK-1")],
             "items",
@@ -167,11 +204,11 @@ def test_the_limits_themselves_are_accepted(catalog, tenant, customer):
 @pytest.mark.parametrize(
     ("token", "expected"),
     [
-        ("", ["A payment token is required."]),
-        ("   ", ["A payment token is required."]),
-        (None, ["A payment token is required."]),
-        (42, ["A payment token is required."]),
-        ("t" * 256, ["At most 255 characters."]),
+        ("", ["This field may not be blank."]),
+        ("   ", ["This field may not be blank."]),
+        (None, ["This field may not be null."]),
+        (42, ["Not a valid string."]),
+        ("t" * 256, ["Ensure this field has no more than 255 characters."]),
     ],
 )
 def test_a_payment_token_is_required(catalog, tenant, customer, token, expected):

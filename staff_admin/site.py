@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from tenants.admin_columns import short_id, tenant_names_for_this_request
+from staff_admin.columns import short_id, tenant_names_for_this_request
 from tenants.throttling import login_wait
 
 if TYPE_CHECKING:

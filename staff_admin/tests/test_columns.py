@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from tenants.admin_columns import first_line, id_search, local_time, money, short_id, tenant_name
+from staff_admin.columns import first_line, id_search, local_time, money, short_id, tenant_name
 from tenants.models import Tenant
 from tenants.tests.factories import TenantFactory
 
