@@ -17,7 +17,9 @@ from django.utils.safestring import SafeString
 
 from domain_events import subscribers, tracking
 from domain_events.admin_lists import LargeTablePaginator, aggregate_link, as_uuid, choices_filter
+from domain_events.conf import domain_events_settings
 from domain_events.deadletters import redrive, skip
+from domain_events.head import oldest_writer
 from domain_events.models import (
     UNTIL_RELEASED,
     Checkpoint,
@@ -325,6 +327,11 @@ def handler_trouble(request: HttpRequest, tenant: Tenant) -> SafeString:
         held=Count("pk", filter=Q(held_by__isnull=False, next_attempt_at=UNTIL_RELEASED)),
     )
     deliveries = reverse("admin:domain_events_delivery_changelist")
+    writer, age = oldest_writer()
+    held_for = domain_events_settings()["READER_HELD_WARNING"].total_seconds()
+    oldest = f"{age:.0f} s" if writer is not None else "none"
+    if writer is not None and request.user.is_superuser:
+        oldest += f" (pid {writer.pid}, {writer.application_name or 'no application name'})"
     return panel(
         panel_id="handler-trouble",
         title="Event handlers",
@@ -344,6 +351,8 @@ def handler_trouble(request: HttpRequest, tenant: Tenant) -> SafeString:
                 counts["held"],
                 counts["held"] > 0,
             ),
+            # It holds every position reader (dashboard, audit trail) back while it is open.
+            ("Oldest open writing transaction", oldest, age >= held_for),
         ],
     )
 

@@ -71,8 +71,9 @@ PAGES: dict[str, tuple[int | None, int]] = {
     "tenants.user": (None, 9),
 }
 # The staff member's home; an operator's home with ?tenant=<slug>: the figures (2), the last
-# 30 days (1), low stock (1), handler trouble (1), webhook trouble (2).
-DASHBOARD = (12, 11)
+# 30 days (1), low stock (1), handler trouble (2: its counts, the oldest open writing transaction),
+# webhook trouble (2).
+DASHBOARD = (13, 12)
 
 
 def settle() -> None:

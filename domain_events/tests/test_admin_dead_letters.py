@@ -1,10 +1,13 @@
 """Dead letters from the staff's side: counted on the dashboard, linked to what they concern, and
 redriven one at a time from an aggregate's timeline."""
 
+import re
+import threading
 import uuid
+from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import reverse
 
 from domain_events.bus import event_bus
@@ -72,3 +75,37 @@ def test_another_bookstores_dead_letter_cannot_be_redriven(client, other_tenant,
     assert response.status_code == 404
     dead_letter.refresh_from_db()
     assert dead_letter.status == Delivery.Status.DEAD
+
+
+def test_the_dashboard_shows_the_open_writing_transaction_that_holds_the_readers_back(staff_admin, settings):
+    """Every position reader waits for the oldest open writing transaction: staff see its age, and
+    it is flagged once it has held them longer than `READER_HELD_WARNING`."""
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "READER_HELD_WARNING": timedelta(0)}
+    opened, done = threading.Event(), threading.Event()
+
+    def open_writer() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_current_xact_id()")
+                opened.set()
+                assert done.wait(10)
+        finally:
+            connection.close()
+
+    def fact() -> str:
+        panel = staff_admin.get("/admin/").content.decode().split('id="handler-trouble"', 1)[1]
+        return panel.split("Oldest open writing transaction", 1)[1].split("</li>", 1)[0]
+
+    assert "none" in fact()
+    thread = threading.Thread(target=open_writer)
+    thread.start()
+    try:
+        assert opened.wait(10)
+        held = fact()
+        assert re.search(r"\d+ s", held)
+        assert "none" not in held
+        page = staff_admin.get("/admin/").content.decode()
+        assert '<li class="alert"><span>Oldest open writing transaction' in page
+    finally:
+        done.set()
+        thread.join(10)
