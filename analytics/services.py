@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from analytics.models import Generation
 from analytics.projections import PROJECTIONS, Projection, generation_for
-from domain_events import tracking
+from domain_events import reader_lag, tracking
 from domain_events.head import settled_head as head
 from domain_events.models import Checkpoint, StoredEvent
 from domain_events.subscriptions import subscriptions, type_names
@@ -180,7 +180,7 @@ class Difference:
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    lag: tracking.Lag  # how far the live projection was behind the head when the check began
+    lag: reader_lag.Lag  # how far the live projection was behind the head when the check began
     position: int  # the position both sides were compared at
     differences: list[Difference]
 
@@ -195,7 +195,7 @@ def projection_check(*, name: str, batch_size: int | None = None) -> CheckResult
     [projection] = projection_get_many(names=[name])
     size = batch_size or projection.batch_size
     with _exclusive(name, CHECK):
-        before = tracking.lag(name)
+        before = reader_lag.lag(name)
         scratch = _start(projection, CHECK)
         try:
             tracking.catch_up(name, target=CHECK, batch_size=size)

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
-from domain_events import tracking
+from domain_events import reader_lag
 from domain_events.models import ParkedEvent, StoredEvent
 
 READER = "audit.chain"  # the position reader that appends to the chains (audit/apps.py)
@@ -44,7 +44,7 @@ class ReaderState:
 
 def audit_reader_state() -> ReaderState:
     """Where the audit chain's position reader stands, and whether it is failing."""
-    lag = tracking.lag(READER)
+    lag = reader_lag.lag(READER)
     return ReaderState(lag.position, lag.head, lag.seconds, lag.last_error)
 
 

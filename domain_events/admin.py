@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 
-from domain_events import subscribers, tracking
+from domain_events import reader_lag, subscribers, tracking
 from domain_events.admin_lists import LargeTablePaginator, aggregate_link, as_uuid, choices_filter
 from domain_events.conf import domain_events_settings
 from domain_events.deadletters import redrive, skip
@@ -397,7 +397,7 @@ class CheckpointAdmin(SuperuserOnlyAdmin):
         name, _, target = obj.name.partition("@")
         if subscriptions.tracker(name) is None:
             return "not subscribed"
-        lag = tracking.lag(name, target=target or tracking.LIVE)
+        lag = reader_lag.lag(name, target=target or tracking.LIVE)
         return f"{lag.positions} positions, {lag.seconds:.1f} s"
 
     @admin.display(description="last error")

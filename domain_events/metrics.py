@@ -63,7 +63,7 @@ class BackboneCollector(Collector):
 
     @staticmethod
     def _measure() -> Iterator[GaugeMetricFamily]:
-        from domain_events import tracking
+        from domain_events import reader_lag
 
         now = timezone.now()
         backlog = Delivery.objects.filter(status__in=Delivery.OPEN).aggregate(n=Count("id"), oldest=Min("created_at"))
@@ -96,7 +96,7 @@ class BackboneCollector(Collector):
         seconds = GaugeMetricFamily(
             "shelfwise_reader_lag_seconds", "Age of the first event each reader has not applied.", labels=["reader"]
         )
-        for lag in tracking.lags():
+        for lag in reader_lag.lags():
             positions.add_metric([lag.name], lag.positions)
             seconds.add_metric([lag.name], lag.seconds)
         yield positions

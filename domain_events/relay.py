@@ -22,11 +22,12 @@ import psycopg
 from django.db import connection
 
 from domain_events import retention, sql, subscribers, tracking
+from domain_events.celery_claims import claim_for_workers
 from domain_events.conf import domain_events_settings
 from domain_events.executor import Report, run_due_here
 from domain_events.fastpath import hand_on, hand_on_follow_ups
-from domain_events.handoff import claim_for_workers, send_probes
 from domain_events.head import head
+from domain_events.probes import send_probes
 from domain_events.subscriptions import Mode, subscriptions
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings
 from domain_events.executor import execute
 from domain_events.fastpath import hand_on_follow_ups
-from domain_events.handoff import delivery_start, queue_reached
+from domain_events.handoff import delivery_start
+from domain_events.probes import queue_reached
 from domain_events.subscriptions import subscriptions
 
 _TIME_LIMIT = domain_events_settings()["CELERY_TIME_LIMIT"]

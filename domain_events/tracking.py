@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 from django.db import transaction
@@ -27,17 +27,13 @@ from django.utils import timezone
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
 from domain_events.conf import handler_retry_policy
-from domain_events.events import DomainEvent
 from domain_events.head import head, settled_head
 from domain_events.models import (
-    ENVELOPE_COLUMNS,
     Checkpoint,
-    ParkedEvent,
     StoredEvent,
     private_values_in,
-    stored_event_ref,
 )
-from domain_events.registry import EventLoadError, registry
+from domain_events.parking import READ, load_or_park
 from domain_events.retry import kept_error
 from domain_events.subscriptions import Tracker, subscriptions, type_names
 
@@ -124,11 +120,11 @@ def _apply_batch(tracker: Tracker, target: str, size: int, top: int) -> tuple[in
         unread = StoredEvent.objects.filter(
             position__gt=checkpoint.position, position__lte=top, type__in=type_names(tracker)
         )
-        rows = list(unread.order_by("position").values_list(*_READ)[:size])
+        rows = list(unread.order_by("position").values_list(*READ)[:size])
         # A full batch stops at its last event; a short one saw everything up to the head.
         full = len(rows) == size
         upto = rows[-1][0] if full else top
-        loaded = _load_or_park(key, rows)
+        loaded = load_or_park(key, rows)
         events = [event for _, event in loaded]
         if events:
             positions = {event.event_id: row[0] for row, event in loaded}
@@ -156,42 +152,6 @@ def _apply_batch(tracker: Tracker, target: str, size: int, top: int) -> tuple[in
     if failure is not None:
         raise failure
     return len(events), full
-
-
-# A rebuild reads every stored event: as tuples, not model instances.
-_READ = ("position", "id", "type", "version", "payload", *ENVELOPE_COLUMNS)
-
-
-def _load_or_park(reader: str, rows: list[tuple]) -> list[tuple[tuple, DomainEvent]]:
-    """The rows' events; a row that cannot be read is parked for `reader` (in the batch's
-    transaction, so parking and passing it commit together) and left out, so one bad stored
-    event never stops a projection, the audit chain or the integration broker."""
-    loaded: list[tuple[tuple, DomainEvent]] = []
-    parked: list[ParkedEvent] = []
-    for row in rows:
-        try:
-            loaded.append((row, _load(row)))
-        except EventLoadError as exc:
-            # A payload that does not fit may be quoted in the error: its private values are masked.
-            error = kept_error(mask_error(str(exc), private_values_in(row[2], row[4])))
-            parked.append(ParkedEvent(reader=reader, position=row[0], stored_event_id=row[1], error=error))
-    if parked:
-        ParkedEvent.objects.bulk_create(parked, ignore_conflicts=True)
-        for p in parked:
-            logger.error("position reader %s parked stored event #%s: %s", reader, p.stored_event_id, p.error)
-    return loaded
-
-
-def _load(row: tuple) -> DomainEvent:
-    """The current version of the event in a row of `_READ`."""
-    _, pk, type_name, version, payload, *envelope = row
-    return registry.load(
-        type_name,
-        version,
-        payload,
-        envelope=dict(zip(ENVELOPE_COLUMNS, envelope, strict=True)),
-        ref=stored_event_ref(pk, type_name, version, envelope[0]),
-    )
 
 
 def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None, max_batches: int | None = None) -> int:
@@ -275,42 +235,3 @@ def reset(name: str, *, target: str = LIVE, to: int | str = "beginning") -> int:
         defaults={"position": position, "attempts": 0, "retry_at": None, "last_error": ""},
     )
     return position
-
-
-@dataclass(frozen=True)
-class Lag:
-    name: str
-    position: int
-    head: int
-    positions: int  # how many positions behind the head
-    seconds: float  # how old the first event it has not applied is (0 when caught up)
-    last_error: str
-    updated_at: datetime | None
-
-
-def lag(name: str, *, target: str = LIVE) -> Lag:
-    """How far `name` is behind the head, in positions and seconds."""
-    checkpoint = Checkpoint.objects.filter(name=checkpoint_name(name, target)).first()
-    position = checkpoint.position if checkpoint else 0
-    top = head()
-    seconds = 0.0
-    if top > position:
-        first = (
-            StoredEvent.objects.filter(position__gt=position).order_by("position").values_list("recorded_at", flat=True)
-        ).first()
-        if first is not None:
-            seconds = max(0.0, (timezone.now() - first).total_seconds())
-    return Lag(
-        name,
-        position,
-        top,
-        max(0, top - position),
-        seconds,
-        checkpoint.last_error if checkpoint else "",
-        checkpoint.updated_at if checkpoint else None,
-    )
-
-
-def lags() -> list[Lag]:
-    """Every reader's lag, for the admin and `/metrics`."""
-    return [lag(t.name) for t in subscriptions.trackers()]

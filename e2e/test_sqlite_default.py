@@ -50,7 +50,7 @@ import json
 from django.test import Client
 from orders.models import Order
 from audit.models import AuditEntry
-from domain_events import tracking
+from domain_events import reader_lag, tracking
 from domain_events.models import Delivery, StoredEvent
 from webhooks.models import WebhookDelivery
 from tenants.models import User
@@ -63,7 +63,7 @@ print("STATE", json.dumps({
     "positions": sorted(Delivery.objects.values_list("stored_event__position", flat=True).distinct()),
     "dashboard": dashboard,
     "events": StoredEvent.objects.count(),
-    "readers": {r.name: [r.position, r.head, r.last_error] for r in tracking.lags()},
+    "readers": {r.name: [r.position, r.head, r.last_error] for r in reader_lag.lags()},
     "audit_entries": AuditEntry.objects.count(),
     "webhooks": sorted(WebhookDelivery.objects.values_list("status", flat=True)),
 }))

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from domain_events.celery_claims import claim_for_workers
 from domain_events.executor import execute, run_due_here
 from domain_events.fastpath import hand_on_follow_ups
-from domain_events.handoff import claim_for_workers
 from domain_events.models import Delivery
 from domain_events.subscriptions import Mode, subscriptions
 

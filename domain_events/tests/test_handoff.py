@@ -11,11 +11,13 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from domain_events import handoff
+from domain_events import probes
 from domain_events.bus import event_bus
+from domain_events.celery_claims import claim_for_workers
 from domain_events.executor import execute
-from domain_events.handoff import MARK_STEP, claim_for_workers, delivery_start, queue_reached, send_to_celery
+from domain_events.handoff import delivery_start, send_to_celery
 from domain_events.models import Delivery, QueueMark
+from domain_events.probes import MARK_STEP, queue_reached
 from domain_events.subscriptions import subscriptions
 from domain_events.tasks import run_delivery
 from domain_events.tests.probe.events import ProbeCalledOut, ProbeHappened
@@ -95,7 +97,7 @@ def test_an_atomic_handlers_message_runs_under_the_row_lock_without_a_start_stam
     redis_broker.flushdb()
     publish_many(1)
     [claim], _ = claim_for_workers(10, [subscriptions.get(SLOW)])
-    handoff._marked.clear()  # what this process remembers of earlier tests' queue marks
+    probes._marked.clear()  # what this process remembers of earlier tests' queue marks
     sent_at = timezone.now()
     result = run_delivery(claim.delivery_id, str(claim.token), SLOW, sent_at.isoformat())
 
@@ -110,7 +112,7 @@ def test_an_atomic_handlers_message_runs_under_the_row_lock_without_a_start_stam
 
 
 def test_workers_record_reaching_a_queue_at_most_once_per_step_and_probes_always():
-    handoff._marked.clear()
+    probes._marked.clear()
     start = timezone.now()
     queue_reached("steps", start, throttled=True)
     queue_reached("steps", start + MARK_STEP / 2, throttled=True)

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from domain_events.bus import event_bus
-from domain_events.handoff import claim_for_workers
+from domain_events.celery_claims import claim_for_workers
 from domain_events.models import Delivery
 from domain_events.outcomes import mark_succeeded as _mark_succeeded
 from domain_events.subscriptions import subscriptions

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
-from domain_events import tracking
+from domain_events import reader_lag, tracking
 from domain_events.bus import event_bus
 from domain_events.events import OrderPlaced
 from domain_events.models import Checkpoint, ParkedEvent, StoredEvent
@@ -42,7 +42,7 @@ def test_a_reader_gets_every_matching_event_once_in_position_order_in_batches():
     assert seen() == list(range(7))
     assert tracking.catch_up(READER) == 0, "a second run applies nothing again"
     assert seen() == list(range(7))
-    lag = tracking.lag(READER)
+    lag = reader_lag.lag(READER)
     assert lag.positions == 0
     assert lag.seconds == 0
     assert Checkpoint.objects.get(name=READER).position == StoredEvent.objects.latest("position").position
@@ -78,7 +78,7 @@ def test_a_failing_batch_rolls_back_its_writes_with_its_checkpoint_and_is_retrie
     assert checkpoint.attempts == 1
     assert "told to fail" in checkpoint.last_error
     assert checkpoint.retry_at is not None
-    lag = tracking.lag(READER)
+    lag = reader_lag.lag(READER)
     assert lag.position == 0
     assert lag.positions == lag.head > 0
     assert lag.last_error
@@ -99,7 +99,7 @@ def test_a_reader_can_start_from_now_be_reset_and_replay_into_a_second_set_of_ta
     assert seen() == [2], "started from now"
 
     tracking.reset(READER, target="rebuild")
-    rebuild_lag = tracking.lag(READER, target="rebuild")
+    rebuild_lag = reader_lag.lag(READER, target="rebuild")
     assert rebuild_lag.position == 0
     assert rebuild_lag.positions == rebuild_lag.head
     tracking.catch_up(READER, target="rebuild")
@@ -115,10 +115,10 @@ def test_an_unknown_reader_is_refused():
 
 def test_relays_catch_readers_up_and_lag_is_listed_for_every_reader():
     publish(0)
-    assert {lag.name: lag.positions for lag in tracking.lags()}[READER] >= 1
+    assert {lag.name: lag.positions for lag in reader_lag.lags()}[READER] >= 1
     Relay().drain()
     assert seen() == [0]
-    lags = {lag.name: lag.positions for lag in tracking.lags()}
+    lags = {lag.name: lag.positions for lag in reader_lag.lags()}
     assert lags[READER] == 0
     assert set(lags) >= {READER, "audit.chain"}, "every subscribed reader is listed"
 

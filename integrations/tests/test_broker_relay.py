@@ -15,7 +15,7 @@ from cloudevents.core.v1.event import CloudEvent
 from django.db import transaction
 from jsonschema import Draft202012Validator
 
-from domain_events import tracking
+from domain_events import reader_lag, tracking
 from domain_events.bus import event_bus
 from domain_events.cloudevents import CLOUDEVENT_SCHEMA
 from domain_events.events import (
@@ -227,4 +227,4 @@ def test_a_ledger_mark_of_another_deployment_is_ignored(broker_reader, tenant_id
 def test_without_a_broker_url_no_process_publishes_anywhere(settings):
     assert settings.INTEGRATION_BROKER_URL == ""
     assert tracking.subscriptions.tracker("integrations.broker") is None
-    assert "integrations.broker" not in {lag.name for lag in tracking.lags()}
+    assert "integrations.broker" not in {lag.name for lag in reader_lag.lags()}

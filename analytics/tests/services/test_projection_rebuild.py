@@ -11,7 +11,7 @@ from analytics.models import Generation, ProductSales, TenantMonth
 from analytics.projections import SALES, generation_for
 from analytics.services import UnknownProjection, projection_rebuild
 from analytics.tests.helpers import OrderStory, line, project
-from domain_events import tracking
+from domain_events import reader_lag
 from domain_events.head import head
 from domain_events.models import Checkpoint, StoredEvent
 
@@ -99,5 +99,5 @@ def test_an_unknown_projection_is_refused_and_nothing_changes(tenant):
     with pytest.raises(UnknownProjection, match="nope"):
         projection_rebuild(name="nope")
     assert list(Generation.objects.values_list("id", "target")) == generations
-    assert tracking.lag(SALES).positions == 0
+    assert reader_lag.lag(SALES).positions == 0
     assert figures()[0][1] == date(2026, 3, 1)
