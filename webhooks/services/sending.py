@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from standardwebhooks import Webhook
 
 from core.log_context import log_scope
 from domain_events.cloudevents import CONTENT_TYPE
+from domain_events.retry import RetryPolicy
 from tenants.models import User
 from webhooks import transport
 from webhooks.metrics import WEBHOOK_REQUESTS, outcome_of
@@ -216,17 +216,18 @@ def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome
 
 
 def _plan_retry(delivery: WebhookDelivery, outcome: transport.Outcome, now: datetime) -> None:
-    schedule = settings.WEBHOOK_RETRY_SCHEDULE
-    step = delivery.attempts - delivery.attempts_before_round
-    if step > len(schedule):
+    """The next attempt by `WEBHOOK_RETRY_SCHEDULE`, counted from the start of this round (a
+    redelivery starts a fresh one); dead once the schedule is spent."""
+    policy = RetryPolicy.of(settings.WEBHOOK_RETRY_SCHEDULE, settings.WEBHOOK_RETRY_JITTER)
+    delay = policy.delay(delivery.attempts - delivery.attempts_before_round)
+    if delay is None:
         _bury(delivery, delivery.last_error, now)
         logger.warning("webhook delivery %s is dead after %d attempts", delivery.pk, delivery.attempts)
         return
-    delay = schedule[step - 1] * random.uniform(1 - settings.WEBHOOK_RETRY_JITTER, 1 + settings.WEBHOOK_RETRY_JITTER)
     asked = _retry_after(outcome, now) if outcome.status_code in (429, 503) else None
     if asked is not None:
         # The receiver's own pace, within reason: never longer than the schedule's longest step.
-        delay = min(asked, max(schedule))
+        delay = min(asked, max(policy.schedule))
     delivery.status = DeliveryStatus.FAILED
     delivery.next_attempt_at = now + timedelta(seconds=delay)
     if delay <= settings.WEBHOOK_COUNTDOWN_LIMIT:
