@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 
 from core.errors import ApplicationError
 from domain_events.admin_lists import aggregate_link
-from staff_admin.columns import TenantColumnForOperators, first_line, id_search, local_time, short_id, tenant_name
+from staff_admin.columns import ListColumns, TenantColumnForOperators, first_line, id_search, local_time, short_id
 from staff_admin.site import panel
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -81,7 +81,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(TenantColumnForOperators, TenantScopedAdmin):
+class WebhookEndpointAdmin(ListColumns, TenantColumnForOperators, TenantScopedAdmin):
     form = WebhookEndpointForm
     list_display = ["endpoint", "is_active", "health", "failing", "disabled_reason", "created"]
     list_filter = ["is_active", FailingFilter]
@@ -106,13 +106,6 @@ class WebhookEndpointAdmin(TenantColumnForOperators, TenantScopedAdmin):
     @admin.display(description="failing since", ordering="failing_since")
     def failing(self, endpoint: WebhookEndpoint) -> SafeString | str:
         return local_time(endpoint.failing_since)
-
-    @admin.display(description="created", ordering="created_at")
-    def created(self, endpoint: WebhookEndpoint) -> SafeString | str:
-        return local_time(endpoint.created_at)
-
-    def get_list_select_related(self, request: HttpRequest) -> list[str] | bool:
-        return ["tenant"] if request.user.is_superuser else False
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
@@ -174,7 +167,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
+class WebhookDeliveryAdmin(ListColumns, TenantColumnForOperators, ReadOnlyAdminMixin, TenantScopedAdmin):
     tenant_field = "tenant_id"
     # Event and what it concerns share a column, status and attempts another: the list fits
     # 1366 px beside its filters.
@@ -210,10 +203,6 @@ class WebhookDeliveryAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantS
     def delivery(self, obj: WebhookDelivery) -> SafeString | str:
         return short_id(obj.pk)
 
-    @admin.display(description="created", ordering="created_at")
-    def created(self, obj: WebhookDelivery) -> SafeString | str:
-        return local_time(obj.created_at)
-
     @admin.display(description="endpoint")
     def endpoint_url(self, obj: WebhookDelivery) -> SafeString:
         return url_cell(obj.endpoint.url, limit=32)
@@ -232,14 +221,6 @@ class WebhookDeliveryAdmin(TenantColumnForOperators, ReadOnlyAdminMixin, TenantS
     @admin.display(description="next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj: WebhookDelivery) -> SafeString | str:
         return local_time(obj.next_attempt_at_if_open)
-
-    @admin.display(description="last error")
-    def error(self, obj: WebhookDelivery) -> SafeString | str:
-        return first_line(obj.last_error, limit=60)
-
-    @admin.display(description="tenant")
-    def tenant(self, obj: WebhookDelivery) -> str:
-        return tenant_name(obj.tenant_id)
 
     def get_search_results(self, request, queryset, search_term):
         """By a delivery's id (whole or its first 8 characters), an event id or an order's id."""

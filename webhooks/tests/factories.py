@@ -15,6 +15,7 @@ from domain_events.events import OrderConfirmed
 from tenants.tests.factories import TenantFactory
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSecret
+from webhooks.services import endpoints
 
 
 class WebhookEndpointFactory(factory.django.DjangoModelFactory):
@@ -30,7 +31,7 @@ class WebhookEndpointFactory(factory.django.DjangoModelFactory):
 
 def endpoint_with_secret(**kwargs) -> tuple[WebhookEndpoint, str]:
     endpoint = WebhookEndpointFactory(**kwargs)
-    return endpoint, WebhookSecret.objects.create(endpoint=endpoint, secret=services._new_secret()).secret
+    return endpoint, WebhookSecret.objects.create(endpoint=endpoint, secret=endpoints._new_secret()).secret
 
 
 def publish_confirmed(tenant_id: UUID, order_id: UUID | None = None) -> OrderConfirmed:

@@ -14,9 +14,9 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from testsupport.processes import wait_until
-from webhooks import services, transport
+from webhooks import transport
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.services import delivery_send
+from webhooks.services import delivery_send, sending
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed
 from webhooks.tests.receiver import Receiver, running
 
@@ -156,8 +156,8 @@ def test_a_410_disables_the_endpoint_after_its_deliveries_so_a_claim_holding_one
     answer = transport.Outcome(status_code=410, body="gone", duration_ms=5)
 
     errors = _race(
-        lambda: services._record(gone.pk, token, timezone.now(), answer),  # the sender of the first, told 410
-        lambda: services._claim(other.pk),  # a claim of the other: its row, then the endpoint's
+        lambda: sending._record(gone.pk, token, timezone.now(), answer),  # the sender of the first, told 410
+        lambda: sending._claim(other.pk),  # a claim of the other: its row, then the endpoint's
     )
 
     assert errors == [], errors  # PostgreSQL found no deadlock to break
@@ -170,7 +170,7 @@ def test_a_410_disables_the_endpoint_after_its_deliveries_so_a_claim_holding_one
     if other.status != WebhookDelivery.Status.DEAD and other.leased_until is None:
         # The claim left it for later (the endpoint had a request in flight): the next claim, on
         # the sweep's message, finds the endpoint disabled.
-        assert services._claim(other.pk) is None
+        assert sending._claim(other.pk) is None
         other.refresh_from_db()
     # Killed, or claimed just before the endpoint was disabled (then sent once more, and told 410).
     assert other.status == WebhookDelivery.Status.DEAD or other.leased_until is not None
@@ -188,7 +188,7 @@ def test_two_senders_told_410_at_once_never_deadlock(tenant):
 
     errors = _race(
         *(
-            lambda d=delivery, t=token: services._record(d.pk, t, timezone.now(), answer)
+            lambda d=delivery, t=token: sending._record(d.pk, t, timezone.now(), answer)
             for delivery, token in zip(deliveries, tokens, strict=True)
         )
     )
@@ -203,7 +203,7 @@ def test_a_claim_for_a_disabled_endpoint_buries_its_delivery_without_locking_the
     first = _open_delivery(endpoint, subject="order-1", position=1)
     following = _open_delivery(endpoint, subject="order-1", position=2)
 
-    errors = _race(lambda: services._claim(first.pk), lambda: services._claim(following.pk))
+    errors = _race(lambda: sending._claim(first.pk), lambda: sending._claim(following.pk))
 
     assert errors == [], errors
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {WebhookDelivery.Status.DEAD}

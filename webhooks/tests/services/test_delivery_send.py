@@ -1,9 +1,11 @@
 """Sending a delivery: signed CloudEvents, retries with the same webhook-id, dead letters,
 410 Gone, order per subject, and the private-network guard at delivery time."""
 
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+from django.utils import timezone
 
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
@@ -125,6 +127,31 @@ def test_once_the_first_is_dead_the_later_events_of_its_subject_go_on(tenant, se
     ids = [e.get_id() for e in receiver.events(secret)]
     assert ids == [str(first.event_id), str(first.event_id), str(second.event_id)]
     assert WebhookDelivery.objects.get(event_id=first.event_id).status == "dead"
+
+
+def test_retries_follow_the_schedule_from_the_start_of_each_round(tenant, settings):
+    from webhooks.services import delivery_redeliver, delivery_send
+
+    settings.WEBHOOK_RETRY_SCHEDULE = [600, 6000]
+    settings.WEBHOOK_RETRY_JITTER = 0.2
+    answers = [Answer(500), Answer(500), Answer(500), Answer(429, headers={"Retry-After": "99999"})]
+
+    def waited(delivery: WebhookDelivery) -> float:
+        delivery_send(delivery_id=delivery.pk)
+        delivery.refresh_from_db()
+        gap = (delivery.next_attempt_at - delivery.last_attempt_at).total_seconds()
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        return gap
+
+    with running(Receiver(answers)) as receiver:
+        endpoint, _ = endpoint_with_secret(tenant=tenant, url=receiver.url)
+        publish_confirmed(tenant.pk)
+        delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+        assert 480 <= waited(delivery) <= 720, "the first step, spread by the jitter"
+        assert 4800 <= waited(delivery) <= 7200, "the second step"
+        delivery_redeliver(delivery=delivery)
+        assert 480 <= waited(delivery) <= 720, "a redelivery starts at the first step again"
+        assert waited(delivery) == 6000, "Retry-After is honoured up to the schedule's longest step"
 
 
 def test_event_types_filter_what_an_endpoint_gets(tenant):

@@ -1,0 +1,95 @@
+"""Sending again: a redelivery or a recovery starts a fresh retry schedule, and the sweep of
+`send_due_webhooks` hands on the open deliveries that are due and have no live message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from core.errors import Conflict
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from webhooks.services.endpoints import EndpointDisabled
+from webhooks.services.queue import enqueue_on_commit
+from webhooks.services.waiting import earlier_open_of_subject, in_flight_to
+
+
+def _restart(deliveries: Sequence[WebhookDelivery], now: datetime) -> None:
+    for delivery in deliveries:
+        delivery.status = DeliveryStatus.PENDING
+        delivery.attempts_before_round = delivery.attempts
+        delivery.next_attempt_at = now
+        delivery.enqueued_at = now
+        delivery.completed_at = None
+        delivery.updated_at = now
+    WebhookDelivery.objects.bulk_update(
+        deliveries, ["status", "attempts_before_round", "next_attempt_at", "enqueued_at", "completed_at", "updated_at"]
+    )
+    enqueue_on_commit(d.pk for d in deliveries)
+
+
+@transaction.atomic
+def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery again now, whatever its state, with a fresh retry schedule and the same webhook-id.
+
+    Raises `EndpointDisabled` if its endpoint is disabled.
+    """
+    if not WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, is_active=True).exists():
+        raise EndpointDisabled("The endpoint is disabled; enable it first.")
+    delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+    if delivery.leased_until is not None and delivery.leased_until > timezone.now():
+        raise Conflict("This delivery is being sent right now.")
+    _restart([delivery], timezone.now())
+    return delivery
+
+
+@transaction.atomic
+def endpoint_recover(*, endpoint: WebhookEndpoint, since: datetime) -> int:
+    """Send again every delivery to `endpoint` whose last attempt failed at or after `since`
+    (failed or dead); returns how many. Raises `EndpointDisabled` if the endpoint is disabled."""
+    if not endpoint.is_active:
+        raise EndpointDisabled("The endpoint is disabled; enable it first.")
+    now = timezone.now()
+    deliveries = list(
+        WebhookDelivery.objects.select_for_update(skip_locked=True)
+        .filter(
+            endpoint=endpoint,
+            status__in=[DeliveryStatus.FAILED, DeliveryStatus.DEAD],
+            last_attempt_at__gte=since,
+        )
+        .exclude(leased_until__gt=now)
+    )
+    _restart(deliveries, now)
+    return len(deliveries)
+
+
+def deliveries_enqueue_due(*, limit: int = 500) -> int:
+    """The sweep: hand to the broker the open deliveries that are due and have no live message
+    (retries too far off for a countdown, messages lost with a worker or the broker). Returns how many.
+    """
+    now = timezone.now()
+    grace = timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE)
+    with transaction.atomic():
+        ids = list(
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now - grace)
+            .exclude(leased_until__gt=now)
+            .exclude(enqueued_at__gt=now - timedelta(seconds=settings.WEBHOOK_SWEEP_RESEND_AFTER))
+            # One waiting behind an earlier open event of its subject could only be refused: it is
+            # woken when that one ends. Handing those on flooded the queue with refusals ahead of
+            # the deliveries that could go, and a backlog drained at a few sends a second.
+            .exclude(
+                Exists(earlier_open_of_subject(OuterRef("endpoint_id"), OuterRef("subject"), OuterRef("position")))
+            )
+            # Nor one whose endpoint has a request in flight: that sender hands on the next.
+            .exclude(Exists(in_flight_to(OuterRef("endpoint_id"), now)))
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        WebhookDelivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+        enqueue_on_commit(ids)
+    return len(ids)

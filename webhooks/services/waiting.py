@@ -1,0 +1,66 @@
+"""What a delivery waits for: one subject's deliveries to one endpoint go in position order, and an
+endpoint has at most `WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT` requests in flight. The next delivery of
+a subject is woken when the one before it succeeds or dies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services.queue import enqueue_on_commit
+
+
+def earlier_open_of_subject(endpoint_id, subject, position) -> QuerySet[WebhookDelivery]:
+    """Open deliveries to the endpoint of an earlier event of `subject`: one waits for these.
+    (Values or `OuterRef`s.)"""
+    return WebhookDelivery.objects.filter(
+        endpoint_id=endpoint_id, subject=subject, status__in=WebhookDelivery.OPEN, position__lt=position
+    )
+
+
+def in_flight_to(endpoint_id, now: datetime) -> QuerySet[WebhookDelivery]:
+    """The endpoint's deliveries whose sender holds a live lease (a value or an `OuterRef`)."""
+    return WebhookDelivery.objects.filter(endpoint_id=endpoint_id, leased_until__gt=now)
+
+
+def endpoints_to_wait_for(
+    endpoint_ids: Sequence[uuid.UUID], subject: str, position: int, now: datetime
+) -> set[uuid.UUID]:
+    """Of `endpoint_ids`: those where a delivery of `subject` at `position` would have to wait
+    (an earlier open delivery of the subject, or the in-flight limit reached), in one query."""
+    blocked = earlier_open_of_subject(OuterRef("pk"), subject, position)
+    in_flight = in_flight_to(OuterRef("pk"), now).order_by().values("endpoint_id").annotate(n=Count("pk")).values("n")
+    rows = (
+        WebhookEndpoint.objects.filter(pk__in=endpoint_ids)
+        .annotate(blocked=Exists(blocked), in_flight=Coalesce(Subquery(in_flight), 0))
+        .values_list("pk", "blocked", "in_flight")
+    )
+    limit = settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT
+    return {pk for pk, is_blocked, flying in rows if is_blocked or flying >= limit}
+
+
+def wake_next_of_subject(delivery: WebhookDelivery, now: datetime, *, message: bool = True) -> None:
+    """The next open delivery of the subject becomes due; with `message`, it is handed to the broker."""
+    following = (
+        WebhookDelivery.objects.filter(
+            endpoint_id=delivery.endpoint_id,
+            subject=delivery.subject,
+            status__in=WebhookDelivery.OPEN,
+            position__gt=delivery.position,
+        )
+        .order_by("position")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if following is not None:
+        WebhookDelivery.objects.filter(pk=following).update(
+            next_attempt_at=now, enqueued_at=now if message else None, last_error="", updated_at=now
+        )
+        if message:
+            enqueue_on_commit([following])
