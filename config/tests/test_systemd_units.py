@@ -25,6 +25,11 @@ UNITS = ROOT / "deploy" / "systemd"
 INSTALL_DIR = "/opt/shelfwise"
 # Options whose values are the machine's to size: compared by name only.
 SIZES = {"--bind", "--workers", "--concurrency"}
+# What `make run` gives its one worker so that Ctrl-C stops it in a second (no banner, threads, none
+# of the cluster chatter); a supervised worker keeps Celery's defaults (a prefork pool, with its
+# hard time limits).
+DEV_ONLY = {"--quiet", "--without-heartbeat", "--without-gossip", "--without-mingle"}
+DEV_ONLY_WITH_VALUE = {"--pool"}
 
 
 def procfile() -> dict[str, list[str]]:
@@ -53,9 +58,9 @@ def without_sizes(argv: list[str]) -> list[str]:
     for arg in argv:
         if skip:
             skip = False
-        elif arg in SIZES:
+        elif arg in SIZES or arg in DEV_ONLY_WITH_VALUE:
             skip = True
-        else:
+        elif arg not in DEV_ONLY:
             kept.append(arg)
     return kept
 
