@@ -119,6 +119,11 @@ def _write_missing(name: str, types: list[str], *, after: int, upto: int, now) -
     events = StoredEvent.objects.filter(position__gt=after, position__lte=upto, type__in=types).exclude(
         deliveries__handler=name
     )
+    return _write_deliveries(name, events, now)
+
+
+def _write_deliveries(name: str, events, now) -> int:
+    """A pending delivery of `name` for each of `events` (one that exists already stays as it is)."""
     created = Delivery.objects.bulk_create(
         [
             Delivery(
@@ -153,23 +158,8 @@ def cover_before(name: str, aggregate_id, revision: int) -> tuple[int, str, obje
     missing = StoredEvent.objects.filter(
         aggregate_id=aggregate_id, revision__lt=revision, position__gt=covered, type__in=types
     ).exclude(deliveries__handler=name)
-    written = Delivery.objects.bulk_create(
-        [
-            Delivery(
-                stored_event_id=e.pk,
-                revision=e.revision,
-                handler=name,
-                event_type=e.type,
-                tenant_id=e.tenant_id,
-                aggregate_id=e.aggregate_id,
-                next_attempt_at=now,
-            )
-            for e in missing
-        ],
-        ignore_conflicts=True,
-    )
-    if written:
-        logger.info("wrote %d deliveries of %s that publishers without the handler left out", len(written), name)
+    if written := _write_deliveries(name, missing, now):
+        logger.info("wrote %d deliveries of %s that publishers without the handler left out", written, name)
     return (
         Delivery.objects.filter(
             handler=name, aggregate_id=aggregate_id, revision__lt=revision, status__in=Delivery.BLOCKING

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,6 +21,7 @@ from domain_events.models import Delivery
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeSwitch
 from tenants.tests.factories import UserFactory
+from testsupport.database import open_writing_transaction
 from testsupport.outbox import run_deliveries_now
 from testsupport.processes import ROOT, subprocess_env
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
@@ -93,26 +93,9 @@ def test_figures_move_as_events_flow_and_a_dead_letter_comes_and_goes_with_a_red
 def test_the_age_of_the_oldest_open_writing_transaction_is_a_gauge():
     """It holds every position reader back while it is open (domain_events/head.py)."""
     assert value(scrape(), "shelfwise_oldest_writing_transaction_seconds") == 0
-    opened, done = threading.Event(), threading.Event()
-
-    def open_writer() -> None:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT pg_current_xact_id()")
-                opened.set()
-                assert done.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=open_writer)
-    thread.start()
-    try:
-        assert opened.wait(10)
+    with open_writing_transaction():
         time.sleep(0.05)  # an age to see: the gauge counts from the transaction's start
         assert value(scrape(), "shelfwise_oldest_writing_transaction_seconds") > 0
-    finally:
-        done.set()
-        thread.join(10)
 
 
 def test_requests_are_timed_by_view_not_by_path(api_client_for, customer):

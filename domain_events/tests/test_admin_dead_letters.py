@@ -2,12 +2,11 @@
 redriven one at a time from an aggregate's timeline."""
 
 import re
-import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.urls import reverse
 
 from domain_events.bus import event_bus
@@ -15,6 +14,7 @@ from domain_events.models import Delivery
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeSwitch
 from tenants.tests.factories import UserFactory
+from testsupport.database import open_writing_transaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,31 +81,15 @@ def test_the_dashboard_shows_the_open_writing_transaction_that_holds_the_readers
     """Every position reader waits for the oldest open writing transaction: staff see its age, and
     it is flagged once it has held them longer than `READER_HELD_WARNING`."""
     settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "READER_HELD_WARNING": timedelta(0)}
-    opened, done = threading.Event(), threading.Event()
-
-    def open_writer() -> None:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT pg_current_xact_id()")
-                opened.set()
-                assert done.wait(10)
-        finally:
-            connection.close()
 
     def fact() -> str:
         panel = staff_admin.get("/admin/").content.decode().split('id="handler-trouble"', 1)[1]
         return panel.split("Oldest open writing transaction", 1)[1].split("</li>", 1)[0]
 
     assert "none" in fact()
-    thread = threading.Thread(target=open_writer)
-    thread.start()
-    try:
-        assert opened.wait(10)
+    with open_writing_transaction():
         held = fact()
         assert re.search(r"\d+ s", held)
         assert "none" not in held
         page = staff_admin.get("/admin/").content.decode()
         assert '<li class="alert"><span>Oldest open writing transaction' in page
-    finally:
-        done.set()
-        thread.join(10)
