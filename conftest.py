@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import email
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from email.message import Message
@@ -23,6 +22,7 @@ from rest_framework.test import APIClient
 
 from core.testing import unavailable
 from tenants.tests.factories import TenantFactory, UserFactory
+from testsupport.processes import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -191,16 +191,10 @@ class Mailbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _smtp_server_running() -> Iterator[Mailbox]:
     mailbox = Mailbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
     mailbox.port = port

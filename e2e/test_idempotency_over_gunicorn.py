@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -20,25 +19,12 @@ from django.db import connection, transaction
 from core.models import IdempotencyKey
 from orders.models import Order
 from tenants.services import token_issue
-from testsupport.processes import wait_until
+from testsupport.processes import free_port, http_up, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 BODY = {"items": [{"sku": "BOOK-1", "quantity": 1}], "payment_token": "tok_visa"}
 KEY = "retry-after-a-killed-worker"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _up(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _blocked_backend_port() -> int | None:
@@ -78,11 +64,11 @@ def test_a_retry_gets_through_within_seconds_of_the_worker_serving_its_key_being
         "/api/v1/products/", {"sku": "BOOK-1", "title": "Dune", "price": "9.99", "stock": 5}, format="json"
     )
     assert created.status_code == 201, created.content
-    port = _free_port()
+    port = free_port()
     gunicorn = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
     web = processes.start("web", [*gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--timeout", "120"])
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(f"{url}/healthz"), timeout=30, what="gunicorn")
+    wait_until(lambda: http_up(f"{url}/healthz"), timeout=30, what="gunicorn")
     wait_until(lambda: len(_children(web.pid)) == 2, timeout=30, what="gunicorn's two workers")
     headers = {"Authorization": f"Token {token_issue(user=customer).key}", "Idempotency-Key": KEY}
 

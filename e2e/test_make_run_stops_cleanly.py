@@ -19,18 +19,12 @@ import pytest
 from honcho.manager import KILL_WAIT
 
 from e2e.sqlite import manage
-from testsupport.processes import ROOT, wait_until
+from testsupport.processes import ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
 PROCESSES = ("web", "worker", "relay", "webhooks")
 HONCHO = Path(sys.executable).parent / "honcho"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def listening(port: int) -> bool:

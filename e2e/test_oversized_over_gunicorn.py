@@ -6,7 +6,6 @@ JSON 400 (or the JSON 401 of a bad token). Nothing is a 5xx."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
 import pytest
@@ -14,22 +13,9 @@ import requests
 from django.conf import settings
 
 from tenants.services import token_issue
-from testsupport.processes import wait_until
+from testsupport.processes import free_port, http_up, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _up(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture
@@ -37,7 +23,7 @@ def web(processes) -> str:
     port = free_port()
     gunicorn = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
     processes.start("web", [*gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1"])
-    wait_until(lambda: _up(f"http://127.0.0.1:{port}/healthz"), timeout=30, what="gunicorn")
+    wait_until(lambda: http_up(f"http://127.0.0.1:{port}/healthz"), timeout=30, what="gunicorn")
     return f"http://127.0.0.1:{port}"
 
 
