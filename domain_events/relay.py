@@ -26,7 +26,7 @@ from domain_events.celery_claims import claim_for_workers
 from domain_events.conf import domain_events_settings
 from domain_events.executor import Report, run_due_here
 from domain_events.fastpath import hand_on, hand_on_follow_ups
-from domain_events.head import head
+from domain_events.head import FENCE, head
 from domain_events.probes import send_probes
 from domain_events.subscriptions import Mode, subscriptions
 
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 PRUNE_EVERY = 60.0
 COVER_EVERY = 1.0
 LISTEN_BACKOFF_MAX = 30.0
+# How soon an idle relay looks at the head again while a fence waits (`head.Fence`).
+FENCE_RECHECK = 0.005
 
 
 # `Relay._wait`: no delivery work, but the position readers may have some.
@@ -175,12 +177,16 @@ class Relay:
         position readers may have work, False when neither.
 
         With position readers the relay looks at the head every `READER_POLL_INTERVAL` (one cheap
-        query); otherwise it sleeps for the poll interval. After a notification of delivery work
+        query), and every `FENCE_RECHECK` while a fence waits for open transactions; otherwise it
+        sleeps for the poll interval. After a notification of delivery work
         the relay lingers for `RELAY_GATHER` seconds and swallows the notifications of that
         moment, so that busy publishers make batches, not a claim each.
         """
         readers = bool(subscriptions.trackers())
         timeout = min(self.poll_interval, self.reader_poll) if readers else self.poll_interval
+        if readers and FENCE.pending():
+            # Positions drawn but not yet final: look again soon, they usually are within milliseconds.
+            timeout = min(timeout, FENCE_RECHECK)
         pass_due = time.monotonic() - self._last_drain + timeout >= self.poll_interval
         if self._listener is None:
             time.sleep(timeout)
