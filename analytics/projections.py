@@ -35,6 +35,7 @@ from domain_events.events import (
     DomainEvent,
     OrderCancelled,
     OrderConfirmed,
+    OrderDelivered,
     OrderFulfilled,
     OrderLine,
     OrderPlaced,
@@ -45,7 +46,7 @@ from domain_events.tracking import TrackingContext
 from tenants.models import Tenant
 
 CENT = Decimal("0.01")
-PAID = ("confirmed", "fulfilled")
+PAID = ("confirmed", "fulfilled", "delivered")
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,9 @@ class _SalesBatch:
         elif isinstance(event, OrderFulfilled) and status == "confirmed":
             self.totals[(tenant_id,)]["pending_fulfillment"] -= 1
             summary.update(status="fulfilled", fulfilled_at=event.occurred_at)
+        elif isinstance(event, OrderDelivered) and status == "fulfilled":
+            # Still paid and already shipped: only where the order stands changes.
+            summary.update(status="delivered")
         summary["position"] = position
         self.changed.add(event.order_id)
 
@@ -242,7 +246,7 @@ SALES = "analytics.sales"
 PROJECTIONS: dict[str, Projection] = {
     SALES: Projection(
         name=SALES,
-        event_types=(OrderPlaced, OrderConfirmed, OrderCancelled, OrderFulfilled, StockAdjusted),
+        event_types=(OrderPlaced, OrderConfirmed, OrderCancelled, OrderFulfilled, OrderDelivered, StockAdjusted),
         models=(OrderSummary, TenantMonth, TenantDay, TenantTotals, ProductSales),
         handler=project_sales,
     ),

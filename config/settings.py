@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "analytics",
     "audit",
     "integrations",
+    "inbound",
     "demo",
 ]
 
@@ -341,6 +342,14 @@ INTEGRATION_BROKER_BATCH_SIZE = env.int("INTEGRATION_BROKER_BATCH_SIZE", default
 INTEGRATION_BROKER_RETRY_SCHEDULE = [
     int(s) for s in env.list("INTEGRATION_BROKER_RETRY_SCHEDULE", default=["1", "2", "5", "10", "30"])
 ]
+
+# --- Inbound: the distributor's shipment notices (docs/api.md) ------------------------------------
+# `manage.py consume_inbound` reads this durable queue on the broker of INTEGRATION_BROKER_URL.
+INBOUND_BROKER_QUEUE = env.str("INBOUND_BROKER_QUEUE", default="shelfwise.inbound.distributor")
+# Messages a consumer holds unacknowledged at a time.
+INBOUND_BROKER_PREFETCH = env.int("INBOUND_BROKER_PREFETCH", default=10)
+# A message that fails this many times goes to the dead-letter exchange `<queue>.dead-letter`.
+INBOUND_BROKER_MAX_FAILURES = env.int("INBOUND_BROKER_MAX_FAILURES", default=5)
 
 # --- E-mail -----------------------------------------------------------------------------------
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))

@@ -22,3 +22,7 @@ from config.settings import INSTALLED_APPS
 # that those tests start as subprocesses.
 INSTALLED_APPS = [*INSTALLED_APPS, "domain_events.tests.probe"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests only: seconds the inbound consumer waits between commit and acknowledgement (a window in
+# which a test kills it).
+INBOUND_PAUSE_AFTER_COMMIT = float(os.environ.get("INBOUND_TEST_PAUSE_AFTER_COMMIT", "0"))

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("analytics.urls")),
     path("", include("webhooks.urls")),
     path("", include("integrations.urls")),
+    path("", include("inbound.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SwaggerUiView.as_view(url_name="schema"), name="docs"),
 ]

@@ -111,6 +111,11 @@ MEANINGS = {
     "published twice; one per deployment sharing a virtual host.",
     "INTEGRATION_BROKER_TIMEOUT": "Seconds to connect and for each publisher confirm; a slower broker counts as down.",
     "INTEGRATION_BROKER_BATCH_SIZE": "Events the broker's position reader publishes per batch.",
+    "INBOUND_BROKER_QUEUE": "The durable queue `manage.py consume_inbound` reads the distributor's shipment "
+    "notices from, on the broker of `INTEGRATION_BROKER_URL`.",
+    "INBOUND_BROKER_PREFETCH": "Notices the inbound consumer holds unacknowledged at a time.",
+    "INBOUND_BROKER_MAX_FAILURES": "A notice whose handling fails this many times goes to the dead-letter exchange "
+    "`<queue>.dead-letter` (and its queue of that name).",
     "INTEGRATION_BROKER_RETRY_SCHEDULE": "Comma-separated seconds between tries while the broker is down (the last "
     "step repeats).",
     # E-mail

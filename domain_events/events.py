@@ -147,6 +147,30 @@ class OrderFulfilled(DomainEvent):
     lines: tuple[OrderLine, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class OrderDelivered(DomainEvent):
+    """The distributor reports the fulfilled order delivered to the customer."""
+
+    type: ClassVar[str] = "order.delivered"
+    aggregate_field: ClassVar[str] = "order_id"
+
+    order_id: UUID
+    tracking_number: str
+    delivered_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderShipmentLost(DomainEvent):
+    """The distributor reports the order's shipment lost in transit; staff look into it."""
+
+    type: ClassVar[str] = "order.shipment_lost"
+    aggregate_field: ClassVar[str] = "order_id"
+
+    order_id: UUID
+    tracking_number: str
+    lost_at: datetime
+
+
 # --- inventory -------------------------------------------------------------------------------
 
 

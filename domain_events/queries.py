@@ -7,6 +7,7 @@ A query is a frozen dataclass; exactly one module registers the answer with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -32,3 +33,28 @@ class QuoteProducts(Query):
 
     tenant_id: UUID
     skus: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyShipmentNotice(Query):
+    """A command: apply the distributor's notice about one order of a tenant (the orders module answers).
+
+    `kind` is `shipped`, `delivered` or `lost`; `occurred_at` is when the distributor saw it. Runs in the
+    caller's transaction, so the caller records the notice with its effect. Answer: a `NoticeOutcome`.
+    """
+
+    tenant_id: UUID
+    order_id: UUID
+    kind: str
+    tracking_number: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoticeOutcome:
+    """What a notice did: `applied` (`events` names what it recorded), `nothing_to_do` (the order is
+    already there), or `parked` with the `reason` it cannot be applied."""
+
+    status: str
+    reason: str = ""
+    events: tuple[str, ...] = ()

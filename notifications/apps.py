@@ -7,14 +7,14 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from domain_events.bus import event_bus
-        from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderPlaced
+        from domain_events.events import OrderCancelled, OrderConfirmed, OrderDelivered, OrderFulfilled, OrderPlaced
         from notifications import handlers
 
         event_bus.subscribe(
             OrderPlaced, handlers.remember_order_contact, mode="on_commit", name="notifications.remember_order_contact"
         )
         event_bus.subscribe(
-            [OrderConfirmed, OrderCancelled, OrderFulfilled],
+            [OrderConfirmed, OrderCancelled, OrderFulfilled, OrderDelivered],
             handlers.email_customer_about_order,
             mode="celery",
             queue="email",

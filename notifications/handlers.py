@@ -6,7 +6,7 @@ executor's transaction (`atomic=False`): no row lock is held while the server an
 
 from __future__ import annotations
 
-from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderPlaced
+from domain_events.events import OrderCancelled, OrderConfirmed, OrderDelivered, OrderFulfilled, OrderPlaced
 from notifications import services
 
 
@@ -15,6 +15,6 @@ def remember_order_contact(event: OrderPlaced) -> None:
     services.order_contact_record(event=event)
 
 
-def email_customer_about_order(event: OrderConfirmed | OrderCancelled | OrderFulfilled) -> None:
-    """Tell the customer their order was confirmed, cancelled (and why) or shipped."""
+def email_customer_about_order(event: OrderConfirmed | OrderCancelled | OrderFulfilled | OrderDelivered) -> None:
+    """Tell the customer their order was confirmed, cancelled (and why), shipped or delivered."""
     services.order_email_send(event=event)

@@ -17,7 +17,14 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from domain_events.events import DomainEvent, OrderCancelled, OrderConfirmed, OrderFulfilled, OrderPlaced
+from domain_events.events import (
+    DomainEvent,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderDelivered,
+    OrderFulfilled,
+    OrderPlaced,
+)
 from notifications.metrics import EMAILS
 from notifications.models import EmailMessage, OrderContact
 from tenants.models import Tenant, User
@@ -29,6 +36,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     OrderConfirmed.type: ("order_confirmed", "Your order {short_id} is confirmed"),
     OrderCancelled.type: ("order_cancelled", "Your order {short_id} was cancelled"),
     OrderFulfilled.type: ("order_fulfilled", "Your order {short_id} has shipped"),
+    OrderDelivered.type: ("order_delivered", "Your order {short_id} has been delivered"),
 }
 REASONS = {
     "out_of_stock": "some of the books were out of stock",
@@ -78,12 +86,12 @@ def _context(event: DomainEvent, contact: OrderContact, customer: User) -> dict:
     if isinstance(event, OrderCancelled):
         context["reason"] = REASONS.get(event.reason, event.reason.replace("_", " "))
         context["refunded"] = event.previous_status in ("confirmed", "fulfilled")
-    if isinstance(event, OrderFulfilled):
+    if isinstance(event, OrderFulfilled | OrderDelivered):
         context["tracking_number"] = event.tracking_number
     return context
 
 
-def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled) -> EmailMessage:
+def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled | OrderDelivered) -> EmailMessage:
     """E-mail the customer about `event` unless that was done already.
 
     Runs outside any transaction of the executor (it talks to an SMTP server): the log row is

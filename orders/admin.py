@@ -95,6 +95,7 @@ class OrderAdmin(TenantColumnForOperators, TenantScopedAdmin):
         "total",
         "tracking_number",
         "shipped_at",
+        "delivered_at",
         "created_at",
         "updated_at",
     ]
@@ -193,7 +194,7 @@ class OrderAdmin(TenantColumnForOperators, TenantScopedAdmin):
 
     def cancel_view(self, request: HttpRequest, order_id: UUID) -> HttpResponse:
         """Ask to confirm, then cancel the order at the customer's request; refuse, saying why, once
-        it is fulfilled or already cancelled."""
+        it is fulfilled, delivered or already cancelled."""
         return self._order_button(
             request,
             order_id,

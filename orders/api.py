@@ -151,7 +151,7 @@ class OrderDetailApi(TenantApiMixin, APIView):
 
 
 class OrderCancelApi(TenantApiMixin, APIView):
-    """Cancel an order at the customer's request (its owner or staff); 409 once it is fulfilled."""
+    """Cancel an order at the customer's request (its owner or staff); 409 once it is fulfilled or delivered."""
 
     OutputSerializer = OrderOutputSerializer
 
@@ -160,7 +160,7 @@ class OrderCancelApi(TenantApiMixin, APIView):
         request=None,
         responses={
             200: OrderOutputSerializer,
-            409: OpenApiResponse(description="The order is fulfilled or cancelled."),
+            409: OpenApiResponse(description="The order is fulfilled, delivered or cancelled."),
         },
     )
     def post(self, request: Request, order_id: UUID) -> Response:

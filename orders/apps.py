@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class OrdersConfig(AppConfig):
-    """Orders: placing, confirming, cancelling and fulfilling customers' orders."""
+    """Orders: placing, confirming, cancelling, fulfilling and delivering customers' orders."""
 
     name = "orders"
     default_auto_field = "django.db.models.BigAutoField"
@@ -10,7 +10,10 @@ class OrdersConfig(AppConfig):
     def ready(self) -> None:
         from domain_events.bus import event_bus
         from domain_events.events import InventoryReservationFailed, PaymentCaptured, PaymentFailed
-        from orders import handlers
+        from domain_events.queries import ApplyShipmentNotice
+        from orders import handlers, services
+
+        event_bus.answer(ApplyShipmentNotice, services.shipment_notice_apply)
 
         event_bus.subscribe(PaymentCaptured, handlers.confirm_order, mode="on_commit", name="orders.confirm_order")
         event_bus.subscribe(

@@ -29,6 +29,7 @@ class Order(models.Model):
         PLACED = "placed"
         CONFIRMED = "confirmed"
         FULFILLED = "fulfilled"
+        DELIVERED = "delivered"
         CANCELLED = "cancelled"
 
     class CancellationReason(models.TextChoices):
@@ -36,7 +37,7 @@ class Order(models.Model):
         PAYMENT_DECLINED = "payment_declined", "Payment declined"
         CUSTOMER_REQUEST = "customer_request", "Customer request"
 
-    # What a cancellation may still stop: an order neither shipped nor already cancelled.
+    # What a cancellation may still stop: an order neither shipped (or delivered) nor already cancelled.
     CANCELLABLE = frozenset({Status.PLACED, Status.CONFIRMED})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -49,6 +50,8 @@ class Order(models.Model):
     currency = models.CharField(max_length=3)
     tracking_number = models.CharField(max_length=TRACKING_NUMBER_MAX_LENGTH, blank=True, default="")
     shipped_at = models.DateTimeField(null=True, blank=True)
+    # When the distributor reported it delivered (its notice's time).
+    delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,7 +64,8 @@ class Order(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["placed", "confirmed", "fulfilled", "cancelled"]), name="order_status_valid"
+                condition=Q(status__in=["placed", "confirmed", "fulfilled", "delivered", "cancelled"]),
+                name="order_status_valid",
             ),
             # A cancelled order always says why; no other order has a reason.
             models.CheckConstraint(

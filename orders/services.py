@@ -20,8 +20,16 @@ from rest_framework import serializers
 from core.errors import ApplicationError, Conflict, NotFound
 from core.serializers import StrictInputSerializer
 from domain_events.bus import event_bus
-from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
-from domain_events.queries import ProductQuote, QuoteProducts
+from domain_events.events import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderDelivered,
+    OrderFulfilled,
+    OrderLine,
+    OrderPlaced,
+    OrderShipmentLost,
+)
+from domain_events.queries import ApplyShipmentNotice, NoticeOutcome, ProductQuote, QuoteProducts
 from orders.models import MAX_QUANTITY, SKU_MAX_LENGTH, TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 
 if TYPE_CHECKING:
@@ -216,7 +224,7 @@ def order_cancel(*, order: Order, reason: str, by: User | None) -> Order:
     """Cancel a placed or confirmed order for `reason`; publish `order.cancelled`.
 
     `by` is who asks (None for the platform itself); a customer may cancel only their own order.
-    Raises `Conflict` (409) if the order is fulfilled or already cancelled.
+    Raises `Conflict` (409) if the order is fulfilled, delivered or already cancelled.
     """
     _check_reason(reason)
     if by is not None and not _may_act_on(by, order):
@@ -225,9 +233,9 @@ def order_cancel(*, order: Order, reason: str, by: User | None) -> Order:
         locked = _locked(order)
         if not locked.is_cancellable:
             message = (
-                "A fulfilled order cannot be cancelled."
-                if locked.status == Order.Status.FULFILLED
-                else "The order is already cancelled."
+                "The order is already cancelled."
+                if locked.status == Order.Status.CANCELLED
+                else f"A {locked.status} order cannot be cancelled."
             )
             raise Conflict(message, extra={"status": locked.status})
         _cancel(locked, reason)
@@ -273,21 +281,83 @@ def order_fulfill(*, order: Order, tracking_number: str) -> Order:
                 f"Only a confirmed order can be fulfilled; this one is {locked.status}.",
                 extra={"status": locked.status},
             )
-        locked.status = Order.Status.FULFILLED
-        locked.tracking_number = tracking_number
-        locked.shipped_at = timezone.now()
-        locked.save(update_fields=["status", "tracking_number", "shipped_at", "updated_at"])
+        _fulfil(locked, tracking_number)
+    logger.info("order %s fulfilled, tracking %s", locked.id, tracking_number)
+    return locked
+
+
+# --- the distributor's shipment notices ---------------------------------------------------------
+
+NOTICE_KINDS = ("shipped", "delivered", "lost")
+
+
+def shipment_notice_apply(command: ApplyShipmentNotice) -> NoticeOutcome:
+    """Apply the distributor's notice to the tenant's order, in the caller's transaction (the
+    answer to `ApplyShipmentNotice`: the inbox records the notice in the same transaction).
+
+    - `shipped` fulfils a confirmed order with the tracking number (`order.fulfilled`);
+    - `delivered` moves a fulfilled order to `delivered` (`order.delivered`);
+    - `lost` records `order.shipment_lost` for a fulfilled order.
+
+    Notices may come out of order. A `delivered` or `lost` for an order still confirmed means its
+    `shipped` is late: the order is fulfilled first with the notice's tracking number, then
+    delivered (or reported lost), so it ends right; the late `shipped` then has nothing to do.
+    A notice the order is already past (same tracking number) has nothing to do. Anything else is
+    parked with its reason: an order of no such id in this tenant (another tenant's looks the same),
+    a cancelled or placed order, another tracking number than the order's, a delivered order lost.
+    """
+    if command.kind not in NOTICE_KINDS:
+        return NoticeOutcome(status="parked", reason=f"unknown notice type {command.kind!r}")
+    tracking_number = command.tracking_number.strip()
+    if not tracking_number or len(tracking_number) > TRACKING_NUMBER_MAX_LENGTH:
+        return NoticeOutcome(status="parked", reason="the tracking number is missing or too long")
+    orders = Order.objects.select_for_update(no_key=True)
+    locked = orders.filter(tenant_id=command.tenant_id, pk=command.order_id).first()
+    if locked is None:
+        return NoticeOutcome(status="parked", reason="no such order in this bookstore")
+    status = locked.status
+    if status in (Order.Status.PLACED, Order.Status.CANCELLED):
+        return NoticeOutcome(status="parked", reason=f"impossible: the order is {status}")
+    if status != Order.Status.CONFIRMED and locked.tracking_number != tracking_number:
+        return NoticeOutcome(
+            status="parked", reason=f"the order shipped with another tracking number ({locked.tracking_number})"
+        )
+    if command.kind == "lost" and status == Order.Status.DELIVERED:
+        return NoticeOutcome(status="parked", reason="impossible: the order is delivered")
+    if command.kind == "shipped" and status != Order.Status.CONFIRMED:
+        return NoticeOutcome(status="nothing_to_do", reason=f"the order is {status} already")
+    if command.kind == "delivered" and status == Order.Status.DELIVERED:
+        return NoticeOutcome(status="nothing_to_do", reason="the order is delivered already")
+
+    events: list[str] = []
+    if status == Order.Status.CONFIRMED:
+        _fulfil(locked, tracking_number, shipped_at=command.occurred_at if command.kind == "shipped" else None)
+        events.append(OrderFulfilled.type)
+    if command.kind == "delivered":
+        locked.status = Order.Status.DELIVERED
+        locked.delivered_at = command.occurred_at
+        locked.save(update_fields=["status", "delivered_at", "updated_at"])
         event_bus.publish(
-            OrderFulfilled(
+            OrderDelivered(
                 tenant_id=locked.tenant_id,
                 order_id=locked.id,
                 tracking_number=tracking_number,
-                shipped_at=locked.shipped_at,
-                lines=_lines_of(locked.items.all()),
+                delivered_at=command.occurred_at,
             )
         )
-    logger.info("order %s fulfilled, tracking %s", locked.id, tracking_number)
-    return locked
+        events.append(OrderDelivered.type)
+    elif command.kind == "lost":
+        event_bus.publish(
+            OrderShipmentLost(
+                tenant_id=locked.tenant_id,
+                order_id=locked.id,
+                tracking_number=tracking_number,
+                lost_at=command.occurred_at,
+            )
+        )
+        events.append(OrderShipmentLost.type)
+    logger.info("order %s: distributor's %s notice applied (%s)", locked.id, command.kind, ", ".join(events))
+    return NoticeOutcome(status="applied", events=tuple(events))
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -297,6 +367,22 @@ def _locked(order: Order) -> Order:
     """The order's current row, locked until the transaction ends (a key-share lock is still
     allowed, so inserting rows that reference the order does not wait)."""
     return Order.objects.select_for_update(no_key=True).get(pk=order.pk)
+
+
+def _fulfil(locked: Order, tracking_number: str, *, shipped_at=None) -> None:
+    locked.status = Order.Status.FULFILLED
+    locked.tracking_number = tracking_number
+    locked.shipped_at = shipped_at or timezone.now()
+    locked.save(update_fields=["status", "tracking_number", "shipped_at", "updated_at"])
+    event_bus.publish(
+        OrderFulfilled(
+            tenant_id=locked.tenant_id,
+            order_id=locked.id,
+            tracking_number=tracking_number,
+            shipped_at=locked.shipped_at,
+            lines=_lines_of(locked.items.all()),
+        )
+    )
 
 
 def _cancel(locked: Order, reason: str) -> None:

@@ -24,7 +24,17 @@ TENANT_STAFF_APPS = frozenset(
     getattr(
         settings,
         "TENANT_STAFF_APPS",
-        ("orders", "inventory", "payments", "notifications", "webhooks", "analytics", "audit", "domain_events"),
+        (
+            "orders",
+            "inventory",
+            "payments",
+            "notifications",
+            "webhooks",
+            "analytics",
+            "audit",
+            "domain_events",
+            "inbound",
+        ),
     )
 )
 
