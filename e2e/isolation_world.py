@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from domain_events import tracking
 from domain_events.bus import event_bus
 from domain_events.models import Delivery
+from inbound.models import InboxMessage
+from inbound.services import notice_receive
 from tenants.models import Tenant, User
 from tenants.services import token_issue
 from tenants.tests.factories import TenantFactory, UserFactory
@@ -133,6 +136,20 @@ def build_world(mailbox) -> World:
             assert fulfilled.status_code == 200, fulfilled.content
             cancelled = api_client_for(store.customer).post(f"/api/v1/orders/{store.orders['cancelled']}/cancel")
             assert cancelled.status_code == 200, cancelled.content
+        for store in (a, b):
+            # The distributor reports the fulfilled order lost: an inbox row and a lost shipment each.
+            notice_receive(
+                tenant=store.tenant,
+                message_id=f"lost-{store.tenant.slug}",
+                source=InboxMessage.Source.WEBHOOK,
+                notice={
+                    "type": "lost",
+                    "order_id": UUID(store.orders["fulfilled"]),
+                    "tracking_number": "TRK-1",
+                    "occurred_at": timezone.now(),
+                },
+                body=b"{}",
+            )
         settle()
         world = World(a, b, list(receiver.received), list(mailbox.messages))
     assert Delivery.objects.filter(status=Delivery.Status.DEAD, tenant_id=a.tenant.id).exists(), "a dead letter"

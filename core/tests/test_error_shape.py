@@ -121,6 +121,8 @@ def test_every_write_endpoint_refuses_an_unknown_field_naming_it(document, staff
     for path, method, operation in writes:
         if "{delivery_id}" in path:
             continue  # no delivery exists to reach its input: a 404 first (below)
+        if "{tenant_slug}" in path:
+            continue  # the distributor's: an unsigned request is 401 before its body is read (inbound's tests)
         url = re.sub(r"\{(\w+)\}", lambda m: resources[m.group(1)], path)
         response = getattr(staff_api, method)(url, {UNKNOWN: 1}, format="json")
         body = assert_error(response, 400, "invalid")
