@@ -1,14 +1,19 @@
 """Who caused each event: set at the boundary, inherited through causation, stored beside the
-payload and read back with the envelope."""
+payload, read back with the envelope, and published as the CloudEvents extension `actor`."""
 
+import json
 import uuid
 
 import pytest
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from django.db import connection, transaction
+from jsonschema import Draft202012Validator
 
 from domain_events import tracking
 from domain_events.actors import SYSTEM, actor_of, is_actor
 from domain_events.bus import event_bus
+from domain_events.cloudevents import CLOUDEVENT_SCHEMA, to_cloudevent
 from domain_events.context import acting_as, current_trace, traced
 from domain_events.models import StoredEvent
 from domain_events.parking import READ, load_or_park
@@ -101,3 +106,16 @@ def test_an_insert_that_names_no_actor_records_the_system():
             [uuid.uuid4(), event.event_id],
         )
     assert set(StoredEvent.objects.values_list("actor", flat=True)) == {SYSTEM}
+
+
+def test_every_cloudevent_carries_the_actor_extension_which_the_sdk_parses_strictly():
+    with acting_as(STAFF):
+        event = publish()
+    cloudevent = to_cloudevent(event, position=3)
+    assert cloudevent["actor"] == STAFF
+    Draft202012Validator(CLOUDEVENT_SCHEMA).validate(cloudevent)
+    assert "actor" in CLOUDEVENT_SCHEMA["required"]
+    parsed = JSONFormat().read(CloudEvent, json.dumps(cloudevent).encode())
+    assert parsed.get_extension("actor") == STAFF
+    with pytest.raises(Exception, match="does not match"):
+        Draft202012Validator(CLOUDEVENT_SCHEMA).validate({**cloudevent, "actor": "somebody"})
