@@ -149,6 +149,10 @@ def test_staff_cancel_and_the_refund_reads_as_theirs(saga, staff_api, customer_a
         "order.cancelled": f"staff:{staff.pk}",
         "payment.refunded": f"staff:{staff.pk}",
     }
+    timeline = staff_api.get(f"{ORDERS}{placed['id']}/events/").json()["results"]
+    assert [(e["type"], e["actor"]) for e in timeline if e["type"] == "payment.refunded"] == [
+        ("payment.refunded", f"staff:{staff.pk}")
+    ]
 
 
 def test_staff_fulfill_a_confirmed_order(saga, staff_api, customer_api):

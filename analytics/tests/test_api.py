@@ -97,14 +97,26 @@ def test_the_feed_is_for_staff(customer_api):
     assert customer_api.get(EVENTS).status_code == 403
 
 
-def test_an_orders_timeline_lists_its_events_with_their_deliveries(tenant, staff_api):
-    story = OrderStory(tenant).placed().confirmed()
+def test_an_orders_timeline_lists_its_events_with_their_actors_and_deliveries(tenant, staff_api, customer):
+    with acting_as(f"customer:{customer.pk}"):
+        story = OrderStory(tenant).placed()
+    story.confirmed()
     project()
     body = staff_api.get(f"/api/v1/orders/{story.order_id}/events/").json()
     events = body["results"]
     assert [e["type"] for e in events] == ["order.placed", "order.confirmed"]
     assert events[0]["position"] < events[1]["position"]
-    assert set(events[0]) == {"position", "id", "type", "occurred_at", "correlation_id", "causation_id", "deliveries"}
+    assert set(events[0]) == {
+        "position",
+        "id",
+        "type",
+        "occurred_at",
+        "correlation_id",
+        "causation_id",
+        "actor",
+        "deliveries",
+    }
+    assert [e["actor"] for e in events] == [f"customer:{customer.pk}", "system"]
     handlers = {d["handler"] for d in events[0]["deliveries"]}
     assert "inventory.reserve_stock_for_order" in handlers
     delivery = events[0]["deliveries"][0]
