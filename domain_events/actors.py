@@ -35,3 +35,29 @@ def is_actor(value: str) -> bool:
 def kind_of(actor: str) -> str:
     """`customer`, `staff`, `operator` or `system`."""
     return actor.split(":", 1)[0]
+
+
+def command_actor(username: str | None) -> str:
+    """The actor of a management command: the user named by its `--by`, else `system`.
+
+    An unknown or inactive user is a `CommandError`: a command never acts as nobody in particular
+    when it was told who it acts for.
+    """
+    from django.contrib.auth import get_user_model
+    from django.core.management.base import CommandError
+
+    if username is None:
+        return SYSTEM
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None or not user.is_active:
+        raise CommandError(f"--by: no active user named {username!r}")
+    return actor_of(user)
+
+
+def add_by_argument(parser) -> None:
+    """`--by USERNAME`, for a management command whose changes publish events."""
+    parser.add_argument(
+        "--by",
+        metavar="USERNAME",
+        help="Record the events this command publishes as caused by this user (default: system).",
+    )
