@@ -62,3 +62,19 @@ def test_staff_filter_the_trail_by_kind_of_actor_and_by_one_actor(staff_admin, s
     assert listed(f"q=staff:{staff.pk}") == {e.sequence for e in mine}
     page = staff_admin.get("/admin/audit/auditentry/").content.decode()
     assert f'href="?actor=staff%3A{staff.pk}"' in page, "each entry's actor links to that actor's entries"
+
+
+def test_the_actor_filter_has_an_index_behind_it(tenant, staff, record_events):
+    from django.db import connection, transaction
+
+    from audit.admin import ActorFilter
+
+    record_events(tenant, 1)
+    for value in ("staff", f"staff:{staff.pk}"):
+        queryset = ActorFilter(None, {"actor": [value]}, AuditEntry, None).queryset(None, AuditEntry.objects.all())
+        sql, params = queryset.order_by("-id").query.sql_with_params()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "audit_actor" in plan, plan
