@@ -126,6 +126,7 @@ class OrderTimelineApi(TenantApiMixin, APIView):
         occurred_at = serializers.DateTimeField()
         correlation_id = serializers.CharField()
         causation_id = serializers.UUIDField()
+        actor = serializers.CharField()
         deliveries = DeliverySerializer(many=True)
 
     @extend_schema(operation_id="orders_events_list", responses=OutputSerializer(many=True))

@@ -34,6 +34,9 @@ class AuditEntry(models.Model):
         indexes = [
             models.Index(fields=["aggregate_id"], name="audit_aggregate"),
             models.Index(fields=["correlation_id"], name="audit_correlation"),
+            # The admin's actor filter and search: one actor exactly, or a kind of actor by prefix
+            # (`staff:`), which on PostgreSQL needs the pattern operator class whatever the collation.
+            models.Index(fields=["actor", "id"], name="audit_actor", opclasses=["varchar_pattern_ops", "int8_ops"]),
         ]
 
     def __str__(self) -> str:

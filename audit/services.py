@@ -10,14 +10,9 @@ from django.utils import timezone
 
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
+from domain_events.actors import SYSTEM
 from domain_events.events import ENVELOPE_FIELDS, DomainEvent
 from domain_events.registry import registry
-
-
-def _actor(event: DomainEvent) -> str:
-    """Who caused it: the customer for what a customer did, else the platform."""
-    customer = getattr(event, "customer_id", None)
-    return f"customer:{customer}" if customer else "system"
 
 
 def _payload(event: DomainEvent) -> dict:
@@ -58,7 +53,7 @@ def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]]) -> list[Au
             event_id=event.event_id,
             event_type=event.type,
             aggregate_id=event.aggregate_id,
-            actor=_actor(event),
+            actor=event.actor or SYSTEM,
             correlation_id=event.correlation_id,
             causation_id=event.causation_id or event.event_id,
             payload=_payload(event),

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 from django.db import transaction
 
 from domain_events import fastpath, metrics, recording, streams
+from domain_events.actors import SYSTEM
 from domain_events.context import current_trace, new_correlation_id
 from domain_events.events import DomainEvent
 from domain_events.queries import Query
@@ -112,9 +113,10 @@ class EventBus:
     def publish(self, event: E) -> E:
         """Record `event` in the caller's transaction; dispatch it once that commits.
 
-        Fills in the correlation id (the request's or the handled event's) and the causation id
-        (the handled event, or the event itself when nothing caused it). Returns the event as
-        stored.
+        Fills in the correlation id (the request's or the handled event's), the causation id
+        (the handled event, or the event itself when nothing caused it) and the actor (the
+        request's user, the command's `--by`, the handled event's actor, else `system`). Returns
+        the event as stored.
         """
         if not transaction.get_connection().in_atomic_block:
             raise PublishOutsideTransaction(f"publish({event.type}) needs an open transaction (transaction.atomic)")
@@ -142,9 +144,10 @@ class EventBus:
         trace = current_trace()
         correlation_id = event.correlation_id or (trace.correlation_id if trace else "") or new_correlation_id()
         causation_id = event.causation_id or (trace.causation_id if trace else None) or event.event_id
-        if correlation_id == event.correlation_id and causation_id == event.causation_id:
+        actor = event.actor or (trace.actor if trace else SYSTEM)
+        if correlation_id == event.correlation_id and causation_id == event.causation_id and actor == event.actor:
             return event
-        return replace(event, correlation_id=correlation_id, causation_id=causation_id)
+        return replace(event, correlation_id=correlation_id, causation_id=causation_id, actor=actor)
 
     # --- queries --------------------------------------------------------------------------
 

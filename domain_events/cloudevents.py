@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain_events.actors import ACTOR_PATTERN, SYSTEM
 from domain_events.events import DomainEvent
 from domain_events.recording import payload_of
 
@@ -31,6 +32,7 @@ def to_cloudevent(event: DomainEvent, *, position: int | None = None) -> dict[st
         "eventversion": event.version,
         "correlationid": event.correlation_id,
         "causationid": str(event.causation_id),
+        "actor": event.actor or SYSTEM,
     }
     if position is not None:
         cloudevent["sequence"] = sequence_of(position)
@@ -59,6 +61,7 @@ CLOUDEVENT_SCHEMA: dict[str, Any] = {
         "eventversion",
         "correlationid",
         "causationid",
+        "actor",
         "sequence",
     ],
     "properties": {
@@ -74,6 +77,14 @@ CLOUDEVENT_SCHEMA: dict[str, Any] = {
         "eventversion": {"type": "integer", "minimum": 1, "description": "The version of `data`'s schema."},
         "correlationid": {"type": "string", "description": "Shared by every event of one request's story."},
         "causationid": {"type": "string", "description": "The event (or request) that caused this one."},
+        "actor": {
+            "type": "string",
+            "pattern": ACTOR_PATTERN,
+            "description": (
+                "Who caused it: `<kind>:<user id>` with kind `customer`, `staff` or `operator`, or `system`; "
+                "an event caused by another event has that event's actor."
+            ),
+        },
         "sequence": {
             "type": "string",
             "pattern": "^[0-9]{20}$",

@@ -50,6 +50,9 @@ class DomainEvent:
     # Filled by `event_bus.publish` from the request or the handled event when left empty.
     correlation_id: str = ""
     causation_id: UUID | None = None
+    # Who caused it (`domain_events.actors`): filled by `event_bus.publish` from the request, the
+    # command or the handled event when left empty.
+    actor: str = ""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -66,7 +69,7 @@ class DomainEvent:
         return cls.aggregate_field.removesuffix("_id")
 
 
-ENVELOPE_FIELDS = frozenset({"tenant_id", "event_id", "occurred_at", "correlation_id", "causation_id"})
+ENVELOPE_FIELDS = frozenset({"tenant_id", "event_id", "occurred_at", "correlation_id", "causation_id", "actor"})
 
 
 def published_event_types() -> list[type[DomainEvent]]:

@@ -1,4 +1,5 @@
-"""Request correlation: `X-Request-ID` in, the same id out, and on every event and log line in between."""
+"""Request correlation: `X-Request-ID` in, the same id out, and on every event and log line in
+between; and the request's actor, its authenticated user, on every event it publishes."""
 
 import logging
 import time
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from core.log_context import log_scope
+from domain_events.actors import actor_of
 from domain_events.context import clean_correlation_id, traced
 
 HEADER = "X-Request-ID"
@@ -23,7 +25,10 @@ class CorrelationIdMiddleware:
         correlation_id = clean_correlation_id(request.headers.get(HEADER))
         request.correlation_id = correlation_id
         started = time.monotonic()
-        with traced(correlation_id), log_scope(correlation_id=correlation_id):
+        # The user is known only once authenticated (the session's by Django's middleware, a token's
+        # by the API view, which sets `request.user` too): read when an event is published.
+        actor = lambda: actor_of(getattr(request, "user", None))  # noqa: E731
+        with traced(correlation_id, actor=actor), log_scope(correlation_id=correlation_id):
             response = self.get_response(request)
             if not request.path.startswith(QUIET_PATHS):
                 # Logged inside the scope: the line also carries the tenant the request authenticated as.

@@ -26,7 +26,7 @@ UNTIL_RELEASED = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 # The columns kept beside an event's payload: the fields every `DomainEvent` has.
-ENVELOPE_COLUMNS = ("event_id", "tenant_id", "occurred_at", "correlation_id", "causation_id")
+ENVELOPE_COLUMNS = ("event_id", "tenant_id", "occurred_at", "correlation_id", "causation_id", "actor")
 
 
 def stored_event_ref(pk: int, type_name: str, version: int, event_id: object) -> str:
@@ -78,6 +78,9 @@ class StoredEvent(models.Model):
     recorded_at = models.DateTimeField(auto_now_add=True)
     correlation_id = models.CharField(max_length=128)
     causation_id = models.UUIDField()
+    # Who caused it (`domain_events.actors`). Events recorded before actors were kept are `system`,
+    # and so is an insert that names no actor (a publisher still running older code).
+    actor = models.CharField(max_length=100, default="system", db_default="system")
     payload = models.JSONField()
     # NOT NULL on PostgreSQL (its default draws it); SQLite's insert trigger sets it after the insert.
     position = PositionField(null=True, unique=True, editable=False)

@@ -85,6 +85,7 @@ def _event_values(event: DomainEvent, now: datetime) -> tuple:
         "recorded_at": now,
         "correlation_id": event.correlation_id,
         "causation_id": event.causation_id,
+        "actor": event.actor,
         "payload": payload_json(event),
     }
     return tuple(values[c] for c in sql.EVENT_INSERT_COLUMNS)
@@ -129,6 +130,7 @@ def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list
         occurred_at=event.occurred_at,
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
+        actor=event.actor,
         payload=stored_payload(event),
     )
     deliveries = Delivery.objects.bulk_create(

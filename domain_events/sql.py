@@ -53,7 +53,7 @@ def listen(channel: str) -> str:
 
 # --- recording ------------------------------------------------------------------------------
 
-_EVENT_VALUES = ", ".join(["%s"] * (len(EVENT_INSERT_COLUMNS) - 1)) + ", %s::jsonb"
+_EVENT_VALUES = ", ".join("%s::jsonb" if c == "payload" else "%s" for c in EVENT_INSERT_COLUMNS)
 
 # The aggregate's stream row, upserted: its lock is held until commit, so the next transaction on
 # the aggregate waits here and takes the next revision. The event's position is drawn after it

@@ -129,6 +129,32 @@ def test_a_customer_cancels_a_confirmed_order_gets_the_stock_back_and_a_refund(s
     assert order(customer_api, placed["id"])["status"] == "cancelled"
 
 
+def test_staff_cancel_and_the_refund_reads_as_theirs(saga, staff_api, customer_api, staff, customer):
+    """Who caused each event follows causation through the real handlers: what the customer's order
+    set off is the customer's; staff Alice cancelled, so the refund it set off is hers."""
+    add_product(staff_api, "EMMA-1", stock=5)
+    placed = place(customer_api, "EMMA-1", quantity=2)
+    settles_as(customer_api, placed["id"], "confirmed")
+    assert staff_api.post(f"{ORDERS}{placed['id']}/cancel").status_code == 200
+    [refunded] = wait_until(lambda: published("payment.refunded", placed["id"]), timeout=SAGA_TIMEOUT, what="a refund")
+
+    assert refunded.actor == f"staff:{staff.pk}"
+    assert StoredEvent.objects.get(event_id=refunded.causation_id).type == "order.cancelled"
+    actors = {e.type: e.actor for e in StoredEvent.objects.filter(aggregate_id=placed["id"])}
+    assert actors == {
+        "order.placed": f"customer:{customer.pk}",
+        "inventory.reserved": f"customer:{customer.pk}",
+        "payment.captured": f"customer:{customer.pk}",
+        "order.confirmed": f"customer:{customer.pk}",
+        "order.cancelled": f"staff:{staff.pk}",
+        "payment.refunded": f"staff:{staff.pk}",
+    }
+    timeline = staff_api.get(f"{ORDERS}{placed['id']}/events/").json()["results"]
+    assert [(e["type"], e["actor"]) for e in timeline if e["type"] == "payment.refunded"] == [
+        ("payment.refunded", f"staff:{staff.pk}")
+    ]
+
+
 def test_staff_fulfill_a_confirmed_order(saga, staff_api, customer_api):
     add_product(staff_api, "EMMA-1", stock=5)
     placed = place(customer_api, "EMMA-1", quantity=2)

@@ -15,7 +15,9 @@ DESCRIPTION = (
     "Every event of every bookstore, as a CloudEvents 1.0 structured JSON message, published to the "
     f"RabbitMQ topic exchange `{EXCHANGE.name}` with the event type as routing key (bind `order.*`, "
     "`payment.*`, `#`) and the event id as message id, in the order of recording (`sequence`). Delivery "
-    "is at least once: drop repeats by message id. The same CloudEvents are the webhook bodies and the "
+    "is at least once: drop repeats by message id. Each message names who caused it (`actor`: "
+    "`customer:<user id>`, `staff:<user id>`, `operator:<user id>` or `system`). The same CloudEvents are "
+    "the webhook bodies and the "
     "`GET /api/v1/events/` feed. The JSON Schema of each version of `data` is served at "
     "`/api/v1/events/schemas/{type}/{version}.json`, past versions included."
 )

@@ -9,6 +9,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from analytics.tests.helpers import OrderStory, line, project
+from domain_events.context import acting_as
 from domain_events.models import Delivery, StoredEvent
 
 pytestmark = pytest.mark.django_db
@@ -63,14 +64,16 @@ def test_the_events_feed_pages_by_position_without_missing_or_repeating(tenant, 
     assert (after["count"], after["results"], after["next"]) == (0, [], None)
 
 
-def test_each_feed_entry_is_a_cloudevent_with_its_sequence(tenant, staff_api):
-    story = OrderStory(tenant).placed()
+def test_each_feed_entry_is_a_cloudevent_with_its_sequence_and_actor(tenant, staff_api, customer):
+    with acting_as(f"customer:{customer.pk}"):
+        story = OrderStory(tenant).placed()
     project()
     [entry] = staff_api.get(EVENTS).json()["results"]
     parsed = JSONFormat().read(CloudEvent, json.dumps(entry).encode())
     assert parsed.get_type() == "order.placed"
     assert parsed.get_subject() == str(story.order_id)
     assert parsed.get_extension("sequence") == f"{entry['position']:020d}"
+    assert parsed.get_extension("actor") == f"customer:{customer.pk}"
     assert "payment_token" not in parsed.get_data()
 
 
@@ -94,14 +97,26 @@ def test_the_feed_is_for_staff(customer_api):
     assert customer_api.get(EVENTS).status_code == 403
 
 
-def test_an_orders_timeline_lists_its_events_with_their_deliveries(tenant, staff_api):
-    story = OrderStory(tenant).placed().confirmed()
+def test_an_orders_timeline_lists_its_events_with_their_actors_and_deliveries(tenant, staff_api, customer):
+    with acting_as(f"customer:{customer.pk}"):
+        story = OrderStory(tenant).placed()
+    story.confirmed()
     project()
     body = staff_api.get(f"/api/v1/orders/{story.order_id}/events/").json()
     events = body["results"]
     assert [e["type"] for e in events] == ["order.placed", "order.confirmed"]
     assert events[0]["position"] < events[1]["position"]
-    assert set(events[0]) == {"position", "id", "type", "occurred_at", "correlation_id", "causation_id", "deliveries"}
+    assert set(events[0]) == {
+        "position",
+        "id",
+        "type",
+        "occurred_at",
+        "correlation_id",
+        "causation_id",
+        "actor",
+        "deliveries",
+    }
+    assert [e["actor"] for e in events] == [f"customer:{customer.pk}", "system"]
     handlers = {d["handler"] for d in events[0]["deliveries"]}
     assert "inventory.reserve_stock_for_order" in handlers
     delivery = events[0]["deliveries"][0]

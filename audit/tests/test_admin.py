@@ -40,3 +40,41 @@ def test_operators_see_each_entrys_bookstore_by_name(tenant, other_tenant, recor
     body = operator.get("/admin/audit/auditentry/").content.decode()
     cells = re.findall(r'<td class="field-tenant">([^<]*)</td>', body)
     assert sorted(cells) == sorted([tenant.name, other_tenant.name])
+
+
+def test_staff_filter_the_trail_by_kind_of_actor_and_by_one_actor(staff_admin, staff, tenant, record_events):
+    from domain_events.context import acting_as
+
+    record_events(tenant, 1)
+    with acting_as(f"staff:{staff.pk}"):
+        record_events(tenant, 2)
+    mine = AuditEntry.objects.filter(tenant_id=tenant.id, actor=f"staff:{staff.pk}")
+    assert mine.count() == 2
+
+    def listed(query: str) -> set[int]:
+        body = staff_admin.get(f"/admin/audit/auditentry/?{query}").content.decode()
+        return {int(n) for n in re.findall(r'<th class="field-sequence"><a [^>]*>(\d+)</a>', body)}
+
+    assert listed("actor=staff") == {e.sequence for e in mine}
+    assert listed(f"actor=staff:{staff.pk}") == {e.sequence for e in mine}
+    assert listed("actor=system") == {1}
+    assert listed("actor=customer") == set()
+    assert listed(f"q=staff:{staff.pk}") == {e.sequence for e in mine}
+    page = staff_admin.get("/admin/audit/auditentry/").content.decode()
+    assert f'href="?actor=staff%3A{staff.pk}"' in page, "each entry's actor links to that actor's entries"
+
+
+def test_the_actor_filter_has_an_index_behind_it(tenant, staff, record_events):
+    from django.db import connection, transaction
+
+    from audit.admin import ActorFilter
+
+    record_events(tenant, 1)
+    for value in ("staff", f"staff:{staff.pk}"):
+        queryset = ActorFilter(None, {"actor": [value]}, AuditEntry, None).queryset(None, AuditEntry.objects.all())
+        sql, params = queryset.order_by("-id").query.sql_with_params()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        assert "audit_actor" in plan, plan

@@ -84,6 +84,21 @@ def test_an_altered_entry_is_named(tenant, record_events):
     assert "was altered" in out
 
 
+def test_an_entrys_actor_is_what_its_event_names_and_altering_it_is_caught(tenant, staff, record_events):
+    from domain_events.context import acting_as
+
+    with acting_as(f"staff:{staff.pk}"):
+        record_events(tenant, 2)
+    assert set(AuditEntry.objects.filter(tenant_id=tenant.id).values_list("actor", flat=True)) == {f"staff:{staff.pk}"}
+    assert verify()[0] == 0
+    with tampering():
+        AuditEntry.objects.filter(tenant_id=tenant.id, sequence=1).update(actor="system")
+    code, out = verify()
+    assert code == 1
+    assert "entry #1" in out
+    assert "was altered" in out
+
+
 def test_a_removed_entry_is_named(tenant, record_events):
     record_events(tenant, 4)
     with tampering():

@@ -122,3 +122,22 @@ def test_stays_inside_the_demo_bookstore_and_never_prints_another_tenants_users_
     assert not ApiToken.objects.filter(user=real).exists()
     real.refresh_from_db()
     assert real.email == ""
+
+
+def test_its_events_are_the_systems():
+    seed()
+    assert set(StoredEvent.objects.values_list("actor", flat=True)) == {"system"}
+
+
+def test_run_by_someone_its_events_are_theirs():
+    operator = UserFactory(username="ops", tenant=None, is_staff=True, is_superuser=True)
+    call_command("seed_demo", "--by", "ops", stdout=StringIO())
+    assert StoredEvent.objects.exists()
+    assert set(StoredEvent.objects.values_list("actor", flat=True)) == {f"operator:{operator.pk}"}
+
+
+def test_by_an_unknown_user_is_a_clear_error_and_changes_nothing():
+    before = counts()
+    with pytest.raises(CommandError, match="--by: no active user named 'nobody'"):
+        call_command("seed_demo", "--by", "nobody", stdout=StringIO())
+    assert counts() == before

@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -96,7 +97,7 @@ def test_money_is_a_string_in_json_never_a_float():
 
 
 def test_cloudevent_passes_the_official_sdk_strict_parser():
-    event = order_placed()
+    event = replace(order_placed(), actor="staff:7b0c4b7e-3f1a-4e0e-9a52-1a2b3c4d5e6f")
     body = json.dumps(to_cloudevent(event)).encode()
     parsed = JSONFormat().read(CloudEvent, body)
     assert parsed.get_specversion() == "1.0"
@@ -110,6 +111,7 @@ def test_cloudevent_passes_the_official_sdk_strict_parser():
     assert parsed.get_extension("eventversion") == 1
     assert parsed.get_extension("correlationid") == "req-1"
     assert parsed.get_extension("causationid") == str(event.causation_id)
+    assert parsed.get_extension("actor") == "staff:7b0c4b7e-3f1a-4e0e-9a52-1a2b3c4d5e6f"
     data = parsed.get_data()
     assert data["order_id"] == str(event.order_id)
     assert data["total_amount"] == "59.97"

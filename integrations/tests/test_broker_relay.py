@@ -123,6 +123,7 @@ def test_every_event_goes_out_once_in_position_order_as_a_persistent_cloudevent_
     assert parsed.get_source() == f"/tenants/{tenant_id}"
     assert parsed.get_subject() == str(first[0].order_id)
     assert parsed.get_extension("sequence") == f"{positions_of([placed.message_id])[0]:020d}"
+    assert parsed.get_extension("actor") == stored[0].actor
     assert "payment_token" not in parsed.get_data(), "private fields never leave the process"
     for message in everything.drain():
         cloudevent = message.cloudevent

@@ -63,6 +63,10 @@ def test_the_asyncapi_document_is_valid_asyncapi_3_and_describes_every_published
     assert {op["bindings"]["amqp"]["deliveryMode"] for op in operations} == {2}, "persistent"
     placed = resolve(document, "#/components/schemas/OrderPlacedData")
     assert "payment_token" not in placed["properties"], "private fields are not part of the contract"
+    envelope = resolve(document, "#/components/schemas/CloudEvent")
+    assert "actor" in envelope["required"]
+    assert "staff" in envelope["properties"]["actor"]["description"]
+    assert "actor" not in placed["properties"], "the actor is the envelope's, not the data's"
 
 
 @pytest.mark.parametrize("cls", published_event_types(), ids=lambda c: c.type)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from orders.models import Order
 from orders.tests.factories import OrderFactory
-from orders.tests.helpers import event_types_of
+from orders.tests.helpers import event_types_of, events_of
 from tenants.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -174,6 +174,14 @@ def test_cancel_cancels_open_orders_and_reports_the_others(staff_admin, tenant):
         assert event_types_of(order.id) == ["order.cancelled"]
     fulfilled.refresh_from_db()
     assert fulfilled.status == Order.Status.FULFILLED
+
+
+def test_an_admin_action_publishes_as_the_user_who_ran_it(staff_admin, operator_admin, staff, operator, tenant):
+    by_staff, by_operator = OrderFactory(tenant=tenant), OrderFactory(tenant=tenant)
+    run_action(staff_admin, "cancel_orders", [by_staff])
+    run_action(operator_admin, "cancel_orders", [by_operator])
+    assert [e.actor for e in events_of(by_staff.id)] == [f"staff:{staff.pk}"]
+    assert [e.actor for e in events_of(by_operator.id)] == [f"operator:{operator.pk}"]
 
 
 def test_cancel_cannot_reach_another_tenants_order(staff_admin, other_tenant):

@@ -419,13 +419,16 @@ def test_the_customer_cancels_their_open_order(customer_api, tenant, customer, s
     assert set(body) == ORDER_FIELDS
     [event] = events_of(order.id, "order.cancelled")
     assert event.payload["previous_status"] == status
+    assert event.actor == f"customer:{customer.pk}", "the request's user caused it"
 
 
-def test_staff_cancel_a_customers_order(staff_api, tenant):
+def test_staff_cancel_a_customers_order(staff_api, tenant, staff):
     order = OrderFactory(tenant=tenant)
     response = staff_api.post(f"{detail(order)}cancel")
     assert response.status_code == 200
     assert response.json()["cancellation_reason"] == "customer_request"
+    [event] = events_of(order.id, "order.cancelled")
+    assert event.actor == f"staff:{staff.pk}"
 
 
 @pytest.mark.parametrize(

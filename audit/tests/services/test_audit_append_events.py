@@ -48,16 +48,17 @@ def test_the_database_refuses_to_update_or_delete_an_entry(tenant, record_events
     assert AuditEntry.objects.get(pk=entry.pk).actor == "system"
 
 
-def test_private_fields_stay_out_of_the_trail(tenant):
+def test_private_fields_stay_out_of_the_trail_and_the_entry_records_the_events_actor(tenant):
     import uuid
     from decimal import Decimal
 
     from domain_events.bus import event_bus
+    from domain_events.context import acting_as
     from domain_events.events import OrderLine, OrderPlaced
     from domain_events.relay import Relay
 
     customer = uuid.uuid4()
-    with transaction.atomic():
+    with acting_as(f"customer:{customer}"), transaction.atomic():
         event_bus.publish(
             OrderPlaced(
                 tenant_id=tenant.id,

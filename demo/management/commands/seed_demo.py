@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from domain_events.actors import add_by_argument, command_actor
+from domain_events.context import acting_as
 from inventory.models import Product
 from inventory.services import product_create
 from tenants.models import Tenant, User
@@ -38,8 +40,9 @@ class Command(BaseCommand):
             help="Run even with DEBUG off (a demo deployment). Without it the command refuses: its logins are"
             " staff/staff and alice/alice, and it prints their tokens.",
         )
+        add_by_argument(parser)
 
-    def handle(self, *args, allow_without_debug: bool = False, **options) -> None:
+    def handle(self, *args, allow_without_debug: bool = False, by: str | None = None, **options) -> None:
         """Create whatever of the demo data is missing, then print how to use it. It touches only the
         bookstore `demo` and its own users: a user of that name elsewhere is an error, never used."""
         if not settings.DEBUG and not allow_without_debug:
@@ -47,7 +50,8 @@ class Command(BaseCommand):
                 "seed_demo is for development (DEBUG on): it makes well-known logins and prints their tokens."
                 " Pass --allow-without-debug to load the demo anyway."
             )
-        with transaction.atomic():
+        actor = command_actor(by)
+        with acting_as(actor), transaction.atomic():
             tenant = Tenant.objects.filter(slug="demo").first() or tenant_create(slug="demo", name="Demo Books")
             tokens = {}
             for username, is_staff in (("staff", True), ("alice", False)):

@@ -7,6 +7,7 @@ from uuid import uuid4
 import pytest
 from django.utils import timezone
 
+from domain_events.context import acting_as
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
 from webhooks.tests.receiver import Answer, Receiver, running
@@ -23,7 +24,8 @@ def _loopback_allowed(settings):
 def test_a_receiver_failing_twice_gets_the_third_attempt_with_the_same_webhook_id(tenant):
     with running(Receiver([Answer(500), Answer(502)])) as receiver:
         endpoint, secret = endpoint_with_secret(tenant=tenant, url=receiver.url)
-        event = publish_confirmed(tenant.pk)
+        with acting_as("staff:5d1c2b3a-0000-4000-8000-000000000001"):
+            event = publish_confirmed(tenant.pk)
         send_due_now()
 
     assert len(receiver.received) == 3
@@ -33,6 +35,7 @@ def test_a_receiver_failing_twice_gets_the_third_attempt_with_the_same_webhook_i
     assert cloudevent.get_type() == "order.confirmed"
     assert cloudevent.get_subject() == str(event.order_id)
     assert len(cloudevent.get_extension("sequence")) == 20
+    assert cloudevent.get_extension("actor") == "staff:5d1c2b3a-0000-4000-8000-000000000001"
     assert receiver.received[0].headers["content-type"] == "application/cloudevents+json"
     delivery = WebhookDelivery.objects.get(endpoint=endpoint)
     assert str(delivery.pk) == receiver.received[0].webhook_id
