@@ -291,10 +291,12 @@ WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", default=1)
 # Retries due within this many seconds go to the broker with a countdown; later ones to the sweep.
 WEBHOOK_COUNTDOWN_LIMIT = env.int("WEBHOOK_COUNTDOWN_LIMIT", default=300)
-# The sweep (`send_due_webhooks`): how often, how late a due delivery must be, how soon to resend.
+# The sweep (`send_due_webhooks`): how often, how late a due delivery must be. It sends a message
+# again once a probe proves it lost (as the relays do); past RESEND_AFTER whatever the proof, a
+# fallback only: below the queue's latency it would flood the queue with copies.
 WEBHOOK_SWEEP_INTERVAL = env.float("WEBHOOK_SWEEP_INTERVAL", default=5)
 WEBHOOK_SWEEP_GRACE = env.float("WEBHOOK_SWEEP_GRACE", default=10)
-WEBHOOK_SWEEP_RESEND_AFTER = env.float("WEBHOOK_SWEEP_RESEND_AFTER", default=60)
+WEBHOOK_SWEEP_RESEND_AFTER = env.float("WEBHOOK_SWEEP_RESEND_AFTER", default=600)
 DOMAIN_EVENTS = {
     # How long the process that published an event has to dispatch it before a relay takes over.
     # Dispatch right after commit in the publishing process (the fast path); off, relays do it all.
