@@ -76,6 +76,7 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
     A due delivery whose message is still out is sent again only once that message is proved lost,
     as the relays do (`domain_events.probes`): the webhooks queue is first in, first out, so a
     worker that has started a message sent after this one was sent and due proves this one gone.
+    A lease that ran out proves it too: a sender took the message, claimed the delivery and died.
     When nothing proves it yet, a probe goes down the queue: behind a backlog it waits its turn,
     and nothing is sent twice; on a quiet queue it proves the loss within seconds. Past
     `WEBHOOK_SWEEP_RESEND_AFTER` a message is sent again whatever the proof.
@@ -83,8 +84,11 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
     now = timezone.now()
     grace = timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE)
     mark = QueueMark.objects.filter(queue=WEBHOOK_QUEUE).values_list("started_sent_at", flat=True).first()
-    lost = Q(enqueued_at__isnull=True) | Q(
-        enqueued_at__lte=now - timedelta(seconds=settings.WEBHOOK_SWEEP_RESEND_AFTER)
+    # No message, a sender that died holding its lease (its message was taken), or one too old.
+    lost = (
+        Q(enqueued_at__isnull=True)
+        | Q(leased_until__lte=now)
+        | Q(enqueued_at__lte=now - timedelta(seconds=settings.WEBHOOK_SWEEP_RESEND_AFTER))
     )
     if mark is not None:
         lost |= Q(enqueued_at__lt=mark, next_attempt_at__lt=mark)

@@ -31,8 +31,11 @@ from webhooks.services.waiting import earlier_open_of_subject, in_flight_to, wak
 
 logger = logging.getLogger(__name__)
 
-# A claim outlives the longest request, so a sender never loses its lease mid-POST.
-LEASE = timedelta(seconds=transport.TOTAL_TIMEOUT + 20)
+# A claim outlives the longest request (and the recording of its outcome), so a sender never loses
+# its lease mid-POST. No longer: a killed sender's lease holds one of its endpoint's
+# `WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT` places until it expires (30 s held a busy endpoint's
+# deliveries past the minute of recovery).
+LEASE = timedelta(seconds=transport.TOTAL_TIMEOUT + 5)
 # A sender goes on with the next delivery of its endpoint while the receiver keeps answering 2xx,
 # for at most this many deliveries or seconds in one task; then it hands the next to the broker.
 CHAIN_LIMIT = 50

@@ -142,3 +142,22 @@ def test_a_queue_minutes_behind_keeps_one_message_per_delivery_and_a_lost_one_is
     assert QueueMark.objects.get(queue=WEBHOOK_QUEUE).started_sent_at.isoformat() == kwargs["sent_at"]
     deliveries_enqueue_due()
     assert messages_per_delivery(redis_broker) == dict.fromkeys(deliveries, 1), "the lost one sent again, once"
+
+
+def test_a_delivery_whose_sender_died_holding_its_lease_is_sent_again_once_the_lease_runs_out(
+    tenant, settings, redis_broker
+):
+    """Its message was taken (the sender claimed the delivery, then was SIGKILLed): nothing on the
+    queue is left to prove lost, and the expired lease is the proof."""
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    redis_broker.flushdb()
+    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    publish_confirmed(tenant.pk)
+    redis_broker.delete(WEBHOOK_QUEUE)  # the sender took its message
+    now = timezone.now()
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=now - timedelta(seconds=30), enqueued_at=now - timedelta(seconds=30), leased_until=now
+    )
+    assert deliveries_enqueue_due() == 1
+    assert messages_per_delivery(redis_broker) == {str(delivery.pk): 1}
