@@ -334,3 +334,106 @@ def slowest_settle(since: float) -> tuple[float, str]:
         return 0.0, ""
     moment, what = max(candidates, key=lambda c: c[0])
     return max(0.0, moment.timestamp() - since), what
+
+
+# An order is settled once nothing it caused still moves: it is final, and every handler delivery,
+# webhook delivery and e-mail of every event about it is done.
+SETTLE_BOUND = 60.0
+
+
+def order_settle_times(tenant: Tenant) -> dict[str, tuple[float, float]]:
+    """Each order's (placed, settled) moments as Unix times: placed is its row's creation, settled
+    the last completion of anything it caused (its own last change, the handler deliveries, webhook
+    deliveries and e-mails of every event whose payload names it or whose aggregate it is)."""
+    from django.db import connection
+
+    events, deliveries = StoredEvent._meta.db_table, Delivery._meta.db_table
+    webhooks, mails = WebhookDelivery._meta.db_table, EmailMessage._meta.db_table
+    sql = f"""
+        WITH ev AS (
+            SELECT id, event_id, COALESCE(payload->>'order_id', aggregate_id::text) AS order_id FROM {events}
+        ), done AS (
+            SELECT ev.order_id, d.completed_at AS at FROM ev JOIN {deliveries} d ON d.stored_event_id = ev.id
+            UNION ALL
+            SELECT ev.order_id, w.completed_at FROM ev JOIN {webhooks} w ON w.event_id = ev.event_id
+            UNION ALL
+            SELECT ev.order_id, m.sent_at FROM ev JOIN {mails} m ON m.event_id = ev.event_id
+        )
+        SELECT o.id::text, o.created_at, GREATEST(o.updated_at, MAX(done.at))
+        FROM {Order._meta.db_table} o LEFT JOIN done ON done.order_id = o.id::text
+        WHERE o.tenant_id = %s GROUP BY o.id, o.created_at, o.updated_at
+    """  # noqa: S608  (table names from the models, the tenant as a parameter)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tenant.pk])
+        return {order_id: (placed.timestamp(), settled.timestamp()) for order_id, placed, settled in cursor.fetchall()}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile `q` (0..100) of `values` (0 when empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def settle_table(faults, settles: dict[str, tuple[float, float]], kinds) -> list[dict]:
+    """Per fault kind: the orders each fault touched, and p50 / p99 / max seconds from the fault's
+    end to their settling.
+
+    An order is touched by a fault when it was in flight during it: placed before the fault was
+    over and settled after it began. Its settle time for that fault is from the fault's end (the
+    kill, Redis back, PostgreSQL back) to its settling, 0 when it settled during the fault. An
+    order in flight across several faults counts once for each."""
+    rows = []
+    for kind in kinds:
+        of_kind = [f for f in faults if f.kind == kind]
+        times: list[float] = []
+        slowest = (0.0, "")
+        for fault in of_kind:
+            for order_id, (placed, settled) in settles.items():
+                if placed <= fault.end and settled >= fault.start:
+                    seconds = max(0.0, settled - fault.end)
+                    times.append(seconds)
+                    if seconds >= slowest[0]:
+                        slowest = (seconds, f"order {order_id} after {fault.what}")
+        rows.append(
+            {
+                "kind": kind,
+                "faults": len(of_kind),
+                "orders_touched": len(times),
+                "p50": round(percentile(times, 50), 1),
+                "p99": round(percentile(times, 99), 1),
+                "max": round(max(times, default=0.0), 1),
+                "slowest": slowest[1],
+            }
+        )
+    return rows
+
+
+def order_timeline(order_id: str, since: float) -> list[str]:
+    """What became of one order, each line seconds after `since` (negative: before): its events
+    as recorded, and when each handler delivery, webhook delivery (with its attempts) and e-mail
+    was done. What the slowest order waited on."""
+
+    def at(moment) -> str:
+        return "open" if moment is None else f"{moment.timestamp() - since:+.1f}"
+
+    lines = []
+    events = StoredEvent.objects.filter(payload__order_id=order_id) | StoredEvent.objects.filter(aggregate_id=order_id)
+    for event in events.order_by("recorded_at"):
+        lines.append(f"{at(event.recorded_at)} {event.type} recorded (#{event.position})")
+        for handler, attempts, done in Delivery.objects.filter(stored_event_id=event.id).values_list(
+            "handler", "attempts", "completed_at"
+        ):
+            lines.append(f"  {at(done)} {handler} done, {attempts} attempts")
+        for webhook in WebhookDelivery.objects.filter(event_id=event.event_id):
+            tries = ", ".join(
+                f"{at(a.started_at)}: {a.status_code or a.error[:40]}" for a in webhook.attempt_log.order_by("number")
+            )
+            lines.append(f"  {at(webhook.completed_at)} webhook done, {webhook.attempts} attempts [{tries}]")
+        for template, attempts, sent in EmailMessage.objects.filter(event_id=event.event_id).values_list(
+            "template", "attempts", "sent_at"
+        ):
+            lines.append(f"  {at(sent)} e-mail {template} sent, {attempts} attempts")
+    return lines

@@ -10,14 +10,37 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from chaos.services import PostgresCluster, PrivateRedis, Supervisor
 
-KILL_KINDS = ("web", "worker", "relay")
+KILL_KINDS = ("web", "worker", "relay", "sweep")
+# The fault kinds of the settle table, in its order (a worker kill is of its master or of one
+# pool process).
+FAULT_KINDS = (
+    "web SIGKILL",
+    "worker SIGKILL",
+    "pool process SIGKILL",
+    "relay SIGKILL",
+    "sweep SIGKILL",
+    "Redis down",
+    "PostgreSQL restart",
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault: its kind (`FAULT_KINDS`), when it began and when it was over (the same
+    moment for a kill; Redis back or PostgreSQL accepting connections again otherwise)."""
+
+    kind: str
+    start: float
+    end: float
+    what: str
 
 
 class FaultInjector(threading.Thread):
-    """Every `kill_every` seconds SIGKILLs a random web worker, Celery worker or relay (and
+    """Every `kill_every` seconds SIGKILLs a random web worker, Celery worker, relay or the webhook sweep (and
     restarts it as a supervisor would); once the load is `redis_at` done it stops Redis for
     `redis_outage` seconds, once it is `postgres_at` done it restarts PostgreSQL. It goes on
     until the load has finished and every kind was killed at least `min_kills` times."""
@@ -46,15 +69,17 @@ class FaultInjector(threading.Thread):
         self.random = random.Random(seed)
         self.log = log
         self.counts: Counter[str] = Counter()
+        self.faults: list[Fault] = []
         self.last_fault_end = time.time()
         self.error: BaseException | None = None
         self.failed_faults: list[str] = []
         self.unplanned_exits: Counter[str] = Counter()
         self.stopping = supervisor.stopping
 
-    def _record(self, kind: str, what: str) -> None:
+    def _record(self, kind: str, what: str, fault: str, start: float | None = None) -> None:
         self.counts[kind] += 1
         self.last_fault_end = time.time()
+        self.faults.append(Fault(fault, start or self.last_fault_end, self.last_fault_end, what))
         self.log(f"fault: {kind} ({what})")
 
     def _done(self) -> bool:
@@ -129,7 +154,7 @@ class FaultInjector(threading.Thread):
             pid = self.random.choice(children)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            self._record("kill_web", f"gunicorn worker {pid}")
+            self._record("kill_web", f"gunicorn worker {pid}", "web SIGKILL")
             return
         children = process.children()
         if kind == "worker" and children and self.random.random() < 0.5:
@@ -137,20 +162,22 @@ class FaultInjector(threading.Thread):
             pid = self.random.choice(children)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            self._record("kill_worker", f"{process.name} pool process {pid}")
+            self._record("kill_worker", f"{process.name} pool process {pid}", "pool process SIGKILL")
             return
         pid = process.popen.pid if process.popen else 0
         process.restart_after_kill()
-        self._record(f"kill_{kind}", f"{process.name} {pid}, restarted")
+        self._record(f"kill_{kind}", f"{process.name} {pid}, restarted", f"{kind} SIGKILL")
 
     def stop_redis(self) -> None:
         self.log(f"fault: redis down for {self.redis_outage:.0f} s")
+        start = time.time()
         self.redis.stop()
         self.last_fault_end = time.time()
         self.stopping.wait(self.redis_outage)
         self.redis.start()
-        self._record("redis_outage", f"{self.redis_outage:.0f} s")
+        self._record("redis_outage", f"{self.redis_outage:.0f} s", "Redis down", start)
 
     def restart_postgres(self) -> None:
+        start = time.time()
         self.postgres.restart()
-        self._record("postgres_restart", "pg_ctl restart -m fast")
+        self._record("postgres_restart", "pg_ctl restart -m fast", "PostgreSQL restart", start)

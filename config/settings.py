@@ -253,7 +253,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # TCP keepalive on the broker's connections: one left half-open by a Redis restart or a network
     # cut is found dead and replaced, rather than waited on.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_keepalive": True}
+    # The visibility timeout (kombu's default, written out): a message a worker took and never
+    # acknowledged (the worker was SIGKILLed) goes back to its queue after this. It must outlast
+    # the longest countdown a worker holds (`WEBHOOK_COUNTDOWN_LIMIT`), or every such retry comes
+    # back as a copy; recovery does not wait for it: the relays and the webhook sweep prove such a
+    # message lost (`domain_events.probes`) and send it again within seconds.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_keepalive": True, "visibility_timeout": 3600}
 # Through a broker outage a worker tries to reconnect for as long as it lasts; by default Celery
 # gives up after 100 attempts and the worker exits. (A worker may still exit on a Redis outage:
 # kombu's Redis transport fails with "'NoneType' object has no attribute 'hostname'" when it
@@ -292,17 +297,22 @@ WEBHOOK_DISABLE_AFTER_DAYS = env.float("WEBHOOK_DISABLE_AFTER_DAYS", default=5)
 WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT = env.int("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", default=1)
 # Retries due within this many seconds go to the broker with a countdown; later ones to the sweep.
 WEBHOOK_COUNTDOWN_LIMIT = env.int("WEBHOOK_COUNTDOWN_LIMIT", default=300)
-# The sweep (`send_due_webhooks`): how often, how late a due delivery must be, how soon to resend.
+# The sweep (`send_due_webhooks`): how often, how late a due delivery must be. It sends a message
+# again once a probe proves it lost (as the relays do); past RESEND_AFTER whatever the proof, a
+# fallback only: below the queue's latency it would flood the queue with copies.
 WEBHOOK_SWEEP_INTERVAL = env.float("WEBHOOK_SWEEP_INTERVAL", default=5)
 WEBHOOK_SWEEP_GRACE = env.float("WEBHOOK_SWEEP_GRACE", default=10)
-WEBHOOK_SWEEP_RESEND_AFTER = env.float("WEBHOOK_SWEEP_RESEND_AFTER", default=60)
+WEBHOOK_SWEEP_RESEND_AFTER = env.float("WEBHOOK_SWEEP_RESEND_AFTER", default=600)
 DOMAIN_EVENTS = {
     # How long the process that published an event has to dispatch it before a relay takes over.
     # Dispatch right after commit in the publishing process (the fast path); off, relays do it all.
     "DISPATCH_ON_COMMIT": env.bool("OUTBOX_DISPATCH_ON_COMMIT", default=True),
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
-    # How long a relay's claim on a delivery lasts; a claim whose holder died expires after it.
-    "LEASE": timedelta(seconds=env.float("OUTBOX_LEASE", default=60)),
+    # How long a relay's claim on a delivery lasts; a claim whose holder died expires after it. It
+    # covers a claim's send to the broker (milliseconds; 2 s of connection timeout when the broker
+    # is down), so a killed relay's claims and a batch a broker outage kept from going are sent
+    # again within it (60 s held them past the minute of recovery).
+    "LEASE": timedelta(seconds=env.float("OUTBOX_LEASE", default=20)),
     # A Celery message still unstarted after this is checked for loss, and sent again if lost.
     "CELERY_SEND_CHECK": timedelta(seconds=env.float("OUTBOX_CELERY_SEND_CHECK", default=15)),
     # The hard time limit of a Celery delivery task (the soft one is 80 % of it).

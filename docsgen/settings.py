@@ -103,8 +103,8 @@ MEANINGS = {
     "wait in the database for the sweep.",
     "WEBHOOK_SWEEP_INTERVAL": "Seconds between the passes of `send_due_webhooks`.",
     "WEBHOOK_SWEEP_GRACE": "Seconds a delivery must be overdue before the sweep hands it on.",
-    "WEBHOOK_SWEEP_RESEND_AFTER": "Seconds after its last message before the sweep sends a delivery again; keep "
-    "it well above the `webhooks` queue's latency.",
+    "WEBHOOK_SWEEP_RESEND_AFTER": "Seconds after its last message before the sweep sends a due delivery again "
+    "whatever the proof; sooner only once the message is proved lost (a later one on the `webhooks` queue started).",
     # Integration broker
     "INTEGRATION_BROKER_URL": "Also publish every event to this AMQP broker's `shelfwise.events` exchange; unset, off.",
     "INTEGRATION_BROKER_LEDGER": "The queue that remembers the last message published, so that nothing is "

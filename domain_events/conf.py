@@ -10,7 +10,7 @@ from domain_events.retry import RetryPolicy
 DEFAULTS: dict[str, Any] = {
     "DISPATCH_ON_COMMIT": True,
     "DISPATCH_GRACE": timedelta(seconds=10),
-    "LEASE": timedelta(seconds=60),
+    "LEASE": timedelta(seconds=20),
     # A sent Celery message still unstarted after this is checked for loss (see `handoff`).
     "CELERY_SEND_CHECK": timedelta(seconds=15),
     # The hard time limit of a Celery delivery task; a started one is the worker's for a little longer.

@@ -13,6 +13,7 @@ from webhooks.services.sending import delivery_send
 
 
 @shared_task(name=SEND_WEBHOOK, ignore_result=True, soft_time_limit=45, time_limit=60)
-def send_webhook(delivery_id: str) -> None:
-    """Make the next attempt of one webhook delivery, if it is due and may go now."""
-    delivery_send(delivery_id=delivery_id)
+def send_webhook(delivery_id: str, sent_at: str | None = None) -> None:
+    """Make the next attempt of one webhook delivery, if it is due and may go now. `sent_at`: when
+    the message was sent (none from older senders), recorded as reaching the queue."""
+    delivery_send(delivery_id=delivery_id, sent_at=sent_at)

@@ -25,6 +25,7 @@ ORDERS = 100
 CHECKS = [
     "faults injected as planned",
     "drained",
+    "every order settled within 60 s of the last fault",
     "every order placed over HTTP",
     "every order in a final state",
     "every order ended as its client meant",
@@ -56,7 +57,6 @@ def chaos_run(tmp_path_factory) -> dict:
     argv = [
         sys.executable, "-m", "chaos", "--orders", str(ORDERS), "--clients", "6", "--web-workers", "2",
         "--kill-every", "2", "--redis-outage", "3", "--min-kills", "2", "--drain-timeout", "120",
-        "--webhook-resend-after", "8",
         "--results", str(results), "--logs", str(folder / "logs"),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
@@ -71,9 +71,28 @@ def chaos_run(tmp_path_factory) -> dict:
 def test_the_run_placed_every_order_under_every_kind_of_fault(chaos_run):
     assert chaos_run["figures"]["orders"] == ORDERS
     faults = chaos_run["figures"]["faults"]
-    assert min(faults["kill_web"], faults["kill_worker"], faults["kill_relay"]) >= 2, faults
+    assert min(faults["kill_web"], faults["kill_worker"], faults["kill_relay"], faults["kill_sweep"]) >= 2, faults
     assert faults["redis_outage"] == 1, faults
     assert faults["postgres_restart"] == 1, faults
+
+
+def test_the_run_reports_the_settle_time_of_each_kind_of_fault(chaos_run):
+    table = {row["kind"]: row for row in chaos_run["figures"]["settle_by_fault_kind"]}
+    assert list(table) == [
+        "web SIGKILL",
+        "worker SIGKILL",
+        "pool process SIGKILL",
+        "relay SIGKILL",
+        "sweep SIGKILL",
+        "Redis down",
+        "PostgreSQL restart",
+    ]
+    for kind in ("web SIGKILL", "relay SIGKILL", "sweep SIGKILL", "Redis down", "PostgreSQL restart"):
+        assert table[kind]["faults"] >= 1, table[kind]
+        assert table[kind]["orders_touched"] >= 1, table[kind]
+        assert 0 <= table[kind]["p50"] <= table[kind]["p99"] <= table[kind]["max"], table[kind]
+    assert table["worker SIGKILL"]["faults"] + table["pool process SIGKILL"]["faults"] >= 2
+    assert "seconds" in chaos_run["figures"]["position_readers"]["slowest"]
 
 
 @pytest.mark.parametrize("name", CHECKS)

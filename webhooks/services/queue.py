@@ -14,10 +14,13 @@ from datetime import datetime
 
 from celery import current_app
 from django.db import transaction
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
 SEND_WEBHOOK = "webhooks.send_webhook"
+# The queue `CELERY_TASK_ROUTES` sends them down: its `QueueMark` proves a message lost (`domain_events.probes`).
+WEBHOOK_QUEUE = "webhooks"
 
 
 def enqueue_on_commit(delivery_ids: Iterable[uuid.UUID], *, eta: datetime | None = None) -> None:
@@ -27,9 +30,11 @@ def enqueue_on_commit(delivery_ids: Iterable[uuid.UUID], *, eta: datetime | None
 
 
 def enqueue(delivery_ids: Sequence[str], *, eta: datetime | None = None) -> None:
-    """Send one Celery message per delivery; a broker outage is left to the sweep."""
+    """Send one Celery message per delivery, stamped with when it was sent (the worker that starts it
+    records that on the queue's mark, the sweep's proof of loss); a broker outage is left to the sweep."""
     for delivery_id in delivery_ids:
         try:
-            current_app.send_task(SEND_WEBHOOK, args=[delivery_id], eta=eta)
+            sent_at = timezone.now().isoformat()
+            current_app.send_task(SEND_WEBHOOK, args=[delivery_id], kwargs={"sent_at": sent_at}, eta=eta)
         except Exception:
             logger.warning("could not hand webhook delivery %s to the broker; the sweep will", delivery_id)

@@ -8,13 +8,15 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from core.errors import Conflict
+from domain_events.models import QueueMark
+from domain_events.probes import send_probes
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.services.endpoints import EndpointDisabled
-from webhooks.services.queue import enqueue_on_commit
+from webhooks.services.queue import WEBHOOK_QUEUE, enqueue_on_commit
 from webhooks.services.waiting import earlier_open_of_subject, in_flight_to
 
 
@@ -70,15 +72,30 @@ def endpoint_recover(*, endpoint: WebhookEndpoint, since: datetime) -> int:
 def deliveries_enqueue_due(*, limit: int = 500) -> int:
     """The sweep: hand to the broker the open deliveries that are due and have no live message
     (retries too far off for a countdown, messages lost with a worker or the broker). Returns how many.
+
+    A due delivery whose message is still out is sent again only once that message is proved lost,
+    as the relays do (`domain_events.probes`): the webhooks queue is first in, first out, so a
+    worker that has started a message sent after this one was sent and due proves this one gone.
+    A lease that ran out proves it too: a sender took the message, claimed the delivery and died.
+    When nothing proves it yet, a probe goes down the queue: behind a backlog it waits its turn,
+    and nothing is sent twice; on a quiet queue it proves the loss within seconds. Past
+    `WEBHOOK_SWEEP_RESEND_AFTER` a message is sent again whatever the proof.
     """
     now = timezone.now()
     grace = timedelta(seconds=settings.WEBHOOK_SWEEP_GRACE)
+    mark = QueueMark.objects.filter(queue=WEBHOOK_QUEUE).values_list("started_sent_at", flat=True).first()
+    # No message, a sender that died holding its lease (its message was taken), or one too old.
+    lost = (
+        Q(enqueued_at__isnull=True)
+        | Q(leased_until__lte=now)
+        | Q(enqueued_at__lte=now - timedelta(seconds=settings.WEBHOOK_SWEEP_RESEND_AFTER))
+    )
+    if mark is not None:
+        lost |= Q(enqueued_at__lt=mark, next_attempt_at__lt=mark)
     with transaction.atomic():
-        ids = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .filter(status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now - grace)
+        due = (
+            WebhookDelivery.objects.filter(status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now - grace)
             .exclude(leased_until__gt=now)
-            .exclude(enqueued_at__gt=now - timedelta(seconds=settings.WEBHOOK_SWEEP_RESEND_AFTER))
             # One waiting behind an earlier open event of its subject could only be refused: it is
             # woken when that one ends. Handing those on flooded the queue with refusals ahead of
             # the deliveries that could go, and a backlog drained at a few sends a second.
@@ -87,9 +104,16 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
             )
             # Nor one whose endpoint has a request in flight: that sender hands on the next.
             .exclude(Exists(in_flight_to(OuterRef("endpoint_id"), now)))
+        )
+        ids = list(
+            due.filter(lost)
+            .select_for_update(skip_locked=True)
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:limit]
         )
         WebhookDelivery.objects.filter(pk__in=ids).update(enqueued_at=now)
         enqueue_on_commit(ids)
+        unproved = due.exclude(lost).exists()
+    if unproved:
+        send_probes({WEBHOOK_QUEUE})
     return len(ids)

@@ -19,19 +19,23 @@ from standardwebhooks import Webhook
 
 from core.log_context import log_scope
 from domain_events.cloudevents import CONTENT_TYPE
+from domain_events.probes import queue_reached
 from domain_events.retry import RetryPolicy
 from tenants.models import User
 from webhooks import transport
 from webhooks.metrics import WEBHOOK_REQUESTS, outcome_of
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services.endpoints import signing_secrets
-from webhooks.services.queue import enqueue, enqueue_on_commit
+from webhooks.services.queue import WEBHOOK_QUEUE, enqueue, enqueue_on_commit
 from webhooks.services.waiting import earlier_open_of_subject, in_flight_to, wake_next_of_subject
 
 logger = logging.getLogger(__name__)
 
-# A claim outlives the longest request, so a sender never loses its lease mid-POST.
-LEASE = timedelta(seconds=transport.TOTAL_TIMEOUT + 20)
+# A claim outlives the longest request (and the recording of its outcome), so a sender never loses
+# its lease mid-POST. No longer: a killed sender's lease holds one of its endpoint's
+# `WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT` places until it expires (30 s held a busy endpoint's
+# deliveries past the minute of recovery).
+LEASE = timedelta(seconds=transport.TOTAL_TIMEOUT + 5)
 # A sender goes on with the next delivery of its endpoint while the receiver keeps answering 2xx,
 # for at most this many deliveries or seconds in one task; then it hands the next to the broker.
 CHAIN_LIMIT = 50
@@ -40,12 +44,16 @@ HAND_ON_WINDOW = 100
 MAX_ERROR_LENGTH = 2000
 
 
-def delivery_send(*, delivery_id: uuid.UUID | str) -> None:
+def delivery_send(*, delivery_id: uuid.UUID | str, sent_at: str | None = None) -> None:
     """Make the next attempt of a delivery if it is due and may go now; record it; plan the next.
 
     Safe to call any number of times (duplicate or early messages do nothing): the claim checks
     the status, the due time and the lease. Never holds a row lock while the receiver answers.
+    `sent_at`, when its message was sent: a worker started it, so any message sent earlier down
+    the queue and not started yet was lost (the sweep's proof, `deliveries_enqueue_due`).
     """
+    if sent_at:
+        queue_reached(WEBHOOK_QUEUE, datetime.fromisoformat(sent_at), throttled=True)
     started = time.monotonic()
     for sent in range(1, CHAIN_LIMIT + 1):
         claimed = _claim(delivery_id)
@@ -233,6 +241,8 @@ def _plan_retry(delivery: WebhookDelivery, outcome: transport.Outcome, now: date
     if delay <= settings.WEBHOOK_COUNTDOWN_LIMIT:
         delivery.enqueued_at = now
         enqueue_on_commit([delivery.pk], eta=delivery.next_attempt_at)
+    else:
+        delivery.enqueued_at = None  # no message: the sweep sends one when it is due
     delivery.save()
 
 

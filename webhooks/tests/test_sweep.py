@@ -1,18 +1,29 @@
 """`send_due_webhooks`: the sweep hands on due deliveries that have no live message, and only those."""
 
+import base64
+import json
 import sys
+from collections import Counter
 from datetime import timedelta
 from uuid import uuid4
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from domain_events import probes
+from domain_events.models import QueueMark
 from webhooks.models import WebhookDelivery
+from webhooks.services import deliveries_enqueue_due
+from webhooks.services.queue import SEND_WEBHOOK
+from webhooks.tasks import send_webhook
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+WEBHOOK_QUEUE = "webhooks"  # where `CELERY_TASK_ROUTES` sends the webhook messages
 
 
 def test_the_sweep_hands_on_due_deliveries_without_a_live_message_once(tenant, settings, redis_broker, capsys):
@@ -82,3 +93,71 @@ def test_the_sweep_outlives_a_lost_database_connection_and_goes_on_sweeping(tena
     long_ago = timezone.now() - timedelta(minutes=10)
     WebhookDelivery.objects.update(next_attempt_at=long_ago, enqueued_at=long_ago)
     sweep.wait_for_output("handed 1 webhook deliveries")
+
+
+def queued(redis_broker) -> list[tuple[str, list, dict]]:
+    """The messages waiting in the webhooks queue of the Redis broker, oldest first: (task, args, kwargs)."""
+    messages = []
+    for raw in reversed(redis_broker.lrange(WEBHOOK_QUEUE, 0, -1)):  # kombu pushes left, workers pop right
+        message = json.loads(raw)
+        args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        messages.append((message["headers"]["task"], args, kwargs))
+    return messages
+
+
+def messages_per_delivery(redis_broker) -> Counter:
+    return Counter(args[0] for task, args, _ in queued(redis_broker) if task == SEND_WEBHOOK)
+
+
+def test_a_queue_minutes_behind_keeps_one_message_per_delivery_and_a_lost_one_is_sent_again_on_proof(
+    tenant, settings, redis_broker
+):
+    """No worker runs (stopped, or busy with a backlog): the sweep cannot tell those messages from
+    lost ones by their age, and resending them on age alone flooded the queue. It sends a probe
+    instead; a message deleted from Redis is sent again once a worker has started a later one."""
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    redis_broker.flushdb()
+    probes._marked.clear()
+    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    with time_machine.travel(timezone.now() - timedelta(minutes=2), tick=True):
+        for _ in range(20):
+            publish_confirmed(tenant.pk)
+    deliveries = [str(pk) for pk in WebhookDelivery.objects.order_by("position").values_list("pk", flat=True)]
+    assert messages_per_delivery(redis_broker) == dict.fromkeys(deliveries, 1)
+
+    for _ in range(5):
+        deliveries_enqueue_due()
+    assert messages_per_delivery(redis_broker) == dict.fromkeys(deliveries, 1), "one message per delivery"
+    assert [task for task, _, _ in queued(redis_broker)].count("domain_events.mark_queue") == 1, "one probe"
+
+    # The oldest message is lost (a worker died holding it, or Redis lost it): nothing proves it yet.
+    lost = redis_broker.rpop(WEBHOOK_QUEUE)
+    assert json.loads(base64.b64decode(json.loads(lost)["body"]))[0] == [deliveries[0]]
+    deliveries_enqueue_due()
+    assert deliveries[0] not in messages_per_delivery(redis_broker)
+
+    # A worker starts the next message: sent later down the same queue, it proves the first lost.
+    args, kwargs, _ = json.loads(base64.b64decode(json.loads(redis_broker.rpop(WEBHOOK_QUEUE))["body"]))
+    send_webhook.apply(args=args, kwargs=kwargs)
+    assert QueueMark.objects.get(queue=WEBHOOK_QUEUE).started_sent_at.isoformat() == kwargs["sent_at"]
+    deliveries_enqueue_due()
+    assert messages_per_delivery(redis_broker) == dict.fromkeys(deliveries, 1), "the lost one sent again, once"
+
+
+def test_a_delivery_whose_sender_died_holding_its_lease_is_sent_again_once_the_lease_runs_out(
+    tenant, settings, redis_broker
+):
+    """Its message was taken (the sender claimed the delivery, then was SIGKILLed): nothing on the
+    queue is left to prove lost, and the expired lease is the proof."""
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    redis_broker.flushdb()
+    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    publish_confirmed(tenant.pk)
+    redis_broker.delete(WEBHOOK_QUEUE)  # the sender took its message
+    now = timezone.now()
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=now - timedelta(seconds=30), enqueued_at=now - timedelta(seconds=30), leased_until=now
+    )
+    assert deliveries_enqueue_due() == 1
+    assert messages_per_delivery(redis_broker) == {str(delivery.pk): 1}
