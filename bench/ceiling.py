@@ -140,6 +140,7 @@ class Recorder:
             "recorded_at": datetime.now(UTC),
             "correlation_id": str(uuid.uuid4()),
             "causation_id": event_id,
+            "actor": "system",
             "payload": Jsonb(payload),
         }
         stream = [aggregate_id, "subject", tenant_id] if self.streams else []
