@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -267,25 +268,42 @@ def subprocess_run(argv: list[str], env: dict[str, str]) -> None:
         raise ChaosError(f"{' '.join(argv[1:3])} failed:\n{result.stdout}{result.stderr}")
 
 
+@dataclass
+class Shop:
+    """The chaos bookstore as the run set it up."""
+
+    tenant: object
+    staff_token: str
+    customers: list[str]
+    base_url: str = ""
+    endpoint: dict = field(default_factory=dict)
+    initial_stock: dict[str, int] = field(default_factory=dict)
+
+
 def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
+    """The whole run: the shop, the load under faults, the drain, then the checks and the report."""
     import django
 
     django.setup()
     # aiosmtpd logs every SMTP command at INFO; the run's own lines are what matter here.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    shop = _open_shop(args)
+    receiver.start()
+    mail.start()
+    _start_platform_and_catalog(args, shop, supervisor, receiver, env)
+    load, faults, sampler, load_seconds = _place_orders_under_faults(args, shop, supervisor, pg, redis)
+    drain_ok, drain_seconds = _drain(args, shop)
+    sampler.stop()
+    return _check_and_report(
+        args, started_at, shop, load, faults, sampler, receiver, mail, env, load_seconds, drain_ok, drain_seconds
+    )
+
+
+def _open_shop(args) -> Shop:
+    """The chaos bookstore, its staff member and its customers (their API tokens)."""
     from django.core.management import call_command
     from django.db import connections
 
-    from chaos.checks import (
-        SETTLE_BOUND,
-        order_settle_times,
-        order_timeline,
-        run_checks,
-        settle_table,
-        settled,
-        slowest_settle,
-    )
-    from domain_events.models import StoredEvent
     from tenants.models import Tenant
 
     def command(*argv: str) -> str:
@@ -299,45 +317,50 @@ def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
         command("create_user", "chaos", f"customer{n}", "--email", f"customer{n}@example.com")
         for n in range(max(4, args.clients))
     ]
-    tenant = Tenant.objects.get(slug="chaos")
+    shop = Shop(Tenant.objects.get(slug="chaos"), staff_token, customers)
     connections.close_all()
+    return shop
 
-    receiver.start()
-    mail.start()
+
+def _start_platform_and_catalog(args, shop: Shop, supervisor, receiver, env) -> None:
+    """gunicorn, workers, relays and the sweep; then the webhook endpoint and the catalog, through the API."""
     web_port = free_port()
-    base_url = f"http://127.0.0.1:{web_port}"
+    shop.base_url = f"http://127.0.0.1:{web_port}"
     say("starting gunicorn, 2 Celery workers, 2 relays and the webhook sweep")
     supervisor_started = time.time()
     start_platform(supervisor, env, args.logs, web_port, args.web_workers)
     say(f"platform up in {time.time() - supervisor_started:.1f} s")
-
-    endpoint = _api(
+    shop.endpoint = _api(
         "POST",
-        f"{base_url}/api/v1/webhook-endpoints/",
-        staff_token,
+        f"{shop.base_url}/api/v1/webhook-endpoints/",
+        shop.staff_token,
         json={"url": f"http://127.0.0.1:{receiver.port}/hooks", "event_types": [], "description": "chaos receiver"},
     )
-    receiver.secret = endpoint["secret"]
-    initial_stock = {SCARCE_SKU: SCARCE_STOCK}
+    receiver.secret = shop.endpoint["secret"]
+    shop.initial_stock = {SCARCE_SKU: SCARCE_STOCK}
     _api(
         "POST",
-        f"{base_url}/api/v1/products/",
-        staff_token,
+        f"{shop.base_url}/api/v1/products/",
+        shop.staff_token,
         json={"sku": SCARCE_SKU, "title": "A rare first edition", "price": "250.00", "stock": SCARCE_STOCK},
     )
     for n, sku in enumerate(CATALOG_SKUS):
         _api(
             "POST",
-            f"{base_url}/api/v1/products/",
-            staff_token,
+            f"{shop.base_url}/api/v1/products/",
+            shop.staff_token,
             json={"sku": sku, "title": f"Chaos volume {n + 1}", "price": f"{7 + 3 * n}.99", "stock": CATALOG_STOCK},
         )
-        initial_stock[sku] = CATALOG_STOCK
+        shop.initial_stock[sku] = CATALOG_STOCK
 
+
+def _place_orders_under_faults(args, shop: Shop, supervisor, pg, redis):
+    """The clients place every order while the faults are injected; returns (load, faults, the
+    readers' lag sampler, seconds the placing took)."""
     load = Load(
-        base_url=base_url,
-        customer_tokens=customers,
-        staff_token=staff_token,
+        base_url=shop.base_url,
+        customer_tokens=shop.customers,
+        staff_token=shop.staff_token,
         skus=CATALOG_SKUS,
         count=args.orders,
         clients=args.clients,
@@ -374,13 +397,22 @@ def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
     if faults.error is not None:
         raise ChaosError(f"fault injection failed: {faults.error!r}")
     faults.watch()
+    return load, faults, sampler, load_seconds
+
+
+def _drain(args, shop: Shop) -> tuple[bool, float]:
+    """Wait until every order is final and every effect done; returns (drained, seconds)."""
+    from django.db import connections
+
+    from chaos.checks import settled
+
     say("draining")
     drain_started = time.time()
     connections.close_all()
     state = {"what": "start"}
 
     def drained() -> bool:
-        state["what"] = settled(tenant)
+        state["what"] = settled(shop.tenant)
         return state["what"] is None
 
     drain_ok = True
@@ -389,10 +421,18 @@ def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
     except ChaosError:
         drain_ok = False
         say(f"not drained after {args.drain_timeout:.0f} s: {state['what']}")
-    drain_seconds = time.time() - drain_started
-    sampler.stop()
+    return drain_ok, time.time() - drain_started
+
+
+def _check_and_report(
+    args, started_at, shop: Shop, load, faults, sampler, receiver, mail, env, load_seconds, drain_ok, drain_seconds
+) -> int:
+    """Every check, the figures and the settle table: written to `args.results` and printed."""
+    from chaos.checks import SETTLE_BOUND, order_settle_times, order_timeline, run_checks, settle_table, slowest_settle
+    from domain_events.models import StoredEvent
+
     recovery, last_effect = slowest_settle(faults.last_fault_end)
-    settles = order_settle_times(tenant)
+    settles = order_settle_times(shop.tenant)
     table = settle_table(faults.faults, settles, FAULT_KINDS)
     last_settle = max((settled_at for _, settled_at in settles.values()), default=faults.last_fault_end)
     order_recovery = max(0.0, last_settle - faults.last_fault_end)
@@ -403,40 +443,25 @@ def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
         "samples": sampler.samples,
         "failed_samples": sampler.errors,
         "last_failure": sampler.last_error,
+        "held_warnings": held_warnings(args.logs),
     }
-    readers["held_warnings"] = held_warnings(args.logs)
     slowest_orders = sorted(settles, key=lambda o: settles[o][1], reverse=True)[:3]
     timelines = {o: order_timeline(o, faults.last_fault_end) for o in slowest_orders}
-
     checks = run_checks(
-        tenant=tenant,
+        tenant=shop.tenant,
         load=load,
         receiver=receiver,
         mail=mail,
-        base_url=base_url,
-        staff_token=staff_token,
-        initial_stock=initial_stock,
-        endpoint_id=endpoint["id"],
+        base_url=shop.base_url,
+        staff_token=shop.staff_token,
+        initial_stock=shop.initial_stock,
+        endpoint_id=shop.endpoint["id"],
         env=env,
     )
     fault_counts = {
         kind: faults.counts[kind] for kind in [*(f"kill_{k}" for k in KILL_KINDS), "redis_outage", "postgres_restart"]
     }
-    enough_faults = (
-        all(fault_counts[f"kill_{k}"] >= args.min_kills for k in KILL_KINDS)
-        and fault_counts["redis_outage"] >= 1
-        and fault_counts["postgres_restart"] >= 1
-    )
-    checks.insert(0, _check("faults injected as planned", enough_faults, json.dumps(fault_counts)))
-    checks.insert(1, _check("drained", drain_ok, f"in {drain_seconds:.1f} s"))
-    checks.insert(
-        2,
-        _check(
-            f"every order settled within {SETTLE_BOUND:.0f} s of the last fault",
-            drain_ok and not late,
-            f"the last {order_recovery:.1f} s after it; {late} later than {SETTLE_BOUND:.0f} s",
-        ),
-    )
+    checks[:0] = _run_checks(args, fault_counts, drain_ok, drain_seconds, late, order_recovery)
     events = StoredEvent.objects.count()
     figures = {
         "orders": len(load.placed),
@@ -469,26 +494,7 @@ def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2) + "\n")
-
-    rows = [
-        ("orders placed", str(figures["orders"]), f"{args.clients} clients, retries {dict(load.retries)}"),
-        *((f"faults: {k}", str(v), "") for k, v in fault_counts.items()),
-        ("events stored", str(events), ""),
-        (
-            "processes that exited on their own",
-            str(sum(faults.unplanned_exits.values())),
-            f"{dict(faults.unplanned_exits)} (restarted, as a supervisor would)",
-        ),
-        ("slowest settle after last fault", f"{recovery:.1f} s", f"drain {drain_seconds:.1f} s; last: {last_effect}"),
-        (
-            "readers' slowest lag",
-            f"{sampler.slowest['seconds']:.1f} s",
-            f"{sampler.slowest['reader']}; oldest writer then {sampler.slowest['writer_age']:.0f} s:"
-            f" {sampler.slowest['writer'][:120]}; relay warnings {readers['held_warnings']['warnings']}",
-        ),
-        ("wall time", f"{figures['wall_seconds']:.0f} s", f"load {load_seconds:.1f} s"),
-        *((c.name, "ok" if c.ok else "FAILED", c.detail) for c in checks),
-    ]
+    rows = _summary_rows(args, figures, checks, load, faults, sampler)
     print()
     print_table(rows)
     print()
@@ -496,6 +502,54 @@ def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
     print()
     say(f"{'every check passed' if not failed else f'{len(failed)} check(s) FAILED'}; results in {args.results}")
     return 0 if not failed else 1
+
+
+def _run_checks(args, fault_counts: dict, drain_ok: bool, drain_seconds: float, late: int, order_recovery: float):
+    """The run's own checks: the faults it meant to inject, the drain, and the settle bound."""
+    from chaos.checks import SETTLE_BOUND
+
+    enough_faults = (
+        all(fault_counts[f"kill_{k}"] >= args.min_kills for k in KILL_KINDS)
+        and fault_counts["redis_outage"] >= 1
+        and fault_counts["postgres_restart"] >= 1
+    )
+    return [
+        _check("faults injected as planned", enough_faults, json.dumps(fault_counts)),
+        _check("drained", drain_ok, f"in {drain_seconds:.1f} s"),
+        _check(
+            f"every order settled within {SETTLE_BOUND:.0f} s of the last fault",
+            drain_ok and not late,
+            f"the last {order_recovery:.1f} s after it; {late} later than {SETTLE_BOUND:.0f} s",
+        ),
+    ]
+
+
+def _summary_rows(args, figures: dict, checks, load, faults, sampler) -> list[tuple[str, str, str]]:
+    """The printed summary: what ran, what it came to, and every check."""
+    readers = figures["position_readers"]
+    return [
+        ("orders placed", str(figures["orders"]), f"{args.clients} clients, retries {dict(load.retries)}"),
+        *((f"faults: {k}", str(v), "") for k, v in figures["faults"].items()),
+        ("events stored", str(figures["events_stored"]), ""),
+        (
+            "processes that exited on their own",
+            str(sum(faults.unplanned_exits.values())),
+            f"{dict(faults.unplanned_exits)} (restarted, as a supervisor would)",
+        ),
+        (
+            "slowest settle after last fault",
+            f"{figures['slowest_settle_after_last_fault_seconds']:.1f} s",
+            f"drain {figures['drain_seconds']:.1f} s; last: {figures['last_effect_to_settle']}",
+        ),
+        (
+            "readers' slowest lag",
+            f"{sampler.slowest['seconds']:.1f} s",
+            f"{sampler.slowest['reader']}; oldest writer then {sampler.slowest['writer_age']:.0f} s:"
+            f" {sampler.slowest['writer'][:120]}; relay warnings {readers['held_warnings']['warnings']}",
+        ),
+        ("wall time", f"{figures['wall_seconds']:.0f} s", f"load {figures['load_seconds']:.1f} s"),
+        *((c.name, "ok" if c.ok else "FAILED", c.detail) for c in checks),
+    ]
 
 
 def _check(name: str, ok: bool, detail: str):
