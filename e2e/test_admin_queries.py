@@ -53,8 +53,8 @@ LISTS: dict[str, tuple[int | None, int]] = {
 }
 PAGES: dict[str, tuple[int | None, int]] = {
     # the order, its items, payment, reservation and its lines' products, e-mails, webhook
-    # deliveries, and the timeline's events and their deliveries
-    "orders.order": (18, 16),
+    # deliveries, the distributor's notices, and the timeline's events and their deliveries
+    "orders.order": (19, 17),
     "inventory.product": (7, 5),
     "inventory.reservation": (8, 6),
     "payments.payment": (7, 4),
@@ -72,8 +72,8 @@ PAGES: dict[str, tuple[int | None, int]] = {
 }
 # The staff member's home; an operator's home with ?tenant=<slug>: the figures (2), the last
 # 30 days (1), low stock (1), handler trouble (2: its counts, the oldest open writing transaction),
-# webhook trouble (2).
-DASHBOARD = (13, 12)
+# webhook trouble (2), the distributor (2: lost shipments to look at, parked notices).
+DASHBOARD = (15, 14)
 
 
 def settle() -> None:
