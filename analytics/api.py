@@ -1,5 +1,6 @@
 """The read side's HTTP API (docs/api.md), for the bookstore's staff: the dashboard, the events
-feed and an order's timeline. Each view validates its input, calls one selector and serializes."""
+feed and an order's timeline. Each view validates its input, calls one selector and serializes,
+reading from the replica when one serves the read side (`core.replica`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rest_framework.views import APIView
 
 from analytics.selectors import dashboard_get, event_feed_for, order_timeline_for
 from core.errors import NotFound
+from core.replica import reads_from_replica
 from core.serializers import StrictQuerySerializer
 from tenants.permissions import IsTenantStaff
 from tenants.scoping import TenantApiMixin
@@ -61,6 +63,7 @@ class DashboardApi(TenantApiMixin, APIView):
         ),
         responses=OutputSerializer,
     )
+    @reads_from_replica()
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer(dashboard_get(tenant=self.tenant)).data)
 
@@ -92,6 +95,7 @@ class EventFeedApi(TenantApiMixin, APIView):
             400: OpenApiResponse(OpenApiTypes.OBJECT, description="A bad `after` or `limit`."),
         },
     )
+    @reads_from_replica()
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -130,6 +134,7 @@ class OrderTimelineApi(TenantApiMixin, APIView):
         deliveries = DeliverySerializer(many=True)
 
     @extend_schema(operation_id="orders_events_list", responses=OutputSerializer(many=True))
+    @reads_from_replica()
     def get(self, request: Request, order_id: UUID) -> Response:
         events = order_timeline_for(tenant_id=self.tenant.id, order_id=order_id)
         if not events:

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from analytics.models import Generation, ProductSales, TenantDay, TenantMonth, TenantTotals
 from analytics.projections import SALES
+from core.replica import REPLICA, one_snapshot, primary_position, reading_from, reads_from_primary, reads_from_replica
 from domain_events.cloudevents import to_cloudevent
 from domain_events.head import settled_head
 from domain_events.models import Checkpoint, StoredEvent
@@ -61,8 +62,14 @@ def dashboard_get(*, tenant: Tenant, now: datetime | None = None) -> Dashboard:
     """The tenant's figures of this month (in its timezone), from the live read models only.
 
     Two indexed queries: the live generation with its checkpoint and this month's row, then the
-    top products and this month's days. `position` is the last event the figures include.
+    top products and this month's days. `position` is the last event the figures include, read
+    with them from the same server (on a replica, both queries in one snapshot).
     """
+    with one_snapshot():
+        return _dashboard(tenant, now)
+
+
+def _dashboard(tenant: Tenant, now: datetime | None) -> Dashboard:
     today = tenant_today(tenant=tenant, now=now)
     month = today.replace(day=1)
     head = (
@@ -185,12 +192,14 @@ def event_feed_for(*, tenant_id: UUID, after: int, limit: int) -> EventPage:
 
     Only events up to the readers' head are listed (`domain_events.head`: no event below it can
     still commit), so a client that asks again from the last position it got never misses or
-    repeats an event, even one whose transaction committed after a later position's.
+    repeats an event, even one whose transaction committed after a later position's. The head is
+    the primary's; a replica answers only once it has replayed everything below it.
     """
     top = settled_head(timeout=FEED_HEAD_WAIT)
-    stored = StoredEvent.objects.filter(tenant_id=tenant_id, position__gt=after, position__lte=top)
-    rows = list(stored.order_by("position")[:limit])
-    remaining = len(rows) if len(rows) < limit else stored.count()
+    with reads_from_replica(replayed=primary_position()):
+        stored = StoredEvent.objects.filter(tenant_id=tenant_id, position__gt=after, position__lte=top)
+        rows = list(stored.order_by("position")[:limit])
+        remaining = len(rows) if len(rows) < limit else stored.count()
     events = []
     for row in rows:
         event = registry.load(row.type, row.version, row.payload, envelope=row.envelope(), ref=row.ref)
@@ -203,5 +212,11 @@ def event_feed_for(*, tenant_id: UUID, after: int, limit: int) -> EventPage:
 
 def order_timeline_for(*, tenant_id: UUID, order_id: UUID) -> list[StoredEvent]:
     """Every committed event of the order (its aggregate id) in position order, with the deliveries
-    still on record; empty for another tenant's order or an unknown one."""
-    return aggregate_timeline(tenant_id=tenant_id, aggregate_id=order_id)
+    still on record; empty for another tenant's order or an unknown one.
+
+    An order the replica does not know yet (placed a moment ago) is looked up on the primary."""
+    events = aggregate_timeline(tenant_id=tenant_id, aggregate_id=order_id)
+    if not events and reading_from() == REPLICA:
+        with reads_from_primary():
+            events = aggregate_timeline(tenant_id=tenant_id, aggregate_id=order_id)
+    return events

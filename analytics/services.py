@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from analytics.models import Generation
 from analytics.projections import PROJECTIONS, Projection, generation_for
+from core.replica import reads_from_replica
 from domain_events import reader_lag, tracking
 from domain_events.head import settled_head as head
 from domain_events.models import Checkpoint, StoredEvent
@@ -104,7 +105,9 @@ def _position(name: str, target: str) -> int:
 def events_to_replay(*, name: str) -> int:
     """How many stored events a full replay of `name` reads, up to the current head."""
     tracker = subscriptions.tracker(name)
-    return StoredEvent.objects.filter(type__in=type_names(tracker), position__lte=head()).count()
+    top = head()
+    with reads_from_replica():  # a progress bar's total: a replica a moment behind will do
+        return StoredEvent.objects.filter(type__in=type_names(tracker), position__lte=top).count()
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,10 @@ def projection_rebuild(
         generation = _start(projection, REBUILD)
         if on_start:
             on_start(events_to_replay(name=name))
-        done = 0
         # Keyset batches from the rebuild's own checkpoint: memory stays flat however many events.
+        # The bulk reads the events from the replica where one serves reads; what was recorded
+        # meanwhile is read from the primary.
+        done = tracking.replay(name, target=REBUILD, batch_size=size, on_progress=on_progress)
         while applied := tracking.read_batch(name, target=REBUILD, batch_size=size):
             done += applied
             if on_progress:
@@ -198,7 +203,7 @@ def projection_check(*, name: str, batch_size: int | None = None) -> CheckResult
         before = reader_lag.lag(name)
         scratch = _start(projection, CHECK)
         try:
-            tracking.catch_up(name, target=CHECK, batch_size=size)
+            tracking.replay(name, target=CHECK, batch_size=size)
             with transaction.atomic():
                 _lock_live_checkpoint(name)
                 while True:

@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos.services import PostgresCluster, PrivateRedis, Supervisor
+from chaos.services import PrivateRedis, Supervisor
+from testsupport.postgres import PostgresCluster
 
 KILL_KINDS = ("web", "worker", "relay", "sweep")
 # The fault kinds of the settle table, in its order (a worker kill is of its master or of one

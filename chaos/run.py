@@ -33,13 +33,13 @@ from chaos.services import (
     PYTHON,
     ROOT,
     ChaosError,
-    PostgresCluster,
     PrivateRedis,
     Supervised,
     Supervisor,
     free_port,
     wait_until,
 )
+from testsupport.postgres import PostgresCluster
 
 CATALOG_SKUS = [f"CHAOS-{n:02d}" for n in range(1, 9)]
 CATALOG_STOCK = 1_000_000

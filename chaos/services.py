@@ -2,14 +2,13 @@
 
 Every process runs in its own session, so that a kill reaches its children too (a Celery or
 gunicorn master's workers), and everything a run started is stopped by `Supervisor.stop_all()`
-on every exit path. PostgreSQL and Redis are private instances on free ports in a temporary
-folder: the shared ones of the machine are never touched.
+on every exit path. PostgreSQL (`testsupport.postgres`) and Redis are private instances on free ports in a
+temporary folder: the shared ones of the machine are never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import shutil
@@ -21,6 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from testsupport.postgres import postgres_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -54,13 +55,6 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def postgres_bin(name: str) -> str | None:
-    """`initdb` or `pg_ctl`: on the PATH, or in Debian's versioned folder (newest first)."""
-    # Debian's versioned folder first: /usr/local/bin may hold only a few links into it.
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
-    return candidates[-1] if candidates else shutil.which(name)
-
-
 def missing_binaries() -> list[str]:
     """What a chaos run needs from the machine and does not find."""
     missing = [name for name in ("initdb", "pg_ctl") if postgres_bin(name) is None]
@@ -74,87 +68,6 @@ def missing_binaries() -> list[str]:
         except KeyError:
             missing.append("the postgres system user")
     return missing
-
-
-class PostgresCluster:
-    """A throwaway PostgreSQL cluster on a free port; as root it runs as the `postgres` user."""
-
-    def __init__(self, base: Path) -> None:
-        self.dir = base / "pg"
-        self.socket_dir = base / "pgsock"
-        self.log = base / "postgres.log"  # in the folder the postgres user owns a way into
-        self.port = free_port()
-        self.initdb, self.pg_ctl = postgres_bin("initdb"), postgres_bin("pg_ctl")
-        if not self.initdb or not self.pg_ctl:
-            raise ChaosError("initdb and pg_ctl are required (the postgresql package)")
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/shelfwise"
-
-    def _as_owner(self, argv: list[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-    def _run(self, argv: list[str], timeout: float = 120) -> None:
-        result = subprocess.run(self._as_owner(argv), capture_output=True, text=True, timeout=timeout)
-        if result.returncode != 0:
-            raise ChaosError(f"{' '.join(argv[:2])} failed: {result.stdout}{result.stderr}")
-
-    def init(self) -> None:
-        for folder in (self.dir, self.socket_dir):
-            folder.mkdir(parents=True)
-            if os.geteuid() == 0:
-                shutil.chown(folder, "postgres", "postgres")
-        self.log.touch()
-        if os.geteuid() == 0:
-            shutil.chown(self.log, "postgres", "postgres")
-        self._run([self.initdb, "-D", str(self.dir), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])
-        self.start()
-        self._run(
-            [
-                postgres_bin("createdb") or "createdb",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                "postgres",
-                "shelfwise",
-            ]
-        )
-
-    def _options(self) -> str:
-        return (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=300"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=128MB"
-        )
-
-    def start(self) -> None:
-        self._run(
-            [self.pg_ctl, "-D", str(self.dir), "-o", self._options(), "-l", str(self.log), "-w", "-t", "60", "start"]
-        )
-
-    def restart(self) -> None:
-        """A fast restart: every connection is cut, and the server is back a moment later."""
-        self._run(
-            [
-                self.pg_ctl,
-                "-D",
-                str(self.dir),
-                "-o",
-                self._options(),
-                "-l",
-                str(self.log),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                "60",
-                "restart",
-            ]
-        )
-
-    def stop(self) -> None:
-        if (self.dir / "postmaster.pid").exists():
-            with contextlib.suppress(ChaosError, subprocess.TimeoutExpired):
-                self._run([self.pg_ctl, "-D", str(self.dir), "-m", "immediate", "-w", "-t", "30", "stop"], timeout=40)
 
 
 class PrivateRedis:

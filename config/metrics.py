@@ -3,7 +3,8 @@
 Without `PROMETHEUS_MULTIPROC_DIR`, `/metrics` shows this process's counters; with it (set for
 every process of the machine before they start: gunicorn workers, Celery workers, relays), it adds
 up the counters that all of them wrote there. The database gauges (`BackboneCollector`) come last,
-read at scrape time and cached for `METRICS_CACHE_SECONDS`.
+read at scrape time and cached for `METRICS_CACHE_SECONDS`, and the read replica's health and lag
+(`ReplicaCollector`, with `DATABASE_REPLICA_URL`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_l
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from core.replica import ReplicaCollector
 from domain_events.metrics import BackboneCollector
 
 REQUESTS = Histogram(
@@ -30,6 +32,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 _database = CollectorRegistry(auto_describe=False)
 _database.register(BackboneCollector())
+_database.register(ReplicaCollector())
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -154,6 +154,29 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# A streaming replica of the primary for the read side (docs/operations.md, Read replica): the
+# dashboard, the events feed, an order's timeline, the admin's lists and home page and the projection
+# replays read there; everything else stays on the primary. Unset, there is only the primary.
+_replica_url = env.str("DATABASE_REPLICA_URL", default="")
+if _replica_url:
+    DATABASES["replica"] = {
+        **environ.Env.db_url_config(_replica_url),
+        "OPTIONS": {
+            **DATABASES["default"].get("OPTIONS", {}),
+            # A replica that does not answer costs a page at most this long before it falls back.
+            "connect_timeout": 2,
+        },
+        "CONN_MAX_AGE": DATABASES["default"].get("CONN_MAX_AGE", 0),
+        "CONN_HEALTH_CHECKS": True,
+        # Under tests the replica is the test database itself.
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["core.replica.ReplicaRouter"]
+# Reads go back to the primary while the replica is more than this many seconds behind it.
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=5)
+# Seconds each process trusts its last look at the replica's health and lag.
+DATABASE_REPLICA_CHECK_INTERVAL = env.float("DATABASE_REPLICA_CHECK_INTERVAL", default=1)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "tenants.User"
 AUTHENTICATION_BACKENDS = ["tenants.auth.TenantStaffBackend"]

@@ -53,6 +53,14 @@ MEANINGS = {
     "(maintenance commands raise it for their session).",
     "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS": "PostgreSQL: a transaction left idle longer is ended.",
     "DATABASE_CONN_MAX_AGE": "PostgreSQL: seconds a connection is kept for reuse (with health checks).",
+    "DATABASE_REPLICA_URL": "A streaming replica of the primary (`postgres://…`) that serves read-side reads: the "
+    "dashboard, the events feed, an order's timeline, the admin's lists and home page, the projections' replays. "
+    "Writes, and reads that must see them, stay on the primary; reads fall back to the primary while the replica "
+    "lags or is down (docs/operations.md, Read replica). Unset, the primary serves everything.",
+    "DATABASE_REPLICA_MAX_LAG": "Seconds the replica may be behind the primary; past it, reads go to the primary "
+    "until it catches up.",
+    "DATABASE_REPLICA_CHECK_INTERVAL": "Seconds each process trusts its last look at the replica's health and lag "
+    "(one look, two small queries, per interval).",
     "CACHE_URL": "A shared cache (`redis://HOST:6379/3`) for the sign-in throttles' counts; unset, each "
     "process counts on its own.",
     # API

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString
 
+from core.replica import replica_status
 from domain_events import reader_lag, subscribers, tracking
 from domain_events.admin_lists import LargeTablePaginator, aggregate_link, as_uuid, choices_filter
 from domain_events.conf import domain_events_settings
@@ -353,8 +354,23 @@ def handler_trouble(request: HttpRequest, tenant: Tenant) -> SafeString:
             ),
             # It holds every position reader (dashboard, audit trail) back while it is open.
             ("Oldest open writing transaction", oldest, age >= held_for),
+            *_replica_facts(),
         ],
     )
+
+
+def _replica_facts() -> list[tuple[str, object, bool]]:
+    """How far behind the read replica is, and whether the read side reads from it now."""
+    status = replica_status()
+    if status is None:
+        return []
+    if not status.reachable:
+        shown = "down: reads go to the primary"
+    elif not status.usable:
+        shown = f"{status.lag:.1f} s behind: reads go to the primary"
+    else:
+        shown = f"{status.lag:.1f} s behind"
+    return [("Read replica", format_html('<span id="replica-lag">{}</span>', shown), not status.usable)]
 
 
 class SuperuserOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

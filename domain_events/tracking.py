@@ -16,16 +16,17 @@ schedule; an ordered reader cannot skip an event, so it never goes dead: staff s
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
+from core.replica import PRIMARY, primary_position, reads_from_replica, replica_failed
 from domain_events.conf import handler_retry_policy
 from domain_events.head import head, settled_head
 from domain_events.models import (
@@ -92,20 +93,25 @@ def read_batch(name: str, *, target: str = LIVE, batch_size: int | None = None) 
     return _read_batch(name, target, batch_size, head())[0]
 
 
-def _read_batch(name: str, target: str, batch_size: int | None, top: int) -> tuple[int, bool]:
+def _read_batch(
+    name: str, target: str, batch_size: int | None, top: int, events_from: str = PRIMARY
+) -> tuple[int, bool]:
     """(events applied, whether more may be waiting below `top`: the batch was full)."""
     tracker = _tracker(name)
-    applied = _apply_batch(tracker, target, batch_size or tracker.batch_size, top)
+    applied = _apply_batch(tracker, target, batch_size or tracker.batch_size, top, events_from)
     if applied is None:
         # No checkpoint yet: create it (committed on its own, so a failing first batch keeps it).
         _ensure_checkpoint(tracker, target)
-        applied = _apply_batch(tracker, target, batch_size or tracker.batch_size, top)
+        applied = _apply_batch(tracker, target, batch_size or tracker.batch_size, top, events_from)
     return applied or (0, False)
 
 
-def _apply_batch(tracker: Tracker, target: str, size: int, top: int) -> tuple[int, bool] | None:
+def _apply_batch(
+    tracker: Tracker, target: str, size: int, top: int, events_from: str = PRIMARY
+) -> tuple[int, bool] | None:
     """One batch up to the head `top`, in one transaction with its checkpoint: (events applied,
-    whether the batch was full, so more may wait); None when the checkpoint does not exist."""
+    whether the batch was full, so more may wait); None when the checkpoint does not exist.
+    The stored events are read from the server `events_from`, which has all of them up to `top`."""
     name = tracker.name
     key = checkpoint_name(name, target)
     failure: PartlyApplied | None = None
@@ -117,7 +123,7 @@ def _apply_batch(tracker: Tracker, target: str, size: int, top: int) -> tuple[in
             return (0, False) if Checkpoint.objects.filter(name=key).exists() else None
         if checkpoint.position >= top:
             return 0, False
-        unread = StoredEvent.objects.filter(
+        unread = StoredEvent.objects.using(events_from).filter(
             position__gt=checkpoint.position, position__lte=top, type__in=type_names(tracker)
         )
         rows = list(unread.order_by("position").values_list(*READ)[:size])
@@ -173,6 +179,35 @@ def _catch_up(name: str, target: str, batch_size: int | None, max_batches: int |
         total += applied
         batches += 1
     return total, more
+
+
+def replay(
+    name: str, *, target: str, batch_size: int | None = None, on_progress: Callable[[int], None] | None = None
+) -> int:
+    """Apply batches of `name` against `target` (a rebuild's or a check's own tables) up to the head
+    as it is now, reading the stored events from the replica when one serves reads and has
+    replayed everything below that head; returns how many events it applied.
+
+    The bulk of a rebuild: what is recorded meanwhile is read afterwards, from the primary, by
+    `read_batch` and `catch_up`."""
+    top = settled_head()
+    total, more = 0, True
+    # Every event up to `top` has committed before this position: a replica past it has them all.
+    with reads_from_replica(replayed=primary_position()) as server:
+        while more:
+            try:
+                applied, more = _read_batch(name, target, batch_size, top, events_from=server)
+            except (OperationalError, InterfaceError) as exc:
+                if server == PRIMARY:
+                    raise
+                # The batch rolled back with its checkpoint: the primary reads it again.
+                replica_failed(exc)
+                server = PRIMARY
+                continue
+            total += applied
+            if on_progress and applied:
+                on_progress(applied)
+    return total
 
 
 # A relay pass applies at most this many batches per reader, so a reader with a long way to go

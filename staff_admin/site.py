@@ -33,11 +33,16 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from core.replica import reads_from_replica
 from staff_admin.columns import short_id, tenant_names_for_this_request
 from tenants.throttling import login_wait
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
+
+# The admin's read side: the home page and the lists, read from the replica when one serves reads.
+# Change pages read what they are about to write, on the primary (and in its transaction).
+READ_SIDE_VIEWS = frozenset({"index", "app_index", "changelist_view"})
 
 DashboardRender = Callable[[HttpRequest, "Tenant"], SafeString]
 PageRender = Callable[..., SafeString]  # (request, *, tenant_id, aggregate_id)
@@ -220,15 +225,22 @@ class StaffAdminSite(admin.AdminSite):
 
     def admin_view(self, view: Callable, cacheable: bool = False) -> Callable:
         """Every admin page renders its times in the bookstore's timezone (the template is
-        rendered here, inside that zone, rather than after the view returns)."""
+        rendered here, inside that zone, rather than after the view returns). The home page and
+        the lists, when only looked at (GET), read from the replica if one serves reads."""
         protected = super().admin_view(view, cacheable)
+
+        def rendered(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            response = protected(request, *args, **kwargs)
+            if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+                response.render()
+            return response
+
+        read_side = reads_from_replica()(rendered) if getattr(view, "__name__", "") in READ_SIDE_VIEWS else None
 
         def in_tenant_time(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             zone = tenant_zone(request.user) if request.user.is_authenticated else ZoneInfo("UTC")
+            render = read_side if read_side is not None and request.method in ("GET", "HEAD") else rendered
             with timezone.override(zone), tenant_names_for_this_request():
-                response = protected(request, *args, **kwargs)
-                if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
-                    response.render()
-            return response
+                return render(request, *args, **kwargs)
 
         return update_wrapper(in_tenant_time, protected)
