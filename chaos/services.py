@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -21,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from testsupport.postgres import postgres_bin
+from testsupport.postgres import missing_postgres_programs
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -57,16 +56,9 @@ def _port_open(port: int) -> bool:
 
 def missing_binaries() -> list[str]:
     """What a chaos run needs from the machine and does not find."""
-    missing = [name for name in ("initdb", "pg_ctl") if postgres_bin(name) is None]
+    missing = missing_postgres_programs("initdb", "pg_ctl")
     if shutil.which("redis-server") is None:
         missing.append("redis-server")
-    if os.geteuid() == 0:
-        if shutil.which("runuser") is None:
-            missing.append("runuser")
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            missing.append("the postgres system user")
     return missing
 
 

@@ -23,11 +23,12 @@ from rest_framework.test import APIClient
 
 from analytics.tests.helpers import OrderStory, line, project
 from core.replica import REPLICA, forget_replica_status, reads_from_replica, replica_status
+from core.testing import unavailable
 from tenants.models import Tenant
 from tenants.services import token_issue
 from tenants.tests.factories import TenantFactory, UserFactory
 from testsupport.database import copy_into, served_by
-from testsupport.postgres import PostgresCluster
+from testsupport.postgres import PostgresCluster, missing_postgres_programs
 from testsupport.processes import wait_until
 
 DASHBOARD = "/api/v1/dashboard/"
@@ -73,6 +74,9 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker) -> Iterator[Servers]:
+    missing = missing_postgres_programs("initdb", "pg_ctl", "pg_basebackup", "pg_dump", "psql")
+    if missing:
+        unavailable(f"the replica tests need {', '.join(missing)}")
     base = Path(tempfile.mkdtemp(prefix="shelfwise-replica-"))
     base.chmod(0o755)  # the postgres user must reach its folders; nothing secret in them
     found = Servers(base)

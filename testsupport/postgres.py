@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,6 +29,20 @@ def postgres_bin(name: str) -> str | None:
     # Debian's versioned folder first: /usr/local/bin may hold only a few links into it.
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
     return candidates[-1] if candidates else shutil.which(name)
+
+
+def missing_postgres_programs(*names: str) -> list[str]:
+    """Which of PostgreSQL's programs `names` this machine lacks, and, as root, what running a
+    server as the `postgres` user needs."""
+    missing = [name for name in names if postgres_bin(name) is None]
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            missing.append("runuser")
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            missing.append("the postgres system user")
+    return missing
 
 
 def private_folder(path: Path) -> Path:

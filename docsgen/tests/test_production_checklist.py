@@ -21,6 +21,7 @@ STAND_INS = {
     "SECRET_KEY": "checklist-test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
     "FIELD_ENCRYPTION_KEYS": "checklist-test-field-key-0123456789abcdefghij",
     "DATABASE_URL": "postgres://shelfwise@db.example:5432/shelfwise",
+    "DATABASE_REPLICA_URL": "postgres://shelfwise@replica.example:5432/shelfwise",
     "CELERY_BROKER_URL": "redis://redis.example:6379/0",
     "METRICS_TOKEN": "checklist-test-metrics-token-0123456789",
     "EMAIL_URL": "smtp://mail.example:587",
