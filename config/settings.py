@@ -67,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # With a read replica: a client that just wrote reads from the primary for a moment.
+    "core.replica.ReadYourWritesMiddleware",
 ]
 
 # --- HTTPS (production: docs/operations.md, Production checklist; off by default for plain-HTTP development) ----

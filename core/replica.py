@@ -4,7 +4,8 @@ Nothing goes to the replica unless asked for: the read side asks with `reads_fro
 context manager, or a decorator) where a read may lag a little behind the primary: the dashboard,
 the events feed, an order's timeline, the admin's lists and home page, the projections' replays.
 Every write, every other read, and every read inside a transaction of the primary stay on the
-primary, so whoever wrote something reads it back there.
+primary, and so do the reads of a client that wrote a moment ago (`ReadYourWritesMiddleware`):
+whoever wrote something reads it back there.
 
 A block decides once, when it is entered, which server its reads go to (`ReplicaRouter` follows
 that decision): the replica if one is configured, no transaction is open on the primary, and the
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +36,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
+from django.http import HttpRequest, HttpResponse
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -56,6 +59,12 @@ FALLBACKS = Counter(
 
 # The server the innermost `reads_from_replica()` block chose; None outside every block.
 _chosen: ContextVar[str | None] = ContextVar("replica_reads", default=None)
+# Whether this request's client wrote a moment ago (`ReadYourWritesMiddleware`).
+_wrote_recently: ContextVar[bool] = ContextVar("wrote_recently", default=False)
+
+# Set on a client that wrote, for as long as a replica may lag behind what it wrote.
+WROTE_COOKIE = "shelfwise_wrote"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -207,7 +216,7 @@ def _has_replayed(position: str) -> bool:
 
 def _choose(replayed: str | None) -> str:
     outer = _chosen.get()
-    if outer == PRIMARY or not replica_configured() or _primary_in_transaction():
+    if outer == PRIMARY or not replica_configured() or _primary_in_transaction() or _wrote_recently.get():
         return PRIMARY
     if outer is None:
         status = replica_status()
@@ -329,3 +338,35 @@ class ReplicaCollector(Collector):
         )
         serving.add_metric([], 1.0 if status.usable else 0.0)
         yield serving
+
+
+# --- reading one's own writes ------------------------------------------------------------------
+
+
+class ReadYourWritesMiddleware:
+    """A client that wrote (any request but GET, HEAD, OPTIONS) reads from the primary for the next
+    `DATABASE_REPLICA_MAX_LAG` seconds: the list the admin shows after a save includes the save. A
+    cookie carries it, so it holds on whichever web machine the next request lands. Without a
+    replica it does nothing."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not replica_configured():
+            return self.get_response(request)
+        token = _wrote_recently.set(WROTE_COOKIE in request.COOKIES)
+        try:
+            response = self.get_response(request)
+        finally:
+            _wrote_recently.reset(token)
+        if request.method not in SAFE_METHODS:
+            response.set_cookie(
+                WROTE_COOKIE,
+                "1",
+                max_age=math.ceil(settings.DATABASE_REPLICA_MAX_LAG),
+                secure=settings.SESSION_COOKIE_SECURE,
+                httponly=True,
+                samesite="Lax",
+            )
+        return response

@@ -190,7 +190,7 @@ def replay(
 
     The bulk of a rebuild: what is recorded meanwhile is read afterwards, from the primary, by
     `read_batch` and `catch_up`."""
-    top = settled_head()
+    top = head()
     total, more = 0, True
     # Every event up to `top` has committed before this position: a replica past it has them all.
     with reads_from_replica(replayed=primary_position()) as server:
