@@ -35,7 +35,13 @@ from domain_events.claims import Claim
 from domain_events.events import DomainEvent
 from domain_events.locking import Blocker, Lock, Locked, fetch_locked, orm_locked
 from domain_events.models import Delivery, DeliveryStatus
-from domain_events.outcomes import CHANGED_FIELDS, hold, mark_succeeded, schedule_retry
+from domain_events.outcomes import (
+    CHANGED_FIELDS,
+    hold,
+    mark_succeeded,
+    release_holds_of_ended_blockers,
+    schedule_retry,
+)
 from domain_events.running import RunCarefully, Transient, is_transient, run_one
 from domain_events.subscriptions import subscriptions
 
@@ -53,6 +59,8 @@ class Report:
     sent: int = 0
     # Deliveries recorded by the handlers of the batch, for the caller to hand on after commit.
     follow_ups: list[Claim] = field(default_factory=list)
+    # Deliveries held behind a blocker that was not dead: checked again once the hold commits.
+    held: list[int] = field(default_factory=list)
 
     def add(self, other: Report) -> None:
         for f in fields(self):
@@ -186,8 +194,9 @@ def _run_outside(claim: Claim) -> Report:
         if not rows:
             return report
         delivery, blocker = rows[0]
-        if blocker is not None:
-            return _run_locked(rows, careful=True)
+        held = _run_locked(rows, careful=True) if blocker is not None else None
+    if held is not None:
+        return _after_holds(held)
     error = run_one(delivery, {}, careful=True, bare=True)
     with transaction.atomic():
         rows = lock(None)
@@ -212,7 +221,7 @@ def _run_outside(claim: Claim) -> Report:
 
 def _run(lock: Lock) -> Report:
     try:
-        return _run_batch(lock, None)
+        return _after_holds(_run_batch(lock, None))
     except Transient:
         logger.info("a batch met a deadlock or serialization failure; running it one delivery at a time")
     report = Report()
@@ -226,6 +235,15 @@ def _run(lock: Lock) -> Report:
                 time.sleep(0.01 * (attempt + 1) * random.uniform(1, 2))
         else:
             logger.warning("delivery %s kept meeting deadlocks; it stays open for its next claim", delivery_id)
+    return _after_holds(report)
+
+
+def _after_holds(report: Report) -> Report:
+    """Once holds have committed, release those whose blocker ended meanwhile (`outcomes`)."""
+    if report.held:
+        released = release_holds_of_ended_blockers(report.held, timezone.now())
+        if released:
+            logger.info("released %d deliveries whose blocker ended while they were held", released)
     return report
 
 
@@ -284,6 +302,8 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
             hold(delivery, blocker)
             changed.append(delivery)
             report.waiting += 1
+            if blocker.status != DeliveryStatus.DEAD:
+                report.held.append(delivery.pk)
             continue
         if known_failures and delivery.pk in known_failures:
             error = known_failures[delivery.pk]

@@ -70,6 +70,32 @@ def release_held(delivery_ids: Sequence[int], now) -> int:
     ).update(held_by=None, next_attempt_at=now, last_error="", updated_at=now)
 
 
+def release_holds_of_ended_blockers(held_ids: Sequence[int], now) -> int:
+    """Release the just-held rows of `held_ids` whose blocker ended while they were being held.
+
+    A blocker that succeeded in the moment its follower was held released only the holds it could
+    see; without this the follower would sleep until the blocker's old next attempt (its lease).
+    """
+    if not held_ids:
+        return 0
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql.BLOCKERS_OF_HELD, {"ids": list(held_ids)})
+            ended = [pk for pk, status in cursor.fetchall() if status not in Delivery.BLOCKING]
+    else:
+        blockers = Delivery.objects.filter(pk__in=list(held_ids)).values_list("held_by", flat=True)
+        ended = list(
+            Delivery.objects.filter(pk__in=list(blockers))
+            .exclude(status__in=Delivery.BLOCKING)
+            .values_list("pk", flat=True)
+        )
+    if not ended:
+        return 0
+    return Delivery.objects.filter(
+        pk__in=list(held_ids), held_by__in=ended, status__in=Delivery.OPEN, lease_token__isnull=True
+    ).update(held_by=None, next_attempt_at=now, last_error="", updated_at=now)
+
+
 def schedule_retry(delivery: Delivery, error: str, now) -> None:
     delivery.attempts += 1
     delivery.last_error = error

@@ -216,6 +216,15 @@ UPDATE {DELIVERIES} h
   FROM done
  WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> ALL(%(ids)s)"""
 
+# A hold written while its blocker was finishing: the blocker's commit released what it could see
+# held, and this hold was not yet visible to it. Waiting for each blocker's row lock (FOR SHARE)
+# means its writer has ended, so its status is final here; an ended blocker releases its holds.
+BLOCKERS_OF_HELD = f"""
+SELECT b.id, b.status FROM {DELIVERIES} b
+ WHERE b.id IN (SELECT h.held_by FROM {DELIVERIES} h WHERE h.id = ANY(%(ids)s))
+ ORDER BY b.id
+   FOR SHARE"""
+
 # --- late subscribers -----------------------------------------------------------------------
 
 REGISTER_SUBSCRIBER = f"""

@@ -15,6 +15,7 @@ from domain_events import tracking
 from domain_events.bus import event_bus
 from domain_events.deadletters import skip
 from domain_events.models import UNTIL_RELEASED, Delivery, StoredEvent
+from domain_events.outcomes import mark_succeeded
 from domain_events.relay import Relay
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -251,3 +252,47 @@ def test_the_admin_shows_held_deliveries_and_staff_skip_a_dead_letter_with_a_rea
     assert delivery(first).status == Delivery.Status.SKIPPED
     assert "customer refunded" in delivery(first).resolution
     assert delivery(second).held_by is None
+
+
+def test_a_delivery_held_while_its_blocker_commits_its_success_is_released_at_once(settings):
+    """The blocker's success releases the holds it can see; a hold written in the moment it commits
+    is not among them, and must not sleep until the blocker's lease would have run out."""
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    probe_id = uuid.uuid4()
+    first, second = publish(1, probe_id), publish(2, probe_id)
+    blocker = delivery(first)
+    # The blocker is out with a worker: not due again before its lease runs out.
+    Delivery.objects.filter(pk=blocker.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=40))
+    succeeded, may_commit = threading.Event(), threading.Event()
+
+    def blocker_succeeds() -> None:
+        try:
+            with transaction.atomic():
+                list(Delivery.objects.select_for_update().filter(pk=blocker.pk))
+                mark_succeeded([blocker.pk], timezone.now())
+                succeeded.set()
+                may_commit.wait(10)
+        finally:
+            connection.close()
+
+    def commit_once_someone_waits() -> None:
+        try:
+            wait_for_lock_waiters(1, timeout=3)
+        finally:
+            may_commit.set()
+            connection.close()
+
+    finishing = threading.Thread(target=blocker_succeeds)
+    finishing.start()
+    assert succeeded.wait(10)
+    watcher = threading.Thread(target=commit_once_someone_waits)
+    watcher.start()
+    Relay(batch_size=50).drain()
+    finishing.join(10)
+    watcher.join(10)
+
+    follower = delivery(second)
+    assert follower.held_by is None
+    assert follower.next_attempt_at <= timezone.now()
+    Relay(batch_size=50).drain()
+    assert applied("probe.fast") == [2]
