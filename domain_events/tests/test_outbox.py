@@ -241,6 +241,31 @@ def test_a_transaction_that_writes_no_event_does_not_hold_the_head():
         other.close()
 
 
+def test_after_its_readers_applied_events_a_relay_looks_at_the_head_again_soon(settings):
+    """Publishers usually record more while the readers apply what they found: the next look comes
+    after `FENCE_RECHECK`, not `READER_POLL_INTERVAL`; once a look finds nothing new, the relay
+    waits the interval again."""
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "READER_POLL_INTERVAL": 0.5}
+    tracking.reset("probe.tracker", to="now")
+    relay = Relay(poll_interval=2)
+    relay._listen()
+    relay._last_drain = time.monotonic()
+    try:
+        with transaction.atomic():
+            event_bus.publish(probe())
+        relay._move_readers()
+        assert applied("probe.tracker:live") == [1]
+        started = time.monotonic()
+        assert relay._wait() is READERS
+        assert time.monotonic() - started < 0.25, "a look at once after the readers applied events"
+        relay._move_readers()
+        started = time.monotonic()
+        assert relay._wait() is READERS
+        assert time.monotonic() - started >= 0.4, "nothing new: the next look waits the interval"
+    finally:
+        relay._listener.close()
+
+
 def test_an_idle_relay_looks_for_new_positions_and_wakes_fully_for_delivery_work():
     relay = Relay(poll_interval=2)
     relay._listen()
