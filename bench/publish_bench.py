@@ -7,8 +7,8 @@ machine touches both alike:
 
 * (a) no positions: the same statement without the stream row, and the position column's default
   dropped for this line (restored after);
-* (b) as the platform records: the position drawn by the insert (`domain_events_next_position()`:
-  the transaction id, then the sequence) and the aggregate's stream row upserted, four events per
+* (b) as the platform records: the position drawn by the insert (the column's default, the
+  sequence's next value) and the aggregate's stream row upserted, four events per
   aggregate as an order's life goes (one insert of the row, three updates).
 
 Every run ends with every event recorded, and in (b) numbered with distinct positions and
@@ -28,7 +28,7 @@ EVENTS = "domain_events_storedevent"
 NO_POSITIONS = (
     f"ALTER TABLE {EVENTS} ALTER COLUMN position DROP DEFAULT, ALTER COLUMN position DROP NOT NULL",
     f"UPDATE {EVENTS} SET position = nextval('domain_events_position_seq') WHERE position IS NULL;"
-    f" ALTER TABLE {EVENTS} ALTER COLUMN position SET DEFAULT domain_events_next_position(),"
+    f" ALTER TABLE {EVENTS} ALTER COLUMN position SET DEFAULT nextval('domain_events_position_seq'),"
     " ALTER COLUMN position SET NOT NULL",
 )
 

@@ -6,15 +6,16 @@ that moved its checkpoint past p+1 while p was still open would skip p for good.
 only up to the fenced head:
 
 1. read L, the last position drawn by anyone;
-2. then list the writing transactions still open in this database. A publisher has its
-   transaction id before it draws a position (`domain_events_next_position()`, migration 0011),
-   so every transaction that may still commit a position ≤ L is on that list;
+2. then list the transactions still open in this database that hold the events table's write lock
+   (ROW EXCLUSIVE). An INSERT takes it before it runs, so before its rows draw their positions, and
+   keeps it until the transaction ends (migration 0014): every transaction that may still commit a
+   position ≤ L is on that list, and a transaction that writes no event is not;
 3. every position ≤ L is final once all of them have ended: committed (and so visible to the next
    statement) or rolled back (a gap that stays one).
 
 Each process keeps the fences it has set and resolves them on every look; its head is the highest
 L whose transactions have all ended. In a quiet database a fence resolves on the look that sets it.
-The oldest open writing transaction holds every reader back: `/metrics` shows its age, and a fence
+The oldest open transaction writing events holds every reader back: `/metrics` shows its age, and a fence
 left unresolved for longer than `READER_HELD_WARNING` logs the transactions that hold it.
 
 On SQLite, with one writer at a time, no fence is needed: the head is the highest position.
@@ -43,10 +44,11 @@ MAX_FENCES = 64
 
 @dataclass(frozen=True)
 class Writer:
-    """An open writing transaction of this database (`xact_start` is known for our own role only)."""
+    """An open transaction of this database that writes events: its virtual transaction id, and
+    (`xact_start` is known for our own role only) its backend's details."""
 
-    xid: str
-    pid: int
+    transaction: str
+    pid: int | None  # None for a prepared transaction, which no backend runs
     application_name: str
     xact_start: datetime | None
 
@@ -83,10 +85,10 @@ class Fence:
                 return cursor.fetchone()[0]
         with connection.cursor() as cursor:
             cursor.execute(sql.FENCE)
-            drawn, xids, pids, apps, starts = cursor.fetchone()
+            drawn, holders, pids, apps, starts = cursor.fetchone()
         now = time.monotonic()
-        open_now = frozenset(xids)
-        writers = [Writer(*row) for row in zip(xids, pids, apps, starts, strict=True)]
+        open_now = frozenset(holders)
+        writers = [Writer(*row) for row in zip(holders, pids, apps, starts, strict=True)]
         with self._lock:
             self.writers = writers
             if drawn < self._head:
@@ -143,8 +145,10 @@ class Fence:
         return None
 
     def _warn(self, fence: _Fence) -> None:
-        holders = [w for w in self.writers if w.xid in fence.waiting_for]
-        named = ", ".join(f"pid {w.pid} ({w.application_name or 'no application_name'}, xid {w.xid})" for w in holders)
+        holders = [w for w in self.writers if w.transaction in fence.waiting_for]
+        named = ", ".join(
+            f"pid {w.pid} ({w.application_name or 'no application_name'}, transaction {w.transaction})" for w in holders
+        )
         logger.warning(
             "position readers are held at %d for %.0f s: positions up to %d wait for open transactions: %s",
             self._head,
@@ -176,8 +180,8 @@ def drawn() -> int:
 
 
 def oldest_writer() -> tuple[Writer | None, float]:
-    """The oldest open writing transaction of this database and its age in seconds (0 without
-    one, or when its start is hidden from this role)."""
+    """The oldest open transaction of this database that writes events, and its age in seconds (0
+    without one, or when its start is hidden from this role)."""
     FENCE.look()
     writers = FENCE.writers
     if not writers:

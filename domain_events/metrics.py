@@ -87,7 +87,7 @@ class BackboneCollector(Collector):
         )
         yield GaugeMetricFamily(
             "shelfwise_oldest_writing_transaction_seconds",
-            "Age of the oldest open writing transaction of the database: it holds the position readers back.",
+            "Age of the oldest open transaction of the database writing events: it holds the position readers back.",
             value=oldest_writer()[1],
         )
         positions = GaugeMetricFamily(

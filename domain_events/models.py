@@ -36,7 +36,7 @@ def stored_event_ref(pk: int, type_name: str, version: int, event_id: object) ->
 
 class NextPosition(Expression):
     """The database's next position, in an ORM insert: the column's default on PostgreSQL
-    (`domain_events_next_position()`), and on SQLite the insert trigger's (the row id)."""
+    (the position sequence's next value), and on SQLite the insert trigger's (the row id)."""
 
     output_field = models.BigIntegerField()
 

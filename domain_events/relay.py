@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 PRUNE_EVERY = 60.0
 COVER_EVERY = 1.0
 LISTEN_BACKOFF_MAX = 30.0
-# How soon an idle relay looks at the head again while a fence waits (`head.Fence`).
+# How soon an idle relay looks at the head again while a fence waits (`head.Fence`), or after its
+# position readers applied events (publishers usually drew more meanwhile).
 FENCE_RECHECK = 0.005
 
 
@@ -68,6 +69,7 @@ class Relay:
         self._last_drain = 0.0
         self.readers_behind = False
         self._readers_at: int | None = None
+        self._readers_applied = False
 
     # --- one pass -----------------------------------------------------------------------------
 
@@ -106,8 +108,9 @@ class Relay:
     def _advance_readers(self, top: int | None = None) -> bool:
         """Move every position reader to the head; True when one is still behind it."""
         top = head() if top is None else top
-        behind = tracking.advance(top=top)[1]
+        applied, behind = tracking.advance(top=top)
         self._readers_at = None if behind else top
+        self._readers_applied = applied > 0
         return behind
 
     def prune(self) -> int:
@@ -177,15 +180,16 @@ class Relay:
         position readers may have work, False when neither.
 
         With position readers the relay looks at the head every `READER_POLL_INTERVAL` (one cheap
-        query), and every `FENCE_RECHECK` while a fence waits for open transactions; otherwise it
-        sleeps for the poll interval. After a notification of delivery work
-        the relay lingers for `RELAY_GATHER` seconds and swallows the notifications of that
-        moment, so that busy publishers make batches, not a claim each.
+        query), and after `FENCE_RECHECK` while a fence waits for open transactions or when the
+        readers have just applied events; otherwise it sleeps for the poll interval. After a
+        notification of delivery work the relay lingers for `RELAY_GATHER` seconds and swallows the
+        notifications of that moment, so that busy publishers make batches, not a claim each.
         """
         readers = bool(subscriptions.trackers())
         timeout = min(self.poll_interval, self.reader_poll) if readers else self.poll_interval
-        if readers and FENCE.pending():
+        if readers and (FENCE.pending() or self._readers_applied):
             # Positions drawn but not yet final: look again soon, they usually are within milliseconds.
+            # Or the readers just spent a while applying events: more were likely recorded meanwhile.
             timeout = min(timeout, FENCE_RECHECK)
         pass_due = time.monotonic() - self._last_drain + timeout >= self.poll_interval
         if self._listener is None:
@@ -213,6 +217,7 @@ class Relay:
 
     def _move_readers(self) -> None:
         """Move the position readers if the head moved since they last reached it."""
+        self._readers_applied = False
         try:
             top = head()
             if top != self._readers_at:

@@ -119,9 +119,9 @@ LOCK_EXISTING_STREAMS = (
 
 # --- the readers' head ----------------------------------------------------------------------
 
-# The last position drawn, then the writing transactions still open in this database, oldest
-# first (migration 0011): see `domain_events.head`.
-FENCE = "SELECT drawn, xids, pids, apps, starts FROM domain_events_fence()"
+# The last position drawn, then the open transactions of this database that hold the events
+# table's write lock, oldest first (migration 0014): see `domain_events.head`.
+FENCE = "SELECT drawn, holders, pids, apps, starts FROM domain_events_fence()"
 DRAWN = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM domain_events_position_seq"
 HEAD = f"SELECT COALESCE(MAX(position), 0) FROM {EVENTS}"
 

@@ -1,5 +1,5 @@
-"""The test database from other angles: a writing transaction held open in another session, for
-tests of what waits for one; this process served by private servers (a primary and its replica)."""
+"""The test database from other angles: a transaction writing events held open in another session,
+for tests of what waits for one; this process served by private servers (a primary and its replica)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from testsupport.postgres import PostgresCluster, postgres_bin
 
 @contextlib.contextmanager
 def open_writing_transaction() -> Iterator[int]:
-    """Hold a transaction with a transaction id open in another session while the block runs;
-    yields that session's backend pid."""
+    """Hold a transaction open in another session, with the events table's write lock that every
+    insert of an event takes, while the block runs; yields that session's backend pid."""
     opened, done = threading.Event(), threading.Event()
     pid: list[int] = []
 
     def hold() -> None:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("SELECT pg_current_xact_id()")
+                cursor.execute("LOCK TABLE domain_events_storedevent IN ROW EXCLUSIVE MODE")
                 pid.append(connection.connection.info.backend_pid)
                 opened.set()
                 done.wait(30)

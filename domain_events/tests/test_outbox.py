@@ -6,6 +6,7 @@ import time
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -139,25 +140,130 @@ def test_a_publisher_that_dispatches_itself_notifies_nobody():
     assert notifications_after(3) == []
 
 
-def test_a_position_is_drawn_by_the_insert_itself_after_the_transaction_id():
-    """No second write and no sequencer: the column's default takes the transaction id first, so a
-    reader's fence sees the publisher for as long as its position may still commit."""
+def test_a_position_is_the_sequences_next_value_drawn_by_the_insert_itself():
+    """No second write, no sequencer and no function: the column's default is the sequence. The
+    fence finds the publisher by the events table's lock, which the insert holds until it ends."""
     with transaction.atomic():
         event_bus.publish(probe())
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
-            assert cursor.fetchone()[0]
+        assert holders_of_the_events_table() == [connection.connection.info.backend_pid]
+    assert holders_of_the_events_table() == []
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT column_default, is_nullable FROM information_schema.columns "
             "WHERE table_name = 'domain_events_storedevent' AND column_name = 'position'"
         )
-        assert cursor.fetchone() == ("domain_events_next_position()", "NO")
-        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'domain_events_next_position'")
-        source = cursor.fetchone()[0]
-        cursor.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'domain_events_sequence%%'")
-        assert cursor.fetchone()[0] == 0, "the sequencer's functions are gone"
-    assert source.index("pg_current_xact_id()") < source.index("nextval")
+        assert cursor.fetchone() == ("nextval('domain_events_position_seq'::regclass)", "NO")
+        cursor.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'domain_events_sequence%%' "
+            "OR proname = 'domain_events_next_position'"
+        )
+        assert cursor.fetchone()[0] == 0, "the sequencer's functions and the position function are gone"
+
+
+def holders_of_the_events_table() -> list[int]:
+    """The transactions the fence sees writing events, as this session looks (its own included)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'relation' AND l.granted"
+            " AND l.relation = 'domain_events_storedevent'::regclass AND l.mode = 'RowExclusiveLock'"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def session() -> psycopg.Connection:
+    """A session of its own on the test database, outside Django's connection handling."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    return psycopg.connect(**params)
+
+
+INSERT_PROBE = """
+INSERT INTO domain_events_storedevent
+    (event_id, type, version, tenant_id, aggregate_id, occurred_at, recorded_at, correlation_id, causation_id, actor,
+     payload)
+VALUES (%(event_id)s, 'probe.happened', 1, %(tenant)s, %(probe)s, now(), now(), 'test', %(event_id)s, 'system',
+        jsonb_build_object('probe_id', %(probe)s::text, 'n', %(n)s))
+ON CONFLICT (event_id) DO NOTHING
+RETURNING position"""
+
+
+def test_an_insert_that_drew_its_position_before_its_transaction_had_an_id_holds_the_head():
+    """A transaction id is not what the fence relies on. T's insert draws its position as it
+    builds its row, then waits (ON CONFLICT, behind X's event with the same id) with no transaction
+    id yet; U commits the next position; X rolls back, T writes its row and stays open. A fence that
+    waited for transactions with an id would have let the head pass T's position; the events
+    table's lock, taken before the insert runs, names T from the start."""
+    x, t = session(), session()
+    event_id, tenant = uuid.uuid4(), uuid.uuid4()
+    row = {"event_id": event_id, "tenant": tenant, "probe": uuid.uuid4(), "n": 1}
+    x_position = x.execute(INSERT_PROBE, row).fetchone()[0]
+    t_pid = t.info.backend_pid
+    t_result: list = []
+    thread = threading.Thread(target=lambda: t_result.append(t.execute(INSERT_PROBE, {**row, "n": 2}).fetchone()))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while drawn() == x_position and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT backend_xid, wait_event_type FROM pg_stat_activity WHERE pid = %s", [t_pid])
+            assert cursor.fetchone() == (None, "Lock"), "T drew its position and waits, without a transaction id"
+        with transaction.atomic():
+            u = event_bus.publish(probe(n=3))
+        u_position = StoredEvent.objects.get(event_id=u.event_id).position
+        assert u_position > x_position + 1
+        assert head() < x_position
+        x.rollback()
+        thread.join(10)
+        assert t_result == [(x_position + 1,)], "T wrote its row with the position it drew before waiting"
+        assert head() < x_position + 1, "the head stops below T's open position"
+        assert oldest_writer()[0].pid == t_pid
+        t.commit()
+        assert head() == drawn() >= u_position
+    finally:
+        x.close()
+        thread.join(10)
+        t.close()
+
+
+def test_a_transaction_that_writes_no_event_does_not_hold_the_head():
+    """Only a transaction that may still commit an event holds the readers back: one that writes
+    elsewhere (here, a transaction with an id and nothing else) is not waited for."""
+    other = session()
+    try:
+        other.execute("SELECT pg_current_xact_id()")
+        with transaction.atomic():
+            event = event_bus.publish(probe())
+        assert head() == StoredEvent.objects.get(event_id=event.event_id).position
+        assert oldest_writer() == (None, 0.0)
+    finally:
+        other.close()
+
+
+def test_after_its_readers_applied_events_a_relay_looks_at_the_head_again_soon(settings):
+    """Publishers usually record more while the readers apply what they found: the next look comes
+    after `FENCE_RECHECK`, not `READER_POLL_INTERVAL`; once a look finds nothing new, the relay
+    waits the interval again."""
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "READER_POLL_INTERVAL": 0.5}
+    tracking.reset("probe.tracker", to="now")
+    relay = Relay(poll_interval=2)
+    relay._listen()
+    relay._last_drain = time.monotonic()
+    try:
+        with transaction.atomic():
+            event_bus.publish(probe())
+        relay._move_readers()
+        assert applied("probe.tracker:live") == [1]
+        started = time.monotonic()
+        assert relay._wait() is READERS
+        assert time.monotonic() - started < 0.25, "a look at once after the readers applied events"
+        relay._move_readers()
+        started = time.monotonic()
+        assert relay._wait() is READERS
+        assert time.monotonic() - started >= 0.4, "nothing new: the next look waits the interval"
+    finally:
+        relay._listener.close()
 
 
 def test_an_idle_relay_looks_for_new_positions_and_wakes_fully_for_delivery_work():
