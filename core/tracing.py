@@ -7,7 +7,9 @@ returns at its first line: a publish stores no trace context, a handler opens no
 
 On, each process sets up its provider once (`setup`, from its entry point: `config.wsgi`, a Celery
 worker's child, `manage.py`) with the Django, Celery and psycopg instrumentations, less those named
-in `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`. The rest of the platform joins the traces through the
+in `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`. Unset, that is `psycopg`: a span per SQL statement is
+most of what tracing costs (`make bench`), so statements are traced only when it is set otherwise
+(empty, or naming other instrumentations). The rest of the platform joins the traces through the
 W3C `traceparent` stored with each event: a handler's span continues the trace of the span that
 published the event it handles (`handler_span`), a batch of many events links to each of them
 (`batch_span`), and what leaves the process carries the active span's `traceparent`.
@@ -22,7 +24,8 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 _TRUE = ("true", "1", "yes", "on")
-_INSTRUMENTATIONS = ("django", "celery", "psycopg")
+# What `OTEL_PYTHON_DISABLED_INSTRUMENTATIONS` is when unset: no span per SQL statement.
+DISABLED_BY_DEFAULT = "psycopg"
 _TRACER = "shelfwise"
 
 # Set by `setup` in a process whose traces are exported; read on every publish and handler run.
@@ -77,7 +80,8 @@ def setup(role: str) -> bool:
 
 
 def _instrument() -> None:
-    disabled = {name.strip().lower() for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    named = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", DISABLED_BY_DEFAULT)
+    disabled = {name.strip().lower() for name in named.split(",")}
     if "django" not in disabled:
         from opentelemetry.instrumentation.django import DjangoInstrumentor
 

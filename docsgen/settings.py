@@ -164,9 +164,10 @@ TRACING = {
     "OTEL_SDK_DISABLED": ("`false`", "`true` turns tracing off whatever else is set."),
     "OTEL_TRACES_EXPORTER": ("`otlp`", "`none` turns tracing off whatever else is set."),
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": (
-        "unset",
-        "Comma-separated instrumentations left out: `django`, `celery`, `psycopg` (`psycopg` is the one that "
-        "costs: a span per SQL statement). The handlers' own spans stay.",
+        "`psycopg`",
+        "Comma-separated instrumentations left out, of `django`, `celery` and `psycopg`; the handlers' own spans "
+        "stay. Unset, `psycopg`: a span per SQL statement costs more than the rest of tracing together "
+        "([Performance](performance.md)); set it empty to trace every statement too.",
     ),
     "OTEL_BSP_SCHEDULE_DELAY": ("`5000`", "Milliseconds between two exports of a process's finished spans."),
 }

@@ -102,10 +102,7 @@ def run_one(
             if subscription is None:
                 raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
             event = _load(delivery, events)
-            with (
-                traced(event.correlation_id, causation_id=event.event_id, actor=event.actor),
-                span,
-            ):
+            with traced(event.correlation_id, causation_id=event.event_id, actor=event.actor), span:
                 if careful and not bare:
                     with transaction.atomic():
                         subscription.handler(event)

@@ -39,8 +39,14 @@ def _tracing_env(receiver: OtlpReceiver) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         # Spans leave each process within a tenth of a second (the default waits five).
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        # Every instrumentation, the SQL statements' too (left out by default).
+        "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "",
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
     }
+
+
+def _is_statement(span: Span) -> bool:
+    return any(key.startswith("db.") for key in span.attributes)
 
 
 def _in_trace(spans: list[Span], trace_id: str) -> list[Span]:
@@ -96,10 +102,21 @@ def test_one_order_is_one_trace_across_gunicorn_a_relay_and_a_worker(
             return spans if set(HANDLERS) <= names and webhooks.received and smtp_server.messages else []
 
         trace = wait_until(whole_story, timeout=90, what=f"every handler's span in trace {trace_id}")
+
+        def read_in_batches() -> list[Span]:
+            """Position readers' batches (the audit trail, projections) linking to the order's events."""
+            return [
+                s
+                for s in otlp.spans
+                if s.attributes.get("shelfwise.batch.kind") == "position reader"
+                and any(link.trace_id == trace_id for link in s.links)
+            ]
+
+        batches = wait_until(read_in_batches, timeout=60, what="a position reader's batch linked to the trace")
     by_id = {s.span_id: s for s in trace}
 
-    # The story, for whoever runs this with -s: each span, its parent, the process that sent it.
-    for span in trace:
+    # The story, for whoever runs this with -s: each span but SQL statements, its parent, its process.
+    for span in (s for s in trace if not _is_statement(s)):
         parent = by_id[span.parent_span_id].name if span.parent_span_id in by_id else "-"
         print(f"{span.resource.get('shelfwise.process'):>18} {span.process[1]:>7}  {span.name}  <- {parent}")
     requests_ = [s for s in trace if s.name.startswith("POST") and s.resource.get("shelfwise.process") == "web"]
@@ -117,6 +134,9 @@ def test_one_order_is_one_trace_across_gunicorn_a_relay_and_a_worker(
     task = by_id[capture.parent_span_id]
     assert task.name == "run/domain_events.run_delivery", "the capture runs in its Celery task's span"
 
+    statements = [s for s in trace if s.parent_span_id == capture.span_id and _is_statement(s)]
+    assert statements, "psycopg's spans: the capture's SQL statements"
+
     where = {name: span.resource.get("shelfwise.process") for name, span in handler_spans.items()}
     assert where["inventory.reserve_stock_for_order"] == "run_outbox_relay"
     assert where["payments.capture_payment_for_order"] == "worker"
@@ -124,6 +144,14 @@ def test_one_order_is_one_trace_across_gunicorn_a_relay_and_a_worker(
     processes_ = {s.process for s in trace}
     assert len(processes_) >= 3, processes_
     assert {s.resource.get("shelfwise.process") for s in trace} >= {"web", "run_outbox_relay", "worker"}
+
+    # A batch is a trace of its own, linked to each of its events, each link naming its event.
+    for batch in batches:
+        assert batch.trace_id != trace_id
+        for link in (link for link in batch.links if link.trace_id == trace_id):
+            assert link.attributes["shelfwise.order.id"] == order_id
+            assert link.attributes["shelfwise.tenant.id"] == str(customer.tenant_id)
+            assert link.attributes["shelfwise.event.type"]
 
     # What left the processes names the trace: the webhook request (its send span), its CloudEvent
     # (the span that published the event), and the e-mail (the handler that sent it).
