@@ -141,6 +141,7 @@ class Recorder:
             "correlation_id": str(uuid.uuid4()),
             "causation_id": event_id,
             "actor": "system",
+            "traceparent": None,
             "payload": Jsonb(payload),
         }
         stream = [aggregate_id, "subject", tenant_id] if self.streams else []

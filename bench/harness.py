@@ -47,6 +47,7 @@ class Config:
     orders_relayed: bool = True
     phase_orders: int = 400
     saga_orders: int = 200
+    saga_tracing: bool = True
     only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
 
     @classmethod
@@ -68,6 +69,7 @@ class Config:
             orders_relayed=os.environ.get("BENCH_ORDERS_RELAYED", "1") not in ("0", "false", "no"),
             phase_orders=env_int("BENCH_PHASE_ORDERS", cls.phase_orders),
             saga_orders=env_int("BENCH_SAGA_ORDERS", cls.saga_orders),
+            saga_tracing=os.environ.get("BENCH_SAGA_TRACING", "1") not in ("0", "false", "no"),
             only=[x.strip() for x in os.environ.get("BENCH_ONLY", ",".join(BENCHMARKS)).split(",") if x.strip()],
         )
 

@@ -315,17 +315,20 @@ class OrdersBenchmark:
                 raise BenchError(f"orders still placed or deliveries open after the timeout; see {self.bench.log_dir}")
             time.sleep(0.05)
 
-    def saga(self) -> dict:
+    def saga(self, tag: str = "", **env: str) -> dict:
         """The whole saga's CPU per confirmed order: BENCH_SAGA_ORDERS orders through gunicorn with a relay
         and a Celery worker running, one webhook endpoint (every event) on a loopback receiver;
-        every process and its backends, from the first request until every delivery is done."""
+        every process and its backends, from the first request until every delivery is done. `env`:
+        more environment for the three services (tracing on)."""
         port = free_port()
-        receiver = self.bench.service("webhook-receiver-orders", [PYTHON, "-m", "bench.receiver", str(port)])
+        receiver = self.bench.service(f"webhook-receiver-orders{tag}", [PYTHON, "-m", "bench.receiver", str(port)])
         receiver.wait_for("ready")
         staff = {"Authorization": f"Token {self.spec['staff_token']}", "Content-Type": "application/json"}
-        relay = self.bench.relay("relay-saga")
-        worker = self.bench.service("celery-saga", celery_worker_argv("bench-saga", python=PYTHON), LOG_LEVEL="INFO")
-        server, web_port = self.gunicorn("gunicorn-saga")
+        relay = self.bench.relay(f"relay-saga{tag}", **env)
+        worker = self.bench.service(
+            f"celery-saga{tag}", celery_worker_argv(f"bench-saga{tag}", python=PYTHON), LOG_LEVEL="INFO", **env
+        )
+        server, web_port = self.gunicorn(f"gunicorn-saga{tag}", **env)
         endpoint = http_json(
             web_port, "POST", "/api/v1/webhook-endpoints/", {"url": f"http://127.0.0.1:{port}/orders"}, staff
         )
@@ -382,6 +385,17 @@ class OrdersBenchmark:
             "webhook_deliveries": deliveries,
         }
 
+    def saga_traced(self) -> dict:
+        """The saga again with tracing on (`core.tracing`): every process exports its spans over
+        OTLP/HTTP to a loopback sink that answers 204, as to a collector."""
+        port = free_port()
+        sink = self.bench.service("otlp-sink", [PYTHON, "-m", "bench.receiver", str(port)])
+        sink.wait_for("ready")
+        try:
+            return self.saga("-traced", OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}")
+        finally:
+            sink.stop()
+
     # --- the run ---------------------------------------------------------------------------------
 
     def run(self) -> dict:
@@ -416,6 +430,12 @@ class OrdersBenchmark:
         say(
             f"  the whole saga: {cpu_total(saga['cpu']):.1f} ms of CPU per confirmed order over {saga['orders']} orders"
         )
+        if self.config.saga_tracing:
+            traced = self.results["saga_traced"] = self.saga_traced()
+            say(
+                f"  the same with tracing on: {cpu_total(traced['cpu']):.1f} ms"
+                f" ({cpu_total(traced['cpu']) / cpu_total(saga['cpu']):.2f}x)"
+            )
         self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token", "staff_token")}
         return self.results
 
@@ -483,18 +503,31 @@ class OrdersBenchmark:
     def saga_table(self) -> str:
         r = self.results
         plain, saga = cpu_total(r["plain"]["cpu"]), r["saga"]
+        rows = [
+            [
+                f"{saga['orders']} orders as served (gunicorn, relay, Celery worker), tracing off",
+                fmt_cpu(saga["cpu"]),
+                f"{cpu_total(saga['cpu']):.1f}",
+                f"{plain:.1f}",
+                f"{cpu_total(saga['cpu']) / plain:.1f}x",
+                "3x at most",
+            ]
+        ]
+        if "saga_traced" in r:
+            traced = r["saga_traced"]
+            rows.append(
+                [
+                    "  the same, tracing on: OTLP/HTTP export of every span to a loopback sink",
+                    fmt_cpu(traced["cpu"]),
+                    f"{cpu_total(traced['cpu']):.1f}",
+                    f"{plain:.1f}",
+                    f"{cpu_total(traced['cpu']) / cpu_total(saga['cpu']):.2f}x tracing off",
+                    "1.10x tracing off at most",
+                ]
+            )
         return table(
             ["whole saga per confirmed order", "CPU ms py+pg", "total", "plain DRF per request", "multiple", "goal"],
-            [
-                [
-                    f"{saga['orders']} orders as served (gunicorn, relay, Celery worker)",
-                    fmt_cpu(saga["cpu"]),
-                    f"{cpu_total(saga['cpu']):.1f}",
-                    f"{plain:.1f}",
-                    f"{cpu_total(saga['cpu']) / plain:.1f}x",
-                    "3x at most",
-                ]
-            ],
+            rows,
             notes=[
                 "Every process of the product and its PostgreSQL backends, from the first request until every order"
                 " is settled and every delivery is done: stock, payment capture, confirmation, e-mail (console"
@@ -573,6 +606,17 @@ class OrdersBenchmark:
                 "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(r["saga"]["cpu"])),
             },
         ]
+        if "saga_traced" in r:
+            traced = cpu_total(r["saga_traced"]["cpu"])
+            rows.append(
+                {
+                    "what": "the whole saga with tracing on (OTLP export), CPU per confirmed order",
+                    "figure": f"{traced:.1f} ms",
+                    "ceiling": f"tracing off {cpu_total(r['saga']['cpu']):.1f} ms",
+                    "ratio": "—",
+                    "cpu_ratio": fmt_ratio(cpu_total(r["saga"]["cpu"]) / traced),
+                }
+            )
         if "shelfwise_relayed" in r:
             relayed = r["shelfwise_relayed"]
             rows.append(

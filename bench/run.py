@@ -19,6 +19,7 @@ Sizes (environment variable or option):
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay),
   BENCH_PHASE_ORDERS (400: the most orders a ShelfWise phase places within BENCH_SECONDS),
   BENCH_SAGA_ORDERS (200: the orders of the whole-saga phase)
+  BENCH_SAGA_TRACING (1: the saga again with tracing on, exporting to a loopback OTLP sink; 0 skips it)
   BENCH_READSIDE_EVENTS (100000,200000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)

@@ -4,9 +4,10 @@ import os
 
 import structlog
 from celery import Celery
-from celery.signals import celeryd_after_setup, task_postrun, task_prerun
+from celery.signals import celeryd_after_setup, task_postrun, task_prerun, worker_process_init, worker_ready
 from django.db import close_old_connections
 
+from core import tracing
 from core.log_context import clear_log_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -51,3 +52,20 @@ def start_with_an_empty_log_context(**kwargs) -> None:
     """Each task's log lines carry only what the task binds: nothing of the task before it."""
     clear_log_context()
     structlog.contextvars.clear_contextvars()
+
+
+@worker_process_init.connect
+def trace_each_pool_process(**kwargs) -> None:
+    """Each child of a prefork worker sets up its own tracing (`core.tracing`): its exporter's
+    thread and its process id are its own, so the parent, which runs no task, sets up none."""
+    tracing.setup("worker")
+
+
+@worker_ready.connect
+def trace_a_worker_without_children(sender=None, **kwargs) -> None:
+    """A worker whose pool runs tasks in its own process (solo, threads) traces there."""
+    from celery.concurrency.prefork import TaskPool
+
+    pool_cls = getattr(getattr(sender, "controller", None), "pool_cls", None)  # the sender is the consumer
+    if not (isinstance(pool_cls, type) and issubclass(pool_cls, TaskPool)):
+        tracing.setup("worker")

@@ -153,6 +153,34 @@ MEANINGS = {
 }
 
 
+# Read by OpenTelemetry's SDK and `core.tracing`, not by config/settings.py: name → (default, meaning).
+# The SDK reads more of its standard variables (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`, …).
+TRACING = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": (
+        "unset: tracing off",
+        "Where every process sends its spans, over OTLP/HTTP (protobuf): `http://collector:4318` (the path "
+        "`/v1/traces` is added). Set, or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set, turns tracing on "
+        "([Operations, Traces](operations.md#traces)); unset, no tracer is set up and nothing is stored or sent.",
+    ),
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ("unset", "The full URL for spans, taken as is; wins over the above."),
+    "OTEL_SERVICE_NAME": (
+        "`shelfwise-<process>`",
+        "The service name of the process's spans; unset, `shelfwise-web`, `shelfwise-worker` or "
+        "`shelfwise-<command>` (`shelfwise-run_outbox_relay`).",
+    ),
+    "OTEL_RESOURCE_ATTRIBUTES": ("unset", "More resource attributes, `key=value,…` (`deployment.environment=prod`)."),
+    "OTEL_SDK_DISABLED": ("`false`", "`true` turns tracing off whatever else is set."),
+    "OTEL_TRACES_EXPORTER": ("`otlp`", "`none` turns tracing off whatever else is set."),
+    "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": (
+        "`psycopg`",
+        "Comma-separated instrumentations left out, of `django`, `celery` and `psycopg`; the handlers' own spans "
+        "stay. Unset, `psycopg`: a span per SQL statement costs more than the rest of tracing together "
+        "([Performance](performance.md)); set it empty to trace every statement too.",
+    ),
+    "OTEL_BSP_SCHEDULE_DELAY": ("`5000`", "Milliseconds between two exports of a process's finished spans."),
+}
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -220,6 +248,16 @@ def render() -> str:
         "|---|---|---|",
     ]
     rows += [f"| `{s.name}` | {_shown_default(s)} | {MEANINGS[s.name]} |" for s in settings]
+    rows += [
+        "",
+        "## Traces (OpenTelemetry)",
+        "",
+        "Read by OpenTelemetry's SDK in every process (`core.tracing`), with their standard meanings.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    rows += [f"| `{name}` | {default} | {meaning} |" for name, (default, meaning) in TRACING.items()]
     return "\n".join(rows) + "\n"
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from django.db import transaction
 
+from core import tracing
 from domain_events import fastpath, metrics, recording, streams
 from domain_events.actors import SYSTEM
 from domain_events.context import current_trace, new_correlation_id
@@ -115,8 +116,8 @@ class EventBus:
 
         Fills in the correlation id (the request's or the handled event's), the causation id
         (the handled event, or the event itself when nothing caused it) and the actor (the
-        request's user, the command's `--by`, the handled event's actor, else `system`). Returns
-        the event as stored.
+        request's user, the command's `--by`, the handled event's actor, else `system`); with
+        tracing on, the `traceparent` of the active span. Returns the event as stored.
         """
         if not transaction.get_connection().in_atomic_block:
             raise PublishOutsideTransaction(f"publish({event.type}) needs an open transaction (transaction.atomic)")
@@ -145,9 +146,17 @@ class EventBus:
         correlation_id = event.correlation_id or (trace.correlation_id if trace else "") or new_correlation_id()
         causation_id = event.causation_id or (trace.causation_id if trace else None) or event.event_id
         actor = event.actor or (trace.actor if trace else SYSTEM)
-        if correlation_id == event.correlation_id and causation_id == event.causation_id and actor == event.actor:
+        traceparent = event.traceparent or tracing.current_traceparent()
+        if (
+            correlation_id == event.correlation_id
+            and causation_id == event.causation_id
+            and actor == event.actor
+            and traceparent == event.traceparent
+        ):
             return event
-        return replace(event, correlation_id=correlation_id, causation_id=causation_id, actor=actor)
+        return replace(
+            event, correlation_id=correlation_id, causation_id=causation_id, actor=actor, traceparent=traceparent
+        )
 
     # --- queries --------------------------------------------------------------------------
 

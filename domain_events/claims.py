@@ -17,3 +17,6 @@ class Claim:
     delivery_id: int
     token: UUID
     handler: str
+    # The trace context its event was published in (`core.tracing`): a Celery message sent for it
+    # carries it, so the worker's task joins that trace.
+    traceparent: str | None = None

@@ -9,6 +9,7 @@ from domain_events.events import DomainEvent
 from domain_events.recording import payload_of
 
 CONTENT_TYPE = "application/cloudevents+json"
+TRACEPARENT_PATTERN = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 def to_cloudevent(event: DomainEvent, *, position: int | None = None) -> dict[str, Any]:
@@ -16,7 +17,8 @@ def to_cloudevent(event: DomainEvent, *, position: int | None = None) -> dict[st
 
     Private fields (such as payment tokens) are left out of `data`. With its `position`, the event
     also carries the `sequence` extension: the position zero-padded to 20 digits, so that string
-    order is position order.
+    order is position order. An event published with tracing on carries the `traceparent`
+    extension (distributed tracing).
     """
     data = {k: v for k, v in payload_of(event).items() if k not in event.private_fields}
     cloudevent = {
@@ -34,6 +36,9 @@ def to_cloudevent(event: DomainEvent, *, position: int | None = None) -> dict[st
         "causationid": str(event.causation_id),
         "actor": event.actor or SYSTEM,
     }
+    if event.traceparent:
+        # CloudEvents' distributed tracing extension: the context the event was published in.
+        cloudevent["traceparent"] = event.traceparent
     if position is not None:
         cloudevent["sequence"] = sequence_of(position)
     return cloudevent
@@ -83,6 +88,14 @@ CLOUDEVENT_SCHEMA: dict[str, Any] = {
             "description": (
                 "Who caused it: `<kind>:<user id>` with kind `customer`, `staff` or `operator`, or `system`; "
                 "an event caused by another event has that event's actor."
+            ),
+        },
+        "traceparent": {
+            "type": "string",
+            "pattern": TRACEPARENT_PATTERN,
+            "description": (
+                "The W3C trace context the event was published in (the CloudEvents distributed tracing "
+                "extension); present when tracing is on."
             ),
         },
         "sequence": {

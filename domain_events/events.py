@@ -53,6 +53,9 @@ class DomainEvent:
     # Who caused it (`domain_events.actors`): filled by `event_bus.publish` from the request, the
     # command or the handled event when left empty.
     actor: str = ""
+    # The W3C `traceparent` of the span that published it, stored with it (`core.tracing`); None
+    # when tracing is off.
+    traceparent: str | None = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -69,7 +72,9 @@ class DomainEvent:
         return cls.aggregate_field.removesuffix("_id")
 
 
-ENVELOPE_FIELDS = frozenset({"tenant_id", "event_id", "occurred_at", "correlation_id", "causation_id", "actor"})
+ENVELOPE_FIELDS = frozenset(
+    {"tenant_id", "event_id", "occurred_at", "correlation_id", "causation_id", "actor", "traceparent"}
+)
 
 
 def published_event_types() -> list[type[DomainEvent]]:

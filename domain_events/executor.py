@@ -22,7 +22,7 @@ import random
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from uuid import UUID
@@ -30,6 +30,7 @@ from uuid import UUID
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from core import tracing
 from domain_events import metrics, sql, streams
 from domain_events.claims import Claim
 from domain_events.events import DomainEvent
@@ -42,7 +43,7 @@ from domain_events.outcomes import (
     release_holds_of_ended_blockers,
     schedule_retry,
 )
-from domain_events.running import RunCarefully, Transient, is_transient, run_one
+from domain_events.running import RunCarefully, Transient, is_transient, run_one, span_attributes
 from domain_events.subscriptions import subscriptions
 
 logger = logging.getLogger(__name__)
@@ -281,6 +282,11 @@ def _run_batch(lock: Lock, only: set[int] | None) -> Report:
 
 
 def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] | None = None) -> Report:
+    with _batch_span(rows):
+        return _run_rows(rows, careful=careful, known_failures=known_failures)
+
+
+def _run_rows(rows: Locked, *, careful: bool, known_failures: dict[int, str] | None = None) -> Report:
     report = Report()
     if not rows:
         return report
@@ -330,6 +336,21 @@ def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] |
             delivery.updated_at = now
         Delivery.objects.bulk_update(changed, CHANGED_FIELDS)
     return report
+
+
+def _batch_span(rows: Locked):
+    """A batch of several events links to each one's trace (`core.tracing`); one event's handlers
+    need no span beside their own."""
+    if not tracing.enabled():
+        return nullcontext()
+    stored = {d.stored_event.pk: d.stored_event for d, _ in rows}
+    if len(stored) < 2:
+        return nullcontext()
+    return tracing.batch_span(
+        "domain_events.run_batch",
+        [(e.traceparent, span_attributes(e)) for e in stored.values()],
+        kind="deliveries",
+    )
 
 
 def _check_constraints_per_statement() -> None:

@@ -22,6 +22,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from core import tracing
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings
 from domain_events.models import Delivery
@@ -43,12 +44,13 @@ def send_to_celery(items: Sequence[tuple[Claim, Subscription]], *, by_relay: boo
     try:
         with run_delivery.app.producer_or_acquire() as producer:
             for claim, subscription in items:
-                run_delivery.apply_async(
-                    args=(claim.delivery_id, str(claim.token), claim.handler, timezone.now().isoformat()),
-                    producer=producer,
-                    retry=False,
-                    queue=subscription.celery_queue,
-                )
+                with tracing.within(claim.traceparent):
+                    run_delivery.apply_async(
+                        args=(claim.delivery_id, str(claim.token), claim.handler, timezone.now().isoformat()),
+                        producer=producer,
+                        retry=False,
+                        queue=subscription.celery_queue,
+                    )
                 sent.append(claim)
     except Exception:
         logger.warning(

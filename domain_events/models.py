@@ -26,7 +26,7 @@ UNTIL_RELEASED = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 # The columns kept beside an event's payload: the fields every `DomainEvent` has.
-ENVELOPE_COLUMNS = ("event_id", "tenant_id", "occurred_at", "correlation_id", "causation_id", "actor")
+ENVELOPE_COLUMNS = ("event_id", "tenant_id", "occurred_at", "correlation_id", "causation_id", "actor", "traceparent")
 
 
 def stored_event_ref(pk: int, type_name: str, version: int, event_id: object) -> str:
@@ -81,6 +81,9 @@ class StoredEvent(models.Model):
     # Who caused it (`domain_events.actors`). Events recorded before actors were kept are `system`,
     # and so is an insert that names no actor (a publisher still running older code).
     actor = models.CharField(max_length=100, default="system", db_default="system")
+    # The W3C trace context of the span that published it (`core.tracing`): its handlers' spans join
+    # that trace. Null when tracing is off, and for the events recorded before it was kept.
+    traceparent = models.CharField(max_length=55, null=True, blank=True)
     payload = models.JSONField()
     # NOT NULL on PostgreSQL (its default draws it); SQLite's insert trigger sets it after the insert.
     position = PositionField(null=True, unique=True, editable=False)

@@ -71,7 +71,7 @@ def record(event: DomainEvent, subscriptions: Sequence[Subscription]) -> list[Cl
         rows = _record_with_the_orm(event, subscriptions, now=now, token=token, due=due, sent=sent)
     if not fast_path:
         return []
-    return [Claim(pk, token, handler) for pk, handler in rows]
+    return [Claim(pk, token, handler, event.traceparent) for pk, handler in rows]
 
 
 def _event_values(event: DomainEvent, now: datetime) -> tuple:
@@ -86,6 +86,7 @@ def _event_values(event: DomainEvent, now: datetime) -> tuple:
         "correlation_id": event.correlation_id,
         "causation_id": event.causation_id,
         "actor": event.actor,
+        "traceparent": event.traceparent,
         "payload": payload_json(event),
     }
     return tuple(values[c] for c in sql.EVENT_INSERT_COLUMNS)
@@ -131,6 +132,7 @@ def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list
         correlation_id=event.correlation_id,
         causation_id=event.causation_id,
         actor=event.actor,
+        traceparent=event.traceparent,
         payload=stored_payload(event),
     )
     deliveries = Delivery.objects.bulk_create(

@@ -11,11 +11,12 @@ import logging
 
 from django.db import transaction
 
+from core import tracing
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
 from domain_events.context import traced
 from domain_events.events import DomainEvent
-from domain_events.models import Delivery
+from domain_events.models import Delivery, StoredEvent
 from domain_events.registry import EventLoadError, registry
 from domain_events.retry import kept_error
 from domain_events.subscriptions import subscriptions
@@ -63,6 +64,16 @@ def _load(delivery: Delivery, events: dict[int, DomainEvent | Exception]) -> Dom
     return loaded
 
 
+def span_attributes(stored: StoredEvent) -> dict[str, str]:
+    """What a span about `stored` says of it (`core.tracing`): nothing with tracing off."""
+    if not tracing.enabled():
+        return {}
+    payload = stored.payload if isinstance(stored.payload, dict) else {}
+    return tracing.event_attributes(
+        event_type=stored.type, event_id=stored.event_id, tenant_id=stored.tenant_id, order_id=payload.get("order_id")
+    )
+
+
 def run_one(
     delivery: Delivery, events: dict[int, DomainEvent | Exception], *, careful: bool, bare: bool = False
 ) -> str | None:
@@ -74,6 +85,7 @@ def run_one(
     """
     subscription = subscriptions.get(delivery.handler)
     stored = delivery.stored_event
+    span = tracing.handler_span(delivery.handler, traceparent=stored.traceparent, attributes=span_attributes(stored))
     # The event's private values (a payment token) are masked in every log line of the run and in
     # the error text stored on the delivery, whatever the handler put in its exception.
     with (
@@ -90,7 +102,7 @@ def run_one(
             if subscription is None:
                 raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
             event = _load(delivery, events)
-            with traced(event.correlation_id, causation_id=event.event_id, actor=event.actor):
+            with traced(event.correlation_id, causation_id=event.event_id, actor=event.actor), span:
                 if careful and not bare:
                     with transaction.atomic():
                         subscription.handler(event)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from uuid import UUID
@@ -24,10 +25,12 @@ from uuid import UUID
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from core import tracing
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
 from core.replica import PRIMARY, primary_position, reads_from_replica, replica_failed
 from domain_events.conf import handler_retry_policy
+from domain_events.events import DomainEvent
 from domain_events.head import head, settled_head
 from domain_events.models import (
     Checkpoint,
@@ -137,7 +140,7 @@ def _apply_batch(
             # The handler's log lines never show the batch's private values (payment tokens).
             secrets = [value for row, _ in loaded for value in private_values_in(row[2], row[4])]
             try:
-                with private_values(secrets):
+                with private_values(secrets), _batch_span(name, events):
                     tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
             except PartlyApplied as partly:
                 failure = partly
@@ -158,6 +161,25 @@ def _apply_batch(
     if failure is not None:
         raise failure
     return len(events), full
+
+
+def _batch_span(name: str, events: list[DomainEvent]):
+    """A position reader's batch links to the trace of each of its events (`core.tracing`)."""
+    if not tracing.enabled():
+        return nullcontext()
+    return tracing.batch_span(
+        name,
+        [
+            (
+                e.traceparent,
+                tracing.event_attributes(
+                    event_type=e.type, event_id=e.event_id, tenant_id=e.tenant_id, order_id=getattr(e, "order_id", None)
+                ),
+            )
+            for e in events
+        ],
+        kind="position reader",
+    )
 
 
 def catch_up(name: str, *, target: str = LIVE, batch_size: int | None = None, max_batches: int | None = None) -> int:

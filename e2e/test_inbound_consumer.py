@@ -1,5 +1,6 @@
 """`manage.py consume_inbound` against the real RabbitMQ: acknowledgement after commit, a consumer
-killed in between (the inbox absorbs the redelivery), a poison message dead-lettered, a clean stop."""
+killed in between (the inbox absorbs the redelivery), the broker going away mid-stream, a poison
+message dead-lettered, a clean stop."""
 
 from __future__ import annotations
 
@@ -38,11 +39,11 @@ def inbound_queue(rabbitmq_url):
 
 @pytest.fixture
 def consumer(processes, rabbitmq_url, inbound_queue):
-    def start(name: str = "consumer", **env: str):
+    def start(name: str = "consumer", url: str | None = None, **env: str):
         process = processes.start(
             name,
             [sys.executable, "manage.py", "consume_inbound"],
-            INTEGRATION_BROKER_URL=rabbitmq_url,
+            INTEGRATION_BROKER_URL=url or rabbitmq_url,
             INBOUND_BROKER_QUEUE=inbound_queue,
             INBOUND_BROKER_MAX_FAILURES=str(MAX_FAILURES),
             **env,
@@ -99,6 +100,39 @@ def test_a_consumer_killed_between_commit_and_ack_applies_the_redelivery_once(
     wait_until(lambda: depth(rabbitmq_url, inbound_queue) == 0, what="the redelivery acknowledged")
     assert StoredEvent.objects.filter(aggregate_id=order.id).count() == 1
     assert InboxMessage.objects.filter(message_id="m-1").count() == 1
+
+
+def test_the_broker_going_away_mid_stream_loses_no_notice_and_applies_none_twice(
+    tenant, consumer, rabbitmq_url, inbound_queue, broker_proxy
+):
+    """The consumer reaches RabbitMQ through a proxy that the test cuts while notices are being
+    applied (what the consumer sees of a broker restart: every connection reset, new ones refused),
+    then restores: the consumer reconnects, and every notice is applied once, the one committed but
+    not acknowledged when the connection died included."""
+    orders = [OrderFactory(tenant=tenant, status=Order.Status.CONFIRMED) for _ in range(12)]
+    # A pause between commit and acknowledgement: the cut is likely to fall inside it.
+    running = consumer(url=broker_proxy.url, INBOUND_TEST_PAUSE_AFTER_COMMIT="0.3")
+    for n, order in enumerate(orders):
+        publish(rabbitmq_url, inbound_queue, shipped(order), message_id=f"stream-{n}", tenant=tenant.slug)
+    wait_until(lambda: InboxMessage.objects.count() >= 4, timeout=60, what="the stream under way")
+    broker_proxy.down()
+    running.wait_for_output("reconnecting")
+    cut_at = InboxMessage.objects.count()
+    assert cut_at < len(orders), "the cut fell in the middle of the stream"
+    broker_proxy.up()
+
+    wait_until(
+        lambda: Order.objects.filter(pk__in=[o.pk for o in orders], status="fulfilled").count() == len(orders),
+        timeout=90,
+        what="every order fulfilled after the broker came back",
+    )
+    wait_until(lambda: depth(rabbitmq_url, inbound_queue) == 0, timeout=30, what="every notice acknowledged")
+    assert InboxMessage.objects.filter(status="applied").count() == len(orders)
+    fulfilled = StoredEvent.objects.filter(type="order.fulfilled", aggregate_id__in=[o.pk for o in orders])
+    assert sorted(fulfilled.values_list("aggregate_id", flat=True)) == sorted(o.pk for o in orders), (
+        "one order.fulfilled per order: none lost, none applied twice"
+    )
+    assert running.popen.poll() is None, "the consumer rode out the outage"
 
 
 def test_a_poison_message_ends_in_the_dead_letter_queue_and_others_still_apply(

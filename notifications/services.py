@@ -16,6 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from core import tracing
 from core.errors import ApplicationError
 from domain_events.events import (
     DomainEvent,
@@ -126,12 +127,17 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
     context = _context(event, contact, customer)
     message.recipient = customer.email
     message.subject = subject.format(**context)
+    headers = {"Message-ID": message.message_id}
+    traceparent = tracing.current_traceparent()
+    if traceparent:
+        # The handler's span, in the order's trace (`core.tracing`).
+        headers["traceparent"] = traceparent
     mail = EmailMultiAlternatives(
         subject=message.subject,
         body=render_to_string(f"notifications/{template}.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[customer.email],
-        headers={"Message-ID": message.message_id},
+        headers=headers,
         connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
     )
     mail.attach_alternative(render_to_string(f"notifications/{template}.html", context), "text/html")

@@ -16,6 +16,8 @@ from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
+from core import tracing
+
 logger = logging.getLogger(__name__)
 
 SEND_WEBHOOK = "webhooks.send_webhook"
@@ -26,7 +28,8 @@ WEBHOOK_QUEUE = "webhooks"
 def enqueue_on_commit(delivery_ids: Iterable[uuid.UUID], *, eta: datetime | None = None) -> None:
     ids = [str(i) for i in delivery_ids]
     if ids:
-        transaction.on_commit(lambda: enqueue(ids, eta=eta))
+        # Sent in the span that queued them (`core.tracing`), so their task joins its trace.
+        transaction.on_commit(tracing.carried(lambda: enqueue(ids, eta=eta)))
 
 
 def enqueue(delivery_ids: Sequence[str], *, eta: datetime | None = None) -> None:

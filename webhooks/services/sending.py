@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from core import tracing
 from core.log_context import log_scope
 from domain_events.cloudevents import CONTENT_TYPE
 from domain_events.probes import queue_reached
@@ -26,7 +27,7 @@ from webhooks import transport
 from webhooks.metrics import WEBHOOK_REQUESTS, outcome_of
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services.endpoints import signing_secrets
-from webhooks.services.queue import WEBHOOK_QUEUE, enqueue, enqueue_on_commit
+from webhooks.services.queue import SEND_WEBHOOK, WEBHOOK_QUEUE, enqueue, enqueue_on_commit
 from webhooks.services.waiting import earlier_open_of_subject, in_flight_to, wake_next_of_subject
 
 logger = logging.getLogger(__name__)
@@ -96,13 +97,21 @@ def _hand_on(endpoint_id: uuid.UUID, *, in_this_task: bool) -> uuid.UUID | None:
 
 
 def _send(delivery: WebhookDelivery, token: uuid.UUID, signing: list[str]) -> bool:
-    """POST one claimed delivery and record the outcome; whether the receiver took it."""
-    with log_scope(
-        handler="webhooks.send_webhook",
-        event_id=delivery.event_id,
-        tenant_id=delivery.tenant_id,
-        correlation_id=delivery.payload.get("correlationid"),
-        causation_id=delivery.payload.get("causationid"),
+    """POST one claimed delivery and record the outcome; whether the receiver took it.
+
+    With tracing on, the attempt is a span in the event's trace, and the request's `traceparent`
+    header names it (the body's `traceparent` names the span that published the event)."""
+    with (
+        log_scope(
+            handler=SEND_WEBHOOK,
+            event_id=delivery.event_id,
+            tenant_id=delivery.tenant_id,
+            correlation_id=delivery.payload.get("correlationid"),
+            causation_id=delivery.payload.get("causationid"),
+        ),
+        tracing.handler_span(
+            SEND_WEBHOOK, traceparent=delivery.payload.get("traceparent"), attributes=_span_attributes(delivery)
+        ),
     ):
         now = timezone.now()
         body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
@@ -115,6 +124,9 @@ def _send(delivery: WebhookDelivery, token: uuid.UUID, signing: list[str]) -> bo
                 Webhook(secret).sign(msg_id=str(delivery.pk), timestamp=now, data=body) for secret in signing
             ),
         }
+        traceparent = tracing.current_traceparent()
+        if traceparent:
+            headers["traceparent"] = traceparent
         outcome = transport.post(delivery.endpoint.url, body=body.encode(), headers=headers)
         WEBHOOK_REQUESTS.labels(str(delivery.endpoint_id), outcome_of(outcome.status_code)).observe(
             outcome.duration_ms / 1000
@@ -128,6 +140,22 @@ def _send(delivery: WebhookDelivery, token: uuid.UUID, signing: list[str]) -> bo
             outcome.duration_ms,
         )
         return outcome.succeeded
+
+
+def _span_attributes(delivery: WebhookDelivery) -> dict[str, str]:
+    if not tracing.enabled():
+        return {}
+    data = delivery.payload.get("data")
+    return {
+        **tracing.event_attributes(
+            event_type=delivery.event_type,
+            event_id=delivery.event_id,
+            tenant_id=delivery.tenant_id,
+            order_id=data.get("order_id") if isinstance(data, dict) else None,
+        ),
+        "shelfwise.webhook.endpoint.id": str(delivery.endpoint_id),
+        "shelfwise.webhook.delivery.id": str(delivery.pk),
+    }
 
 
 def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, list[str]] | None:
