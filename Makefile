@@ -41,8 +41,11 @@ docs: install
 	$(BIN)/python -m docsgen
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+# The suite in parallel pytest-xdist workers, each with its own test database and Redis database
+# (docs/testing.md, Parallel workers); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,)
 
 # The API against its OpenAPI document with many more generated requests than `make test` sends.
 fuzz: install

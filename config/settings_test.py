@@ -2,8 +2,13 @@
 
 import os
 
+from testsupport.workers import worker_services
+
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shelfwise")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# Under pytest-xdist each worker has a Redis database of its own (the URL's number plus the worker's
+# index); the processes a test starts inherit it.
+os.environ.update(worker_services(os.environ))
 # DEBUG stays off, as in production; so the keys are set, test-only values.
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-0123456789abcdefghij")
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test-only-field-key-not-for-production-0123456789")

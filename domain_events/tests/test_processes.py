@@ -12,7 +12,7 @@ from domain_events.bus import event_bus
 from domain_events.models import Delivery
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
-from testsupport.processes import wait_until
+from testsupport.processes import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -98,7 +98,7 @@ print("published 5")
 
 
 def test_a_broker_outage_delays_celery_handlers_but_loses_nothing(processes, tmp_path):
-    port = 6391
+    port = free_port()  # a private Redis: kept for its restart, and no one else's
     url = f"redis://127.0.0.1:{port}/0"
     redis_argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     broker = processes.start("private-redis", [*redis_argv, "--dir", str(tmp_path)])
