@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("domain_events", "0013_stream_rows_updated_in_place"),
+        ("domain_events", "0014_fence_on_the_events_table_lock"),
     ]
 
     operations = [
