@@ -27,6 +27,9 @@ from config.settings import INSTALLED_APPS
 # that those tests start as subprocesses.
 INSTALLED_APPS = [*INSTALLED_APPS, "domain_events.tests.probe"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# PostgreSQL with a quicker flush between transactional tests (testsupport/postgresql/base.py).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    DATABASES["default"]["ENGINE"] = "testsupport.postgresql"  # noqa: F405
 
 # Tests only: seconds the inbound consumer waits between commit and acknowledgement (a window in
 # which a test kills it).

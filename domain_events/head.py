@@ -127,6 +127,19 @@ class Fence:
             head = self.look()
         return head
 
+    def caught_up(self, timeout: float, every: float = 0.005) -> int:
+        """The head once what was drawn by this first look is final, looking again `every` seconds
+        for at most `timeout` (then the head as it is). Unlike `settled`, positions drawn after the
+        first look are not waited for, so a busy database does not keep it looking."""
+        deadline = time.monotonic() + timeout
+        head = self.look()
+        with self._lock:
+            target = self._fences[-1].drawn if self._fences else head
+        while head < target and time.monotonic() < deadline:
+            time.sleep(every)
+            head = self.look()
+        return head
+
     def pending(self) -> bool:
         """Whether a fence waits: a position drawn is not yet known to be final."""
         with self._lock:

@@ -266,6 +266,42 @@ def test_after_its_readers_applied_events_a_relay_looks_at_the_head_again_soon(s
         relay._listener.close()
 
 
+def test_a_relay_waits_a_moment_for_open_positions_so_that_one_pass_takes_them(settings):
+    """A draws p and commits a moment later; B draws p+1 and commits. A relay that looks while A is
+    open waits for it (a reader poll interval at most) and its readers take p and p+1 in that pass,
+    rather than stopping below p until the next one."""
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "READER_POLL_INTERVAL": 2}
+    tracking.reset("probe.tracker", to="now")
+    relay = Relay(poll_interval=2)
+    a_published, relay_looks = threading.Event(), threading.Event()
+
+    def a_moment_open() -> None:
+        try:
+            with transaction.atomic():
+                event_bus.publish(probe(n=1))
+                a_published.set()
+                assert relay_looks.wait(10)
+                time.sleep(0.3)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=a_moment_open)
+    thread.start()
+    try:
+        assert a_published.wait(10)
+        with transaction.atomic():
+            b = event_bus.publish(probe(n=2))
+        assert head() < StoredEvent.objects.get(event_id=b.event_id).position - 1, "A is still open"
+        relay_looks.set()
+        started = time.monotonic()
+        relay._move_readers()
+        assert applied("probe.tracker:live") == [1, 2]
+        assert time.monotonic() - started < 1.5, "it waited for A, not for the whole interval"
+    finally:
+        relay_looks.set()
+        thread.join(10)
+
+
 def test_an_idle_relay_looks_for_new_positions_and_wakes_fully_for_delivery_work():
     relay = Relay(poll_interval=2)
     relay._listen()
