@@ -14,7 +14,7 @@ from bench.procs import PYTHON, ROOT, BenchError, Service, Worker, cpu_of
 
 RESULTS_DIR = ROOT / "bench" / "results"
 # What `make bench` runs, in this order; BENCH_ONLY picks some.
-BENCHMARKS = ("publish", "fanout", "orders", "admin", "readside", "webhooks")
+BENCHMARKS = ("publish", "fanout", "orders", "saga", "admin", "readside", "webhooks")
 
 
 def env_int(name: str, default: int) -> int:
@@ -47,6 +47,8 @@ class Config:
     orders_relayed: bool = True
     phase_orders: int = 400
     saga_orders: int = 200
+    saga_latency_orders: int = 100
+    saga_rounds: int = 3
     only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
 
     @classmethod
@@ -68,6 +70,8 @@ class Config:
             orders_relayed=os.environ.get("BENCH_ORDERS_RELAYED", "1") not in ("0", "false", "no"),
             phase_orders=env_int("BENCH_PHASE_ORDERS", cls.phase_orders),
             saga_orders=env_int("BENCH_SAGA_ORDERS", cls.saga_orders),
+            saga_latency_orders=env_int("BENCH_SAGA_LATENCY_ORDERS", cls.saga_latency_orders),
+            saga_rounds=env_int("BENCH_SAGA_ROUNDS", cls.saga_rounds),
             only=[x.strip() for x in os.environ.get("BENCH_ONLY", ",".join(BENCHMARKS)).split(",") if x.strip()],
         )
 

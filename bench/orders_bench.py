@@ -11,10 +11,8 @@ Measured in one run, each for BENCH_SECONDS:
   right after each commit, Celery handlers are queued.
 * then a Celery worker is started and the time until every placed order is confirmed gives the
   downstream rate (reserve, register, capture, confirm) as a comparison line;
-* the whole saga's CPU per confirmed order: BENCH_SAGA_ORDERS orders through gunicorn with a relay and a
-  Celery worker running, followed until every delivery is done (stock, payment, confirmation,
-  e-mail, one webhook endpoint for every event on a loopback receiver, projections, audit): every
-  process and its PostgreSQL backends, against plain DRF's CPU per request.
+
+The whole saga against the plain saga is the `saga` section (bench/saga_bench.py).
 """
 
 from __future__ import annotations
@@ -315,79 +313,13 @@ class OrdersBenchmark:
                 raise BenchError(f"orders still placed or deliveries open after the timeout; see {self.bench.log_dir}")
             time.sleep(0.05)
 
-    def saga(self) -> dict:
-        """The whole saga's CPU per confirmed order: BENCH_SAGA_ORDERS orders through gunicorn with a relay
-        and a Celery worker running, one webhook endpoint (every event) on a loopback receiver;
-        every process and its backends, from the first request until every delivery is done."""
-        port = free_port()
-        receiver = self.bench.service("webhook-receiver-orders", [PYTHON, "-m", "bench.receiver", str(port)])
-        receiver.wait_for("ready")
-        staff = {"Authorization": f"Token {self.spec['staff_token']}", "Content-Type": "application/json"}
-        relay = self.bench.relay("relay-saga")
-        worker = self.bench.service("celery-saga", celery_worker_argv("bench-saga", python=PYTHON), LOG_LEVEL="INFO")
-        server, web_port = self.gunicorn("gunicorn-saga")
-        endpoint = http_json(
-            web_port, "POST", "/api/v1/webhook-endpoints/", {"url": f"http://127.0.0.1:{port}/orders"}, staff
-        )
-        try:
-            worker.wait_for(" ready.", timeout=60)
-            since = self.bench.scalar("SELECT now()")
-            self.wait_settled(since, 900, deliveries=True)  # nothing of an earlier phase is left to do
-            clients = [
-                self.bench.worker(
-                    f"load-saga-{i}",
-                    "bench.load",
-                    "--port",
-                    web_port,
-                    "--seconds",
-                    600,
-                    "--max-requests",
-                    self.config.saga_orders // self.config.http_clients,
-                    "--spec",
-                    self.load_spec(),
-                    "--seed",
-                    100 + i,
-                )
-                for i in range(self.config.http_clients)
-            ]
-            for client in clients:
-                client.wait_ready(timeout=120)
-            meter = ServicesCpu(self.bench, [server, relay, worker])
-            meter.start()
-            start_line(clients)
-            for client in clients:
-                client.result(timeout=600)
-            self.wait_settled(since, self.config.saga_orders, deliveries=True)
-            cpu = meter.stop()
-        finally:
-            http_json(web_port, "PATCH", f"/api/v1/webhook-endpoints/{endpoint['id']}/", {"is_active": False}, staff)
-            for service in (server, worker, relay, receiver):
-                service.stop()
-        by_status = self.statuses(since)
-        orders = sum(by_status.values())
-        if by_status.get("placed"):
-            raise BenchError(f"saga phase: orders left placed {by_status}")
-        parts = {
-            name: {"client_ms": c / orders * 1000, "server_ms": b / orders * 1000}
-            for name, (c, b) in meter.by_service.items()
-        }
-        deliveries = self.bench.scalar(
-            "SELECT count(*) FROM webhooks_webhookdelivery WHERE endpoint_id = %s", (endpoint["id"],)
-        )
-        return {
-            "orders": orders,
-            "statuses": by_status,
-            "cpu": cpu_per_unit([cpu], orders),
-            "by_process": parts,
-            "webhook_deliveries": deliveries,
-        }
-
     # --- the run ---------------------------------------------------------------------------------
 
     def run(self) -> dict:
         say = self.bench.say
         say(f"Benchmark 2: POST orders over HTTP, {self.config.seconds:.0f} s per phase")
-        self.setup()
+        if not self.spec:
+            self.setup()
         q = self.spec["queries"]
         say(
             f"  seeded tenant {self.spec['tenant_slug']}: {PRODUCTS} products via POST products/;"
@@ -412,10 +344,6 @@ class OrdersBenchmark:
                 f"  ShelfWise POST orders/ ({label}): {placed['per_s']:,.0f} req/s;"
                 f" {down['orders']} orders confirmed {down['seconds']:.1f} s later"
             )
-        saga = self.results["saga"] = self.saga()
-        say(
-            f"  the whole saga: {cpu_total(saga['cpu']):.1f} ms of CPU per confirmed order over {saga['orders']} orders"
-        )
         self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token", "staff_token")}
         return self.results
 
@@ -478,34 +406,7 @@ class OrdersBenchmark:
             )
         downs = [(k, r[k]["downstream"]) for k in ("shelfwise_deferred", "shelfwise", "shelfwise_relayed") if k in r]
         q = self.spec["queries"]
-        return self.orders_table(rows, downs, q, handlers) + "\n\n" + self.saga_table()
-
-    def saga_table(self) -> str:
-        r = self.results
-        plain, saga = cpu_total(r["plain"]["cpu"]), r["saga"]
-        return table(
-            ["whole saga per confirmed order", "CPU ms py+pg", "total", "plain DRF per request", "multiple", "goal"],
-            [
-                [
-                    f"{saga['orders']} orders as served (gunicorn, relay, Celery worker)",
-                    fmt_cpu(saga["cpu"]),
-                    f"{cpu_total(saga['cpu']):.1f}",
-                    f"{plain:.1f}",
-                    f"{cpu_total(saga['cpu']) / plain:.1f}x",
-                    "3x at most",
-                ]
-            ],
-            notes=[
-                "Every process of the product and its PostgreSQL backends, from the first request until every order"
-                " is settled and every delivery is done: stock, payment capture, confirmation, e-mail (console"
-                f" backend), webhooks of every event to one endpoint on a loopback receiver answering 204,"
-                f" projections, audit. {saga['statuses']}; {saga['webhook_deliveries']} webhook deliveries."
-                " Process start-up is not counted.",
-                "By process (ms py+pg per order): "
-                + ", ".join(f"{name} {fmt_cpu(cpu)}" for name, cpu in saga["by_process"].items())
-                + ".",
-            ],
-        )
+        return self.orders_table(rows, downs, q, handlers)
 
     def orders_table(self, rows: list, downs: list, q: dict, handlers: str) -> str:
         return table(
@@ -564,13 +465,6 @@ class OrdersBenchmark:
                 "ceiling": f"plain DRF {fmt_rate(plain['per_s'])} req/s",
                 "ratio": fmt_ratio(shelf["per_s"] / plain["per_s"]),
                 "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(shelf["cpu"])),
-            },
-            {
-                "what": "the whole saga: CPU per confirmed order, every process",
-                "figure": f"{cpu_total(r['saga']['cpu']):.1f} ms",
-                "ceiling": f"plain DRF {cpu_total(plain['cpu']):.1f} ms/request",
-                "ratio": "—",
-                "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(r["saga"]["cpu"])),
             },
         ]
         if "shelfwise_relayed" in r:
