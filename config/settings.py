@@ -317,6 +317,9 @@ DOMAIN_EVENTS = {
     "CELERY_SEND_CHECK": timedelta(seconds=env.float("OUTBOX_CELERY_SEND_CHECK", default=15)),
     # The hard time limit of a Celery delivery task (the soft one is 80 % of it).
     "CELERY_TIME_LIMIT": timedelta(seconds=env.float("OUTBOX_CELERY_TIME_LIMIT", default=30)),
+    # How long an in-process handler may run in a relay's batch before it fails like any error (its
+    # savepoint rolled back, retried on its schedule); the others of the batch are not held back.
+    "HANDLER_TIME_LIMIT": timedelta(seconds=env.float("OUTBOX_HANDLER_TIME_LIMIT", default=30)),
     # How long a started Celery delivery is its worker's before a relay sends it again.
     "CELERY_RUN_LEASE": timedelta(seconds=env.float("OUTBOX_CELERY_RUN_LEASE", default=40)),
     # Past this a relay sends an unstarted Celery message again, whether or not it was proved lost.
