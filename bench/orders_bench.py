@@ -7,8 +7,9 @@ Measured in one run, each for BENCH_SECONDS:
 * the plain-DRF reference: the same inserts through gunicorn, Django and DRF, without
   authentication, catalog lookup, events or handlers (bench/plain.py);
 * ShelfWise: `POST /api/v1/orders/` through gunicorn (sync workers, persistent connections) with
-  every handler subscribed and an outbox relay running; on_commit handlers run in the web worker
-  right after each commit, Celery handlers are queued.
+  every handler subscribed and an outbox relay running, as served (OUTBOX_RUN_ON_COMMIT=false, as
+  config/gunicorn.conf.py sets it): after each commit the web worker queues the Celery handlers' messages and wakes
+  the relay, which runs the in-process handlers.
 * then a Celery worker is started and the time until every placed order is confirmed gives the
   downstream rate (reserve, register, capture, confirm) as a comparison line;
 
@@ -240,13 +241,15 @@ class OrdersBenchmark:
     def shelfwise(self, tag: str) -> dict:
         """Load `POST orders/`, then drain what follows with a Celery worker (and a relay).
 
-        `served`: the web workers run the on_commit handlers right after each commit (the default),
-        a relay runs beside them. `relayed`: the web workers only record events and the relay runs
-        the handlers, in batches, during the load. `deferred`: the request alone, with no consumer
-        running during the load; the relay starts with the worker once the load is over.
+        `served`: production settings: after each commit the web workers send the Celery messages
+        and wake the relay, which runs the in-process handlers. `relayed`: the web workers only
+        record events and the relay hands everything on, in batches, during the load. `deferred`:
+        the request alone, with no consumer running during the load; the relay starts with the
+        worker once the load is over.
         """
         relay = self.bench.relay(f"relay-orders-{tag}") if tag != "deferred" else None
-        env = {} if tag == "served" else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
+        # As served: production settings (config/gunicorn.conf.py: the web hands on, the relay runs handlers).
+        env = {"OUTBOX_RUN_ON_COMMIT": "false"} if tag == "served" else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
         server, port = self.gunicorn(f"gunicorn-orders-{tag}", **env)
         since = self.bench.scalar("SELECT now()")
         try:
@@ -332,7 +335,7 @@ class OrdersBenchmark:
         say(f"  plain DRF: {self.results['plain']['per_s']:,.0f} req/s")
         phases = {
             "shelfwise_deferred": ("deferred", "the request alone, no consumer running"),
-            "shelfwise": ("served", "handlers in the web worker"),
+            "shelfwise": ("served", "as served: the web worker hands on, the relay runs the handlers"),
             "shelfwise_relayed": ("relayed", "handlers in the relay"),
         }
         for key, (tag, label) in phases.items():
@@ -428,8 +431,8 @@ class OrdersBenchmark:
                 f" {self.config.seconds:.0f} s per phase; every response checked to be 201.",
                 f"order.placed is handled by: {handlers};"
                 " each subscriber is a delivery row in the raw-SQL transaction too.",
-                f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} as served, including the"
-                " on_commit handlers run in the web worker after the commit;"
+                f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} with the"
+                " on_commit handlers run in the process after the commit (OUTBOX_RUN_ON_COMMIT on);"
                 f" {q['post_order_request_only']} for the request alone (dispatch on commit off).",
                 "After each ShelfWise phase a Celery worker (prefork 2) starts (and, after the request-alone phase,"
                 " a relay) and every order must end confirmed: "

@@ -77,7 +77,8 @@ class SagaComparison:
             worker = self.bench.service(
                 f"celery-saga-{tag}", celery_worker_argv(f"bench-saga-{tag}", python=PYTHON), LOG_LEVEL="INFO"
             )
-            server, web_port = self.orders.gunicorn(f"gunicorn-saga-{tag}")
+            # As served (config/gunicorn.conf.py): the web hands on, the relay runs the in-process handlers.
+            server, web_port = self.orders.gunicorn(f"gunicorn-saga-{tag}", OUTBOX_RUN_ON_COMMIT="false")
             staff = {"Authorization": f"Token {self.orders.spec['staff_token']}", "Content-Type": "application/json"}
             phase["endpoint"] = http_json(
                 web_port, "POST", "/api/v1/webhook-endpoints/", {"url": f"http://127.0.0.1:{port}/orders"}, staff

@@ -307,6 +307,11 @@ DOMAIN_EVENTS = {
     # How long the process that published an event has to dispatch it before a relay takes over.
     # Dispatch right after commit in the publishing process (the fast path); off, relays do it all.
     "DISPATCH_ON_COMMIT": env.bool("OUTBOX_DISPATCH_ON_COMMIT", default=True),
+    # With dispatch on commit, whether the publishing process also runs the in-process handlers
+    # itself. Off (gunicorn as config/gunicorn.conf.py starts it), it sends the Celery messages
+    # and wakes the relays, which run the in-process handlers in batches: the request keeps its
+    # throughput.
+    "RUN_ON_COMMIT": env.bool("OUTBOX_RUN_ON_COMMIT", default=True),
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
     # How long a relay's claim on a delivery lasts; a claim whose holder died expires after it. It
     # covers a claim's send to the broker (milliseconds; 2 s of connection timeout when the broker

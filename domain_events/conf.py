@@ -9,6 +9,8 @@ from domain_events.retry import RetryPolicy
 
 DEFAULTS: dict[str, Any] = {
     "DISPATCH_ON_COMMIT": True,
+    # With dispatch on commit: the publisher also runs its in-process handlers (off: the relays do).
+    "RUN_ON_COMMIT": True,
     "DISPATCH_GRACE": timedelta(seconds=10),
     "LEASE": timedelta(seconds=20),
     # A sent Celery message still unstarted after this is checked for loss (see `handoff`).
