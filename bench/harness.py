@@ -14,7 +14,7 @@ from bench.procs import PYTHON, ROOT, BenchError, Service, Worker, cpu_of
 
 RESULTS_DIR = ROOT / "bench" / "results"
 # What `make bench` runs, in this order; BENCH_ONLY picks some.
-BENCHMARKS = ("publish", "fanout", "orders", "admin", "readside", "webhooks")
+BENCHMARKS = ("publish", "fanout", "orders", "saga", "admin", "readside", "webhooks")
 
 
 def env_int(name: str, default: int) -> int:
@@ -48,6 +48,8 @@ class Config:
     phase_orders: int = 400
     saga_orders: int = 200
     saga_tracing: bool = True
+    saga_latency_orders: int = 100
+    saga_rounds: int = 3
     only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
 
     @classmethod
@@ -70,6 +72,8 @@ class Config:
             phase_orders=env_int("BENCH_PHASE_ORDERS", cls.phase_orders),
             saga_orders=env_int("BENCH_SAGA_ORDERS", cls.saga_orders),
             saga_tracing=os.environ.get("BENCH_SAGA_TRACING", "1") not in ("0", "false", "no"),
+            saga_latency_orders=env_int("BENCH_SAGA_LATENCY_ORDERS", cls.saga_latency_orders),
+            saga_rounds=env_int("BENCH_SAGA_ROUNDS", cls.saga_rounds),
             only=[x.strip() for x in os.environ.get("BENCH_ONLY", ",".join(BENCHMARKS)).split(",") if x.strip()],
         )
 

@@ -1,10 +1,13 @@
 """A bounded HTTP load client: one connection, closed loop, POST orders until time or count runs out.
 
-    python -m bench.load --port P --seconds S --max-requests N --spec JSON [--plain] [--warmup W] [--seed I]
+    python -m bench.load --port P --seconds S --max-requests N --spec JSON [--plain | --saga] [--rate R]
+                         [--warmup W] [--seed I]
 
 Runs on the standard library only (http.client), so the client costs little CPU beside the server.
 gunicorn's sync workers close the connection after each response; http.client reconnects.
-Prints the usual worker JSON line with every latency and the count of each status code.
+With --rate, the client sends at most R requests per second (paced: the latency of one order is then
+measured downstream, from its placing to its confirmation). Prints the usual worker JSON line with
+every latency and the count of each status code.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, required=True)
     parser.add_argument("--spec", required=True)
     parser.add_argument("--plain", action="store_true", help="POST the plain-DRF reference endpoint.")
+    parser.add_argument("--saga", action="store_true", help="POST the plain saga's endpoint (bench/plainsaga).")
+    parser.add_argument("--rate", type=float, default=0.0, help="requests per second at most (0: closed loop)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -50,7 +55,7 @@ def main() -> None:
                 }
             ).encode()
     else:
-        path = "/api/v1/orders/"
+        path = "/bench/saga-orders/" if args.saga else "/api/v1/orders/"
         headers = {"Content-Type": "application/json", "Authorization": f"Token {spec['customer_token']}"}
 
         def body() -> bytes:
@@ -76,7 +81,12 @@ def main() -> None:
     latencies: list[float] = []
     start = time.time()
     deadline = time.monotonic() + args.seconds
+    interval = 1 / args.rate if args.rate > 0 else 0.0
+    next_at = time.monotonic()
     while len(latencies) < args.max_requests and time.monotonic() < deadline:
+        if interval:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += interval
         t0 = time.perf_counter()
         statuses[post()] += 1
         latencies.append(time.perf_counter() - t0)

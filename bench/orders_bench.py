@@ -7,14 +7,13 @@ Measured in one run, each for BENCH_SECONDS:
 * the plain-DRF reference: the same inserts through gunicorn, Django and DRF, without
   authentication, catalog lookup, events or handlers (bench/plain.py);
 * ShelfWise: `POST /api/v1/orders/` through gunicorn (sync workers, persistent connections) with
-  every handler subscribed and an outbox relay running; on_commit handlers run in the web worker
-  right after each commit, Celery handlers are queued.
+  every handler subscribed and an outbox relay running, as served (OUTBOX_RUN_ON_COMMIT=false, as
+  config/gunicorn.conf.py sets it): after each commit the web worker queues the Celery handlers' messages and wakes
+  the relay, which runs the in-process handlers.
 * then a Celery worker is started and the time until every placed order is confirmed gives the
   downstream rate (reserve, register, capture, confirm) as a comparison line;
-* the whole saga's CPU per confirmed order: BENCH_SAGA_ORDERS orders through gunicorn with a relay and a
-  Celery worker running, followed until every delivery is done (stock, payment, confirmation,
-  e-mail, one webhook endpoint for every event on a loopback receiver, projections, audit): every
-  process and its PostgreSQL backends, against plain DRF's CPU per request.
+
+The whole saga against the plain saga is the `saga` section (bench/saga_bench.py).
 """
 
 from __future__ import annotations
@@ -242,13 +241,15 @@ class OrdersBenchmark:
     def shelfwise(self, tag: str) -> dict:
         """Load `POST orders/`, then drain what follows with a Celery worker (and a relay).
 
-        `served`: the web workers run the on_commit handlers right after each commit (the default),
-        a relay runs beside them. `relayed`: the web workers only record events and the relay runs
-        the handlers, in batches, during the load. `deferred`: the request alone, with no consumer
-        running during the load; the relay starts with the worker once the load is over.
+        `served`: production settings: after each commit the web workers send the Celery messages
+        and wake the relay, which runs the in-process handlers. `relayed`: the web workers only
+        record events and the relay hands everything on, in batches, during the load. `deferred`:
+        the request alone, with no consumer running during the load; the relay starts with the
+        worker once the load is over.
         """
         relay = self.bench.relay(f"relay-orders-{tag}") if tag != "deferred" else None
-        env = {} if tag == "served" else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
+        # As served: production settings (config/gunicorn.conf.py: the web hands on, the relay runs handlers).
+        env = {"OUTBOX_RUN_ON_COMMIT": "false"} if tag == "served" else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
         server, port = self.gunicorn(f"gunicorn-orders-{tag}", **env)
         since = self.bench.scalar("SELECT now()")
         try:
@@ -315,93 +316,13 @@ class OrdersBenchmark:
                 raise BenchError(f"orders still placed or deliveries open after the timeout; see {self.bench.log_dir}")
             time.sleep(0.05)
 
-    def saga(self, tag: str = "", **env: str) -> dict:
-        """The whole saga's CPU per confirmed order: BENCH_SAGA_ORDERS orders through gunicorn with a relay
-        and a Celery worker running, one webhook endpoint (every event) on a loopback receiver;
-        every process and its backends, from the first request until every delivery is done. `env`:
-        more environment for the three services (tracing on)."""
-        port = free_port()
-        receiver = self.bench.service(f"webhook-receiver-orders{tag}", [PYTHON, "-m", "bench.receiver", str(port)])
-        receiver.wait_for("ready")
-        staff = {"Authorization": f"Token {self.spec['staff_token']}", "Content-Type": "application/json"}
-        relay = self.bench.relay(f"relay-saga{tag}", **env)
-        worker = self.bench.service(
-            f"celery-saga{tag}", celery_worker_argv(f"bench-saga{tag}", python=PYTHON), LOG_LEVEL="INFO", **env
-        )
-        server, web_port = self.gunicorn(f"gunicorn-saga{tag}", **env)
-        endpoint = http_json(
-            web_port, "POST", "/api/v1/webhook-endpoints/", {"url": f"http://127.0.0.1:{port}/orders"}, staff
-        )
-        try:
-            worker.wait_for(" ready.", timeout=60)
-            since = self.bench.scalar("SELECT now()")
-            self.wait_settled(since, 900, deliveries=True)  # nothing of an earlier phase is left to do
-            clients = [
-                self.bench.worker(
-                    f"load-saga-{i}",
-                    "bench.load",
-                    "--port",
-                    web_port,
-                    "--seconds",
-                    600,
-                    "--max-requests",
-                    self.config.saga_orders // self.config.http_clients,
-                    "--spec",
-                    self.load_spec(),
-                    "--seed",
-                    100 + i,
-                )
-                for i in range(self.config.http_clients)
-            ]
-            for client in clients:
-                client.wait_ready(timeout=120)
-            meter = ServicesCpu(self.bench, [server, relay, worker])
-            meter.start()
-            start_line(clients)
-            for client in clients:
-                client.result(timeout=600)
-            self.wait_settled(since, self.config.saga_orders, deliveries=True)
-            cpu = meter.stop()
-        finally:
-            http_json(web_port, "PATCH", f"/api/v1/webhook-endpoints/{endpoint['id']}/", {"is_active": False}, staff)
-            for service in (server, worker, relay, receiver):
-                service.stop()
-        by_status = self.statuses(since)
-        orders = sum(by_status.values())
-        if by_status.get("placed"):
-            raise BenchError(f"saga phase: orders left placed {by_status}")
-        parts = {
-            name: {"client_ms": c / orders * 1000, "server_ms": b / orders * 1000}
-            for name, (c, b) in meter.by_service.items()
-        }
-        deliveries = self.bench.scalar(
-            "SELECT count(*) FROM webhooks_webhookdelivery WHERE endpoint_id = %s", (endpoint["id"],)
-        )
-        return {
-            "orders": orders,
-            "statuses": by_status,
-            "cpu": cpu_per_unit([cpu], orders),
-            "by_process": parts,
-            "webhook_deliveries": deliveries,
-        }
-
-    def saga_traced(self) -> dict:
-        """The saga again with tracing on (`core.tracing`): every process exports its spans over
-        OTLP/HTTP to a loopback sink that answers 204, as to a collector."""
-        port = free_port()
-        sink = self.bench.service("otlp-sink", [PYTHON, "-m", "bench.receiver", str(port)])
-        sink.wait_for("ready")
-        try:
-            return self.saga("-traced", OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}")
-        finally:
-            sink.stop()
-
     # --- the run ---------------------------------------------------------------------------------
 
     def run(self) -> dict:
         say = self.bench.say
         say(f"Benchmark 2: POST orders over HTTP, {self.config.seconds:.0f} s per phase")
-        self.setup()
+        if not self.spec:
+            self.setup()
         q = self.spec["queries"]
         say(
             f"  seeded tenant {self.spec['tenant_slug']}: {PRODUCTS} products via POST products/;"
@@ -414,7 +335,7 @@ class OrdersBenchmark:
         say(f"  plain DRF: {self.results['plain']['per_s']:,.0f} req/s")
         phases = {
             "shelfwise_deferred": ("deferred", "the request alone, no consumer running"),
-            "shelfwise": ("served", "handlers in the web worker"),
+            "shelfwise": ("served", "as served: the web worker hands on, the relay runs the handlers"),
             "shelfwise_relayed": ("relayed", "handlers in the relay"),
         }
         for key, (tag, label) in phases.items():
@@ -425,16 +346,6 @@ class OrdersBenchmark:
             say(
                 f"  ShelfWise POST orders/ ({label}): {placed['per_s']:,.0f} req/s;"
                 f" {down['orders']} orders confirmed {down['seconds']:.1f} s later"
-            )
-        saga = self.results["saga"] = self.saga()
-        say(
-            f"  the whole saga: {cpu_total(saga['cpu']):.1f} ms of CPU per confirmed order over {saga['orders']} orders"
-        )
-        if self.config.saga_tracing:
-            traced = self.results["saga_traced"] = self.saga_traced()
-            say(
-                f"  the same with tracing on: {cpu_total(traced['cpu']):.1f} ms"
-                f" ({cpu_total(traced['cpu']) / cpu_total(saga['cpu']):.2f}x)"
             )
         self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token", "staff_token")}
         return self.results
@@ -498,47 +409,7 @@ class OrdersBenchmark:
             )
         downs = [(k, r[k]["downstream"]) for k in ("shelfwise_deferred", "shelfwise", "shelfwise_relayed") if k in r]
         q = self.spec["queries"]
-        return self.orders_table(rows, downs, q, handlers) + "\n\n" + self.saga_table()
-
-    def saga_table(self) -> str:
-        r = self.results
-        plain, saga = cpu_total(r["plain"]["cpu"]), r["saga"]
-        rows = [
-            [
-                f"{saga['orders']} orders as served (gunicorn, relay, Celery worker), tracing off",
-                fmt_cpu(saga["cpu"]),
-                f"{cpu_total(saga['cpu']):.1f}",
-                f"{plain:.1f}",
-                f"{cpu_total(saga['cpu']) / plain:.1f}x",
-                "3x at most",
-            ]
-        ]
-        if "saga_traced" in r:
-            traced = r["saga_traced"]
-            rows.append(
-                [
-                    "  the same, tracing on: OTLP/HTTP export of every span to a loopback sink",
-                    fmt_cpu(traced["cpu"]),
-                    f"{cpu_total(traced['cpu']):.1f}",
-                    f"{plain:.1f}",
-                    f"{cpu_total(traced['cpu']) / cpu_total(saga['cpu']):.2f}x tracing off",
-                    "1.10x tracing off at most",
-                ]
-            )
-        return table(
-            ["whole saga per confirmed order", "CPU ms py+pg", "total", "plain DRF per request", "multiple", "goal"],
-            rows,
-            notes=[
-                "Every process of the product and its PostgreSQL backends, from the first request until every order"
-                " is settled and every delivery is done: stock, payment capture, confirmation, e-mail (console"
-                f" backend), webhooks of every event to one endpoint on a loopback receiver answering 204,"
-                f" projections, audit. {saga['statuses']}; {saga['webhook_deliveries']} webhook deliveries."
-                " Process start-up is not counted.",
-                "By process (ms py+pg per order): "
-                + ", ".join(f"{name} {fmt_cpu(cpu)}" for name, cpu in saga["by_process"].items())
-                + ".",
-            ],
-        )
+        return self.orders_table(rows, downs, q, handlers)
 
     def orders_table(self, rows: list, downs: list, q: dict, handlers: str) -> str:
         return table(
@@ -560,8 +431,8 @@ class OrdersBenchmark:
                 f" {self.config.seconds:.0f} s per phase; every response checked to be 201.",
                 f"order.placed is handled by: {handlers};"
                 " each subscriber is a delivery row in the raw-SQL transaction too.",
-                f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} as served, including the"
-                " on_commit handlers run in the web worker after the commit;"
+                f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} with the"
+                " on_commit handlers run in the process after the commit (OUTBOX_RUN_ON_COMMIT on);"
                 f" {q['post_order_request_only']} for the request alone (dispatch on commit off).",
                 "After each ShelfWise phase a Celery worker (prefork 2) starts (and, after the request-alone phase,"
                 " a relay) and every order must end confirmed: "
@@ -598,25 +469,7 @@ class OrdersBenchmark:
                 "ratio": fmt_ratio(shelf["per_s"] / plain["per_s"]),
                 "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(shelf["cpu"])),
             },
-            {
-                "what": "the whole saga: CPU per confirmed order, every process",
-                "figure": f"{cpu_total(r['saga']['cpu']):.1f} ms",
-                "ceiling": f"plain DRF {cpu_total(plain['cpu']):.1f} ms/request",
-                "ratio": "—",
-                "cpu_ratio": fmt_ratio(cpu_total(plain["cpu"]) / cpu_total(r["saga"]["cpu"])),
-            },
         ]
-        if "saga_traced" in r:
-            traced = cpu_total(r["saga_traced"]["cpu"])
-            rows.append(
-                {
-                    "what": "the whole saga with tracing on (OTLP export), CPU per confirmed order",
-                    "figure": f"{traced:.1f} ms",
-                    "ceiling": f"tracing off {cpu_total(r['saga']['cpu']):.1f} ms",
-                    "ratio": "—",
-                    "cpu_ratio": fmt_ratio(cpu_total(r["saga"]["cpu"]) / traced),
-                }
-            )
         if "shelfwise_relayed" in r:
             relayed = r["shelfwise_relayed"]
             rows.append(

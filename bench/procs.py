@@ -128,6 +128,10 @@ class Service:
         """CPU seconds of the service and its children, as far as they are alive."""
         return session_cpu(self.popen.pid)
 
+    def peak_rss(self) -> list[float]:
+        """Peak resident memory of each of the service's live processes, in MiB, largest first."""
+        return session_peak_rss(self.popen.pid)
+
     def stop(self) -> None:
         _stop(self.popen)
         if self.popen in _started:
@@ -174,6 +178,23 @@ def session_cpu(sid: int) -> float:
             if fields and int(fields[3]) == sid:
                 total += (int(fields[11]) + int(fields[12])) / _TICKS
     return total
+
+
+def session_peak_rss(sid: int) -> list[float]:
+    """Peak resident memory (VmHWM) of every live process in session `sid`, in MiB, largest first."""
+    peaks = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and int(fields[3]) == sid:
+                try:
+                    status = Path(f"/proc/{entry.name}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024)
+    return sorted(peaks, reverse=True)
 
 
 class CpuMeter:

@@ -13,12 +13,14 @@ Sizes (environment variable or option):
   BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 400; 0 skips it)
   BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 1,2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
-  BENCH_ONLY / --only                    publish,fanout,orders,admin,readside,webhooks (default all)
+  BENCH_ONLY / --only                    publish,fanout,orders,saga,admin,readside,webhooks (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay),
   BENCH_PHASE_ORDERS (400: the most orders a ShelfWise phase places within BENCH_SECONDS),
-  BENCH_SAGA_ORDERS (200: the orders of the whole-saga phase)
+  BENCH_SAGA_ORDERS (200: the closed-loop orders of a whole-saga phase), BENCH_SAGA_LATENCY_ORDERS (100:
+  the paced orders of its latency figure), BENCH_SAGA_ROUNDS (3: alternating rounds, ShelfWise and the
+  plain saga of bench/plainsaga; medians)
   BENCH_SAGA_TRACING (1: the saga again with tracing on, exporting to a loopback OTLP sink; 0 skips it)
   BENCH_READSIDE_EVENTS (100000,200000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
@@ -56,6 +58,8 @@ QUICK_SIZES = {
     "BENCH_SECONDS": "2",
     "BENCH_PHASE_ORDERS": "90",
     "BENCH_SAGA_ORDERS": "30",
+    "BENCH_SAGA_LATENCY_ORDERS": "20",
+    "BENCH_SAGA_ROUNDS": "1",
     "BENCH_ADMIN_EVENTS": "10000",
     "BENCH_ADMIN_RUNS": "1",
     "BENCH_READSIDE_EVENTS": "3000,6000",
@@ -241,18 +245,30 @@ def main() -> int:
             summary_rows.extend(fanout.peer_summary())
             run_section.took("fanout", fanout_started)
 
-        if "orders" in config.only:
+        if "orders" in config.only or "saga" in config.only:
             from bench.orders_bench import OrdersBenchmark, orders_available
+            from bench.saga_bench import SagaComparison
 
-            orders_started = time.monotonic()
-            if orders_available():
-                orders = OrdersBenchmark(bench)
-                results["orders"] = orders.run()
-                reports.append(orders.report())
-                summary_rows.extend(orders.summary_rows())
-            else:
+            if not orders_available():
                 bench.say("Benchmark 2 (orders over HTTP) skipped: orders/api.py is not in this checkout.")
-            run_section.took("orders", orders_started)
+            else:
+                orders = OrdersBenchmark(bench)
+                if "orders" in config.only:
+                    orders_started = time.monotonic()
+                    results["orders"] = orders.run()
+                    reports.append(orders.report())
+                    summary_rows.extend(orders.summary_rows())
+                    run_section.took("orders", orders_started)
+                if "saga" in config.only:
+                    saga_started = time.monotonic()
+                    bench.say("The whole saga: ShelfWise against the plain Django + Celery saga (bench/plainsaga)")
+                    if not orders.spec:
+                        orders.setup()
+                    saga = SagaComparison(orders)
+                    results["saga"] = saga.run()
+                    reports.append(saga.report())
+                    summary_rows.extend(saga.summary_rows())
+                    run_section.took("saga", saga_started)
 
         run_section("admin", "bench.admin_bench", "AdminBenchmark")
 

@@ -21,7 +21,9 @@ os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
 from config.settings import *  # noqa: F403
 from config.settings import DATABASES, INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "bench.fanout"]
+INSTALLED_APPS = [*INSTALLED_APPS, "bench.fanout", "bench.plainsaga"]
+# Where the plain saga (bench/plainsaga/tasks.py) sends its webhooks; none when empty.
+BENCH_PLAIN_WEBHOOK_URL = os.environ.get("BENCH_PLAIN_WEBHOOK_URL", "")
 ROOT_URLCONF = "bench.urls"
 
 # Measure what psycopg's server-side binding (prepared statements) would change: BENCH_SERVER_SIDE_BINDING=1.

@@ -332,6 +332,11 @@ DOMAIN_EVENTS = {
     # How long the process that published an event has to dispatch it before a relay takes over.
     # Dispatch right after commit in the publishing process (the fast path); off, relays do it all.
     "DISPATCH_ON_COMMIT": env.bool("OUTBOX_DISPATCH_ON_COMMIT", default=True),
+    # With dispatch on commit, whether the publishing process also runs the in-process handlers
+    # itself. Off (gunicorn as config/gunicorn.conf.py starts it), it sends the Celery messages
+    # and wakes the relays, which run the in-process handlers in batches: the request keeps its
+    # throughput.
+    "RUN_ON_COMMIT": env.bool("OUTBOX_RUN_ON_COMMIT", default=True),
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
     # How long a relay's claim on a delivery lasts; a claim whose holder died expires after it. It
     # covers a claim's send to the broker (milliseconds; 2 s of connection timeout when the broker
@@ -342,6 +347,9 @@ DOMAIN_EVENTS = {
     "CELERY_SEND_CHECK": timedelta(seconds=env.float("OUTBOX_CELERY_SEND_CHECK", default=15)),
     # The hard time limit of a Celery delivery task (the soft one is 80 % of it).
     "CELERY_TIME_LIMIT": timedelta(seconds=env.float("OUTBOX_CELERY_TIME_LIMIT", default=30)),
+    # How long an in-process handler may run in a relay's batch before it fails like any error (its
+    # savepoint rolled back, retried on its schedule); the others of the batch are not held back.
+    "HANDLER_TIME_LIMIT": timedelta(seconds=env.float("OUTBOX_HANDLER_TIME_LIMIT", default=30)),
     # How long a started Celery delivery is its worker's before a relay sends it again.
     "CELERY_RUN_LEASE": timedelta(seconds=env.float("OUTBOX_CELERY_RUN_LEASE", default=40)),
     # Past this a relay sends an unstarted Celery message again, whether or not it was proved lost.

@@ -84,7 +84,12 @@ MEANINGS = {
     "OUTBOX_LEASE": "Seconds a relay's claim on a delivery lasts; a dead relay's claims expire after it.",
     "OUTBOX_CELERY_SEND_CHECK": "Seconds after which a Celery message not yet started is checked for loss, "
     "and sent again if it was provably lost.",
+    "OUTBOX_RUN_ON_COMMIT": "With OUTBOX_DISPATCH_ON_COMMIT, whether the publishing process also runs the in-process "
+    "handlers after its commit; off, it sends the Celery messages and wakes the relays, which run them "
+    "(gunicorn started with config/gunicorn.conf.py, as by the Procfile, runs with it off).",
     "OUTBOX_CELERY_TIME_LIMIT": "Hard time limit of a Celery delivery task, seconds (the soft one is 80 % of it).",
+    "OUTBOX_HANDLER_TIME_LIMIT": "Seconds an in-process handler may run in a relay's batch; past it, that delivery "
+    "fails and retries on its schedule while the rest of the batch goes on.",
     "OUTBOX_CELERY_RUN_LEASE": "Seconds a started Celery delivery belongs to its worker before a relay sends it again.",
     "OUTBOX_CELERY_LEASE": "Seconds after which a relay sends an unstarted Celery message again, proved lost or not.",
     "OUTBOX_RELAY_BATCH_SIZE": "Deliveries a relay claims at a time.",

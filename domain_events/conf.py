@@ -9,6 +9,8 @@ from domain_events.retry import RetryPolicy
 
 DEFAULTS: dict[str, Any] = {
     "DISPATCH_ON_COMMIT": True,
+    # With dispatch on commit: the publisher also runs its in-process handlers (off: the relays do).
+    "RUN_ON_COMMIT": True,
     "DISPATCH_GRACE": timedelta(seconds=10),
     "LEASE": timedelta(seconds=20),
     # A sent Celery message still unstarted after this is checked for loss (see `handoff`).
@@ -16,6 +18,8 @@ DEFAULTS: dict[str, Any] = {
     # The hard time limit of a Celery delivery task; a started one is the worker's for a little longer.
     "CELERY_TIME_LIMIT": timedelta(seconds=30),
     "CELERY_RUN_LEASE": timedelta(seconds=40),
+    # How long an in-process handler may run in a relay's batch before it fails (None: no limit).
+    "HANDLER_TIME_LIMIT": timedelta(seconds=30),
     # Past this a relay sends an unstarted Celery message again, proof of loss or not.
     "CELERY_LEASE": timedelta(minutes=5),
     "RELAY_BATCH_SIZE": 100,

@@ -6,9 +6,15 @@ handlers (`running`) and records the outcomes (`outcomes`), in one transaction. 
 writes and its record therefore commit together: a redelivered event finds the record `succeeded`
 and is not applied again.
 
-- One optimistic commit per batch. When a handler fails, the batch is rolled back and run again
-  with a savepoint per handler, so one failing handler rolls back only its own writes; the
-  handler that failed is recorded, not run a second time.
+- A relay's batch (`run_due_here`) runs in one transaction with a savepoint per delivery: a failing
+  handler rolls back only its own writes and is recorded with its own attempts and retry schedule;
+  a handler past `HANDLER_TIME_LIMIT` fails the same way. Claimed batches (`execute`: the fast
+  path, Celery) make one optimistic commit; when a handler fails, the batch is rolled back and run
+  again with a savepoint per handler, and the handler that failed is recorded, not run again.
+- An error that breaks the connection or the batch's transaction (a lost backend, a handler
+  stopped in the middle of a statement, a failed commit) ends the batch: it runs again one delivery
+  per transaction, and a delivery that breaks its own transaction too is recorded as failed in a
+  fresh one. The other deliveries' effects are neither lost nor repeated.
 - A deadlock or serialization failure is nobody's fault: the batch runs again one delivery per
   transaction, and no attempt is counted.
 - A delivery held behind an earlier one is not polled: it sleeps until its blocker's next attempt,
@@ -17,6 +23,7 @@ and is not applied again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -33,6 +40,7 @@ from django.utils import timezone
 from core import tracing
 from domain_events import metrics, sql, streams
 from domain_events.claims import Claim
+from domain_events.conf import domain_events_settings
 from domain_events.events import DomainEvent
 from domain_events.locking import Blocker, Lock, Locked, fetch_locked, orm_locked
 from domain_events.models import Delivery, DeliveryStatus
@@ -43,7 +51,7 @@ from domain_events.outcomes import (
     release_holds_of_ended_blockers,
     schedule_retry,
 )
-from domain_events.running import RunCarefully, Transient, is_transient, run_one, span_attributes
+from domain_events.running import BrokenBatch, RunCarefully, Transient, is_transient, run_one, span_attributes
 from domain_events.subscriptions import subscriptions
 
 logger = logging.getLogger(__name__)
@@ -166,7 +174,7 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
         chosen[:] = [d.pk for d, _ in rows]
         return rows
 
-    return _run(lock)
+    return _run(lock, isolated=True)
 
 
 def _run_outside(claim: Claim) -> Report:
@@ -220,20 +228,35 @@ def _run_outside(claim: Claim) -> Report:
 # --- running a batch ------------------------------------------------------------------------
 
 
-def _run(lock: Lock) -> Report:
+def _run(lock: Lock, *, isolated: bool = False) -> Report:
+    """Run a batch; after a deadlock or a broken connection, one delivery per transaction.
+
+    `isolated`: a savepoint per delivery from the start, each handler under `HANDLER_TIME_LIMIT`
+    (a relay's batch); otherwise one optimistic commit first (`_run_batch`).
+    """
+    run = _run_isolated if isolated else _run_batch
     try:
-        return _after_holds(_run_batch(lock, None))
+        return _after_holds(run(lock, None))
     except Transient:
         logger.info("a batch met a deadlock or serialization failure; running it one delivery at a time")
+    except BrokenBatch:
+        if connection.in_atomic_block:
+            raise  # a caller's transaction is open around the batch: it is the caller's to end
+        logger.warning("a batch broke its connection or transaction; running it one delivery per transaction")
+        _reset_connection()
     report = Report()
     ids = _ids_of(lock)
     for delivery_id in ids:
         for attempt in range(TRANSIENT_TRIES):
             try:
-                report.add(_run_batch(lock, {delivery_id}))
+                report.add(run(lock, {delivery_id}))
                 break
             except Transient:
                 time.sleep(0.01 * (attempt + 1) * random.uniform(1, 2))
+            except BrokenBatch as broken:
+                _reset_connection()
+                report.add(_record_broken(lock, delivery_id, str(broken)))
+                break
         else:
             logger.warning("delivery %s kept meeting deadlocks; it stays open for its next claim", delivery_id)
     return _after_holds(report)
@@ -245,6 +268,61 @@ def _after_holds(report: Report) -> Report:
         released = release_holds_of_ended_blockers(report.held, timezone.now())
         if released:
             logger.info("released %d deliveries whose blocker ended while they were held", released)
+    return report
+
+
+def _reset_connection() -> None:
+    """Drop a connection that cannot go on; the next query opens a new one."""
+    with contextlib.suppress(Exception):
+        connection.close()
+
+
+def _record_broken(lock: Lock, delivery_id: int, error: str) -> Report:
+    """The delivery broke even its own transaction: record its failure in a fresh one (an attempt
+    counted, its own retry schedule), so that it never holds the others back."""
+    report = Report()
+    with transaction.atomic():
+        rows = lock({delivery_id})
+        if not rows:
+            return report
+        delivery, _ = rows[0]
+        now = timezone.now()
+        schedule_retry(delivery, error, now)
+        delivery.updated_at = now
+        delivery.save(update_fields=[*CHANGED_FIELDS])
+        metrics.count_outcomes(Tally([(delivery.handler, str(delivery.status))]))
+    report.dead += delivery.status == DeliveryStatus.DEAD
+    report.failed += delivery.status != DeliveryStatus.DEAD
+    return report
+
+
+def _run_isolated(lock: Lock, only: set[int] | None) -> Report:
+    """Run a batch in one transaction with a savepoint (and a time limit) per delivery.
+
+    A delivery alone in its batch needs no savepoint: the transaction is its own. If its handler
+    fails, the transaction is rolled back and the failure recorded in a fresh one. A deferred
+    constraint that fails at commit breaks the batch (`BrokenBatch`): each delivery then commits
+    on its own, and only the offending one fails.
+    """
+    setting = domain_events_settings()["HANDLER_TIME_LIMIT"]
+    limit = setting.total_seconds() if setting else None
+    known_failures: dict[int, str] = {}
+    try:
+        try:
+            with _collecting() as follow_ups, transaction.atomic():
+                rows = lock(only)
+                report = _run_locked(rows, careful=len(rows) > 1, limit=limit)
+        except RunCarefully as failure:
+            known_failures[failure.delivery_id] = failure.error
+            with _collecting() as follow_ups, transaction.atomic():
+                report = _run_locked(lock(only), careful=True, known_failures=known_failures, limit=limit)
+    except (Transient, BrokenBatch):
+        raise
+    except DatabaseError as exc:
+        if is_transient(exc):
+            raise Transient from exc
+        raise BrokenBatch(f"{type(exc).__name__}: {exc}") from exc
+    report.follow_ups = follow_ups
     return report
 
 
@@ -281,12 +359,16 @@ def _run_batch(lock: Lock, only: set[int] | None) -> Report:
     return report
 
 
-def _run_locked(rows: Locked, *, careful: bool, known_failures: dict[int, str] | None = None) -> Report:
+def _run_locked(
+    rows: Locked, *, careful: bool, known_failures: dict[int, str] | None = None, limit: float | None = None
+) -> Report:
     with _batch_span(rows):
-        return _run_rows(rows, careful=careful, known_failures=known_failures)
+        return _run_rows(rows, careful=careful, known_failures=known_failures, limit=limit)
 
 
-def _run_rows(rows: Locked, *, careful: bool, known_failures: dict[int, str] | None = None) -> Report:
+def _run_rows(
+    rows: Locked, *, careful: bool, known_failures: dict[int, str] | None = None, limit: float | None = None
+) -> Report:
     report = Report()
     if not rows:
         return report
@@ -314,7 +396,7 @@ def _run_rows(rows: Locked, *, careful: bool, known_failures: dict[int, str] | N
         if known_failures and delivery.pk in known_failures:
             error = known_failures[delivery.pk]
         else:
-            error = run_one(delivery, events, careful=careful)
+            error = run_one(delivery, events, careful=careful, limit=limit)
         if error is None:
             succeeded.append(delivery.pk)
             outcomes[delivery.handler, "succeeded"] += 1

@@ -55,23 +55,29 @@ def record(event: DomainEvent, subscriptions: Sequence[Subscription]) -> list[Cl
 
     With dispatch after commit on, the publisher leases its deliveries for a grace period, so
     relays leave them alone; with it off they are due at once and the commit wakes the relays.
+    With `RUN_ON_COMMIT` off, the publisher still sends its Celery messages after commit, but its
+    in-process deliveries are due at once for the relays, which the commit wakes.
     """
     conf = domain_events_settings()
     fast_path = conf["DISPATCH_ON_COMMIT"]
+    run_here = conf["RUN_ON_COMMIT"]
     now = timezone.now()
     token = uuid.uuid4() if fast_path and subscriptions else None
-    due = [now + _publisher_lease(s, conf) if fast_path else now for s in subscriptions]
+    mine = [fast_path and (run_here or s.mode is Mode.CELERY) for s in subscriptions]
+    due = [now + _publisher_lease(s, conf) if kept else now for s, kept in zip(subscriptions, mine, strict=True)]
     sent = [now if fast_path and s.mode is Mode.CELERY else None for s in subscriptions]
+    notify = not all(mine)
     connection = transaction.get_connection()
     if connection.vendor == "postgresql":
         rows = _record_in_one_statement(
-            connection, event, subscriptions, now=now, token=token, due=due, sent=sent, notify=not fast_path
+            connection, event, subscriptions, now=now, token=token, due=due, sent=sent, notify=notify
         )
     else:
         rows = _record_with_the_orm(event, subscriptions, now=now, token=token, due=due, sent=sent)
     if not fast_path:
         return []
-    return [Claim(pk, token, handler, event.traceparent) for pk, handler in rows]
+    kept_names = {s.name for s, kept in zip(subscriptions, mine, strict=True) if kept}
+    return [Claim(pk, token, handler, event.traceparent) for pk, handler in rows if handler in kept_names]
 
 
 def _event_values(event: DomainEvent, now: datetime) -> tuple:

@@ -2,14 +2,20 @@
 
 A handler's failure is its own (recorded on the delivery and retried); a deadlock or a
 serialization failure is nobody's (`Transient`: the executor runs the batch again, one delivery
-per transaction, and counts no attempt).
+per transaction, and counts no attempt). A failure that leaves the connection or the batch's
+transaction unusable (`BrokenBatch`) ends the batch: the executor runs it again one delivery per
+transaction, where only the delivery that breaks it fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from core import tracing
 from core.log_context import log_scope
@@ -38,6 +44,49 @@ class RunCarefully(Exception):
 
 class Transient(Exception):
     """A deadlock or serialization failure: run the batch again, one delivery per transaction."""
+
+
+class BrokenBatch(Exception):
+    """The connection or the batch's transaction cannot go on (a lost backend, a handler stopped in
+    the middle of a statement): run the batch again, one delivery per transaction."""
+
+
+class HandlerTimedOut(Exception):
+    """A handler ran past its time limit (`HANDLER_TIME_LIMIT`, in a relay's batch)."""
+
+
+def connection_broken() -> bool:
+    """Whether the connection cannot carry on its transaction: closed, or stuck in a statement."""
+    raw = connection.connection
+    if raw is None:
+        return False
+    if getattr(raw, "closed", False):
+        return True
+    info = getattr(raw, "info", None)
+    if info is None:  # not psycopg 3 (SQLite)
+        return False
+    from psycopg.pq import TransactionStatus
+
+    return info.transaction_status in (TransactionStatus.UNKNOWN, TransactionStatus.ACTIVE)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise `HandlerTimedOut` in the block once it has run `seconds` (main thread only: a relay)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(*_: object) -> None:
+        raise HandlerTimedOut(f"the handler ran past its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -75,13 +124,19 @@ def span_attributes(stored: StoredEvent) -> dict[str, str]:
 
 
 def run_one(
-    delivery: Delivery, events: dict[int, DomainEvent | Exception], *, careful: bool, bare: bool = False
+    delivery: Delivery,
+    events: dict[int, DomainEvent | Exception],
+    *,
+    careful: bool,
+    bare: bool = False,
+    limit: float | None = None,
 ) -> str | None:
     """Run one handler; returns the error text, or None on success.
 
     In the optimistic pass a failure aborts the whole pass (it is recorded, not run again); in the
-    careful pass the handler runs in its own savepoint and its failure is returned. `bare`: no
-    transaction of ours is open (a non-atomic handler), and any failure is the handler's own.
+    careful pass the handler runs in its own savepoint and its failure is returned, unless it left
+    the connection unusable (`BrokenBatch`). `bare`: no transaction of ours is open (a non-atomic
+    handler), and any failure is the handler's own. `limit`: seconds the handler may run.
     """
     subscription = subscriptions.get(delivery.handler)
     stored = delivery.stored_event
@@ -102,7 +157,11 @@ def run_one(
             if subscription is None:
                 raise LookupError(f"no handler named {delivery.handler!r} is subscribed in this process")
             event = _load(delivery, events)
-            with traced(event.correlation_id, causation_id=event.event_id, actor=event.actor), span:
+            with (
+                traced(event.correlation_id, causation_id=event.event_id, actor=event.actor),
+                span,
+                time_limit(limit),
+            ):
                 if careful and not bare:
                     with transaction.atomic():
                         subscription.handler(event)
@@ -111,6 +170,9 @@ def run_one(
         except Exception as exc:
             if is_transient(exc) and not bare:
                 raise Transient from exc
+            if careful and not bare and (connection_broken() or connection.needs_rollback):
+                logger.warning("handler %s on %s left the connection unusable: %r", delivery.handler, stored.ref, exc)
+                raise BrokenBatch(kept_error(mask_error(f"{type(exc).__name__}: {exc}"))) from exc
             logger.warning("handler %s failed on %s: %r", delivery.handler, stored.ref, exc, exc_info=True)
             error = kept_error(mask_error(f"{type(exc).__name__}: {exc}"))
             if not careful:

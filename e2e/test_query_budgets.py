@@ -23,7 +23,8 @@ GET_ORDER = 3  # token; the order; its items (prefetched: one query for all of t
 GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 # Queries per handler, for one order paid with tok_visa, one batch per handler as a relay or
 # worker runs it: the batch's own (savepoint, claim and lock, record, release) included, and the
-# one of `run_deliveries_now` that makes the deliveries due.
+# one of `run_deliveries_now` that makes the deliveries due. A relay's batch of one delivery needs
+# no savepoint; in a batch of several, each delivery has one (SAVEPOINT and RELEASE).
 HANDLERS = {
     "inventory.reserve_stock_for_order": 15,
     "payments.register_payment_for_order": 9,
@@ -31,7 +32,8 @@ HANDLERS = {
     # lease check, the claim of the capture's key, the record with its event, the delivery's outcome.
     "payments.capture_payment_for_order": 22,
     "notifications.remember_order_contact": 9,
-    "webhooks.queue_webhook_deliveries": 14,
+    # Its batches hold several deliveries (three here): each runs in a savepoint of its own (2 queries).
+    "webhooks.queue_webhook_deliveries": 20,
     "orders.confirm_order": 11,
     "notifications.email_customer_about_order": 20,
 }

@@ -3,9 +3,10 @@
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from domain_events.bus import event_bus
@@ -207,3 +208,29 @@ def test_events_published_by_handlers_still_get_commit_order_positions():
 def test_redrive_refuses_a_malformed_event_id():
     with pytest.raises(CommandError, match="not a UUID"):
         call_command("redrive_dead_letters", "--event-id", "not-a-uuid")
+
+
+def test_with_run_on_commit_off_the_publisher_sends_celery_messages_and_leaves_its_handlers_to_a_relay(settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "RUN_ON_COMMIT": False}
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    listener = psycopg.connect(**params, autocommit=True)
+    try:
+        listener.execute(f"LISTEN {settings.DOMAIN_EVENTS.get('NOTIFY_CHANNEL', 'shelfwise_outbox')}")
+        event = publish()
+        woken = list(listener.notifies(timeout=2, stop_after=1))
+    finally:
+        listener.close()
+    assert woken, "the commit wakes the relays"
+    assert not ProbeRecord.objects.filter(event_id=event.event_id).exists(), "nothing ran in the publisher"
+    fast = deliveries(event, "probe.fast")
+    assert (fast.status, fast.attempts) == (Delivery.Status.PENDING, 0)
+    assert fast.next_attempt_at <= timezone.now(), "due for the relays at once, no grace period"
+    slow = deliveries(event, "probe.slow")
+    assert slow.sent_at is not None, "the publisher sends the Celery message"
+
+    relay_once()
+    ran = set(ProbeRecord.objects.filter(event_id=event.event_id).values_list("handler", flat=True))
+    assert {"probe.fast", "probe.other"} <= ran
+    assert deliveries(event, "probe.fast").status == Delivery.Status.SUCCEEDED

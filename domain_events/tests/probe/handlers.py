@@ -28,9 +28,13 @@ def _record(handler: str, event) -> None:
 
 
 def _misbehave(handler: str, event) -> None:
-    delay = ProbeSwitch.value_of(f"{handler}:sleep")
+    delay = ProbeSwitch.value_of(f"{handler}:sleep") or ProbeSwitch.value_of(f"{handler}:sleep:{event.n}")
     if delay:
         time.sleep(delay)
+    if ProbeSwitch.value_of(f"{handler}:kill:{event.n}"):
+        # Its own backend ends: the connection, and the transaction it carried, are gone.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
     if ProbeSwitch.value_of(f"{handler}:fail") or ProbeSwitch.value_of(f"{handler}:fail:{event.n}"):
         raise ProbeFailure(f"{handler} told to fail on n={event.n}")
 
