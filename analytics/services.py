@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -24,9 +25,10 @@ from django.utils import timezone
 
 from analytics.models import Generation
 from analytics.projections import PROJECTIONS, Projection, generation_for
+from domain_events import archive as archive_events
 from domain_events import reader_lag, tracking
 from domain_events.head import settled_head as head
-from domain_events.models import Checkpoint, StoredEvent
+from domain_events.models import ArchivedMonth, Checkpoint, StoredEvent
 from domain_events.subscriptions import subscriptions, type_names
 
 LIVE, REBUILD, CHECK = "live", "rebuild", "check"
@@ -44,6 +46,16 @@ class UnknownProjection(LookupError):
 
 class ProjectionBusy(RuntimeError):
     """Another process is rebuilding or checking this projection."""
+
+
+class ArchiveNeeded(RuntimeError):
+    """Months of stored events were archived: a replay without their files would give other figures."""
+
+    def __init__(self) -> None:
+        months = ", ".join(
+            f"{m:%Y-%m}" for m in ArchivedMonth.objects.order_by("month").values_list("month", flat=True)
+        )
+        super().__init__(f"the stored events of {months} are archived: replay them from their files (--with-archive)")
 
 
 def projection_get_many(*, names: list[str] | None) -> list[Projection]:
@@ -101,10 +113,20 @@ def _position(name: str, target: str) -> int:
     return Checkpoint.objects.get(name=tracking.checkpoint_name(name, target)).position
 
 
-def events_to_replay(*, name: str) -> int:
-    """How many stored events a full replay of `name` reads, up to the current head."""
-    tracker = subscriptions.tracker(name)
-    return StoredEvent.objects.filter(type__in=type_names(tracker), position__lte=head()).count()
+def events_to_replay(*, name: str, archive: Path | None = None) -> int:
+    """How many stored events a full replay of `name` reads, up to the current head, with those of
+    the archive's files."""
+    types = type_names(subscriptions.tracker(name))
+    archived = archive_events.archived_count(archive, set(types)) if archive else 0
+    return archived + StoredEvent.objects.filter(type__in=types, position__lte=head()).count()
+
+
+def _replay_archive(name: str, target: str, archive: Path | None, size: int) -> Iterator[int]:
+    """The archived months' events, a batch at a time: what a replay reads before the table's."""
+    if archive is None:
+        return iter(())
+    types = set(type_names(subscriptions.tracker(name)))
+    return tracking.replay(name, archive_events.archived_rows(archive, types), target=target, batch_size=size)
 
 
 @dataclass(frozen=True)
@@ -121,21 +143,30 @@ def projection_rebuild(
     batch_size: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    archive: Path | None = None,
 ) -> RebuildResult:
     """Replay every stored event of projection `name` into new tables and swap them in at once.
 
-    `on_start(total)` is told how many events the replay reads, `on_progress(n)` after each batch.
-    Raises `UnknownProjection` or `ProjectionBusy` (another rebuild of it is running) and then
-    changes nothing.
+    With `archive`, a directory of `archive_events` files, their events are replayed first, merged
+    by position with the table's. `on_start(total)` is told how many events the replay reads,
+    `on_progress(n)` after each batch. Raises `UnknownProjection`, `ProjectionBusy` (another
+    rebuild of it is running), `ArchiveNeeded` (months are archived and no archive is given) or
+    `ArchiveCorrupt` (a file does not read back whole) and then changes nothing that is live.
     """
     [projection] = projection_get_many(names=[name])
     size = batch_size or projection.batch_size
     started = time.monotonic()
+    if archive is None and ArchivedMonth.objects.exists():
+        raise ArchiveNeeded()
     with _exclusive(name, REBUILD):
         generation = _start(projection, REBUILD)
         if on_start:
-            on_start(events_to_replay(name=name))
+            on_start(events_to_replay(name=name, archive=archive))
         done = 0
+        for applied in _replay_archive(name, REBUILD, archive, size):
+            done += applied
+            if on_progress:
+                on_progress(applied)
         # Keyset batches from the rebuild's own checkpoint: memory stays flat however many events.
         while applied := tracking.read_batch(name, target=REBUILD, batch_size=size):
             done += applied
@@ -185,19 +216,24 @@ class CheckResult:
     differences: list[Difference]
 
 
-def projection_check(*, name: str, batch_size: int | None = None) -> CheckResult:
+def projection_check(*, name: str, batch_size: int | None = None, archive: Path | None = None) -> CheckResult:
     """Rebuild `name` into scratch tables and compare them with the live read models.
 
     Both sides are brought to the same position (live batches wait meanwhile) and compared table
-    by table in the database; the scratch tables are dropped afterwards. Raises
-    `UnknownProjection` or `ProjectionBusy`.
+    by table in the database; the scratch tables are dropped afterwards. `archive` as for
+    `projection_rebuild`. Raises `UnknownProjection`, `ProjectionBusy`, `ArchiveNeeded` or
+    `ArchiveCorrupt`.
     """
     [projection] = projection_get_many(names=[name])
     size = batch_size or projection.batch_size
+    if archive is None and ArchivedMonth.objects.exists():
+        raise ArchiveNeeded()
     with _exclusive(name, CHECK):
         before = reader_lag.lag(name)
         scratch = _start(projection, CHECK)
         try:
+            for _ in _replay_archive(name, CHECK, archive, size):
+                pass
             tracking.catch_up(name, target=CHECK, batch_size=size)
             with transaction.atomic():
                 _lock_live_checkpoint(name)
