@@ -16,7 +16,7 @@ from django.utils import timezone
 from domain_events import archive, tracking
 from domain_events.bus import event_bus
 from domain_events.events import StockAdjusted
-from domain_events.models import ArchivedMonth, Checkpoint, Delivery, StoredEvent
+from domain_events.models import ArchivedMonth, Checkpoint, Delivery, StoredEvent, Subscriber
 from domain_events.subscriptions import subscriptions
 
 pytestmark = pytest.mark.django_db
@@ -125,6 +125,23 @@ def test_a_month_a_position_reader_has_not_read_is_refused(tenant, tmp_path):
     with pytest.raises(CommandError, match=r"position reader audit.chain is at 0"):
         run("--before", "2026-02", "--to", str(tmp_path))
     assert StoredEvent.objects.count() == 1
+
+
+def test_a_month_a_subscriber_of_this_code_is_not_covered_past_is_refused(tenant, tmp_path):
+    recorded_in(tenant, JAN, 1)
+    settle()
+    now = timezone.now()
+    handler = next(iter(subscriptions.all())).name
+    for name in (handler, "retired.handler"):
+        Subscriber.objects.update_or_create(
+            name=name,
+            defaults={"mode": "on_commit", "first_position": 0, "covered_position": 0, "last_seen_at": now},
+        )
+    with pytest.raises(CommandError, match=rf"subscriber {handler} is covered only up to 0") as refused:
+        run("--before", "2026-02", "--to", str(tmp_path))
+    assert "retired.handler" not in str(refused.value), "a handler no code runs does not hold the archive"
+    Subscriber.objects.filter(name=handler).update(covered_position=StoredEvent.objects.get().position)
+    assert "1 month(s) archived" in run("--before", "2026-02", "--to", str(tmp_path))
 
 
 def test_only_months_that_are_over_and_well_formed_are_taken(tmp_path):
