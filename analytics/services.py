@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -25,9 +26,10 @@ from django.utils import timezone
 from analytics.models import Generation
 from analytics.projections import PROJECTIONS, Projection, generation_for
 from core.replica import reads_from_replica
+from domain_events import archive as archive_events
 from domain_events import reader_lag, tracking
 from domain_events.head import settled_head as head
-from domain_events.models import Checkpoint, StoredEvent
+from domain_events.models import ArchivedMonth, Checkpoint, StoredEvent
 from domain_events.subscriptions import subscriptions, type_names
 
 LIVE, REBUILD, CHECK = "live", "rebuild", "check"
@@ -45,6 +47,16 @@ class UnknownProjection(LookupError):
 
 class ProjectionBusy(RuntimeError):
     """Another process is rebuilding or checking this projection."""
+
+
+class ArchiveNeeded(RuntimeError):
+    """Months of stored events were archived: a replay without their files would give other figures."""
+
+    def __init__(self) -> None:
+        months = ", ".join(
+            f"{m:%Y-%m}" for m in ArchivedMonth.objects.order_by("month").values_list("month", flat=True)
+        )
+        super().__init__(f"the stored events of {months} are archived: replay them from their files (--with-archive)")
 
 
 def projection_get_many(*, names: list[str] | None) -> list[Projection]:
@@ -102,12 +114,22 @@ def _position(name: str, target: str) -> int:
     return Checkpoint.objects.get(name=tracking.checkpoint_name(name, target)).position
 
 
-def events_to_replay(*, name: str) -> int:
-    """How many stored events a full replay of `name` reads, up to the current head."""
-    tracker = subscriptions.tracker(name)
+def events_to_replay(*, name: str, archive: Path | None = None) -> int:
+    """How many stored events a full replay of `name` reads, up to the current head, with those of
+    the archive's files."""
+    types = type_names(subscriptions.tracker(name))
+    archived = archive_events.archived_count(archive, set(types)) if archive else 0
     top = head()
     with reads_from_replica():  # a progress bar's total: a replica a moment behind will do
-        return StoredEvent.objects.filter(type__in=type_names(tracker), position__lte=top).count()
+        return archived + StoredEvent.objects.filter(type__in=types, position__lte=top).count()
+
+
+def _replay_archive(name: str, target: str, archive: Path | None, size: int) -> Iterator[int]:
+    """The archived months' events, a batch at a time: what a replay reads before the table's."""
+    if archive is None:
+        return iter(())
+    types = set(type_names(subscriptions.tracker(name)))
+    return tracking.replay_archived(name, archive_events.archived_rows(archive, types), target=target, batch_size=size)
 
 
 @dataclass(frozen=True)
@@ -124,24 +146,34 @@ def projection_rebuild(
     batch_size: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    archive: Path | None = None,
 ) -> RebuildResult:
     """Replay every stored event of projection `name` into new tables and swap them in at once.
 
-    `on_start(total)` is told how many events the replay reads, `on_progress(n)` after each batch.
-    Raises `UnknownProjection` or `ProjectionBusy` (another rebuild of it is running) and then
-    changes nothing.
+    With `archive`, a directory of `archive_events` files, their events are replayed first, merged
+    by position with the table's. `on_start(total)` is told how many events the replay reads,
+    `on_progress(n)` after each batch. Raises `UnknownProjection`, `ProjectionBusy` (another
+    rebuild of it is running), `ArchiveNeeded` (months are archived and no archive is given) or
+    `ArchiveCorrupt` (a file does not read back whole) and then changes nothing that is live.
     """
     [projection] = projection_get_many(names=[name])
     size = batch_size or projection.batch_size
     started = time.monotonic()
+    if archive is None and ArchivedMonth.objects.exists():
+        raise ArchiveNeeded()
     with _exclusive(name, REBUILD):
         generation = _start(projection, REBUILD)
         if on_start:
-            on_start(events_to_replay(name=name))
+            on_start(events_to_replay(name=name, archive=archive))
+        done = 0
+        for applied in _replay_archive(name, REBUILD, archive, size):
+            done += applied
+            if on_progress:
+                on_progress(applied)
         # Keyset batches from the rebuild's own checkpoint: memory stays flat however many events.
         # The bulk reads the events from the replica where one serves reads; what was recorded
         # meanwhile is read from the primary.
-        done = tracking.replay(name, target=REBUILD, batch_size=size, on_progress=on_progress)
+        done += tracking.replay(name, target=REBUILD, batch_size=size, on_progress=on_progress)
         while applied := tracking.read_batch(name, target=REBUILD, batch_size=size):
             done += applied
             if on_progress:
@@ -190,19 +222,24 @@ class CheckResult:
     differences: list[Difference]
 
 
-def projection_check(*, name: str, batch_size: int | None = None) -> CheckResult:
+def projection_check(*, name: str, batch_size: int | None = None, archive: Path | None = None) -> CheckResult:
     """Rebuild `name` into scratch tables and compare them with the live read models.
 
     Both sides are brought to the same position (live batches wait meanwhile) and compared table
-    by table in the database; the scratch tables are dropped afterwards. Raises
-    `UnknownProjection` or `ProjectionBusy`.
+    by table in the database; the scratch tables are dropped afterwards. `archive` as for
+    `projection_rebuild`. Raises `UnknownProjection`, `ProjectionBusy`, `ArchiveNeeded` or
+    `ArchiveCorrupt`.
     """
     [projection] = projection_get_many(names=[name])
     size = batch_size or projection.batch_size
+    if archive is None and ArchivedMonth.objects.exists():
+        raise ArchiveNeeded()
     with _exclusive(name, CHECK):
         before = reader_lag.lag(name)
         scratch = _start(projection, CHECK)
         try:
+            for _ in _replay_archive(name, CHECK, archive, size):
+                pass
             tracking.replay(name, target=CHECK, batch_size=size)
             with transaction.atomic():
                 _lock_live_checkpoint(name)

@@ -7,10 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
+from django.db.models import OuterRef, Subquery
+
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
 from domain_events import reader_lag
-from domain_events.models import ParkedEvent, StoredEvent
+from domain_events.models import ArchivedMonth, ParkedEvent, StoredEvent
+from domain_events.queries import AuditChainHeads
 
 READER = "audit.chain"  # the position reader that appends to the chains (audit/apps.py)
 
@@ -51,12 +54,47 @@ def audit_reader_state() -> ReaderState:
 def audit_chain_shortfall(*, tenant_id: UUID, upto: int) -> int:
     """How many of `tenant_id`'s stored events up to position `upto` are missing from its chain.
 
-    Events the reader parked (it could not read them) are not expected in the chain. Negative when
-    the chain holds more entries there than there are stored events.
+    Events the reader parked (it could not read them) are not expected in the chain. Events of
+    archived months count as stored (each was read by the reader before its month was archived).
+    Negative when the chain holds more entries there than there are stored events.
     """
     parked = ParkedEvent.objects.filter(reader=READER, position__lte=upto).values("stored_event_id")
     stored = StoredEvent.objects.filter(tenant_id=tenant_id, position__lte=upto).exclude(id__in=parked).count()
+    # Archived months: their events were all read by the reader before they were archived.
+    for month in ArchivedMonth.objects.all():
+        counts = month.tenants.get(str(tenant_id), {})
+        stored += counts.get("events", 0) - counts.get("parked", {}).get(READER, 0)
     return stored - AuditEntry.objects.filter(tenant_id=tenant_id, position__lte=upto).count()
+
+
+def audit_chain_heads(query: AuditChainHeads) -> dict[UUID, tuple[int, str]]:
+    """Each named tenant's chain length and head hash up to position `query.upto` (tenants without
+    entries there are left out)."""
+    last = (
+        AuditEntry.objects.filter(tenant_id=OuterRef("tenant_id"), position__lte=query.upto)
+        .order_by("-sequence")
+        .values("sequence")[:1]
+    )
+    rows = AuditEntry.objects.filter(tenant_id__in=query.tenant_ids, sequence=Subquery(last))
+    return {t: (sequence, hash_) for t, sequence, hash_ in rows.values_list("tenant_id", "sequence", "hash")}
+
+
+def audit_archived_heads(*, tenant_id: UUID) -> list[str]:
+    """What became of the chain heads recorded when months of stored events were archived: one
+    problem per head that is no longer the entry at its place in the chain (history rewritten
+    after the month left the database)."""
+    problems = []
+    for month in ArchivedMonth.objects.order_by("month"):
+        recorded = month.tenants.get(str(tenant_id), {})
+        length, head = recorded.get("chain_length"), recorded.get("chain_head")
+        if not head:
+            continue
+        entry = AuditEntry.objects.filter(tenant_id=tenant_id, sequence=length).values_list("hash", flat=True).first()
+        if entry != head:
+            problems.append(
+                f"entry #{length} is no longer the head {head} recorded when {month.month:%Y-%m} was archived"
+            )
+    return problems
 
 
 def _entries(tenant_id: UUID) -> Iterator[dict]:

@@ -362,7 +362,7 @@ DOMAIN_EVENTS = {
     "READER_POLL_INTERVAL": env.float("OUTBOX_READER_POLL_INTERVAL", default=0.02),
     # Readers held back this long by an open writing transaction log which one holds them.
     "READER_HELD_WARNING": timedelta(seconds=env.float("OUTBOX_READER_HELD_WARNING", default=30)),
-    # Succeeded delivery records are pruned after this; stored events are kept for ever.
+    # Succeeded delivery records are pruned after this; stored events are kept until archived.
     "DELIVERY_RETENTION": timedelta(hours=env.float("OUTBOX_DELIVERY_RETENTION_HOURS", default=168)),
     # Dead letters hold their aggregate back until redriven or skipped; after this they are pruned.
     "DEAD_LETTER_RETENTION": timedelta(days=env.float("OUTBOX_DEAD_LETTER_RETENTION_DAYS", default=30)),

@@ -1,11 +1,13 @@
 """The outbox and its readers' state.
 
-- `StoredEvent`: every event, kept for ever, numbered by `position` as it is inserted and by
-  `revision` within its aggregate's stream.
+- `StoredEvent`: every event, kept until its month is archived (`archive`), numbered by `position`
+  as it is inserted and by `revision` within its aggregate's stream.
 - `Stream`: one row per aggregate, with its last revision; its row lock orders one aggregate's events.
 - `Delivery`: the inbox of per-event handlers, one row per (event, handler), with its state.
 - `Subscriber`: every per-event handler ever deployed, and from which position it is owed events.
 - `Checkpoint`: how far each position reader (projection, audit chain, integration relay) has got.
+- `ArchivedMonth`: what `archive_events` took out of the table, so replays and the audit check
+  still account for it.
 - `QueueMark`: per Celery queue, the latest send time a worker has started; proof that older
   unstarted messages on that queue were lost.
 """
@@ -167,7 +169,8 @@ class Delivery(models.Model):
 
     # No index of its own: the unique (stored_event, handler) index serves lookups by event.
     # No database constraint: a delivery is written in the same statement as its event, events are
-    # never deleted, and a constraint would cost a lookup per delivery on every publish.
+    # deleted only with their finished deliveries (`archive`), and a constraint would cost a lookup
+    # per delivery on every publish.
     stored_event = models.ForeignKey(
         StoredEvent, on_delete=models.PROTECT, related_name="deliveries", db_constraint=False, db_index=False
     )
@@ -318,3 +321,28 @@ class QueueMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue}: started up to {self.started_sent_at}"
+
+
+class ArchivedMonth(models.Model):
+    """A month of stored events written to a file by `archive_events` and then removed from the table.
+
+    Kept so that what the table no longer holds is still accounted for: the rebuild replays the file
+    (`rebuild_projections --with-archive`), and `verify_audit_log` counts the month's events per
+    tenant and checks that the audit chain heads recorded when it was archived are still there.
+    """
+
+    month = models.DateField(primary_key=True)  # its first day (UTC)
+    file_name = models.CharField(max_length=200)
+    events = models.PositiveBigIntegerField()
+    first_position = models.BigIntegerField()
+    last_position = models.BigIntegerField()
+    # sha256 of the file's event lines, as written and as read back.
+    checksum = models.CharField(max_length=64)
+    # {tenant id: {"events": n, "parked": {reader: n}, "chain_length": n, "chain_head": hash}}: the
+    # month's events and those readers parked, and the audit chain up to the month's last position
+    # (no head when no module keeps an audit chain).
+    tenants = models.JSONField(default=dict)
+    archived_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m}: {self.events} events in {self.file_name}"

@@ -58,3 +58,16 @@ class NoticeOutcome:
     status: str
     reason: str = ""
     events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditChainHeads(Query):
+    """Each tenant's audit chain up to position `upto`: its length and head hash there (the audit
+    module answers).
+
+    Asked when a month of stored events is archived, so the chain stays verifiable without them.
+    Answer: `dict[UUID, tuple[int, str]]` for the tenants named that have entries there.
+    """
+
+    tenant_ids: tuple[UUID, ...]
+    upto: int

@@ -1,6 +1,7 @@
 """Retention: what the relays delete, and what they keep.
 
-Stored events are kept for ever. Delivery records go by the rules of `prune`, one relay at a time
+Stored events are kept until `archive_events` archives their month (`domain_events.archive`).
+Delivery records go by the rules of `prune`, one relay at a time
 (an advisory lock), in batches, each in a transaction of its own.
 """
 
@@ -34,7 +35,7 @@ def prune() -> int:
       and aggregate still waits behind one: a dead letter that holds others is kept until
       staff redrive or skip it, so nothing is left waiting for a release that never comes;
     - open deliveries of orphaned handlers (not seen by any process for `ORPHAN_RETENTION`).
-    Stored events are kept for ever.
+    Stored events are not touched here.
     """
     conf = domain_events_settings()
     now = timezone.now()

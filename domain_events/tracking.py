@@ -15,8 +15,9 @@ schedule; an ordered reader cannot skip an event, so it never goes dead: staff s
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -133,22 +134,10 @@ def _apply_batch(
         # A full batch stops at its last event; a short one saw everything up to the head.
         full = len(rows) == size
         upto = rows[-1][0] if full else top
-        loaded = load_or_park(key, rows)
-        events = [event for _, event in loaded]
-        if events:
-            positions = {event.event_id: row[0] for row, event in loaded}
-            # The handler's log lines never show the batch's private values (payment tokens).
-            secrets = [value for row, _ in loaded for value in private_values_in(row[2], row[4])]
-            try:
-                with private_values(secrets), _batch_span(name, events):
-                    tracker.handler(events, TrackingContext(name, target, checkpoint.position, upto, positions))
-            except PartlyApplied as partly:
-                failure = partly
-                failure.private_values = secrets
-            except Exception as exc:
-                # Whoever records the failure masks them in its error text (`_record_failure`).
-                exc.private_values = secrets
-                raise
+        try:
+            applied = _handle(tracker, target, checkpoint.position, upto, rows)
+        except PartlyApplied as partly:
+            failure = partly
         if failure is None:
             Checkpoint.objects.filter(pk=checkpoint.pk).update(
                 position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
@@ -160,7 +149,57 @@ def _apply_batch(
             )
     if failure is not None:
         raise failure
-    return len(events), full
+    return applied, full
+
+
+def _handle(tracker: Tracker, target: str, after: int, upto: int, rows: list[tuple]) -> int:
+    """Give the rows' events (parking those that cannot be read) to the reader's handler, in the
+    caller's transaction; returns how many it was given."""
+    key = checkpoint_name(tracker.name, target)
+    loaded = load_or_park(key, rows)
+    events = [event for _, event in loaded]
+    if events:
+        positions = {event.event_id: row[0] for row, event in loaded}
+        # The handler's log lines never show the batch's private values (payment tokens).
+        secrets = [value for row, _ in loaded for value in private_values_in(row[2], row[4])]
+        try:
+            with private_values(secrets), _batch_span(tracker.name, events):
+                tracker.handler(events, TrackingContext(tracker.name, target, after, upto, positions))
+        except Exception as exc:
+            # Whoever records the failure masks them in its error text (`_record_failure`).
+            exc.private_values = secrets
+            raise
+    return len(events)
+
+
+def replay_archived(name: str, rows: Iterable[tuple], *, target: str, batch_size: int | None = None) -> Iterator[int]:
+    """Apply `rows` (a reader's rows, `parking.READ`, in position order: archived events) to `name`
+    against `target`, together with the table's events between them, a batch per transaction with
+    its checkpoint; yields how many events each batch applied.
+
+    The table's events are merged in by position, so an event recorded late in a month that was
+    archived, and numbered after events of the next month, is still read in its place.
+    """
+    tracker = _tracker(name)
+    _ensure_checkpoint(tracker, target)
+    types = set(type_names(tracker))
+    key = checkpoint_name(name, target)
+    wanted = (r for r in rows if r[2] in types)
+    while batch := list(itertools.islice(wanted, batch_size or tracker.batch_size)):
+        with transaction.atomic():
+            checkpoint = Checkpoint.objects.select_for_update().get(name=key)
+            upto = batch[-1][0]
+            if upto <= checkpoint.position:
+                continue
+            table = StoredEvent.objects.filter(position__gt=checkpoint.position, position__lte=upto, type__in=types)
+            merged = sorted(
+                [r for r in batch if r[0] > checkpoint.position] + list(table.values_list(*READ)), key=lambda r: r[0]
+            )
+            applied = _handle(tracker, target, checkpoint.position, upto, merged)
+            Checkpoint.objects.filter(pk=checkpoint.pk).update(
+                position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
+            )
+        yield applied
 
 
 def _batch_span(name: str, events: list[DomainEvent]):

@@ -5,10 +5,14 @@ fails or lags, fails the check; memory stays bounded however long the chain."""
 import contextlib
 import tracemalloc
 import uuid
+from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
@@ -16,7 +20,7 @@ from audit.selectors import audit_chain_verify
 from audit.services import audit_append_events
 from domain_events.bus import event_bus
 from domain_events.events import StockAdjusted
-from domain_events.models import Checkpoint, StoredEvent
+from domain_events.models import Checkpoint, Delivery, StoredEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -238,3 +242,51 @@ def test_the_reader_position_is_reported(tenant, record_events):
     code, out = verify()
     assert code == 0, out
     assert f"Reader audit.chain: at position {head} of {head}" in out
+
+
+def archive_all_but_the_last(tenant, record_events, tmp_path) -> None:
+    """Three events recorded (as if) in January and two in February, January archived."""
+    events = record_events(tenant, 5)
+    for month, group in ((1, events[:3]), (2, events[3:])):
+        StoredEvent.objects.filter(event_id__in=[e.event_id for e in group]).update(
+            recorded_at=datetime(2026, month, 10, tzinfo=UTC)
+        )
+    Delivery.objects.filter(status__in=Delivery.OPEN).update(status="succeeded", completed_at=timezone.now())
+    call_command("archive_events", "--before", "2026-02", "--to", str(tmp_path), stdout=StringIO())
+    assert StoredEvent.objects.filter(tenant_id=tenant.id).count() == 2
+
+
+def test_the_chain_stays_verifiable_across_archived_months(tenant, record_events, tmp_path):
+    archive_all_but_the_last(tenant, record_events, tmp_path)
+    code, out = verify()
+    assert code == 0, out
+    assert "5 entries" in out
+
+
+def test_a_rewrite_of_an_archived_month_is_caught_by_the_head_recorded_when_it_was_archived(
+    tenant, record_events, tmp_path
+):
+    archive_all_but_the_last(tenant, record_events, tmp_path)
+    with tampering():
+        previous = GENESIS
+        for entry in AuditEntry.objects.filter(tenant_id=tenant.id).order_by("sequence"):
+            if entry.sequence == 1:
+                entry.payload = {**entry.payload, "quantity_change": 1000}
+            entry.previous_hash = previous
+            entry.hash = entry_hash(previous, {f: getattr(entry, f) for f in CONTENT_FIELDS})
+            entry.save()
+            previous = entry.hash
+    code, out = verify()
+    assert code == 1, "a consistent rewrite no longer passes once a month was archived"
+    assert "entry #3 is no longer the head" in out
+    assert "recorded when 2026-01 was archived" in out
+
+
+def test_entries_removed_with_an_archived_month_are_caught(tenant, record_events, tmp_path):
+    archive_all_but_the_last(tenant, record_events, tmp_path)
+    with tampering():
+        AuditEntry.objects.filter(tenant_id=tenant.id, sequence__lte=3).delete()
+        AuditEntry.objects.filter(tenant_id=tenant.id).update(sequence=F("sequence") - 3)
+    code, out = verify()
+    assert code == 1
+    assert "3 stored event(s)" in out

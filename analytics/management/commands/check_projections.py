@@ -1,13 +1,16 @@
-"""`manage.py check_projections [NAME …]` (docs/operations.md, Commands): exit 0 when equal, 1 on drift."""
+"""`manage.py check_projections [NAME …] [--with-archive DIR]` (docs/operations.md, Commands): exit 0 when
+equal, 1 on drift."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from django.core.management.base import CommandError
 
 from analytics.management.commands._projection_command import ProjectionCommand
-from analytics.services import ProjectionBusy, projection_check
+from analytics.services import ArchiveNeeded, ProjectionBusy, projection_check
+from domain_events.archive import ArchiveCorrupt
 
 
 class Command(ProjectionCommand):
@@ -16,13 +19,13 @@ class Command(ProjectionCommand):
         "(table, key, field, live value, rebuilt value) and how far each projection is behind the head."
     )
 
-    def handle_projections(self, projections: list, *, batch_size: int | None) -> None:
+    def handle_projections(self, projections: list, *, batch_size: int | None, archive: Path | None) -> None:
         """Check each projection named (all with none); exit 1 if any differs."""
         drift = False
         for projection in projections:
             try:
-                result = projection_check(name=projection.name, batch_size=batch_size)
-            except ProjectionBusy as exc:
+                result = projection_check(name=projection.name, batch_size=batch_size, archive=archive)
+            except (ProjectionBusy, ArchiveNeeded, ArchiveCorrupt) as exc:
                 raise CommandError(str(exc)) from exc
             lag = result.lag
             self.stdout.write(

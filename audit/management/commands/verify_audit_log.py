@@ -1,13 +1,21 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.selectors import READER, audit_chain_shortfall, audit_chain_verify, audit_reader_state, audit_tenants
+from audit.selectors import (
+    READER,
+    audit_archived_heads,
+    audit_chain_shortfall,
+    audit_chain_verify,
+    audit_reader_state,
+    audit_tenants,
+)
 from tenants.models import Tenant
 
 
 class Command(BaseCommand):
     help = (
         "Check each tenant's audit hash chain: names the first entry that fails and prints each chain's length "
-        "and head hash; compares each chain with the stored events up to its reader's checkpoint. Exit 0 when "
+        "and head hash; compares each chain with the stored events up to its reader's checkpoint (archived months "
+        "by their recorded counts and heads). Exit 0 when "
         "intact, 1 when tampered, when a chain lacks stored events, or when its reader fails or lags."
     )
 
@@ -49,6 +57,9 @@ class Command(BaseCommand):
             self.stdout.write(f"{label}: {report.length} entries, head {report.head}")
             if report.problem:
                 self.stdout.write(f"  TAMPERED: {report.problem}")
+                failed = True
+            for problem in audit_archived_heads(tenant_id=tenant_id):
+                self.stdout.write(f"  TAMPERED: {problem}")
                 failed = True
             shortfall = audit_chain_shortfall(tenant_id=tenant_id, upto=reader.position)
             if shortfall > 0:
