@@ -1,5 +1,11 @@
 """One POST to a receiver: the private-network guard, bounded time, a bounded read, no redirects.
 
+Connections are kept alive: each thread of each process keeps one session whose pool holds an open
+connection per receiver (scheme, host and port), so a sender's next POST to the same endpoint
+skips the TCP and TLS handshakes. A response read to its end gives its connection back; one cut
+short at `RESPONSE_LIMIT` or past its time drops it. A connection the receiver closed while idle
+is noticed before reuse and replaced.
+
 The guard checks the address the socket actually connected to (after DNS, after any rebinding),
 not the name in the URL: a hostname that resolves to loopback or private space at delivery time is
 refused before a byte of the request is sent, whatever it resolved to when it was registered.
@@ -7,7 +13,10 @@ refused before a byte of the request is sent, whatever it resolved to when it wa
 
 from __future__ import annotations
 
+import http.cookiejar
 import ipaddress
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -113,14 +122,31 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
-def _session() -> requests.Session:
+# Receivers whose idle connection one thread keeps (the least recently used goes beyond that).
+KEPT_RECEIVERS = 64
+
+
+def _new_session() -> requests.Session:
     session = requests.Session()
     # No proxy from the environment: the guard must see the receiver's own address.
     session.trust_env = False
-    adapter = _GuardedAdapter(max_retries=0)
+    # No cookies kept: one receiver's cookie never rides on a later delivery (another tenant's).
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    adapter = _GuardedAdapter(max_retries=0, pool_connections=KEPT_RECEIVERS, pool_maxsize=1)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's kept-alive session; a forked child makes its own (sockets are not shared)."""
+    pid = os.getpid()
+    if getattr(_local, "pid", None) != pid:
+        _local.session, _local.pid = _new_session(), pid
+    return _local.session
 
 
 @dataclass
@@ -142,30 +168,31 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Outcome:
     """POST `body` to `url`; never raises for anything the receiver or the network does.
 
     An answer counts only if its status line and headers came within `TOTAL_TIMEOUT`; at most
-    `RESPONSE_LIMIT` bytes of the body are read, then the connection is dropped.
+    `RESPONSE_LIMIT` bytes of the body are read; a longer body drops the connection, a whole one
+    leaves it open for the next POST to the receiver.
     """
     started = time.monotonic()
     outcome = Outcome()
     try:
-        with _session() as session:
-            response = session.post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=(CONNECT_TIMEOUT, TOTAL_TIMEOUT),
-                allow_redirects=False,
-                stream=True,
-            )
-            try:
-                answered = time.monotonic() - started
-                outcome.status_code = response.status_code
-                outcome.headers = dict(response.headers)
-                if answered > TOTAL_TIMEOUT:
-                    outcome.error = f"no complete answer within {TOTAL_TIMEOUT:g} s"
-                else:
-                    outcome.body = _read_start(response, deadline=started + TOTAL_TIMEOUT)
-            finally:
-                response.close()
+        session = _session()
+        response = session.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=(CONNECT_TIMEOUT, TOTAL_TIMEOUT),
+            allow_redirects=False,
+            stream=True,
+        )
+        try:
+            answered = time.monotonic() - started
+            outcome.status_code = response.status_code
+            outcome.headers = dict(response.headers)
+            if answered > TOTAL_TIMEOUT:
+                outcome.error = f"no complete answer within {TOTAL_TIMEOUT:g} s"
+            else:
+                outcome.body = _read_start(response, deadline=started + TOTAL_TIMEOUT)
+        finally:
+            response.close()
     except requests.Timeout as exc:
         outcome.error = f"timed out: {_reason(exc)}"
     except requests.RequestException as exc:

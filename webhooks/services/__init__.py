@@ -19,9 +19,10 @@ How a delivery travels:
 2. `delivery_send` (the Celery task) claims the delivery in a short transaction: due, not
    leased, the endpoint under its in-flight limit, and no earlier event of the same subject
    still open for the endpoint. It POSTs with no transaction open, then records the attempt,
-   fenced by its lease token, and hands on the endpoint's next delivery that may go: while the
-   receiver answers 2xx it sends it in the same task (up to `CHAIN_LIMIT` deliveries or
-   `CHAIN_SECONDS`), otherwise as a message. Waiting deliveries cost no message and no claim.
+   fenced by its lease token, and hands on the endpoint's next delivery that may go: it claims
+   and sends it in the same task, in the transaction of the outcome, whatever that was (up to
+   `CHAIN_LIMIT` deliveries or `CHAIN_SECONDS`), then as a message. Waiting deliveries cost no
+   message and no claim. POSTs reuse the worker's kept-alive connection to the receiver.
 3. Retries come back as Celery messages with a countdown when they are near; far ones, and
    anything whose sender or message was lost, are handed on by `deliveries_enqueue_due`, the
    sweep of `send_due_webhooks`.

@@ -8,12 +8,13 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -27,7 +28,7 @@ from webhooks import transport
 from webhooks.metrics import WEBHOOK_REQUESTS, outcome_of
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services.endpoints import signing_secrets
-from webhooks.services.queue import SEND_WEBHOOK, WEBHOOK_QUEUE, enqueue, enqueue_on_commit
+from webhooks.services.queue import SEND_WEBHOOK, WEBHOOK_QUEUE, enqueue_on_commit
 from webhooks.services.waiting import earlier_open_of_subject, in_flight_to, wake_next_of_subject
 
 logger = logging.getLogger(__name__)
@@ -52,21 +53,44 @@ def delivery_send(*, delivery_id: uuid.UUID | str, sent_at: str | None = None) -
     the status, the due time and the lease. Never holds a row lock while the receiver answers.
     `sent_at`, when its message was sent: a worker started it, so any message sent earlier down
     the queue and not started yet was lost (the sweep's proof, `deliveries_enqueue_due`).
+
+    The task then goes on with the endpoint's next free delivery, whatever the outcome, for at
+    most `CHAIN_LIMIT` deliveries or `CHAIN_SECONDS`, over the same kept-alive connection: each
+    outcome and the claim of the next are written in one transaction. Every delivery keeps its
+    own outcome, attempts and retry schedule; a failed one waits for its own retry.
     """
     if sent_at:
         queue_reached(WEBHOOK_QUEUE, datetime.fromisoformat(sent_at), throttled=True)
     started = time.monotonic()
-    for sent in range(1, CHAIN_LIMIT + 1):
-        claimed = _claim(delivery_id)
-        if claimed is None:
-            return
-        endpoint_id = claimed[0].endpoint_id
-        succeeded = _send(*claimed)
-        go_on = succeeded and sent < CHAIN_LIMIT and time.monotonic() - started < CHAIN_SECONDS
-        following = _hand_on(endpoint_id, in_this_task=go_on)
-        if following is None:
-            return
-        delivery_id = following
+    claimed = _claim(delivery_id)
+    sent = 0
+    while claimed is not None:
+        sent += 1
+        delivery, token, signing = claimed
+        attempted, outcome = _send(delivery, signing)
+        go_on = sent < CHAIN_LIMIT and time.monotonic() - started < CHAIN_SECONDS
+        with transaction.atomic():
+            endpoint_part = _record(delivery.pk, token, attempted, outcome)
+            if endpoint_part is _GONE:
+                go_on = False
+            following = _hand_on(delivery.endpoint_id, in_this_task=go_on)
+            # Deliveries first, the endpoint last: the next claim locks its delivery, then the
+            # endpoint; what the outcome changes on the endpoint comes after.
+            claimed = _claim_next(following) if following is not None else None
+            if endpoint_part is not None and endpoint_part is not _GONE:
+                endpoint_part()
+
+
+def _claim_next(delivery_id: uuid.UUID) -> tuple[WebhookDelivery, uuid.UUID, list[str]] | None:
+    """Claim the next delivery in the transaction of the last outcome. Its own savepoint: a claim
+    that fails (a deadlock, say) leaves that outcome to commit and the delivery to a message."""
+    try:
+        return _claim(delivery_id, skip_locked=True)
+    except DatabaseError:
+        logger.warning("could not claim webhook delivery %s in this task; handed to the broker", delivery_id)
+        WebhookDelivery.objects.filter(pk=delivery_id).update(enqueued_at=timezone.now())
+        enqueue_on_commit([delivery_id])
+        return None
 
 
 def _hand_on(endpoint_id: uuid.UUID, *, in_this_task: bool) -> uuid.UUID | None:
@@ -92,12 +116,12 @@ def _hand_on(endpoint_id: uuid.UUID, *, in_this_task: bool) -> uuid.UUID | None:
     if following is None or in_this_task:
         return following
     WebhookDelivery.objects.filter(pk=following).update(enqueued_at=now)
-    enqueue([str(following)])
+    enqueue_on_commit([following])
     return None
 
 
-def _send(delivery: WebhookDelivery, token: uuid.UUID, signing: list[str]) -> bool:
-    """POST one claimed delivery and record the outcome; whether the receiver took it.
+def _send(delivery: WebhookDelivery, signing: list[str]) -> tuple[datetime, transport.Outcome]:
+    """POST one claimed delivery, signed; when the attempt started and what the receiver said.
 
     With tracing on, the attempt is a span in the event's trace, and the request's `traceparent`
     header names it (the body's `traceparent` names the span that published the event)."""
@@ -131,7 +155,6 @@ def _send(delivery: WebhookDelivery, token: uuid.UUID, signing: list[str]) -> bo
         WEBHOOK_REQUESTS.labels(str(delivery.endpoint_id), outcome_of(outcome.status_code)).observe(
             outcome.duration_ms / 1000
         )
-        _record(delivery.pk, token, now, outcome)
         logger.info(
             "webhook delivery %s to endpoint %s: %s in %d ms",
             delivery.pk,
@@ -139,7 +162,7 @@ def _send(delivery: WebhookDelivery, token: uuid.UUID, signing: list[str]) -> bo
             outcome.status_code or outcome.error,
             outcome.duration_ms,
         )
-        return outcome.succeeded
+        return now, outcome
 
 
 def _span_attributes(delivery: WebhookDelivery) -> dict[str, str]:
@@ -158,11 +181,16 @@ def _span_attributes(delivery: WebhookDelivery) -> dict[str, str]:
     }
 
 
-def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, list[str]] | None:
+def _claim(
+    delivery_id: uuid.UUID | str, *, skip_locked: bool = False
+) -> tuple[WebhookDelivery, uuid.UUID, list[str]] | None:
+    """Lease a delivery that is due and may go now. `skip_locked` (a sender going on, with its last
+    outcome's rows locked): a delivery another transaction has locked is left to that one, a
+    sender that hands it on when done, rather than waited for."""
     now = timezone.now()
     with transaction.atomic():
         delivery = (
-            WebhookDelivery.objects.select_for_update(of=("self",))
+            WebhookDelivery.objects.select_for_update(of=("self",), skip_locked=skip_locked)
             .select_related("endpoint")
             .filter(pk=delivery_id, status__in=WebhookDelivery.OPEN)
             .first()
@@ -209,13 +237,25 @@ def _claim(delivery_id: uuid.UUID | str) -> tuple[WebhookDelivery, uuid.UUID, li
         return delivery, token, signing_secrets(endpoint.pk, now)
 
 
-def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome: transport.Outcome) -> None:
+def _gone() -> None:
+    """`_record`'s answer once `410 Gone` disabled the endpoint (its part is done already)."""
+
+
+_GONE = _gone
+
+
+def _record(
+    delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome: transport.Outcome
+) -> Callable[[], None] | None:
+    """Write the attempt and the delivery's outcome (in the caller's transaction). Returns what the
+    outcome changes on the endpoint, for the caller to run last (deliveries before the endpoint),
+    `_GONE` once a `410 Gone` disabled it, or None if the claim was lost."""
     now = timezone.now()
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id, lease_token=token).first()
         if delivery is None:
             logger.warning("webhook delivery %s lost its claim while sending; outcome dropped", delivery_id)
-            return
+            return None
         delivery.attempts += 1
         WebhookAttempt.objects.create(
             delivery=delivery,
@@ -239,16 +279,17 @@ def _record(delivery_id: uuid.UUID, token: uuid.UUID, started: datetime, outcome
             # delivery holds its row while it waits for the endpoint's, so the other way round
             # the two deadlock (and PostgreSQL fails one: an outcome lost, the POST made again).
             wake_next_of_subject(delivery, now, message=False)  # the sender hands on (`_hand_on`)
-            WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, failing_since__isnull=False).update(
+            endpoint_id = delivery.endpoint_id
+            return lambda: WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=False).update(
                 failing_since=None
             )
-            return
         delivery.last_error = (outcome.error or f"HTTP {outcome.status_code}")[:MAX_ERROR_LENGTH]
         if outcome.status_code == 410:
             _endpoint_gone(delivery, now)
-            return
+            return _GONE
         _plan_retry(delivery, outcome, now)
-        _endpoint_failed(delivery.endpoint_id, now)
+        endpoint_id = delivery.endpoint_id
+        return lambda: _endpoint_failed(endpoint_id, now)
 
 
 def _plan_retry(delivery: WebhookDelivery, outcome: transport.Outcome, now: datetime) -> None:

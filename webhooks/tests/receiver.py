@@ -41,22 +41,33 @@ class Answer:
 
 class Receiver:
     """Answers each POST with the next scripted `Answer`, then with `default`; `fail_first` maps a
-    CloudEvent id or type to how many of its requests to answer with 500 before the script applies."""
+    CloudEvent id or type to how many of its requests to answer with 500 before the script applies.
+    `keep_alive`: answer in HTTP/1.1 and keep each connection open; `connections` counts them."""
 
     def __init__(
         self,
         script: list[Answer] | None = None,
         default: Answer | None = None,
         fail_first: dict[str, int] | None = None,
+        keep_alive: bool = False,
     ) -> None:
         self.script = list(script or [])
         self.default = default or Answer()
         self.fail_first = dict(fail_first or {})
         self.received: list[Received] = []
+        self.connections = 0  # TCP connections accepted
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps a connection open for the next request; 1.0 closes it after each.
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:

@@ -82,22 +82,59 @@ def test_a_busy_endpoint_hands_on_its_next_delivery_when_the_request_in_flight_e
     assert len(receiver.received) == 2
 
 
-def test_after_a_failed_attempt_the_next_delivery_goes_as_a_message(tenant, redis_broker):
-    with running(Receiver([Answer(500)], default=Answer(204))) as receiver:
+def test_a_failed_attempt_does_not_end_the_batch_and_retries_alone(tenant, redis_broker):
+    with running(Receiver([Answer(204), Answer(500)], default=Answer(204))) as receiver:
         endpoint_with_secret(tenant=tenant, url=receiver.url)
-        publish_confirmed(tenant.pk)
-        publish_confirmed(tenant.pk)
-        failing, following = WebhookDelivery.objects.order_by("position")
+        for _ in range(3):
+            publish_confirmed(tenant.pk)
+        first, failing, third = WebhookDelivery.objects.order_by("position")
         redis_broker.flushdb()
 
+        services.delivery_send(delivery_id=first.pk)
+
+        assert [r.webhook_id for r in receiver.received] == [str(first.pk), str(failing.pk), str(third.pk)], (
+            "the task went on past the failure"
+        )
+        for delivery in (first, failing, third):
+            delivery.refresh_from_db()
+        assert [(d.status, d.attempts) for d in (first, failing, third)] == [
+            ("succeeded", 1),
+            ("failed", 1),
+            ("succeeded", 1),
+        ]
+        assert failing.last_status_code == 500
+        assert failing.next_attempt_at > failing.last_attempt_at, "its own retry, planned by the schedule"
+        assert webhook_messages(redis_broker) == 1, "only the failed one's retry goes to the broker"
+
+        WebhookDelivery.objects.filter(pk=failing.pk).update(next_attempt_at=timezone.now())  # its retry is due
         services.delivery_send(delivery_id=failing.pk)
 
-    failing.refresh_from_db()
-    following.refresh_from_db()
-    assert (failing.status, following.status) == ("failed", "pending")
-    assert len(receiver.received) == 1, "no second request in the task after a failure"
-    assert following.enqueued_at is not None
-    assert webhook_messages(redis_broker) == 2, "the failed one's retry and the next delivery"
+    assert [r.webhook_id for r in receiver.received[3:]] == [str(failing.pk)], "the retry sends it alone"
+    for delivery in (first, failing, third):
+        delivery.refresh_from_db()
+    assert [(d.status, d.attempts) for d in (first, failing, third)] == [
+        ("succeeded", 1),
+        ("succeeded", 2),
+        ("succeeded", 1),
+    ]
+
+
+def test_a_sender_keeps_its_connection_to_the_receiver(tenant, redis_broker):
+    # 200 with its body: a 204 with a body (the receiver's default) would spoil a kept connection.
+    with running(Receiver(default=Answer(200), keep_alive=True)) as receiver:
+        endpoint_with_secret(tenant=tenant, url=receiver.url)
+        for _ in range(3):
+            publish_confirmed(tenant.pk)
+        redis_broker.flushdb()
+        first = WebhookDelivery.objects.order_by("position").first()
+
+        services.delivery_send(delivery_id=first.pk)
+        publish_confirmed(tenant.pk)  # a later task, the same worker
+        services.delivery_send(delivery_id=WebhookDelivery.objects.exclude(status="succeeded").get().pk)
+
+    assert list(WebhookDelivery.objects.values_list("status", flat=True).distinct()) == ["succeeded"]
+    assert len(receiver.received) == 4
+    assert receiver.connections == 1, "one kept-alive connection for every request"
 
 
 def test_the_sweep_leaves_waiting_deliveries_to_a_live_sender_and_takes_them_when_it_dies(tenant, redis_broker, capsys):
