@@ -45,7 +45,7 @@ docs: install
 # (docs/testing.md, Parallel workers); TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,)
+	$(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,)
 
 # The API against its OpenAPI document with many more generated requests than `make test` sends.
 fuzz: install

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email
-import inspect
+import fcntl
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from email.message import Message
@@ -24,47 +25,26 @@ from rest_framework.test import APIClient
 
 from core.testing import unavailable
 from tenants.tests.factories import TenantFactory, UserFactory
-from testsupport.processes import ROOT, free_port
+from testsupport.processes import free_port
 
-# Under pytest-xdist (`make test`), the tests that use one of these fixtures run in one worker, one
-# after another (docs/testing.md, Parallel workers): the browser, too costly to start in every worker;
-# the machine's RabbitMQ, which a test restarts (the others would see it go away).
-RUN_IN_ONE_WORKER = {"browser": "browser", "rabbitmq_url": "rabbitmq"}
-
-
-def _defined_here(fixturedef) -> bool:
-    path = Path(inspect.getfile(fixturedef.func)).resolve()
-    return path.is_relative_to(ROOT) and "site-packages" not in path.parts
+# The machine's RabbitMQ is restarted by a test (`rabbitmqctl`): while it runs, no other test that
+# uses RabbitMQ may, in this run's other pytest-xdist workers or in another run on the machine.
+RABBITMQ_TURNS = Path(tempfile.gettempdir()) / "shelfwise-tests-rabbitmq.lock"
 
 
-def _groups_of(item) -> list[str]:
-    """The worker groups `item` belongs to: one per fixture of `RUN_IN_ONE_WORKER` it uses, and its
-    module if it uses a class-, module- or package-scoped fixture of ours (set up once per module)."""
-    names = item._fixtureinfo.name2fixturedefs
-    groups = [group for fixture, group in RUN_IN_ONE_WORKER.items() if fixture in names]
-    if any(d[-1].scope in ("class", "module", "package") and _defined_here(d[-1]) for d in names.values()):
-        groups.append(item.nodeid.split("::")[0])
-    return groups
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Marks each test of a worker group with `xdist_group`, for `--dist loadgroup`. Groups that a
-    test joins (a module whose set-up is shared and whose tests use RabbitMQ) become one."""
-    leader: dict[str, str] = {}
-
-    def find(group: str) -> str:
-        while leader.setdefault(group, group) != group:
-            group = leader[group]
-        return group
-
-    grouped = [(item, _groups_of(item)) for item in items if hasattr(item, "_fixtureinfo")]
-    for _, groups in grouped:
-        for group in groups[1:]:
-            leader[find(group)] = find(groups[0])
-    for item, groups in grouped:
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(find(groups[0])))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test that uses RabbitMQ holds a shared lock for its set-up, run and tear-down; one that
+    restarts it holds the lock alone (docs/testing.md, Parallel workers)."""
+    names = getattr(item, "fixturenames", ())
+    if "rabbitmq_url" not in names:
+        return (yield)
+    with RABBITMQ_TURNS.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if "rabbitmqctl" in names else fcntl.LOCK_SH)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)

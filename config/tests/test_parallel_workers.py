@@ -6,6 +6,7 @@ import os
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from testsupport.workers import CLAIMED_VARIABLE, per_worker, redis_url_for_worker, worker_services
 
@@ -30,12 +31,12 @@ def test_a_worker_moves_the_broker_once_and_its_processes_keep_what_they_inherit
     assert worker_services({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}) == {}
 
 
-def test_this_process_uses_the_database_and_broker_of_its_worker(monkeypatch):
+def test_this_process_uses_the_database_and_broker_of_its_worker(db, monkeypatch):
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     assert os.environ["CELERY_BROKER_URL"] == settings.CELERY_BROKER_URL
     assert os.environ.get(CLAIMED_VARIABLE, "") == worker
     if worker:
-        assert settings.DATABASES["default"]["NAME"].endswith(f"_{worker}")
+        assert connection.settings_dict["NAME"].endswith(f"_{worker}")
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
     assert per_worker("shelfwise_standby") == "shelfwise_standby_gw3"
     monkeypatch.delenv("PYTEST_XDIST_WORKER")
