@@ -225,7 +225,8 @@ def run_checks(
         and accepted == succeeded_ids
         and receiver.bad_signatures == 0,
         f"{len(succeeded_ids)} succeeded for {tenant_events} events, {len(accepted)} webhook-ids accepted,"
-        f" repeats after a 2xx (dropped by webhook-id) {redelivered}, bad signatures {receiver.bad_signatures}",
+        f" repeats after a 2xx (dropped by webhook-id) {redelivered}, bad signatures {receiver.bad_signatures},"
+        f" torn by a killed sender {receiver.torn_requests}",
     )
 
     audit = AuditEntry.objects.count()

@@ -40,6 +40,8 @@ class WebhookReceiver:
         self.accepted: Counter[str] = Counter()  # webhook-id -> 2xx answers given
         self.answers: Counter[str] = Counter()  # answer kind -> count
         self.bad_signatures = 0
+        # Requests whose body never arrived whole: the sender was killed while writing it.
+        self.torn_requests = 0
         self.event_ids: dict[str, str] = {}  # webhook-id -> CloudEvent id
         self.server = _QuietServer(("127.0.0.1", port), self._handler_class())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -80,8 +82,15 @@ class WebhookReceiver:
                 self.end_headers()
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
                 headers = {name.lower(): value for name, value in self.headers.items()}
+                if len(body) < length:
+                    # Not a signature to judge: the rest of the request died with its sender.
+                    with receiver.lock:
+                        receiver.torn_requests += 1
+                    self.close_connection = True
+                    return
                 if receiver.secret is None:
                     self._answer(503)
                     return
