@@ -106,12 +106,11 @@ def current_traceparent() -> str | None:
     """The W3C `traceparent` of the active span; None with tracing off or no span active."""
     if not _enabled:
         return None
-    from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
 
 
 def _span_context_of(traceparent: str | None):
