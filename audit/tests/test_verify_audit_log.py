@@ -143,19 +143,24 @@ def test_swapped_entries_are_named(tenant, record_events):
     assert "inserted or moved" in out
 
 
-def test_a_chain_recomputed_from_the_start_fails_the_expected_head(tenant, record_events):
-    record_events(tenant, 3)
-    old_head = AuditEntry.objects.filter(tenant_id=tenant.id).order_by("-sequence").first().hash
-    assert verify("--expect-head", old_head)[0] == 0
+def rewrite_chain(tenant, *, altering: int) -> None:
+    """Alter entry `altering` and recompute every hash from the start: a consistent forgery."""
     with tampering():
         previous = GENESIS
         for entry in AuditEntry.objects.filter(tenant_id=tenant.id).order_by("sequence"):
-            if entry.sequence == 2:
+            if entry.sequence == altering:
                 entry.payload = {**entry.payload, "quantity_change": 1000}
             entry.previous_hash = previous
             entry.hash = entry_hash(previous, {f: getattr(entry, f) for f in CONTENT_FIELDS})
             entry.save()
             previous = entry.hash
+
+
+def test_a_chain_recomputed_from_the_start_fails_the_expected_head(tenant, record_events):
+    record_events(tenant, 3)
+    old_head = AuditEntry.objects.filter(tenant_id=tenant.id).order_by("-sequence").first().hash
+    assert verify("--expect-head", old_head)[0] == 0
+    rewrite_chain(tenant, altering=2)
     code, out = verify()
     assert code == 0, "a consistent rewrite passes on its own..."
     code, out = verify("--expect-head", old_head)
@@ -267,15 +272,7 @@ def test_a_rewrite_of_an_archived_month_is_caught_by_the_head_recorded_when_it_w
     tenant, record_events, tmp_path
 ):
     archive_all_but_the_last(tenant, record_events, tmp_path)
-    with tampering():
-        previous = GENESIS
-        for entry in AuditEntry.objects.filter(tenant_id=tenant.id).order_by("sequence"):
-            if entry.sequence == 1:
-                entry.payload = {**entry.payload, "quantity_change": 1000}
-            entry.previous_hash = previous
-            entry.hash = entry_hash(previous, {f: getattr(entry, f) for f in CONTENT_FIELDS})
-            entry.save()
-            previous = entry.hash
+    rewrite_chain(tenant, altering=1)
     code, out = verify()
     assert code == 1, "a consistent rewrite no longer passes once a month was archived"
     assert "entry #3 is no longer the head" in out
