@@ -3,8 +3,10 @@
 Each pass: write the deliveries that publishers without a handler left out (late subscribers),
 catch the position readers up, run in-process deliveries and send Celery ones, and now and then
 prune. It wakes on PostgreSQL LISTEN/NOTIFY and polls as a fallback; a lost LISTEN connection is
-re-established with backoff for as long as the relay runs. Between passes it looks at the readers'
-head every `READER_POLL_INTERVAL` and moves the position readers when it has moved.
+re-established with backoff for as long as the relay runs. A running relay moves its position
+readers in a thread of their own, on their own connection: it looks at the readers' head every
+`READER_POLL_INTERVAL` and moves them when it has moved, so a batch of deliveries never keeps the
+dashboard waiting.
 Several relays run side by side: claims are short leases or row locks taken with SKIP LOCKED.
 """
 
@@ -15,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -70,6 +73,7 @@ class Relay:
         self.readers_behind = False
         self._readers_at: int | None = None
         self._readers_applied = False
+        self._readers_thread: threading.Thread | None = None
 
     # --- one pass -----------------------------------------------------------------------------
 
@@ -80,7 +84,8 @@ class Relay:
             subscribers.register_once()
             subscribers.cover()
             self._last_cover = time.monotonic()
-        readers_behind = bool(subscriptions.trackers()) and self._advance_readers()
+        readers_here = self._readers_thread is None and bool(subscriptions.trackers())
+        readers_behind = readers_here and self._advance_readers()
         total = Report()
         local = subscriptions.names(Mode.ON_COMMIT)
         remote = [s for s in subscriptions.all() if s.mode is Mode.CELERY]
@@ -99,7 +104,7 @@ class Relay:
                 self.on_report(report)
             if not full:
                 break
-        if total.handled and not readers_behind and subscriptions.trackers():
+        if total.handled and not readers_behind and readers_here:
             # What these handlers just recorded: the position readers take it now.
             readers_behind = self._advance_readers()
         self.readers_behind = readers_behind
@@ -124,6 +129,9 @@ class Relay:
         subscribers.register()
         self._listen()
         logger.info("outbox relay %s started (batch %d, poll %.1fs)", self.name, self.batch_size, self.poll_interval)
+        if subscriptions.trackers():
+            self._readers_thread = threading.Thread(target=self._run_readers, name="position-readers", daemon=True)
+            self._readers_thread.start()
         try:
             while not self._stopping:
                 try:
@@ -145,9 +153,26 @@ class Relay:
                     elif woken:
                         break
         finally:
+            if self._readers_thread is not None:
+                self._readers_thread.join(timeout=30)
             if self._listener is not None:
                 self._listener.close()
             logger.info("outbox relay %s stopped", self.name)
+
+    def _run_readers(self) -> None:
+        """The position readers' own loop (a thread of a running relay, with its own database
+        connection): look at the head every `READER_POLL_INTERVAL`, or after `FENCE_RECHECK` while a
+        fence waits or when the readers just applied events, and move them when it moved."""
+        try:
+            while not self._stopping:
+                behind = self._move_readers()
+                if behind is None:
+                    time.sleep(self.poll_interval)
+                elif not behind:
+                    soon = FENCE.pending() or self._readers_applied
+                    time.sleep(FENCE_RECHECK if soon else self.reader_poll)
+        finally:
+            connection.close()
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -185,7 +210,7 @@ class Relay:
         notification of delivery work the relay lingers for `RELAY_GATHER` seconds and swallows the
         notifications of that moment, so that busy publishers make batches, not a claim each.
         """
-        readers = bool(subscriptions.trackers())
+        readers = self._readers_thread is None and bool(subscriptions.trackers())
         timeout = min(self.poll_interval, self.reader_poll) if readers else self.poll_interval
         if readers and (FENCE.pending() or self._readers_applied):
             # Positions drawn but not yet final: look again soon, they usually are within milliseconds.
@@ -215,16 +240,22 @@ class Relay:
             return True
         return READERS if readers else False
 
-    def _move_readers(self) -> None:
-        """Move the position readers if the head moved since they last reached it."""
+    def _move_readers(self) -> bool | None:
+        """Move the position readers if the head moved since they last reached it: True when one
+        is still behind it, None when the pass failed."""
         self._readers_applied = False
+        behind = False
         try:
             # Open transactions with positions at or below the last drawn usually end within
             # milliseconds: wait for them (a reader poll interval at most), so that this pass takes
             # their events too rather than the next one, a whole pass later.
             top = FENCE.caught_up(self.reader_poll, every=FENCE_RECHECK)
             if top != self._readers_at:
-                self.readers_behind = self._advance_readers(top)
+                behind = self._advance_readers(top)
         except Exception:
             logger.exception("moving the position readers failed; retrying")
             connection.close()
+            return None
+        if self._readers_thread is None:
+            self.readers_behind = behind
+        return behind

@@ -17,7 +17,7 @@ from domain_events.head import drawn, head, oldest_writer
 from domain_events.models import Delivery, StoredEvent
 from domain_events.relay import READERS, Relay
 from domain_events.tests.probe.events import ProbeHappened
-from domain_events.tests.probe.models import ProbeRecord
+from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -320,6 +320,46 @@ def test_a_relay_waits_a_moment_for_open_positions_so_that_one_pass_takes_them(s
     finally:
         relay_looks.set()
         thread.join(10)
+
+
+def test_a_running_relay_moves_its_readers_while_a_slow_delivery_holds_its_loop(settings):
+    """The position readers have a thread of their own: a delivery that takes seconds in the
+    relay's loop does not keep the projections (the dashboard) waiting for it."""
+    settings.DOMAIN_EVENTS = {
+        **settings.DOMAIN_EVENTS,
+        "RUN_ON_COMMIT": False,
+        "READER_POLL_INTERVAL": 0.02,
+        "RELAY_POLL_INTERVAL": 0.1,
+    }
+    tracking.reset("probe.tracker", to="now")
+    ProbeSwitch.set("probe.fast:sleep:1", 4)
+    relay = Relay()
+    seen: dict[str, object] = {}
+
+    def meanwhile() -> None:
+        try:
+            with transaction.atomic():
+                event_bus.publish(probe(n=1))
+            # The relay is woken at once and starts the delivery that sleeps 4 s.
+            time.sleep(0.5)
+            with transaction.atomic():
+                event_bus.publish(probe(n=2))
+            deadline = time.monotonic() + 10
+            while applied("probe.tracker:live") != [1, 2] and time.monotonic() < deadline:
+                time.sleep(0.02)
+            seen["tracked"] = applied("probe.tracker:live")
+            seen["slow delivery done"] = applied("probe.fast")
+        finally:
+            relay.stop()
+            connection.close()
+
+    thread = threading.Thread(target=meanwhile)
+    thread.start()
+    relay.run()
+    thread.join(10)
+    assert seen["tracked"] == [1, 2]
+    assert seen["slow delivery done"] == [], "the readers moved while the relay's loop was in the delivery"
+    assert applied("probe.fast")[:1] == [1], "the relay's loop was in that delivery"
 
 
 def test_an_idle_relay_looks_for_new_positions_and_wakes_fully_for_delivery_work():
