@@ -26,6 +26,7 @@ from domain_events.events import (
     OrderFulfilled,
     OrderPlaced,
 )
+from domain_events.selectors import first_event_of
 from notifications.metrics import EMAILS
 from notifications.models import EmailMessage, OrderContact
 from tenants.models import Tenant, User
@@ -74,6 +75,19 @@ def order_contact_record(*, event: OrderPlaced) -> OrderContact:
     return contact
 
 
+def _contact(event: DomainEvent) -> OrderContact:
+    """Who placed the order. Kept by `remember_order_contact`, which may not have run yet: handlers
+    keep one aggregate's order each for itself, not among them. Then the order's stored
+    `order.placed` tells, and is kept now."""
+    contact = OrderContact.objects.filter(order_id=event.order_id).first()
+    if contact is not None:
+        return contact
+    placed = first_event_of(tenant_id=event.tenant_id, aggregate_id=event.order_id, type_name=OrderPlaced.type)
+    if not isinstance(placed, OrderPlaced):
+        raise OrderContactUnknown(f"order {event.order_id} has not been seen placed yet")
+    return order_contact_record(event=placed)
+
+
 def _context(event: DomainEvent, contact: OrderContact, customer: User) -> dict:
     store = Tenant.objects.filter(pk=event.tenant_id).values_list("name", flat=True).first() or "our store"
     context = {
@@ -101,9 +115,7 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
     retried on the handler's schedule.
     """
     template, subject = TEMPLATES[event.type]
-    contact = OrderContact.objects.filter(order_id=event.order_id).first()
-    if contact is None:
-        raise OrderContactUnknown(f"order {event.order_id} has not been seen placed yet")
+    contact = _contact(event)
     message, _ = EmailMessage.objects.get_or_create(
         event_id=event.event_id,
         template=template,

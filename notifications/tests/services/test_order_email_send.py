@@ -9,7 +9,7 @@ from django.db import transaction
 
 from domain_events.bus import event_bus
 from domain_events.events import OrderCancelled, OrderConfirmed, OrderFulfilled, OrderLine, OrderPlaced
-from notifications.models import EmailMessage
+from notifications.models import EmailMessage, OrderContact
 from tenants.tests.factories import UserFactory
 from testsupport.outbox import run_deliveries_now
 
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 EMAIL = "notifications.email_customer_about_order"
 LINES = (OrderLine(sku="BOOK-DUNE", title="Dune", quantity=2, unit_price=Decimal("9.99")),)
+AMOUNTS = {"lines": LINES, "total_amount": Decimal("19.98"), "currency": "USD"}
 
 
 def confirmed(tenant, order_id) -> OrderConfirmed:
@@ -136,3 +137,32 @@ def test_a_customer_without_an_address_is_skipped_not_retried(tenant, smtp_serve
     assert deliver_emails().succeeded == 1
     assert smtp_server.messages == []
     assert EmailMessage.objects.get(order_id=order_id).status == "skipped"
+
+
+def test_an_email_before_the_contact_was_kept_reads_the_stored_order_placed(tenant, smtp_server):
+    """`remember_order_contact` may not have run yet when the e-mail's delivery does (a relay behind,
+    a worker ahead): the e-mail does not fail and wait for it, it reads the order's stored placement."""
+    customer = UserFactory(tenant=tenant, email="dora@example.com", first_name="Dora")
+    order_id = place(tenant, customer)
+    OrderContact.objects.filter(order_id=order_id).delete()
+    publish(
+        OrderCancelled(
+            tenant_id=tenant.id, order_id=order_id, reason="customer_request", previous_status="placed", **AMOUNTS
+        )
+    )
+    assert deliver_emails().succeeded == 1
+    assert [m["To"] for m in smtp_server.messages] == ["dora@example.com"]
+    assert "Hello Dora" in text_of(smtp_server.messages[0])
+    assert "you asked us to cancel it" in text_of(smtp_server.messages[0])
+    assert OrderContact.objects.get(order_id=order_id).customer_id == customer.id
+
+
+def test_an_email_for_an_order_never_placed_here_still_waits(tenant, smtp_server):
+    publish(
+        OrderCancelled(
+            tenant_id=tenant.id, order_id=uuid.uuid4(), reason="customer_request", previous_status="placed", **AMOUNTS
+        )
+    )
+    result = deliver_emails()
+    assert result.failed == 1
+    assert smtp_server.messages == []
