@@ -338,6 +338,9 @@ DOMAIN_EVENTS = {
     # throughput.
     "RUN_ON_COMMIT": env.bool("OUTBOX_RUN_ON_COMMIT", default=True),
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
+    # `POST orders/` answers 503 with Retry-After while the oldest delivery never yet attempted is
+    # older than this (0: never): the handlers' backlog stays bounded instead of growing with load.
+    "ADMISSION_MAX_BACKLOG": timedelta(seconds=env.float("OUTBOX_ADMISSION_MAX_BACKLOG", default=0)),
     # How long a relay's claim on a delivery lasts; a claim whose holder died expires after it. It
     # covers a claim's send to the broker (milliseconds; 2 s of connection timeout when the broker
     # is down), so a killed relay's claims and a batch a broker outage kept from going are sent

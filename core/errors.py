@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import status
+from rest_framework.exceptions import APIException
 
 
 class ApplicationError(Exception):
@@ -34,3 +35,15 @@ class NotFound(ApplicationError):
 class Unprocessable(ApplicationError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "unprocessable"
+
+
+class ServiceBusy(APIException):
+    """The service is too far behind to take more work now: 503 with `Retry-After` (seconds)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Too busy to take this now; try again later."
+    default_code = "busy"
+
+    def __init__(self, *, wait: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.wait = wait

@@ -84,6 +84,9 @@ MEANINGS = {
     "OUTBOX_LEASE": "Seconds a relay's claim on a delivery lasts; a dead relay's claims expire after it.",
     "OUTBOX_CELERY_SEND_CHECK": "Seconds after which a Celery message not yet started is checked for loss, "
     "and sent again if it was provably lost.",
+    "OUTBOX_ADMISSION_MAX_BACKLOG": "Seconds: while the oldest handler delivery never yet attempted is older than "
+    "this, `POST orders/` answers 503 with `Retry-After` instead of adding to the backlog (0, the default: never "
+    "refused). Bounds how far behind the handlers get under more load than they carry.",
     "OUTBOX_RUN_ON_COMMIT": "With OUTBOX_DISPATCH_ON_COMMIT, whether the publishing process also runs the in-process "
     "handlers after its commit; off, it sends the Celery messages and wakes the relays, which run them "
     "(gunicorn started with config/gunicorn.conf.py, as by the Procfile, runs with it off).",

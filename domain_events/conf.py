@@ -12,6 +12,8 @@ DEFAULTS: dict[str, Any] = {
     # With dispatch on commit: the publisher also runs its in-process handlers (off: the relays do).
     "RUN_ON_COMMIT": True,
     "DISPATCH_GRACE": timedelta(seconds=10),
+    # New work is refused while the oldest never-attempted delivery is older than this (0: never).
+    "ADMISSION_MAX_BACKLOG": timedelta(0),
     "LEASE": timedelta(seconds=20),
     # A sent Celery message still unstarted after this is checked for loss (see `handoff`).
     "CELERY_SEND_CHECK": timedelta(seconds=15),

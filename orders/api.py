@@ -17,11 +17,12 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from core.errors import NotFound
+from core.errors import NotFound, ServiceBusy
 from core.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.pagination import MAX_PAGE, PAGE_PARAMETER
 from core.schema import links_to
 from core.serializers import StrictInputSerializer, StrictQuerySerializer, refuse_any_input
+from domain_events.admission import Backlogged, admit
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order
 from orders.selectors import order_get_for, order_list_for
 from orders.services import OrderPlaceSerializer, order_cancel, order_fulfill, order_place_from
@@ -126,11 +127,21 @@ class OrderPlaceApi(TenantApiMixin, APIView):
             ),
             409: OpenApiResponse(description="A request with the same Idempotency-Key is still in progress."),
             422: OpenApiResponse(description="The Idempotency-Key was already used with another request body."),
+            503: OpenApiResponse(
+                description="With `OUTBOX_ADMISSION_MAX_BACKLOG` set, the order's handlers are that far behind:"
+                " nothing was written; retry after `Retry-After` seconds (with the same Idempotency-Key)."
+            ),
         },
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
     )
     @idempotent
     def post(self, request: Request) -> Response:
+        try:
+            admit()
+        except Backlogged as busy:
+            raise ServiceBusy(
+                wait=busy.retry_after, detail="Too many orders are still being processed; try again shortly."
+            ) from busy
         order = order_place_from(tenant=self.tenant, customer=request.user, data=request.data)
         return Response(self.OutputSerializer(order).data, status=status.HTTP_201_CREATED)
 
