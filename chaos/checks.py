@@ -14,11 +14,13 @@ from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
 from audit.models import AuditEntry
+from chaos.distributor import Distributor, SentNotice
 from chaos.load import EXPECTED, SCARCE_SKU, Load
 from chaos.receivers import MailServer, WebhookReceiver
 from chaos.services import PYTHON, ROOT
 from domain_events.models import Checkpoint, Delivery, ParkedEvent, StoredEvent
 from domain_events.subscriptions import Mode, subscriptions, type_names
+from inbound.models import InboxMessage, LostShipment
 from inventory.models import Product, Reservation, ReservationLine
 from notifications.models import EmailMessage
 from orders.models import Order, OrderItem
@@ -27,7 +29,9 @@ from tenants.models import Tenant
 from webhooks.models import OPEN as WEBHOOK_OPEN
 from webhooks.models import WebhookDelivery
 
-FINAL = ("confirmed", "fulfilled", "cancelled")
+FINAL = ("confirmed", "fulfilled", "delivered", "cancelled")
+# Paid for, and the stock taken: what a capture, a reservation and the revenue count.
+PAID = ("confirmed", "fulfilled", "delivered")
 
 
 @dataclass
@@ -75,6 +79,7 @@ def run_checks(
     initial_stock: dict[str, int],
     endpoint_id: str,
     env: dict[str, str],
+    distributor: Distributor,
 ) -> list[Check]:
     checks: list[Check] = []
 
@@ -161,9 +166,7 @@ def run_checks(
         items_by_order[str(order_id)][sku] = quantity
     mismatched = [o for o, lines in lines_by_order.items() if lines != items_by_order[o]]
     paid_without = (
-        orders.filter(status__in=["confirmed", "fulfilled"])
-        .exclude(id__in=reservations.exclude(lines=None).values("order_id"))
-        .count()
+        orders.filter(status__in=PAID).exclude(id__in=reservations.exclude(lines=None).values("order_id")).count()
     )
     check(
         "one stock movement per reservation",
@@ -178,7 +181,7 @@ def run_checks(
     captures = Counter(
         SimulatedCharge.objects.filter(kind="capture", result="captured").values_list("reference", flat=True)
     )
-    paid_orders = orders.filter(status__in=["confirmed", "fulfilled"]).count()
+    paid_orders = orders.filter(status__in=PAID).count()
     refunded = payments.filter(status="refunded").count()
     refunds = SimulatedCharge.objects.filter(kind="refund", result="refunded").count()
     per_order = Counter(StoredEvent.objects.filter(type="payment.captured").values_list("payload__order_id", flat=True))
@@ -197,7 +200,7 @@ def run_checks(
 
     # At most one e-mail per event and template; every one the mail server got is logged as sent.
     notifying = StoredEvent.objects.filter(
-        tenant_id=tenant.id, type__in=["order.confirmed", "order.cancelled", "order.fulfilled"]
+        tenant_id=tenant.id, type__in=["order.confirmed", "order.cancelled", "order.fulfilled", "order.delivered"]
     ).count()
     sent = EmailMessage.objects.filter(tenant_id=tenant.id, status=EmailMessage.Status.SENT)
     per_event = sent.values("event_id", "template").annotate(n=Count("id")).filter(n__gt=1).count()
@@ -238,13 +241,14 @@ def run_checks(
         f"{audit} entries for {total_events} events, {missing} missing",
     )
 
-    # Stock conserved: what there was = on the shelf + shipped; reserved = held by confirmed orders.
+    # Stock conserved: what there was = on the shelf + shipped (fulfilled, delivered or lost in
+    # transit); reserved = held by confirmed orders.
     shipped: Counter[str] = Counter()
     held: Counter[str] = Counter()
     for sku, quantity, status in OrderItem.objects.filter(order__tenant=tenant).values_list(
         "sku", "quantity", "order__status"
     ):
-        if status == "fulfilled":
+        if status in ("fulfilled", "delivered"):
             shipped[sku] += quantity
         elif status == "confirmed":
             held[sku] += quantity
@@ -272,6 +276,9 @@ def run_checks(
         f"{sum(shipped.values())} shipped, {sum(held.values())} reserved; {unbalanced[:3]}",
     )
 
+    staff_fulfilled = {o.id for o in load.placed if o.intent == "fulfil_deliver"}
+    checks.append(notice_check(tenant, distributor, staff_fulfilled))
+
     code, out = _command("check_projections", env=env)
     check("check_projections exits 0", code == 0, out.splitlines()[-1] if out else "")
     code, out = _command("verify_audit_log", env=env)
@@ -279,6 +286,172 @@ def run_checks(
 
     check(*_dashboard_check(tenant, base_url, staff_token))
     return checks
+
+
+# --- the distributor's shipment notices ---------------------------------------------------------
+
+# The event a notice of each kind records when it applies.
+NOTICE_EVENTS = {"shipped": "order.fulfilled", "delivered": "order.delivered", "lost": "order.shipment_lost"}
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """A notice as the inbox recorded it: its status, and the events it recorded (by type)."""
+
+    message_id: str
+    order_id: str
+    kind: str
+    source: str
+    status: str
+    events: tuple[str, ...] = ()
+
+
+def notices_verdict(
+    *,
+    sent: list[SentNotice],
+    inbox: list[InboxRow],
+    recorded: Counter[tuple[str, str]],
+    lost_tasks: Counter[str],
+    staff_fulfilled: set[str],
+    errors: list[str],
+) -> Check:
+    """Every notice sent was recorded once and applied once.
+
+    `recorded` counts the stored `order.fulfilled`, `order.delivered` and `order.shipment_lost`
+    events by (order id, type); `lost_tasks` the staff tasks of lost shipments by order id;
+    `staff_fulfilled` names the orders the staff fulfilled themselves before the distributor's
+    notice. Per notice: an inbox row with its message id (none: lost), the kind, order and way it
+    was sent with, not parked. Per order: exactly one `order.fulfilled`, one `order.delivered`
+    per "delivered" notice and one `order.shipment_lost` (and one staff task) per "lost" notice
+    (more: applied twice; fewer: not applied), and the inbox's rows name each of those events
+    once (the staff's own fulfilment aside). A "shipped" notice overtaken by a "delivered" or
+    "lost" one that fulfilled the order first has nothing to do; that is applied once too.
+    """
+    rows: dict[str, InboxRow] = {}
+    recorded_twice = []
+    for row in inbox:
+        if row.message_id in rows:
+            recorded_twice.append(row.message_id)
+        rows[row.message_id] = row
+    by_id = {notice.message_id: notice for notice in sent}
+    lost = [n.message_id for n in sent if n.message_id not in rows]
+    parked = [f"{r.message_id}: {r.status}" for r in rows.values() if r.message_id in by_id and r.status == "parked"]
+    misread = [
+        f"{n.message_id}: sent {n.kind} of {n.order_id} by {n.way}, recorded {r.kind} of {r.order_id} by {r.source}"
+        for n in sent
+        if (r := rows.get(n.message_id)) is not None and (r.kind, r.order_id, r.source) != (n.kind, n.order_id, n.way)
+    ]
+    strangers = [message_id for message_id in rows if message_id not in by_id]
+
+    kinds_by_order: dict[str, Counter[str]] = defaultdict(Counter)
+    for notice in sent:
+        kinds_by_order[notice.order_id][notice.kind] += 1
+    in_inbox: Counter[tuple[str, str]] = Counter()
+    for row in rows.values():
+        for event_type in row.events:
+            in_inbox[(row.order_id, event_type)] += 1
+    doubled, unapplied = [], []
+    for order_id, kinds in kinds_by_order.items():
+        expected = {
+            "order.fulfilled": 1,
+            "order.delivered": kinds["delivered"],
+            "order.shipment_lost": kinds["lost"],
+        }
+        for event_type, count in expected.items():
+            by_staff = 1 if event_type == "order.fulfilled" and order_id in staff_fulfilled else 0
+            by_notices = count - by_staff
+            got, named = recorded[(order_id, event_type)], in_inbox[(order_id, event_type)]
+            if got > count or named > by_notices:
+                doubled.append(f"{order_id}: {event_type} recorded {got}, by notices {named}, expected {count}")
+            elif got < count or named < by_notices:
+                unapplied.append(f"{order_id}: {event_type} recorded {got}, by notices {named}, expected {count}")
+        if lost_tasks[order_id] != kinds["lost"]:
+            (doubled if lost_tasks[order_id] > kinds["lost"] else unapplied).append(
+                f"{order_id}: {lost_tasks[order_id]} lost-shipment tasks for {kinds['lost']} lost notices"
+            )
+
+    ways = Counter(n.way for n in sent)
+    statuses = Counter(rows[n.message_id].status for n in sent if n.message_id in rows)
+    ok = not (errors or recorded_twice or lost or parked or misread or strangers or doubled or unapplied)
+    findings = {
+        "not recorded": lost,
+        "recorded twice": recorded_twice,
+        "parked": parked,
+        "misread": misread,
+        "not sent": strangers,
+        "applied twice": doubled,
+        "not applied": unapplied,
+        "distributor errors": errors,
+    }
+    detail = (
+        f"{len(sent)} notices (webhook {ways['webhook']}, broker {ways['broker']}; sent twice on purpose"
+        f" {sum(1 for n in sent if n.copies > 1)}): applied {statuses['applied']}, nothing to do (overtaken)"
+        f" {statuses['nothing_to_do']}"
+    )
+    for name, found in findings.items():
+        if found:
+            detail += f"; {name} {len(found)}: {found[:3]}"
+    return Check("every distributor notice applied once", ok, detail)
+
+
+def notice_check(tenant: Tenant, distributor: Distributor, staff_fulfilled: set[str]) -> Check:
+    """`notices_verdict` over the inbox, the stored events and the lost-shipment tasks."""
+    inbox = [
+        InboxRow(message_id, str(order_id), kind, source, status, tuple(events))
+        for message_id, order_id, kind, source, status, events in InboxMessage.objects.filter(
+            tenant=tenant
+        ).values_list("message_id", "order_id", "kind", "source", "status", "events")
+    ]
+    # A message that named no bookstore it could be told apart from is recorded without one.
+    inbox += [
+        InboxRow(message_id, "", "", source, status)
+        for message_id, source, status in InboxMessage.objects.filter(tenant=None).values_list(
+            "message_id", "source", "status"
+        )
+    ]
+    recorded = Counter(
+        (str(order_id), event_type)
+        for order_id, event_type in StoredEvent.objects.filter(
+            tenant_id=tenant.id, type__in=NOTICE_EVENTS.values()
+        ).values_list("aggregate_id", "type")
+    )
+    lost_tasks = Counter(str(o) for o in LostShipment.objects.filter(tenant=tenant).values_list("order_id", flat=True))
+    return notices_verdict(
+        sent=list(distributor.sent),
+        inbox=inbox,
+        recorded=recorded,
+        lost_tasks=lost_tasks,
+        staff_fulfilled=staff_fulfilled,
+        errors=list(distributor.errors),
+    )
+
+
+def notices_unrecorded(tenant: Tenant, sent: list[SentNotice]) -> int:
+    """How many of the notices sent the inbox has not recorded yet (the drain waits for none)."""
+    message_ids = {notice.message_id for notice in sent}
+    recorded = InboxMessage.objects.filter(tenant=tenant, message_id__in=message_ids).count()
+    return len(message_ids) - recorded
+
+
+def notice_figures(sent: list[SentNotice], tenant: Tenant) -> dict:
+    """What the distributor sent, each way, and what the inbox made of it."""
+    rows = dict(
+        InboxMessage.objects.filter(tenant=tenant, message_id__in=[n.message_id for n in sent]).values_list(
+            "message_id", "status"
+        )
+    )
+    statuses = Counter(rows.get(n.message_id, "not recorded") for n in sent)
+    return {
+        "sent": len(sent),
+        "by_way": dict(Counter(n.way for n in sent)),
+        "by_kind": dict(Counter(n.kind for n in sent)),
+        "sent_twice_on_purpose": sum(1 for n in sent if n.copies > 1),
+        "copies_sent": sum(n.copies for n in sent),
+        "applied": statuses["applied"],
+        "nothing_to_do": statuses["nothing_to_do"],
+        "parked": statuses["parked"],
+        "not_recorded": statuses["not recorded"],
+    }
 
 
 def _dashboard_check(tenant: Tenant, base_url: str, staff_token: str) -> tuple[str, bool, str]:
@@ -290,7 +463,7 @@ def _dashboard_check(tenant: Tenant, base_url: str, staff_token: str) -> tuple[s
     now = timezone.now().astimezone(zone)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     month = Order.objects.filter(tenant=tenant, created_at__gte=month_start)
-    paid = month.filter(status__in=["confirmed", "fulfilled"])
+    paid = month.filter(status__in=PAID)
     revenue = paid.aggregate(s=Sum("total_amount"))["s"] or Decimal("0")
     paid_count = paid.count()
     expected = {
@@ -305,7 +478,7 @@ def _dashboard_check(tenant: Tenant, base_url: str, staff_token: str) -> tuple[s
     for created, status, total in month.values_list("created_at", "status", "total_amount"):
         day = days[created.astimezone(zone).date().isoformat()]
         day[0] += 1
-        if status in ("confirmed", "fulfilled"):
+        if status in PAID:
             day[1] += total
     expected_days = {d: (n, f"{r:.2f}") for d, (n, r) in days.items()}
     got_days = {d["date"]: (d["orders"], d["revenue"]) for d in answer.get("daily_revenue", []) if d["orders"]}

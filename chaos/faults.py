@@ -1,4 +1,7 @@
-"""The faults of a chaos run: SIGKILLs of real processes, a Redis outage, a PostgreSQL restart."""
+"""The faults of a chaos run: SIGKILLs of real processes, a Redis outage, a PostgreSQL restart.
+
+The processes killed: a gunicorn worker, a Celery worker or one of its pool processes, a relay,
+the webhook sweep, and the consumer of the distributor's notices (`consume_inbound`)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from chaos.services import PrivateRedis, Supervisor
 from testsupport.postgres import PostgresCluster
 
-KILL_KINDS = ("web", "worker", "relay", "sweep")
+KILL_KINDS = ("web", "worker", "relay", "sweep", "consumer")
 # The fault kinds of the settle table, in its order (a worker kill is of its master or of one
 # pool process).
 FAULT_KINDS = (
@@ -24,6 +27,7 @@ FAULT_KINDS = (
     "pool process SIGKILL",
     "relay SIGKILL",
     "sweep SIGKILL",
+    "consumer SIGKILL",
     "Redis down",
     "PostgreSQL restart",
 )
@@ -41,8 +45,8 @@ class Fault:
 
 
 class FaultInjector(threading.Thread):
-    """Every `kill_every` seconds SIGKILLs a random web worker, Celery worker, relay or the webhook sweep (and
-    restarts it as a supervisor would); once the load is `redis_at` done it stops Redis for
+    """Every `kill_every` seconds SIGKILLs a random web worker, Celery worker, relay, the webhook sweep
+    or the inbound consumer (and restarts it as a supervisor would); once the load is `redis_at` done it stops Redis for
     `redis_outage` seconds, once it is `postgres_at` done it restarts PostgreSQL. It goes on
     until the load has finished and every kind was killed at least `min_kills` times."""
 

@@ -4,7 +4,9 @@ Every POST is retried, with the same `Idempotency-Key` for orders, on a connecti
 timeout, a 5xx, a 409 (the first try is still in flight) or a 429, as a careful client would.
 The mix: cards that pay (`tok_visa`), cards that are declined (`tok_chargeDeclined`), orders for
 more copies than there are (out of stock, with a line that could be reserved: all or nothing),
-orders the customer cancels a moment later, and orders the staff fulfil once confirmed.
+orders the customer cancels a moment later, orders the staff fulfil once confirmed, and orders
+whose fate the distributor's shipment notices decide (`chaos.distributor`): shipped and delivered,
+shipped and lost in transit, or fulfilled by the staff and then delivered.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
 
 # What each order is meant to become, and its share of the mix.
 INTENTS = {
-    "pay": 0.45,
+    "pay": 0.30,
     "fulfil": 0.20,
+    "ship_deliver": 0.08,
+    "ship_lose": 0.03,
+    "fulfil_deliver": 0.04,
     "decline": 0.12,
     "out_of_stock": 0.10,
     "cancel": 0.13,
@@ -30,15 +36,59 @@ INTENTS = {
 EXPECTED = {
     "pay": ("confirmed", ""),
     "fulfil": ("fulfilled", ""),
+    # The distributor ships it ("shipped"), then it is delivered, or lost in transit (the order
+    # stays fulfilled; staff get a task).
+    "ship_deliver": ("delivered", ""),
+    "ship_lose": ("fulfilled", ""),
+    # The staff fulfil it, then the distributor says it was delivered.
+    "fulfil_deliver": ("delivered", ""),
     "decline": ("cancelled", "payment_declined"),
     "out_of_stock": ("cancelled", "out_of_stock"),
     "cancel": ("cancelled", "customer_request"),
 }
+# Orders the distributor ships itself, once confirmed; and those it delivers after the staff fulfilled them.
+SHIPPED_BY_DISTRIBUTOR = ("ship_deliver", "ship_lose")
+FULFILLED_BY_STAFF = ("fulfil", "fulfil_deliver")
 RETRYABLE = {409, 429, 500, 502, 503, 504}
 SCARCE_SKU = "CHAOS-SCARCE"
 SCARCE_STOCK = 3
 # How long the staff wait for an order to be confirmed before they call it stuck.
 FULFIL_PATIENCE = 300
+
+
+def call_with_retries(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    ok: set[int],
+    headers: Callable[[], dict[str, str]],
+    what: str,
+    retried: Callable[[str], None],
+    json: object = None,
+    data: bytes | None = None,
+) -> requests.Response:
+    """One request, tried again on a connection error, a timeout or a `RETRYABLE` answer (each
+    try counted by `retried` with its kind) for up to 300 s; `headers` is asked afresh for each try
+    (a signature carries its moment)."""
+    delay = 0.1
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            response = session.request(method, url, json=json, data=data, timeout=(3, 20), headers=headers())
+        except requests.RequestException as exc:
+            kind = type(exc).__name__
+        else:
+            if response.status_code in ok:
+                return response
+            if response.status_code not in RETRYABLE:
+                raise RuntimeError(f"{what}: {response.status_code} {response.text[:300]}")
+            kind = str(response.status_code)
+        retried(kind)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: still failing after 300 s ({kind})")
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 @dataclass
@@ -63,6 +113,9 @@ class Load:
     retries: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Given each order whose notices the distributor sends, with the tracking number it shipped
+    # with (None: the distributor ships it itself once it is confirmed).
+    hand_over: Callable[[PlacedOrder, str | None], None] = lambda order, tracking: None
 
     def __post_init__(self) -> None:
         self.next_index = 0
@@ -84,31 +137,20 @@ class Load:
         headers: dict[str, str] | None = None,
         what: str,
     ) -> requests.Response:
-        delay = 0.1
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                response = session.request(
-                    method,
-                    self.base_url + path,
-                    json=json,
-                    timeout=(3, 20),
-                    headers={"Authorization": f"Token {token}", **(headers or {})},
-                )
-            except requests.RequestException as exc:
-                kind = type(exc).__name__
-            else:
-                if response.status_code in ok:
-                    return response
-                if response.status_code not in RETRYABLE:
-                    raise RuntimeError(f"{what}: {response.status_code} {response.text[:300]}")
-                kind = str(response.status_code)
-            with self.lock:
-                self.retries[kind] += 1
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what}: still failing after 300 s ({kind})")
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+        return call_with_retries(
+            session,
+            method,
+            self.base_url + path,
+            ok=ok,
+            json=json,
+            headers=lambda: {"Authorization": f"Token {token}", **(headers or {})},
+            what=what,
+            retried=self._retried,
+        )
+
+    def _retried(self, kind: str) -> None:
+        with self.lock:
+            self.retries[kind] += 1
 
     # --- customers --------------------------------------------------------------------------
 
@@ -152,8 +194,10 @@ class Load:
                 if intent == "cancel":
                     time.sleep(rng.uniform(0, 0.5))
                     self._cancel(session, order)
-                elif intent == "fulfil":
+                elif intent in FULFILLED_BY_STAFF:
                     self.to_fulfil.put((time.monotonic() + 0.5, order))
+                elif intent in SHIPPED_BY_DISTRIBUTOR:
+                    self.hand_over(order, None)
             except Exception as exc:  # a broken client is a finding, reported with the checks
                 with self.lock:
                     self.errors.append(str(exc))
@@ -194,19 +238,24 @@ class Load:
                     self.to_fulfil.put((due, order))
                     time.sleep(0.5)
                     continue
-                if status != "confirmed":
-                    continue  # fulfilled by an earlier try whose answer was lost, or not to be fulfilled
-                self._call(
-                    session,
-                    "POST",
-                    f"/api/v1/orders/{order.id}/fulfill",
-                    self.staff_token,
-                    ok={200, 409},
-                    json={"tracking_number": f"TRK-{order.id[:8]}"},
-                    what=f"fulfilling {order.id}",
-                )
-                if self._status(session, order, self.staff_token) == "confirmed":
-                    self.to_fulfil.put((due, order))
+                tracking = f"TRK-{order.id[:8]}"
+                if status == "confirmed":
+                    self._call(
+                        session,
+                        "POST",
+                        f"/api/v1/orders/{order.id}/fulfill",
+                        self.staff_token,
+                        ok={200, 409},
+                        json={"tracking_number": tracking},
+                        what=f"fulfilling {order.id}",
+                    )
+                    status = self._status(session, order, self.staff_token)
+                    if status == "confirmed":
+                        self.to_fulfil.put((due, order))
+                        continue
+                # Fulfilled now or by an earlier try whose answer was lost: the distributor may deliver it.
+                if status == "fulfilled" and order.intent == "fulfil_deliver":
+                    self.hand_over(order, tracking)
             except Exception as exc:
                 with self.lock:
                     self.errors.append(str(exc))

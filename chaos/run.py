@@ -1,9 +1,11 @@
 """`make chaos` (`python -m chaos`): the whole platform under faults, then the proof.
 
-Starts a private PostgreSQL and Redis, gunicorn, two Celery workers, two relays and the webhook
-sweep as an operator would, a webhook receiver and a mail server on loopback; places orders over
-HTTP while it SIGKILLs processes, stops Redis and restarts PostgreSQL; waits for everything to
-drain and checks the guarantees of docs/architecture.md. Prints a table, writes it as JSON, exits 1 on any
+Starts a private PostgreSQL and Redis, gunicorn, two Celery workers, two relays, the webhook
+sweep and the inbound consumer as an operator would, a webhook receiver and a mail server on
+loopback, and a queue of its own on RabbitMQ; places orders over HTTP, and sends the distributor's
+shipment notices about some of them (signed webhooks and RabbitMQ messages), while it SIGKILLs
+processes, stops Redis and restarts PostgreSQL; waits for everything to drain and checks the
+guarantees of docs/architecture.md. Prints a table, writes it as JSON, exits 1 on any
 failed check. Everything it started is stopped on every way out, Ctrl-C included.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import requests
 
+from chaos.distributor import MAX_FAILURES, Distributor, NoticeQueue
 from chaos.faults import FAULT_KINDS, KILL_KINDS, FaultInjector
 from chaos.lag import LagSampler, held_warnings
 from chaos.load import SCARCE_SKU, SCARCE_STOCK, Load
@@ -72,6 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="WEBHOOK_SWEEP_RESEND_AFTER: the sweep resends a message proved lost at once, any other after this",
     )
     parser.add_argument("--drain-timeout", type=float, default=1800.0, help="seconds to wait for everything to settle")
+    parser.add_argument(
+        "--rabbitmq",
+        default=os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+        help="the RabbitMQ that carries the distributor's notices (a queue of the run's own, deleted after it)",
+    )
     parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "7")))
     parser.add_argument("--results", type=Path, default=ROOT / "chaos" / "results" / "latest.json")
     parser.add_argument(
@@ -107,8 +115,16 @@ def process_env(
     }
 
 
-def start_platform(supervisor: Supervisor, env: dict[str, str], logs: Path, web_port: int, web_workers: int) -> None:
-    """The Procfile's processes: web, a worker per pair of queues, two relays, the webhook sweep."""
+def start_platform(
+    supervisor: Supervisor,
+    env: dict[str, str],
+    logs: Path,
+    web_port: int,
+    web_workers: int,
+    notice_queue: NoticeQueue,
+) -> None:
+    """The Procfile's processes: web, a worker per pair of queues, two relays, the webhook sweep,
+    and the consumer of the distributor's notices on the run's RabbitMQ queue."""
 
     def log_says(text: str):
         return lambda process: text in process.new_output()
@@ -188,6 +204,21 @@ def start_platform(supervisor: Supervisor, env: dict[str, str], logs: Path, web_
                 lambda p: p.popen is not None and p.popen.poll() is None,
             )
         ),
+        supervisor.add(
+            Supervised(
+                "consume-inbound",
+                "consumer",
+                [PYTHON, "manage.py", "consume_inbound"],
+                {
+                    **env,
+                    "INTEGRATION_BROKER_URL": notice_queue.url,
+                    "INBOUND_BROKER_QUEUE": notice_queue.name,
+                    "INBOUND_BROKER_MAX_FAILURES": str(MAX_FAILURES),
+                },
+                logs,
+                log_says(f"consuming {notice_queue.name}"),
+            )
+        ),
     ]
     for process in started:
         process.wait_ready()
@@ -235,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor()
     receiver = WebhookReceiver(port=free_port(), seed=args.seed)
     mail = MailServer(port=free_port())
+    notice_queue = NoticeQueue(args.rabbitmq)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         say(f"private PostgreSQL on :{pg.port}, Redis on :{redis.port}; logs in {args.logs}")
@@ -244,13 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         env = process_env(pg, redis, mail.port, base / "metrics", args.webhook_resend_after)
         os.environ.update({k: v for k, v in env.items() if k not in ("PYTHONUNBUFFERED",)})
         subprocess_run([PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], env)
-        return _run(args, started_at, pg, redis, supervisor, receiver, mail, env)
+        return _run(args, started_at, pg, redis, supervisor, receiver, mail, notice_queue, env)
     except KeyboardInterrupt:
         say("interrupted: stopping everything")
         return 130
     finally:
         supervisor.stop_all()
-        for stop in (receiver.stop, mail.stop, redis.stop, pg.stop):
+        for stop in (receiver.stop, mail.stop, notice_queue.delete, redis.stop, pg.stop):
             try:
                 stop()
             except Exception as exc:  # stopping goes on with the next one
@@ -277,25 +309,53 @@ class Shop:
     customers: list[str]
     base_url: str = ""
     endpoint: dict = field(default_factory=dict)
+    distributor_secret: str = ""
     initial_stock: dict[str, int] = field(default_factory=dict)
 
 
-def _run(args, started_at, pg, redis, supervisor, receiver, mail, env) -> int:
+def _run(args, started_at, pg, redis, supervisor, receiver, mail, notice_queue, env) -> int:
     """The whole run: the shop, the load under faults, the drain, then the checks and the report."""
     import django
 
     django.setup()
+    try:
+        notice_queue.declare()
+    except Exception as exc:
+        raise ChaosError(f"RabbitMQ at {args.rabbitmq} is required (--rabbitmq): {exc!r}") from exc
+    say(f"the distributor's notices go through RabbitMQ queue {notice_queue.name}")
     # aiosmtpd logs every SMTP command at INFO; the run's own lines are what matter here.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     shop = _open_shop(args)
     receiver.start()
     mail.start()
-    _start_platform_and_catalog(args, shop, supervisor, receiver, env)
-    load, faults, sampler, load_seconds = _place_orders_under_faults(args, shop, supervisor, pg, redis)
-    drain_ok, drain_seconds = _drain(args, shop)
+    _start_platform_and_catalog(args, shop, supervisor, receiver, notice_queue, env)
+    distributor = Distributor(
+        base_url=shop.base_url,
+        tenant_slug=shop.tenant.slug,
+        staff_token=shop.staff_token,
+        secret=shop.distributor_secret,
+        broker_url=notice_queue.url,
+        broker_queue=notice_queue.name,
+        seed=args.seed,
+    )
+    load, faults, sampler, load_seconds = _place_orders_under_faults(args, shop, supervisor, pg, redis, distributor)
+    drain_ok, drain_seconds = _drain(args, shop, distributor, notice_queue)
     sampler.stop()
     return _check_and_report(
-        args, started_at, shop, load, faults, sampler, receiver, mail, env, load_seconds, drain_ok, drain_seconds
+        args,
+        started_at,
+        shop,
+        load,
+        faults,
+        sampler,
+        receiver,
+        mail,
+        env,
+        load_seconds,
+        drain_ok,
+        drain_seconds,
+        distributor,
+        notice_queue,
     )
 
 
@@ -322,13 +382,14 @@ def _open_shop(args) -> Shop:
     return shop
 
 
-def _start_platform_and_catalog(args, shop: Shop, supervisor, receiver, env) -> None:
-    """gunicorn, workers, relays and the sweep; then the webhook endpoint and the catalog, through the API."""
+def _start_platform_and_catalog(args, shop: Shop, supervisor, receiver, notice_queue: NoticeQueue, env) -> None:
+    """gunicorn, workers, relays, the sweep and the inbound consumer; then the webhook endpoint, the
+    distributor's secret and the catalog, through the API."""
     web_port = free_port()
     shop.base_url = f"http://127.0.0.1:{web_port}"
-    say("starting gunicorn, 2 Celery workers, 2 relays and the webhook sweep")
+    say("starting gunicorn, 2 Celery workers, 2 relays, the webhook sweep and consume_inbound")
     supervisor_started = time.time()
-    start_platform(supervisor, env, args.logs, web_port, args.web_workers)
+    start_platform(supervisor, env, args.logs, web_port, args.web_workers, notice_queue)
     say(f"platform up in {time.time() - supervisor_started:.1f} s")
     shop.endpoint = _api(
         "POST",
@@ -337,6 +398,9 @@ def _start_platform_and_catalog(args, shop: Shop, supervisor, receiver, env) -> 
         json={"url": f"http://127.0.0.1:{receiver.port}/hooks", "event_types": [], "description": "chaos receiver"},
     )
     receiver.secret = shop.endpoint["secret"]
+    shop.distributor_secret = _api("POST", f"{shop.base_url}/api/v1/inbound/distributor/secret", shop.staff_token)[
+        "secret"
+    ]
     shop.initial_stock = {SCARCE_SKU: SCARCE_STOCK}
     _api(
         "POST",
@@ -354,9 +418,9 @@ def _start_platform_and_catalog(args, shop: Shop, supervisor, receiver, env) -> 
         shop.initial_stock[sku] = CATALOG_STOCK
 
 
-def _place_orders_under_faults(args, shop: Shop, supervisor, pg, redis):
-    """The clients place every order while the faults are injected; returns (load, faults, the
-    readers' lag sampler, seconds the placing took)."""
+def _place_orders_under_faults(args, shop: Shop, supervisor, pg, redis, distributor: Distributor):
+    """The clients place every order, and the distributor sends its notices, while the faults are
+    injected; returns (load, faults, the readers' lag sampler, seconds the placing took)."""
     load = Load(
         base_url=shop.base_url,
         customer_tokens=shop.customers,
@@ -365,6 +429,7 @@ def _place_orders_under_faults(args, shop: Shop, supervisor, pg, redis):
         count=args.orders,
         clients=args.clients,
         seed=args.seed,
+        hand_over=distributor.take,
     )
     faults = FaultInjector(
         supervisor=supervisor,
@@ -383,6 +448,7 @@ def _place_orders_under_faults(args, shop: Shop, supervisor, pg, redis):
     sampler = LagSampler()
     sampler.start()
     load.start()
+    distributor.start()
     faults.start()
     next_report = time.time() + 30
     while not load.placing_finished():
@@ -391,6 +457,8 @@ def _place_orders_under_faults(args, shop: Shop, supervisor, pg, redis):
             say(f"{len(load.placed)} of {args.orders} orders placed")
             next_report += 30
     load.wait()
+    distributor.close()
+    distributor.wait()
     load_seconds = time.time() - load_started
     say(f"{len(load.placed)} orders placed in {load_seconds:.1f} s; waiting for the last faults")
     faults.join()
@@ -400,11 +468,12 @@ def _place_orders_under_faults(args, shop: Shop, supervisor, pg, redis):
     return load, faults, sampler, load_seconds
 
 
-def _drain(args, shop: Shop) -> tuple[bool, float]:
-    """Wait until every order is final and every effect done; returns (drained, seconds)."""
+def _drain(args, shop: Shop, distributor: Distributor, notice_queue: NoticeQueue) -> tuple[bool, float]:
+    """Wait until every order is final, every notice recorded (or dead-lettered) and every effect
+    done; returns (drained, seconds)."""
     from django.db import connections
 
-    from chaos.checks import settled
+    from chaos.checks import notices_unrecorded, settled
 
     say("draining")
     drain_started = time.time()
@@ -412,6 +481,10 @@ def _drain(args, shop: Shop) -> tuple[bool, float]:
     state = {"what": "start"}
 
     def drained() -> bool:
+        unrecorded = notices_unrecorded(shop.tenant, distributor.sent)
+        if unrecorded and unrecorded > notice_queue.dead_lettered():
+            state["what"] = f"{unrecorded} notices not yet recorded"
+            return False
         state["what"] = settled(shop.tenant)
         return state["what"] is None
 
@@ -425,10 +498,31 @@ def _drain(args, shop: Shop) -> tuple[bool, float]:
 
 
 def _check_and_report(
-    args, started_at, shop: Shop, load, faults, sampler, receiver, mail, env, load_seconds, drain_ok, drain_seconds
+    args,
+    started_at,
+    shop: Shop,
+    load,
+    faults,
+    sampler,
+    receiver,
+    mail,
+    env,
+    load_seconds,
+    drain_ok,
+    drain_seconds,
+    distributor: Distributor,
+    notice_queue: NoticeQueue,
 ) -> int:
     """Every check, the figures and the settle table: written to `args.results` and printed."""
-    from chaos.checks import SETTLE_BOUND, order_settle_times, order_timeline, run_checks, settle_table, slowest_settle
+    from chaos.checks import (
+        SETTLE_BOUND,
+        notice_figures,
+        order_settle_times,
+        order_timeline,
+        run_checks,
+        settle_table,
+        slowest_settle,
+    )
     from domain_events.models import StoredEvent
 
     recovery, last_effect = slowest_settle(faults.last_fault_end)
@@ -457,6 +551,7 @@ def _check_and_report(
         initial_stock=shop.initial_stock,
         endpoint_id=shop.endpoint["id"],
         env=env,
+        distributor=distributor,
     )
     fault_counts = {
         kind: faults.counts[kind] for kind in [*(f"kill_{k}" for k in KILL_KINDS), "redis_outage", "postgres_restart"]
@@ -471,6 +566,11 @@ def _check_and_report(
         "unplanned_exits": dict(faults.unplanned_exits),
         "events_stored": events,
         "client_retries": dict(load.retries),
+        "shipment_notices": {
+            **notice_figures(distributor.sent, shop.tenant),
+            "dead_lettered": notice_queue.dead_lettered(),
+            "client_retries": dict(distributor.retries),
+        },
         "receiver_answers": dict(receiver.answers),
         "webhook_repeats_after_2xx": sum(n - 1 for n in receiver.accepted.values()),
         "email_repeats_same_message_id": sum(n - 1 for n in mail.message_ids.values()),
@@ -531,6 +631,7 @@ def _summary_rows(args, figures: dict, checks, load, faults, sampler) -> list[tu
         ("orders placed", str(figures["orders"]), f"{args.clients} clients, retries {dict(load.retries)}"),
         *((f"faults: {k}", str(v), "") for k, v in figures["faults"].items()),
         ("events stored", str(figures["events_stored"]), ""),
+        _notices_row(figures["shipment_notices"]),
         (
             "processes that exited on their own",
             str(sum(faults.unplanned_exits.values())),
@@ -550,6 +651,18 @@ def _summary_rows(args, figures: dict, checks, load, faults, sampler) -> list[tu
         ("wall time", f"{figures['wall_seconds']:.0f} s", f"load {figures['load_seconds']:.1f} s"),
         *((c.name, "ok" if c.ok else "FAILED", c.detail) for c in checks),
     ]
+
+
+def _notices_row(notices: dict) -> tuple[str, str, str]:
+    ways = ", ".join(f"{way} {n}" for way, n in sorted(notices["by_way"].items()))
+    return (
+        "shipment notices sent",
+        str(notices["sent"]),
+        f"{ways}; sent twice on purpose {notices['sent_twice_on_purpose']}; applied {notices['applied']},"
+        f" nothing to do (overtaken) {notices['nothing_to_do']}, parked {notices['parked']}, not recorded"
+        f" {notices['not_recorded']}, dead-lettered {notices['dead_lettered']}; client retries"
+        f" {notices['client_retries']}",
+    )
 
 
 def _check(name: str, ok: bool, detail: str):

@@ -131,7 +131,8 @@ MEANINGS = {
     "notices from, on the broker of `INTEGRATION_BROKER_URL`.",
     "INBOUND_BROKER_PREFETCH": "Notices the inbound consumer holds unacknowledged at a time.",
     "INBOUND_BROKER_MAX_FAILURES": "A notice whose handling fails this many times goes to the dead-letter exchange "
-    "`<queue>.dead-letter` (and its queue of that name).",
+    "`<queue>.dead-letter` (and its queue of that name); the database out of reach is not counted: the notice "
+    "waits for it.",
     "INTEGRATION_BROKER_RETRY_SCHEDULE": "Comma-separated seconds between tries while the broker is down (the last "
     "step repeats).",
     # E-mail

@@ -1,6 +1,7 @@
 """`manage.py consume_inbound` against the real RabbitMQ: acknowledgement after commit, a consumer
-killed in between (the inbox absorbs the redelivery), the broker going away mid-stream, a poison
-message dead-lettered, a clean stop."""
+killed in between (the inbox absorbs the redelivery), the broker going away mid-stream, the
+database going away (the notice waits for it, it is not dead-lettered), a poison message
+dead-lettered, a clean stop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import uuid
 
 import pytest
+from django.db import connection
 from kombu import Connection, Producer
 
 from domain_events.models import StoredEvent
@@ -17,6 +19,7 @@ from inbound.consumer import queues
 from inbound.models import InboxMessage
 from orders.models import Order
 from orders.tests.factories import OrderFactory
+from testsupport.network import TcpProxy
 from testsupport.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -133,6 +136,35 @@ def test_the_broker_going_away_mid_stream_loses_no_notice_and_applies_none_twice
         "one order.fulfilled per order: none lost, none applied twice"
     )
     assert running.popen.poll() is None, "the consumer rode out the outage"
+
+
+def test_a_database_outage_keeps_the_notice_until_the_database_is_back(tenant, consumer, rabbitmq_url, inbound_queue):
+    """PostgreSQL unreachable (what the consumer sees of a restart) is no fault of the message: the
+    consumer keeps it and tries again until the database is back, however many tries that takes,
+    instead of counting them as the message's failures and dead-lettering a good notice."""
+    order = OrderFactory(tenant=tenant, status=Order.Status.CONFIRMED)
+    db = connection.settings_dict
+    proxy = TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    try:
+        running = consumer(DATABASE_URL=f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}")
+        proxy.down()
+        publish(rabbitmq_url, inbound_queue, shipped(order), message_id="m-db", tenant=tenant.slug)
+        wait_until(
+            lambda: (
+                running.output().count("database unavailable") > MAX_FAILURES
+                or depth(rabbitmq_url, f"{inbound_queue}.dead-letter") > 0
+            ),
+            timeout=60,
+            what="more tries than a message may fail, or the notice dead-lettered",
+        )
+        assert depth(rabbitmq_url, f"{inbound_queue}.dead-letter") == 0, "a good notice was dead-lettered"
+        proxy.up()
+        running.wait_for_output("inbound message m-db committed: applied")
+    finally:
+        proxy.down()
+    order.refresh_from_db()
+    assert order.status == "fulfilled"
+    assert InboxMessage.objects.filter(message_id="m-db").count() == 1
 
 
 def test_a_poison_message_ends_in_the_dead_letter_queue_and_others_still_apply(

@@ -7,7 +7,11 @@ the message to be delivered again, and the inbox absorbs the copy: it is not app
 
 A message whose handling fails is returned to the queue; the broker counts its deliveries
 (`x-delivery-limit`) and after `INBOUND_BROKER_MAX_FAILURES` failures moves it to the dead-letter
-exchange `<queue>.dead-letter`, whose queue of the same name keeps it for an operator. A message
+exchange `<queue>.dead-letter`, whose queue of the same name keeps it for an operator. The
+database out of reach (a restart, a failover) is no failure of the message: the consumer keeps
+it, unacknowledged, and tries it again every few seconds until the database is back, so that an
+outage never dead-letters good notices (returned at once, each would use up its failures in
+milliseconds). A message
 that is not a notice, or names no bookstore we know, does not fail: it is parked in the inbox with
 its reason and acknowledged.
 
@@ -24,7 +28,7 @@ from typing import Any
 
 from amqp.exceptions import AMQPError
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.exceptions import KombuError
 from kombu.message import Message
@@ -37,6 +41,9 @@ from tenants.models import Tenant
 logger = logging.getLogger(__name__)
 
 _BROKER_ERRORS = (OSError, AMQPError, KombuError)
+# The database out of reach, not a fault of the message in hand.
+_DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_RETRY_MAX = 5.0
 
 
 def queues(name: str, max_failures: int) -> tuple[Queue, Exchange, Queue]:
@@ -62,6 +69,7 @@ class InboundConsumer:
         self.queue, self.dead_letter, self.dead = queues(queue, max_failures)
         self.prefetch = prefetch
         self.stopping = False
+        self.connection: Connection | None = None
 
     def stop(self, *_: Any) -> None:
         self.stopping = True
@@ -82,6 +90,7 @@ class InboundConsumer:
     def _session(self) -> None:
         with Connection(self.url, connect_timeout=5, heartbeat=10) as connection:
             connection.ensure_connection(max_retries=1)
+            self.connection = connection
             channel = connection.channel()
             for entity in (self.dead_letter, self.dead, self.queue):
                 entity.bind(channel).declare()
@@ -96,20 +105,47 @@ class InboundConsumer:
                         connection.heartbeat_check()
 
     def handle(self, message: Message) -> None:
-        """Record and apply one message, then acknowledge it; on failure return it to the queue."""
-        try:
-            close_old_connections()
-            outcome = receive(message)
-        except Exception:
-            logger.exception("inbound message %s failed; returned to the queue", message.properties.get("message_id"))
-            close_old_connections()
-            message.requeue()
-            return
+        """Record and apply one message, then acknowledge it; on failure return it to the queue.
+        While the database is out of reach, keep the message and try it again."""
+        delay = 0.5
+        while True:
+            try:
+                close_old_connections()
+                outcome = receive(message)
+                break
+            except _DATABASE_UNAVAILABLE as exc:
+                if not self._database_down(message, exc, delay):
+                    return  # stopping: unacknowledged, the broker gives it to the next consumer
+                delay = min(delay * 2, DATABASE_RETRY_MAX)
+            except Exception:
+                logger.exception(
+                    "inbound message %s failed; returned to the queue", message.properties.get("message_id")
+                )
+                close_old_connections()
+                message.requeue()
+                return
         logger.info("inbound message %s committed: %s", outcome.message_id, outcome.status)
         pause = getattr(settings, "INBOUND_PAUSE_AFTER_COMMIT", 0)
         if pause:  # tests only: a window between commit and acknowledgement to kill the process in
             time.sleep(pause)
         message.ack()
+
+    def _database_down(self, message: Message, exc: DatabaseError, delay: float) -> bool:
+        """Wait `delay` seconds for the database to come back (heartbeats still going to the broker);
+        False if the consumer is stopping meanwhile."""
+        logger.warning(
+            "database unavailable (%s); inbound message %s kept, tried again in %.1f s",
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            message.properties.get("message_id"),
+            delay,
+        )
+        connection.close()
+        deadline = time.monotonic() + delay
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            if self.connection is not None:
+                self.connection.heartbeat_check()
+        return not self.stopping
 
 
 def receive(message: Message) -> InboxMessage:

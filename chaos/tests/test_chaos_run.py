@@ -1,10 +1,12 @@
 """`make chaos` in small, inside `make test`: the whole platform (gunicorn, two Celery workers, two
-relays, the webhook sweep, a private PostgreSQL and Redis) places orders while processes are
-SIGKILLed, Redis is stopped and PostgreSQL restarted; then every guarantee is one assertion.
+relays, the webhook sweep, the inbound consumer, a private PostgreSQL and Redis, a queue of its own
+on the machine's RabbitMQ) places orders and takes the distributor's shipment notices while
+processes are SIGKILLed, Redis is stopped and PostgreSQL restarted; then every guarantee is one
+assertion.
 
 The run is the real `python -m chaos`, in a subprocess of its own; each test below reads one line
-of its results. Without PostgreSQL's or Redis' binaries the run is skipped, except under CI
-(`CI=true`), where it fails.
+of its results. Without PostgreSQL's or Redis' binaries, or RabbitMQ, the run is skipped, except
+under CI (`CI=true`), where it fails.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ CHECKS = [
     "one webhook per event and endpoint",
     "one audit entry per event",
     "stock conserved",
+    "every distributor notice applied once",
     "check_projections exits 0",
     "verify_audit_log exits 0",
     "dashboard equals SQL over the orders",
@@ -47,7 +50,7 @@ NOT_INHERITED = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL", 
 
 
 @pytest.fixture(scope="module")
-def chaos_run(tmp_path_factory) -> dict:
+def chaos_run(tmp_path_factory, rabbitmq_url) -> dict:
     missing = missing_binaries()
     if missing:
         message = f"the chaos run needs {', '.join(missing)}"
@@ -57,7 +60,7 @@ def chaos_run(tmp_path_factory) -> dict:
     argv = [
         sys.executable, "-m", "chaos", "--orders", str(ORDERS), "--clients", "6", "--web-workers", "2",
         "--kill-every", "2", "--redis-outage", "3", "--min-kills", "2", "--drain-timeout", "120",
-        "--results", str(results), "--logs", str(folder / "logs"),
+        "--results", str(results), "--logs", str(folder / "logs"), "--rabbitmq", rabbitmq_url,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     run = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -71,7 +74,8 @@ def chaos_run(tmp_path_factory) -> dict:
 def test_the_run_placed_every_order_under_every_kind_of_fault(chaos_run):
     assert chaos_run["figures"]["orders"] == ORDERS
     faults = chaos_run["figures"]["faults"]
-    assert min(faults["kill_web"], faults["kill_worker"], faults["kill_relay"], faults["kill_sweep"]) >= 2, faults
+    kills = [faults[f"kill_{kind}"] for kind in ("web", "worker", "relay", "sweep", "consumer")]
+    assert min(kills) >= 2, faults
     assert faults["redis_outage"] == 1, faults
     assert faults["postgres_restart"] == 1, faults
 
@@ -84,6 +88,7 @@ def test_the_run_reports_the_settle_time_of_each_kind_of_fault(chaos_run):
         "pool process SIGKILL",
         "relay SIGKILL",
         "sweep SIGKILL",
+        "consumer SIGKILL",
         "Redis down",
         "PostgreSQL restart",
     ]
@@ -93,6 +98,14 @@ def test_the_run_reports_the_settle_time_of_each_kind_of_fault(chaos_run):
         assert 0 <= table[kind]["p50"] <= table[kind]["p99"] <= table[kind]["max"], table[kind]
     assert table["worker SIGKILL"]["faults"] + table["pool process SIGKILL"]["faults"] >= 2
     assert "seconds" in chaos_run["figures"]["position_readers"]["slowest"]
+
+
+def test_the_distributor_sent_notices_both_ways_and_some_twice(chaos_run):
+    notices = chaos_run["figures"]["shipment_notices"]
+    assert notices["by_way"].get("webhook", 0) >= 1, notices
+    assert notices["by_way"].get("broker", 0) >= 1, notices
+    assert notices["sent_twice_on_purpose"] >= 1, notices
+    assert notices["applied"] + notices["nothing_to_do"] == notices["sent"], notices
 
 
 @pytest.mark.parametrize("name", CHECKS)
