@@ -87,7 +87,9 @@ def call_with_retries(
         retried(kind)
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: still failing after 300 s ({kind})")
-        time.sleep(delay)
+        # A server that says when to come back (503 or 429 with Retry-After) is taken at its word.
+        told = response.headers.get("Retry-After", "") if kind.isdigit() else ""
+        time.sleep(min(float(told), 30.0) if told.isdigit() else delay)
         delay = min(delay * 2, 2.0)
 
 

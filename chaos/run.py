@@ -57,6 +57,10 @@ TIMINGS = {
     "WEBHOOK_RETRY_JITTER": "0.2",
     "WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT": "8",
     "IDEMPOTENCY_STALE_AFTER": "8",
+    # Orders wait (503, Retry-After) while the handlers are this far behind: the run measures how
+    # fast the platform recovers from faults, not how long a backlog of more orders than it carries
+    # takes to work off.
+    "OUTBOX_ADMISSION_MAX_BACKLOG": "15",
 }
 
 
