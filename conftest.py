@@ -196,6 +196,25 @@ class Mailbox:
         self.refuse = 0  # how many of the next DATA commands to answer with a temporary failure
         self.stall = 0.0  # seconds to wait before answering DATA (a slow server, to kill a sender mid-send)
         self.data_started = 0  # DATA commands received, answered or not
+        self.connections = 0  # SMTP sessions greeted (one EHLO or HELO each)
+        self.refused_recipients: set[str] = set()  # RCPT TO these is refused for good (550)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname) -> str:
+        self.connections += 1
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address in self.refused_recipients:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self.data_started += 1

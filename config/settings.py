@@ -350,11 +350,14 @@ DOMAIN_EVENTS = {
     "CELERY_SEND_CHECK": timedelta(seconds=env.float("OUTBOX_CELERY_SEND_CHECK", default=15)),
     # The hard time limit of a Celery delivery task (the soft one is 80 % of it).
     "CELERY_TIME_LIMIT": timedelta(seconds=env.float("OUTBOX_CELERY_TIME_LIMIT", default=30)),
-    # How long an in-process handler may run in a relay's batch before it fails like any error (its
+    # How long a handler may run in a relay's or a worker's batch before it fails like any error (its
     # savepoint rolled back, retried on its schedule); the others of the batch are not held back.
     "HANDLER_TIME_LIMIT": timedelta(seconds=env.float("OUTBOX_HANDLER_TIME_LIMIT", default=30)),
     # How long a started Celery delivery is its worker's before a relay sends it again.
     "CELERY_RUN_LEASE": timedelta(seconds=env.float("OUTBOX_CELERY_RUN_LEASE", default=40)),
+    # The most deliveries of one handler a Celery task carries and runs: one when the queue is idle,
+    # more under backlog, each with its own transaction or savepoint, outcome and retry schedule.
+    "CELERY_BATCH": env.int("OUTBOX_CELERY_BATCH", default=50),
     # Past this a relay sends an unstarted Celery message again, whether or not it was proved lost.
     "CELERY_LEASE": timedelta(seconds=env.float("OUTBOX_CELERY_LEASE", default=300)),
     "RELAY_BATCH_SIZE": env.int("OUTBOX_RELAY_BATCH_SIZE", default=100),

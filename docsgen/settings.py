@@ -91,8 +91,11 @@ MEANINGS = {
     "handlers after its commit; off, it sends the Celery messages and wakes the relays, which run them "
     "(gunicorn started with config/gunicorn.conf.py, as by the Procfile, runs with it off).",
     "OUTBOX_CELERY_TIME_LIMIT": "Hard time limit of a Celery delivery task, seconds (the soft one is 80 % of it).",
-    "OUTBOX_HANDLER_TIME_LIMIT": "Seconds an in-process handler may run in a relay's batch; past it, that delivery "
-    "fails and retries on its schedule while the rest of the batch goes on.",
+    "OUTBOX_HANDLER_TIME_LIMIT": "Seconds a handler may run in a relay's or a Celery worker's batch; past it, that "
+    "delivery fails and retries on its schedule while the rest of the batch goes on.",
+    "OUTBOX_CELERY_BATCH": "The most deliveries of one handler that one Celery task runs: a task sent when the "
+    "queue is idle carries one; under backlog a worker also takes the same handler's deliveries still queued "
+    "behind it, up to this many. Each keeps its own transaction or savepoint, outcome and retry schedule.",
     "OUTBOX_CELERY_RUN_LEASE": "Seconds a started Celery delivery belongs to its worker before a relay sends it again.",
     "OUTBOX_CELERY_LEASE": "Seconds after which a relay sends an unstarted Celery message again, proved lost or not.",
     "OUTBOX_RELAY_BATCH_SIZE": "Deliveries a relay claims at a time.",

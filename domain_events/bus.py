@@ -31,7 +31,15 @@ from domain_events.actors import SYSTEM
 from domain_events.context import current_trace, new_correlation_id
 from domain_events.events import DomainEvent
 from domain_events.queries import Query
-from domain_events.subscriptions import BatchHandler, Handler, Mode, Subscription, Tracker, subscriptions
+from domain_events.subscriptions import (
+    BatchHandler,
+    BatchScope,
+    Handler,
+    Mode,
+    Subscription,
+    Tracker,
+    subscriptions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +77,29 @@ class EventBus:
         queue: str | None = None,
         retry_schedule: Iterable[int] | None = None,
         atomic: bool = True,
+        batch_scope: BatchScope | None = None,
     ) -> Subscription:
         """Subscribe `handler` under a stable `name` (it keys the delivery records).
 
         Subscribing to `DomainEvent` itself receives every event type. Subscribing the same
         name again with the same handler adds event types to it. `atomic=False` (celery mode
         only) runs a handler that talks to the outside world outside the executor's transaction:
-        it must be idempotent itself (the event id is its idempotency key).
+        it must be idempotent itself (the event id is its idempotency key). `batch_scope` (with
+        `atomic=False`): a context manager a worker opens once around a batch of the handler's
+        deliveries, to share what the calls need (one SMTP connection for a batch of e-mails).
         """
         schedule = tuple(retry_schedule) if retry_schedule is not None else None
         return subscriptions.add(
-            Subscription(name, handler, Mode(mode), _types(event_types), queue, schedule, atomic=atomic)
+            Subscription(
+                name,
+                handler,
+                Mode(mode),
+                _types(event_types),
+                queue,
+                schedule,
+                atomic=atomic,
+                batch_scope=batch_scope,
+            )
         )
 
     def track(

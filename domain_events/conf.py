@@ -20,7 +20,10 @@ DEFAULTS: dict[str, Any] = {
     # The hard time limit of a Celery delivery task; a started one is the worker's for a little longer.
     "CELERY_TIME_LIMIT": timedelta(seconds=30),
     "CELERY_RUN_LEASE": timedelta(seconds=40),
-    # How long an in-process handler may run in a relay's batch before it fails (None: no limit).
+    # The most deliveries of one handler a Celery task runs: one when the queue is idle, up to this
+    # under backlog (`batches`).
+    "CELERY_BATCH": 50,
+    # How long a handler may run in a relay's or a worker's batch before it fails (None: no limit).
     "HANDLER_TIME_LIMIT": timedelta(seconds=30),
     # Past this a relay sends an unstarted Celery message again, proof of loss or not.
     "CELERY_LEASE": timedelta(minutes=5),

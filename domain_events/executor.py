@@ -6,11 +6,12 @@ handlers (`running`) and records the outcomes (`outcomes`), in one transaction. 
 writes and its record therefore commit together: a redelivered event finds the record `succeeded`
 and is not applied again.
 
-- A relay's batch (`run_due_here`) runs in one transaction with a savepoint per delivery: a failing
-  handler rolls back only its own writes and is recorded with its own attempts and retry schedule;
-  a handler past `HANDLER_TIME_LIMIT` fails the same way. Claimed batches (`execute`: the fast
-  path, Celery) make one optimistic commit; when a handler fails, the batch is rolled back and run
-  again with a savepoint per handler, and the handler that failed is recorded, not run again.
+- A relay's batch (`run_due_here`) and a Celery worker's (`execute(..., isolated=True)`, see
+  `batches`) run in one transaction with a savepoint per delivery: a failing handler rolls back
+  only its own writes and is recorded with its own attempts and retry schedule; a handler past
+  `HANDLER_TIME_LIMIT` fails the same way. The fast path's claimed batches (`execute`) make one
+  optimistic commit; when a handler fails, the batch is rolled back and run again with a savepoint
+  per handler, and the handler that failed is recorded, not run again.
 - An error that breaks the connection or the batch's transaction (a lost backend, a handler
   stopped in the middle of a statement, a failed commit) ends the batch: it runs again one delivery
   per transaction, and a delivery that breaks its own transaction too is recorded as failed in a
@@ -51,7 +52,15 @@ from domain_events.outcomes import (
     release_holds_of_ended_blockers,
     schedule_retry,
 )
-from domain_events.running import BrokenBatch, RunCarefully, Transient, is_transient, run_one, span_attributes
+from domain_events.running import (
+    BrokenBatch,
+    RunCarefully,
+    Transient,
+    connection_broken,
+    is_transient,
+    run_one,
+    span_attributes,
+)
 from domain_events.subscriptions import subscriptions
 
 logger = logging.getLogger(__name__)
@@ -108,22 +117,32 @@ def _collecting() -> Iterator[list[Claim]]:
 # --- entry points ---------------------------------------------------------------------------
 
 
-def execute(claims: Sequence[Claim]) -> Report:
+def execute(claims: Sequence[Claim], *, isolated: bool = False) -> Report:
     """Run the deliveries of `claims` whose lease is still valid.
 
     The rows are locked without SKIP LOCKED: the lease token says they are ours, and a lock held
     by someone else is a relay's claim scan passing over them, which ends in milliseconds.
+
+    `isolated` (a worker's batch, `batches`): as in a relay's batch, a savepoint per delivery from
+    the start and each handler under `HANDLER_TIME_LIMIT`.
     """
     if not claims:
         return Report()
     outside = [c for c in claims if not _atomic(c)]
     report = Report()
+    limit = handler_time_limit() if isolated else None
     for claim in outside:
-        report.add(_run_outside(claim))
+        report.add(_run_outside(claim, limit=limit))
     claims = [c for c in claims if _atomic(c)]
     if claims:
-        report.add(_execute_atomic(claims))
+        report.add(_execute_atomic(claims, isolated=isolated))
     return report
+
+
+def handler_time_limit() -> float | None:
+    """`HANDLER_TIME_LIMIT` in seconds (None: no limit)."""
+    setting = domain_events_settings()["HANDLER_TIME_LIMIT"]
+    return setting.total_seconds() if setting else None
 
 
 def _atomic(claim: Claim) -> bool:
@@ -131,7 +150,7 @@ def _atomic(claim: Claim) -> bool:
     return subscription is None or subscription.atomic
 
 
-def _execute_atomic(claims: Sequence[Claim]) -> Report:
+def _execute_atomic(claims: Sequence[Claim], *, isolated: bool = False) -> Report:
     tokens: dict[int, UUID] = {c.delivery_id: c.token for c in claims}
 
     def lock(only: set[int] | None) -> Locked:
@@ -144,7 +163,7 @@ def _execute_atomic(claims: Sequence[Claim]) -> Report:
             rows = orm_locked(qs)
         return [(d, b) for d, b in rows if d.lease_token == tokens[d.pk]]
 
-    return _run(lock)
+    return _run(lock, isolated=isolated)
 
 
 def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
@@ -177,7 +196,7 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
     return _run(lock, isolated=True)
 
 
-def _run_outside(claim: Claim) -> Report:
+def _run_outside(claim: Claim, *, limit: float | None = None) -> Report:
     """A non-atomic handler (one that calls the outside world): no lock is held during the call.
 
     1. A short transaction checks the lease and the aggregate's order (or holds the delivery).
@@ -206,7 +225,9 @@ def _run_outside(claim: Claim) -> Report:
         held = _run_locked(rows, careful=True) if blocker is not None else None
     if held is not None:
         return _after_holds(held)
-    error = run_one(delivery, {}, careful=True, bare=True)
+    error = run_one(delivery, {}, careful=True, bare=True, limit=limit)
+    if error is not None and (connection_broken() or connection.needs_rollback):
+        _reset_connection()  # stopped in the middle of a statement of its own: record on a fresh one
     with transaction.atomic():
         rows = lock(None)
         if not rows:
@@ -304,8 +325,7 @@ def _run_isolated(lock: Lock, only: set[int] | None) -> Report:
     constraint that fails at commit breaks the batch (`BrokenBatch`): each delivery then commits
     on its own, and only the offending one fails.
     """
-    setting = domain_events_settings()["HANDLER_TIME_LIMIT"]
-    limit = setting.total_seconds() if setting else None
+    limit = handler_time_limit()
     known_failures: dict[int, str] = {}
     try:
         try:

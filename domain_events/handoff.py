@@ -1,7 +1,8 @@
-"""The Celery hand-off: one task per (event, handler) for slow or external handlers.
+"""The Celery hand-off: tasks for slow or external handlers, each carrying a batch of one handler's
+deliveries (one when a publisher hands on its event, up to `CELERY_BATCH` from a relay's claim).
 
 This file sends the messages and stamps their start; `celery_claims` is the relays' claim of what
-is due, `probes` the proof that a message was lost.
+is due, `probes` the proof that a message was lost, `batches` the worker's side.
 
 A sent delivery carries `sent_at`; the worker stamps `started_at` (fenced by the lease token)
 before it runs the handler, and keeps the row for `CELERY_RUN_LEASE`, longer than the task's hard
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from django.db import transaction
@@ -33,25 +34,30 @@ logger = logging.getLogger(__name__)
 
 
 def send_to_celery(items: Sequence[tuple[Claim, Subscription]], *, by_relay: bool = False) -> int:
-    """One task per (event, handler); returns how many were sent.
+    """One task per handler's batch of deliveries, at most `CELERY_BATCH` each; returns how many
+    deliveries were sent.
 
-    What the publisher could not send becomes due at once for the relays; what a relay could not
-    send waits for its claim to expire.
+    A publisher's commit usually hands on one event, so its tasks carry one delivery each; a relay's
+    claim under backlog, or the follow-ups of a batch, carry many of one handler in one task. What
+    the publisher could not send becomes due at once for the relays; what a relay could not send
+    waits for its claim to expire.
     """
     from domain_events.tasks import run_delivery
 
     sent: list[Claim] = []
     try:
         with run_delivery.app.producer_or_acquire() as producer:
-            for claim, subscription in items:
-                with tracing.within(claim.traceparent):
+            for batch, subscription in _batches(items, domain_events_settings()["CELERY_BATCH"]):
+                first, more = batch[0], batch[1:]
+                with tracing.within(first.traceparent):
                     run_delivery.apply_async(
-                        args=(claim.delivery_id, str(claim.token), claim.handler, timezone.now().isoformat()),
+                        args=(first.delivery_id, str(first.token), first.handler, timezone.now().isoformat()),
+                        kwargs={"more": [(c.delivery_id, str(c.token)) for c in more]} if more else None,
                         producer=producer,
                         retry=False,
                         queue=subscription.celery_queue,
                     )
-                sent.append(claim)
+                sent.extend(batch)
     except Exception:
         logger.warning(
             "broker unavailable: %d of %d deliveries not sent; a relay will send them",
@@ -65,6 +71,16 @@ def send_to_celery(items: Sequence[tuple[Claim, Subscription]], *, by_relay: boo
     if by_relay and sent:
         _fenced(sent, sent_at=timezone.now(), due_in=domain_events_settings()["CELERY_SEND_CHECK"])
     return len(sent)
+
+
+def _batches(items: Sequence[tuple[Claim, Subscription]], size: int) -> Iterator[tuple[list[Claim], Subscription]]:
+    """`items` grouped by handler, in the order each handler first comes, `size` at most a group."""
+    by_handler: dict[str, tuple[list[Claim], Subscription]] = {}
+    for claim, subscription in items:
+        by_handler.setdefault(claim.handler, ([], subscription))[0].append(claim)
+    for claims, subscription in by_handler.values():
+        for start in range(0, len(claims), max(size, 1)):
+            yield claims[start : start + max(size, 1)], subscription
 
 
 def _fenced(claims: Sequence[Claim], *, sent_at: datetime | None, due_in) -> None:
@@ -83,19 +99,30 @@ def _fenced(claims: Sequence[Claim], *, sent_at: datetime | None, due_in) -> Non
         logger.warning("could not record the hand-off of %d deliveries; their lease stands", len(claims))
 
 
+def give_back(claims: Sequence[Claim]) -> None:
+    """Deliveries a worker was sent but will not start after all: due at once for the relays, as
+    if their send had failed (rows started or re-leased meanwhile are left as they are)."""
+    if claims:
+        _fenced(claims, sent_at=None, due_in=None)
+
+
 def delivery_start(delivery_id: int, token: uuid.UUID) -> Claim | None:
     """Stamp the delivery as started by a worker and return its claim; None if the message is
     stale (its lease was taken over, or the delivery is finished) and must be dropped.
 
     For handlers that call out with no transaction open (`atomic=False`): while such a handler
     runs, nothing holds the row, and the stamp keeps relays from sending it again. An atomic
-    handler runs under the row's lock, which relays skip, so it needs no stamp of its own."""
+    handler runs under the row's lock, which relays skip, so it needs no stamp of its own.
+
+    A row already started is another copy of the same message at work (the broker delivered it
+    twice): this copy is stale. Were its worker dead, a relay sends the row again with a new lease
+    once the run lease is over."""
     conf = domain_events_settings()
     now = timezone.now()
     with transaction.atomic():
         row = (
             Delivery.objects.select_for_update()
-            .filter(pk=delivery_id, lease_token=token, status__in=Delivery.OPEN)
+            .filter(pk=delivery_id, lease_token=token, status__in=Delivery.OPEN, started_at__isnull=True)
             .values_list("handler", "sent_at")
             .first()
         )

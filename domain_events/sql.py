@@ -200,6 +200,29 @@ LOCK_CHOSEN = f"""
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
 
+# A Celery worker under backlog: take up to `limit` more deliveries of its handler whose messages
+# are still on their way (leased, not started, not waiting behind another), oldest lease first. The
+# new token makes their own messages stale at once; the start stamp gives them back to the relays
+# (as started by a worker that died) if this worker dies before it records them. In the same round
+# trip: which of the message's own rows are still leased to it (none: the message is stale).
+TAKE_IN_FLIGHT = f"""
+WITH taken AS (
+    UPDATE {DELIVERIES}
+       SET lease_token = %(token)s, started_at = %(now)s, next_attempt_at = %(until)s, updated_at = %(now)s
+     WHERE id IN (
+        SELECT id FROM {DELIVERIES}
+         WHERE handler = %(handler)s AND status IN {OPEN_SQL} AND lease_token IS NOT NULL
+           AND started_at IS NULL AND held_by IS NULL AND id <> ALL(%(mine)s)
+         ORDER BY next_attempt_at
+         LIMIT %(limit)s
+           FOR UPDATE SKIP LOCKED)
+    RETURNING id
+)
+SELECT id, true FROM taken
+UNION ALL
+SELECT id, false FROM {DELIVERIES}
+ WHERE id = ANY(%(mine)s) AND lease_token = ANY(%(tokens)s) AND status IN {OPEN_SQL}"""
+
 # Success, and the release of whatever waited behind the succeeded rows (leaving out the rows the
 # first part updates: one statement must not update a row twice). A row under someone's lease is
 # not released: its lease is its holder's to end, and making it due would let a second claim run it.

@@ -11,6 +11,7 @@ Two kinds of subscriber:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from domain_events.tracking import TrackingContext
 
 Handler = Callable[[Any], None]
+BatchScope = Callable[[], AbstractContextManager[Any]]
 BatchHandler = Callable[["Sequence[DomainEvent]", "TrackingContext"], None]
 DEFAULT_QUEUE = "celery"
 
@@ -41,10 +43,15 @@ class Subscription:
     # False: the handler calls the outside world and opens its own short transactions; it runs
     # outside the executor's transaction, so no row lock is held during the call (see executor).
     atomic: bool = True
+    # Opened once around a worker's batch of this handler's deliveries (`batches`), for what the
+    # calls can share: the e-mails' one SMTP connection. Each delivery keeps its own outcome.
+    batch_scope: BatchScope | None = None
 
     def __post_init__(self) -> None:
         if not self.atomic and self.mode is not Mode.CELERY:
             raise ValueError(f"{self.name!r}: only celery-mode handlers may run outside a transaction")
+        if self.batch_scope is not None and self.atomic:
+            raise ValueError(f"{self.name!r}: a batch scope is for handlers that run outside a transaction")
 
     def matches(self, event_cls: type[DomainEvent]) -> bool:
         return issubclass(event_cls, self.event_types)

@@ -1,17 +1,15 @@
-"""Celery entry points: thin, they call the executor and the hand-off."""
+"""Celery entry points: thin, they call the worker's batch (`batches`) and the hand-off."""
 
 from datetime import datetime
 from uuid import UUID
 
 from celery import shared_task
 
+from domain_events.batches import run_batch
 from domain_events.claims import Claim
 from domain_events.conf import domain_events_settings
-from domain_events.executor import execute
 from domain_events.fastpath import hand_on_follow_ups
-from domain_events.handoff import delivery_start
 from domain_events.probes import queue_reached
-from domain_events.subscriptions import subscriptions
 
 _TIME_LIMIT = domain_events_settings()["CELERY_TIME_LIMIT"]
 
@@ -24,27 +22,25 @@ _TIME_LIMIT = domain_events_settings()["CELERY_TIME_LIMIT"]
     time_limit=_TIME_LIMIT.total_seconds(),
 )
 def run_delivery(
-    delivery_id: int, token: str, handler: str | None = None, sent_at: str | None = None
+    delivery_id: int,
+    token: str,
+    handler: str | None = None,
+    sent_at: str | None = None,
+    more: list[tuple[int, str]] | None = None,
 ) -> dict[str, int]:
-    """Run one delivery. Retries are not Celery's: a failure is rescheduled on the delivery record
-    and a relay sends the task again when it is due.
+    """Run a batch of one handler's deliveries: the one named, those in `more` (id and lease token
+    each), and under backlog others of the same handler still queued (`batches`). Retries are not
+    Celery's: a failure is rescheduled on the delivery record and a relay sends the task again when
+    it is due.
 
-    An atomic handler runs in one transaction with its record, under the row's lock: the lease
-    token is checked there, and a stale message does nothing. Other handlers (and messages of
-    older senders, which name no handler) are stamped as started first.
+    Every row is re-read under its lease token: a stale message (its leases taken over, or its
+    deliveries finished) does nothing.
     """
-    subscription = subscriptions.get(handler) if handler else None
-    if subscription is not None and subscription.atomic:
-        if sent_at:
-            queue_reached(subscription.celery_queue, datetime.fromisoformat(sent_at), throttled=True)
-        claim = Claim(delivery_id, UUID(token), handler)
-    else:
-        claim = delivery_start(delivery_id, UUID(token))
-        if claim is None:
-            return {"stale": 1}
-    report = hand_on_follow_ups(execute([claim]))
+    name = handler or ""
+    own = [Claim(delivery_id, UUID(token), name)] + [Claim(pk, UUID(t), name) for pk, t in more or ()]
+    report = hand_on_follow_ups(run_batch(handler, own, datetime.fromisoformat(sent_at) if sent_at else None))
     if not report.handled:
-        return {"stale": 1}
+        return {"stale": len(own)}
     return {"succeeded": report.succeeded, "failed": report.failed, "dead": report.dead, "waiting": report.waiting}
 
 

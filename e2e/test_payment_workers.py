@@ -107,7 +107,9 @@ def test_a_worker_killed_between_the_charge_and_its_record_captures_once_on_the_
     before the capture is recorded. The retry asks the provider again with the same key and
     records the first charge: one charge, one capture, the order confirmed.
 
-    `process`: a pool process dies, and its worker gets the message back from the broker.
+    `process`: a pool process dies; its worker gets the message back from the broker but drops it
+    (a started delivery is never started again by a copy of its message), and once the run lease
+    is over a relay claims the delivery again and sends it anew.
     `group`: the whole worker dies; once the delivery's run lease is over, a relay claims it
     again and sends it to a worker started afterwards."""
     marker = tmp_path / "die-once"

@@ -8,7 +8,7 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from domain_events.bus import event_bus
         from domain_events.events import OrderCancelled, OrderConfirmed, OrderDelivered, OrderFulfilled, OrderPlaced
-        from notifications import handlers
+        from notifications import handlers, services
 
         event_bus.subscribe(
             OrderPlaced, handlers.remember_order_contact, mode="on_commit", name="notifications.remember_order_contact"
@@ -20,4 +20,5 @@ class NotificationsConfig(AppConfig):
             queue="email",
             atomic=False,
             name="notifications.email_customer_about_order",
+            batch_scope=services.email_connection_shared,
         )

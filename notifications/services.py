@@ -4,14 +4,22 @@ An e-mail is sent at most once per (event, template): the log row is claimed bef
 marked sent after. The one window for a second copy is a crash after the SMTP server accepted the
 message and before the log committed; the message then goes again with the same deterministic
 Message-ID, which a receiving server or client can drop as a duplicate.
+
+A worker's batch of e-mails goes over one SMTP connection (`email_connection_shared`, the handler's
+batch scope); each message still has its own outcome, and one the server refuses is retried alone.
 """
 
 from __future__ import annotations
 
 import logging
+import smtplib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -46,6 +54,29 @@ REASONS = {
     "customer_request": "you asked us to cancel it",
 }
 MAX_ERROR_LENGTH = 2000
+
+
+# Refusals of one message that leave the SMTP session usable (the client has reset it): the
+# connection goes on serving the rest of the batch.
+MESSAGE_REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
+
+_shared_connection: ContextVar[BaseEmailBackend | None] = ContextVar("notifications_shared_connection", default=None)
+
+
+@contextmanager
+def email_connection_shared() -> Iterator[None]:
+    """Send every e-mail of the block over one connection to the mail server, opened at the first
+    message and closed at the end; one that breaks (not a refused message) is opened again."""
+    connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+    reset = _shared_connection.set(connection)
+    try:
+        yield
+    finally:
+        _shared_connection.reset(reset)
+        try:
+            connection.close()
+        except Exception:
+            logger.info("the mail server connection did not close cleanly", exc_info=True)
 
 
 class OrderContactUnknown(ApplicationError):
@@ -136,6 +167,7 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
         message.save(update_fields=["status", "last_error", "updated_at"])
         return message
 
+    shared = _shared_connection.get()
     context = _context(event, contact, customer)
     message.recipient = customer.email
     message.subject = subject.format(**context)
@@ -150,13 +182,17 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[customer.email],
         headers=headers,
-        connection=get_connection(timeout=settings.EMAIL_TIMEOUT),
+        connection=shared or get_connection(timeout=settings.EMAIL_TIMEOUT),
     )
     mail.attach_alternative(render_to_string(f"notifications/{template}.html", context), "text/html")
     message.attempts += 1
     try:
+        if shared is not None:
+            shared.open()  # kept open across the batch: a send on a connection it did not open leaves it open
         mail.send()
     except Exception as exc:
+        if shared is not None and not isinstance(exc, MESSAGE_REFUSED):
+            shared.close()  # broken: the next message of the batch opens a new one
         EMAILS.labels(outcome="failed").inc()
         message.status = EmailMessage.Status.FAILED
         message.last_error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]

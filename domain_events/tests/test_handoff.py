@@ -142,7 +142,8 @@ def test_messages_lost_with_the_broker_queue_are_sent_again_within_seconds(proce
 @pytest.mark.e2e
 def test_prefetched_messages_of_a_killed_worker_are_sent_again_within_seconds(processes):
     ProbeSwitch.set("probe.slow:sleep", 0.3)
-    worker = processes.worker("worker-1", concurrency=1)
+    # One delivery per task: the messages the killed worker had prefetched are what is looked at.
+    worker = processes.worker("worker-1", concurrency=1, OUTBOX_CELERY_BATCH="1")
     publish_many(12)
     wait_until(lambda: slow_deliveries().filter(status="succeeded").count() >= 2, what="2 done")
     worker.kill(signal.SIGKILL)
@@ -157,7 +158,9 @@ def test_prefetched_messages_of_a_killed_worker_are_sent_again_within_seconds(pr
 def test_a_queue_that_is_merely_slow_gets_no_duplicate_messages(processes):
     ProbeSwitch.set("probe.slow:sleep", 0.4)
     processes.relay("relay", OUTBOX_CELERY_LEASE="300")
-    worker = processes.worker("worker", concurrency=1, OUTBOX_CELERY_LEASE="300")
+    # One delivery per task, so that the queue stays slow (a worker under backlog would take the
+    # queued deliveries into its batch, `test_worker_batches`).
+    worker = processes.worker("worker", concurrency=1, OUTBOX_CELERY_LEASE="300", OUTBOX_CELERY_BATCH="1")
     publish_many(12)  # about 5 s of work, far past the 1 s send check of the tests
     wait_until(lambda: all_done(12), timeout=60, what="all 12 slow deliveries")
     log = worker.output()
