@@ -1,12 +1,12 @@
 """The relay loop: hands on every delivery that is due (lost dispatch, expired lease, retry).
 
-Each pass: write the deliveries that publishers without a handler left out (late subscribers),
-catch the position readers up, run in-process deliveries and send Celery ones, and now and then
-prune. It wakes on PostgreSQL LISTEN/NOTIFY and polls as a fallback; a lost LISTEN connection is
-re-established with backoff for as long as the relay runs. A running relay moves its position
-readers in a thread of their own, on their own connection: it looks at the readers' head every
-`READER_POLL_INTERVAL` and moves them when it has moved, so a batch of deliveries never keeps the
-dashboard waiting.
+Each pass: write the deliveries that publishers without a handler left out (late subscribers,
+when the set of subscribers may have changed), catch the position readers up, run in-process
+deliveries and send Celery ones, and now and then prune. It wakes on PostgreSQL LISTEN/NOTIFY and
+polls as a fallback; a lost LISTEN connection is re-established with backoff for as long as the
+relay runs. A running relay moves its position readers in a thread of their own, on their own
+connection: it looks at the readers' head every `READER_POLL_INTERVAL` and moves them when it has
+moved, so a batch of deliveries never keeps the dashboard waiting.
 Several relays run side by side: claims are short leases or row locks taken with SKIP LOCKED.
 """
 
@@ -36,7 +36,12 @@ from domain_events.subscriptions import Mode, subscriptions
 logger = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0
+# Late subscribers are covered on a relay's first pass and when a process records its handlers
+# (its NOTIFY). Without a LISTEN connection (SQLite, or while it is lost) the relay cannot hear
+# that, and covers every `COVER_EVERY` seconds. `COVER_BACKSTOP`: a publisher on older code that
+# outlives the last new process of a rolling deploy still publishes without the new handlers.
 COVER_EVERY = 1.0
+COVER_BACKSTOP = 60.0
 LISTEN_BACKOFF_MAX = 30.0
 # How soon an idle relay looks at the head again while a fence waits (`head.Fence`), or after its
 # position readers applied events (publishers usually drew more meanwhile).
@@ -69,6 +74,7 @@ class Relay:
         self._listen_backoff = 0.0
         self._last_prune = 0.0
         self._last_cover = 0.0
+        self._cover_due = True  # the first pass covers; then a process that records its handlers asks
         self._last_drain = 0.0
         self.readers_behind = False
         self._readers_at: int | None = None
@@ -80,8 +86,11 @@ class Relay:
     def drain(self) -> Report:
         """Hand on everything due now: cover late subscribers, catch position readers up, then
         run and send batches of deliveries until nothing is due."""
-        if time.monotonic() - self._last_cover >= COVER_EVERY:
-            subscribers.register_once()
+        if subscribers.register_once():
+            self._cover_due = True
+        since = time.monotonic() - self._last_cover
+        if self._cover_due or since >= COVER_BACKSTOP or (self._listener is None and since >= COVER_EVERY):
+            self._cover_due = False
             subscribers.cover()
             self._last_cover = time.monotonic()
         readers_here = self._readers_thread is None and bool(subscriptions.trackers())
@@ -192,6 +201,7 @@ class Relay:
             self._listener = psycopg.connect(**params, autocommit=True, connect_timeout=5)
             self._listener.execute(sql.listen(self.channel))
             self._listen_backoff = 0.0
+            self._cover_due = True  # what was said while nobody listened is lost
             logger.info("relay %s listening on %s", self.name, self.channel)
         except psycopg.Error:
             self._listener = None
@@ -224,8 +234,10 @@ class Relay:
             return True if pass_due else READERS if readers else False
         try:
             payloads = {n.payload for n in self._listener.notifies(timeout=timeout, stop_after=1)}
-            if payloads and self.gather > 0:
-                time.sleep(self.gather)
+            if payloads:
+                if self.gather > 0:
+                    time.sleep(self.gather)
+                # What has arrived: a process that recorded its handlers may be among them.
                 payloads |= {n.payload for n in self._listener.notifies(timeout=0, stop_after=10_000)}
         except psycopg.Error:
             logger.warning("lost the LISTEN connection; reconnecting", exc_info=True)
@@ -236,6 +248,8 @@ class Relay:
             time.sleep(self.poll_interval)
             self._listen()
             return True
+        if subscribers.SUBSCRIBERS_CHANGED in payloads:
+            self._cover_due = True
         if payloads or pass_due:
             return True
         return READERS if readers else False

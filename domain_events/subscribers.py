@@ -7,6 +7,11 @@ relays that know the handler cover that gap: they write the missing deliveries o
 event between the handler's covered position and the readers' head (`domain_events.head`: nothing
 below it can still commit), and move the covered position on.
 
+Covering costs a scan of every new event per handler, so relays do it only when the set of
+subscribers may have changed: on their first pass, when a process records its handlers (it
+notifies the relays, `SUBSCRIBERS_CHANGED`), and, for a publisher still running older code after
+the last process of the new code started, every `COVER_BACKSTOP` seconds (`domain_events.relay`).
+
 Handlers that exist in the table but in no running code are orphans: `manage.py check` warns
 about them, the admin lists them, claim scans never see their deliveries (claims name the
 handlers of the process), and the relays' retention rule removes their open deliveries once the
@@ -23,6 +28,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from domain_events import sql
+from domain_events.conf import domain_events_settings
 from domain_events.head import drawn, head
 from domain_events.models import Delivery, StoredEvent, Subscriber
 from domain_events.subscriptions import Mode, Subscription, subscriptions, type_names
@@ -31,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 _registered: set[str] = set()
 
+# The payload of the NOTIFY a process sends when it records its handlers (on the relays' channel).
+SUBSCRIBERS_CHANGED = "subscribers"
+
 
 def _deferred() -> list[Subscription]:
     return [s for s in subscriptions.all() if s.mode is not Mode.INLINE]
@@ -38,9 +47,13 @@ def _deferred() -> list[Subscription]:
 
 def register(found: list[Subscription] | None = None) -> None:
     """Record this process's handlers (first sight fixes their first position), and that they are
-    alive now."""
+    alive now; the relays are told, so they cover what publishers without them left out."""
     now = timezone.now()
-    for subscription in found if found is not None else _deferred():
+    found = found if found is not None else _deferred()
+    if found and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql.NOTIFY, [domain_events_settings()["NOTIFY_CHANNEL"], SUBSCRIBERS_CHANGED])
+    for subscription in found:
         types = type_names(subscription)
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
@@ -75,11 +88,13 @@ def register(found: list[Subscription] | None = None) -> None:
         _registered.add(subscription.name)
 
 
-def register_once() -> None:
-    """`register`, the first time this process dispatches (and for handlers subscribed since)."""
+def register_once() -> bool:
+    """`register`, the first time this process dispatches (and for handlers subscribed since);
+    True if it recorded any."""
     missing = [s for s in _deferred() if s.name not in _registered]
     if missing:
         register(missing)
+    return bool(missing)
 
 
 def cover() -> int:

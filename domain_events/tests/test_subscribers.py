@@ -1,12 +1,15 @@
 """Late subscribers and rolling deploys: a handler gets every event from its first sight on;
 handlers no code has any more are reported and kept out of claims."""
 
+import time
 import uuid
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
+from domain_events import relay as relay_module
 from domain_events import subscribers
 from domain_events.bus import event_bus
 from domain_events.executor import run_due_here
@@ -146,3 +149,32 @@ def test_the_superuser_admin_lists_subscribers_and_warns_about_orphans(operator_
     assert "probe.fast" in page
     assert "probe.retired" in page
     assert "no longer subscribed" in page
+
+
+def _covered_in(relay: Relay) -> int:
+    """How many cover scans (a lock of the subscribers' rows to cover) one pass of `relay` made."""
+    locks_subscribers = f'FROM "{Subscriber._meta.db_table}"'
+    with CaptureQueriesContext(connection) as queries:
+        relay.drain()
+    return sum(1 for q in queries.captured_queries if locks_subscribers in q["sql"] and "SKIP LOCKED" in q["sql"])
+
+
+def test_a_relay_covers_on_its_first_pass_and_when_a_process_records_its_handlers_not_on_every_pass():
+    subscribers.register()
+    relay = Relay(batch_size=50)
+    relay._listen()
+    try:
+        assert _covered_in(relay) == 1, "the first pass covers"
+        for _ in range(3):
+            time.sleep(relay_module.COVER_EVERY)  # passes further apart than the old cadence
+            publish(1)
+            assert _covered_in(relay) == 0, "nothing changed: no cover"
+
+        subscribers.register()  # a new process records its handlers, and tells the relays
+        assert relay._wait() is True
+        with subscriptions_without("probe.fast"):
+            late = publish(2)  # an older publisher, meanwhile
+        assert _covered_in(relay) == 1
+        assert Delivery.objects.filter(stored_event__event_id=late.event_id, handler="probe.fast").exists()
+    finally:
+        relay._listener.close()

@@ -1,6 +1,10 @@
 """What a delivery waits for: one subject's deliveries to one endpoint go in position order, and an
 endpoint has at most `WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT` requests in flight. The next delivery of
-a subject is woken when the one before it succeeds or dies."""
+a subject is woken when the one before it succeeds or dies.
+
+A sender leases a batch of deliveries under one token and POSTs them one after another, so the
+requests in flight to an endpoint are its senders: the live lease tokens (a lease without a token
+counts alone)."""
 
 from __future__ import annotations
 
@@ -29,13 +33,28 @@ def in_flight_to(endpoint_id, now: datetime) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(endpoint_id=endpoint_id, leased_until__gt=now)
 
 
+def _sender():
+    return Coalesce("lease_token", "pk")
+
+
+def senders_in_flight_to(endpoint_id: uuid.UUID, now: datetime) -> int:
+    """How many senders hold live leases on the endpoint's deliveries (each has one request in flight)."""
+    return in_flight_to(endpoint_id, now).aggregate(n=Count(_sender(), distinct=True))["n"]
+
+
 def endpoints_to_wait_for(
     endpoint_ids: Sequence[uuid.UUID], subject: str, position: int, now: datetime
 ) -> set[uuid.UUID]:
     """Of `endpoint_ids`: those where a delivery of `subject` at `position` would have to wait
     (an earlier open delivery of the subject, or the in-flight limit reached), in one query."""
     blocked = earlier_open_of_subject(OuterRef("pk"), subject, position)
-    in_flight = in_flight_to(OuterRef("pk"), now).order_by().values("endpoint_id").annotate(n=Count("pk")).values("n")
+    in_flight = (
+        in_flight_to(OuterRef("pk"), now)
+        .order_by()
+        .values("endpoint_id")
+        .annotate(n=Count(_sender(), distinct=True))
+        .values("n")
+    )
     rows = (
         WebhookEndpoint.objects.filter(pk__in=endpoint_ids)
         .annotate(blocked=Exists(blocked), in_flight=Coalesce(Subquery(in_flight), 0))

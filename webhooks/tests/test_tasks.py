@@ -38,3 +38,60 @@ def test_a_receiver_that_sleeps_does_not_slow_another(processes, tenant):
         elapsed = time.monotonic() - started
         assert elapsed < 5, f"the fast receiver waited {elapsed:.1f}s behind the slow one"
         assert len(slow.received) <= 1, "the slow endpoint gets one request at a time"
+
+
+def _webhook_ids(receiver: Receiver) -> list[str]:
+    return [r.webhook_id for r in receiver.received]
+
+
+def test_a_batch_answered_204_500_204_retries_only_the_failure_on_its_own_schedule(processes, tenant):
+    # The first answer waits a moment, long enough to look at the batch's leases meanwhile.
+    answers = [Answer(204, delay=1.5), Answer(500), Answer(204)]
+    with running(Receiver(answers, default=Answer(204))) as receiver:
+        endpoint_with_secret(tenant=tenant, url=receiver.url)
+        for _ in range(3):
+            publish_confirmed(tenant.pk)  # three orders: nothing waits for anything
+        first, failing, third = WebhookDelivery.objects.order_by("position")
+        processes.worker("worker", **{**WORKER_ENV, "WEBHOOK_RETRY_SCHEDULE": "3,600", "WEBHOOK_RETRY_JITTER": "0"})
+
+        wait_until(lambda: len(receiver.received) >= 1, timeout=30, what="the first POST")
+        leases = list(WebhookDelivery.objects.values_list("lease_token", flat=True))
+        assert leases[0] is not None
+        assert leases == [leases[0]] * 3, "the three were claimed together, under one lease"
+
+        wait_until(lambda: len(receiver.received) >= 4, timeout=30, what="the retry of the failed one")
+        wait_until(
+            lambda: set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"},
+            what="every outcome recorded",
+        )
+    assert _webhook_ids(receiver) == [str(d.pk) for d in (first, failing, third, failing)], "only the failure again"
+    for delivery in (first, failing, third):
+        delivery.refresh_from_db()
+    assert [d.attempts for d in (first, failing, third)] == [1, 2, 1]
+    failed_attempt, retried = failing.attempt_log.all()
+    assert (failed_attempt.status_code, retried.status_code) == (500, 204)
+    waited = (retried.started_at - failed_attempt.started_at).total_seconds()
+    assert 3 <= waited < 10, f"retried {waited:.1f}s after its failure: its own first step (3 s), not the batch's"
+
+
+def test_a_message_delivered_twice_sends_nothing_twice(processes, tenant):
+    from webhooks.services.queue import enqueue
+
+    with running(Receiver([Answer(204, delay=1.5)], default=Answer(204))) as receiver:
+        endpoint_with_secret(tenant=tenant, url=receiver.url)
+        for _ in range(3):
+            publish_confirmed(tenant.pk)
+        deliveries = [str(pk) for pk in WebhookDelivery.objects.order_by("position").values_list("pk", flat=True)]
+        enqueue(deliveries)  # every message twice, the copies behind the originals
+        processes.worker("worker", concurrency=2, **WORKER_ENV)
+
+        wait_until(lambda: len(receiver.received) >= 1, timeout=30, what="the first POST")
+        enqueue(deliveries)  # and a third time while the batch is in flight
+        wait_until(
+            lambda: set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"},
+            timeout=30,
+            what="every delivery sent",
+        )
+        time.sleep(2)  # let every copy reach the worker
+    assert sorted(_webhook_ids(receiver)) == sorted(deliveries), "each delivery once"
+    assert set(WebhookDelivery.objects.values_list("attempts", flat=True)) == {1}

@@ -1,8 +1,10 @@
-"""Every path locks rows in the claim's order (deliveries, then the endpoint): recording a success
-or a `410 Gone`, and a claim for a disabled endpoint, never deadlock with a claim of another
-delivery, which holds that delivery and then locks the endpoint. (Found by `make chaos`: the
-success path cleared the endpoint's `failing_since` before waking the next delivery, and
-PostgreSQL broke the cycle by failing one of the two: a lost outcome, sent again later.)"""
+"""Every path that waits for a row lock takes deliveries first and the endpoint last; a claim locks
+the endpoint and then takes only deliveries nobody holds (`SKIP LOCKED`), so it never waits while
+holding the endpoint. Recording a success or a `410 Gone`, and burying for a disabled endpoint,
+never deadlock with a claim or with another outcome that holds a delivery and then locks the
+endpoint. (Found by `make chaos`: the success path cleared the endpoint's `failing_since` before
+waking the next delivery, and PostgreSQL broke the cycle by failing one of the two: a lost
+outcome, sent again later.)"""
 
 import threading
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from django.utils import timezone
 from testsupport.processes import wait_until
 from webhooks import transport
 from webhooks.models import WebhookDelivery, WebhookEndpoint
-from webhooks.services import delivery_send, sending
+from webhooks.services import batches, delivery_send
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed
 from webhooks.tests.receiver import Receiver, running
 
@@ -46,7 +48,7 @@ def test_recording_a_success_leaves_the_endpoint_to_a_claim_that_holds_the_next_
         claim_got_endpoint: list[bool] = []
 
         def claim_of_the_next_delivery() -> None:
-            # What `_claim` does for the second delivery: its row first, then the endpoint's.
+            # What another outcome does: a delivery's row first (here the second), then the endpoint's.
             try:
                 with transaction.atomic():
                     WebhookDelivery.objects.select_for_update().get(pk=second.pk)
@@ -146,7 +148,14 @@ def _race(first: Callable[[], object], second: Callable[[], object]) -> list[Bas
     return errors
 
 
-def test_a_410_disables_the_endpoint_after_its_deliveries_so_a_claim_holding_one_never_deadlocks(tenant):
+def _record(delivery: WebhookDelivery, token, answer: transport.Outcome) -> bool:
+    """What the sender of `delivery` does once the receiver answered: record the batch of one."""
+    batch = batches.Batch(delivery.endpoint, token, [delivery], signing=[])
+    return batches.batch_record(batch, [batches.Sent(delivery, timezone.now(), answer)])
+
+
+def test_a_410_disables_the_endpoint_after_its_deliveries_so_a_claim_never_deadlocks(tenant, settings):
+    settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT = 2  # the claim goes on beside the sender told 410
     endpoint, _ = endpoint_with_secret(tenant=tenant)
     token = uuid4()
     gone = _open_delivery(
@@ -156,8 +165,8 @@ def test_a_410_disables_the_endpoint_after_its_deliveries_so_a_claim_holding_one
     answer = transport.Outcome(status_code=410, body="gone", duration_ms=5)
 
     errors = _race(
-        lambda: sending._record(gone.pk, token, timezone.now(), answer),  # the sender of the first, told 410
-        lambda: sending._claim(other.pk),  # a claim of the other: its row, then the endpoint's
+        lambda: _record(gone, token, answer),  # the sender of the first, told 410
+        lambda: batches.batch_claim(endpoint.pk, limit=50),  # a claim: the endpoint, then free deliveries
     )
 
     assert errors == [], errors  # PostgreSQL found no deadlock to break
@@ -170,7 +179,7 @@ def test_a_410_disables_the_endpoint_after_its_deliveries_so_a_claim_holding_one
     if other.status != WebhookDelivery.Status.DEAD and other.leased_until is None:
         # The claim left it for later (the endpoint had a request in flight): the next claim, on
         # the sweep's message, finds the endpoint disabled.
-        assert sending._claim(other.pk) is None
+        assert batches.batch_claim(endpoint.pk, limit=50) is None
         other.refresh_from_db()
     # Killed, or claimed just before the endpoint was disabled (then sent once more, and told 410).
     assert other.status == WebhookDelivery.Status.DEAD or other.leased_until is not None
@@ -187,10 +196,7 @@ def test_two_senders_told_410_at_once_never_deadlock(tenant):
     answer = transport.Outcome(status_code=410, body="gone", duration_ms=5)
 
     errors = _race(
-        *(
-            lambda d=delivery, t=token: sending._record(d.pk, t, timezone.now(), answer)
-            for delivery, token in zip(deliveries, tokens, strict=True)
-        )
+        *(lambda d=delivery, t=token: _record(d, t, answer) for delivery, token in zip(deliveries, tokens, strict=True))
     )
 
     assert errors == [], errors
@@ -198,12 +204,12 @@ def test_two_senders_told_410_at_once_never_deadlock(tenant):
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {WebhookDelivery.Status.DEAD}
 
 
-def test_a_claim_for_a_disabled_endpoint_buries_its_delivery_without_locking_the_endpoint(tenant):
+def test_a_message_for_a_disabled_endpoint_buries_its_delivery_without_locking_the_endpoint(tenant):
     endpoint, _ = endpoint_with_secret(tenant=tenant, is_active=False)
     first = _open_delivery(endpoint, subject="order-1", position=1)
     following = _open_delivery(endpoint, subject="order-1", position=2)
 
-    errors = _race(lambda: sending._claim(first.pk), lambda: sending._claim(following.pk))
+    errors = _race(lambda: delivery_send(delivery_id=first.pk), lambda: delivery_send(delivery_id=following.pk))
 
     assert errors == [], errors
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {WebhookDelivery.Status.DEAD}
