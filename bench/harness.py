@@ -118,6 +118,8 @@ class Bench:
             old.unlink()
         self.results: dict[str, object] = {}
         self._db: psycopg.Connection | None = None
+        # The run's CPU meter (set by bench/run.py); `ServicesCpu` reads its backend samples.
+        self.meter: RunMeter | None = None
 
     def say(self, text: str = "") -> None:
         print(text, flush=True)
@@ -219,7 +221,8 @@ class Bench:
         # The application name lets the bench find the service's database backends (their CPU).
         return Service(name, argv, self.child_env(PGAPPNAME=f"bench-{name}", **env), self.log_dir)
 
-    def backends_cpu(self, services: list[Service]) -> float:
+    def backend_cpus(self, services: list[Service]) -> dict[int, float]:
+        """CPU seconds of each live database backend of `services`, by pid."""
         names = [f"bench-{s.name}" for s in services]
         pids = [
             r[0]
@@ -227,7 +230,7 @@ class Bench:
                 "SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", (names,)
             ).fetchall()
         ]
-        return sum(cpu_of(pid) for pid in pids)
+        return {pid: cpu_of(pid) for pid in pids}
 
     def pause(self, *services: Service, timeout: float = 30) -> None:
         """Stop each service's processes (SIGSTOP) at a moment when none of its database sessions
@@ -296,6 +299,8 @@ class RunMeter:
     def __init__(self, database_url: str) -> None:
         self.needle = f" {conninfo.conninfo_to_dict(database_url).get('dbname')} ".encode()
         self.backends: dict[tuple[int, str], float] = {}
+        # The last sample of each backend by pid, for `ServicesCpu`.
+        self.by_pid: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -317,7 +322,8 @@ class RunMeter:
                 except OSError:
                     continue
                 # (pid, start time): a pid the kernel reuses is another backend.
-                self.backends[(int(entry.name), fields[19])] = (int(fields[11]) + int(fields[12])) / TICKS
+                cpu = (int(fields[11]) + int(fields[12])) / TICKS
+                self.backends[(int(entry.name), fields[19])] = self.by_pid[int(entry.name)] = cpu
 
     def total(self) -> dict[str, float]:
         return {"processes": run_cpu(), "postgresql": sum(self.backends.values())}
@@ -333,19 +339,30 @@ class ServicesCpu:
     def __init__(self, bench: Bench, services: list[Service]) -> None:
         self.bench = bench
         self.services = services
-        self.started: dict[str, tuple[float, float]] = {}
+        self.started: dict[str, tuple[float, dict[int, float]]] = {}
         self.by_service: dict[str, tuple[float, float]] = {}
 
-    def _read(self) -> dict[str, tuple[float, float]]:
-        return {s.name: (s.cpu(), self.bench.backends_cpu([s])) for s in self.services}
+    def _read(self) -> dict[str, tuple[float, dict[int, float]]]:
+        return {s.name: (s.cpu(), self.bench.backend_cpus([s])) for s in self.services}
 
     def start(self) -> None:
         self.started = self._read()
 
+    def _backends_spent(self, before: dict[int, float], after: dict[int, float]) -> float:
+        """Backend CPU between the two readings, backend by backend. A backend that ended between
+        them (a connection past CONN_MAX_AGE, replaced) counts up to its last sample by the run's
+        meter; a backend that came and went between them is missed."""
+        spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        sampled = self.bench.meter.by_pid if self.bench.meter else {}
+        for pid in before.keys() - after.keys():
+            spent += max(0.0, sampled.get(pid, before[pid]) - before[pid])
+        return spent
+
     def stop(self) -> dict[str, float]:
         now = self._read()
         self.by_service = {
-            name: (now[name][0] - self.started[name][0], now[name][1] - self.started[name][1]) for name in now
+            name: (now[name][0] - self.started[name][0], self._backends_spent(self.started[name][1], now[name][1]))
+            for name in now
         }
         return {
             "cpu_client": sum(c for c, _ in self.by_service.values()),

@@ -194,8 +194,15 @@ def session_pids(sid: int) -> list[int]:
 
 
 def session_cpu(sid: int) -> float:
-    """CPU seconds of every live process in session `sid` (a service and the children it forked)."""
-    return sum(cpu_of(pid) for pid in session_pids(sid))
+    """CPU seconds of every live process in session `sid` (a service and the children it forked),
+    with what each has waited for: a child that exits (a recycled worker) moves into its parent's
+    figure instead of vanishing from the sum."""
+    total = 0.0
+    for pid in session_pids(sid):
+        fields = _stat_fields(pid)
+        if fields:
+            total += sum(int(f) for f in fields[11:15]) / TICKS
+    return total
 
 
 def session_peak_rss(sid: int) -> list[float]:

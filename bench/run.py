@@ -244,7 +244,7 @@ def main() -> int:
     bench = Bench(config)
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    meter = RunMeter(config.database_url)
+    meter = bench.meter = RunMeter(config.database_url)
     try:
         database_started = time.monotonic(), meter.total()
         bench.recreate_database()
