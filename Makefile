@@ -54,6 +54,7 @@ fuzz: install
 bench: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/run.py $(if $(QUICK),--quick,)
+	$(if $(QUICK)$(BENCH_ONLY),,$(BIN)/python -m bench.table)
 
 # The whole platform under faults, then the proof of the guarantees (docs/testing.md, Chaos run), then the
 # API against its OpenAPI document with many generated requests (`make fuzz`).

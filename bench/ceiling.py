@@ -20,6 +20,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -107,25 +108,42 @@ def run_handlers(cur: psycopg.Cursor, rows: list[tuple[int, str, int]]) -> None:
 EVENTS_PER_AGGREGATE = 4
 
 
+def recording_statement(*, streams: bool) -> dict:
+    """The platform's recording statement and its event columns, from `domain_events.sql` (in a
+    Django process): the bench measures what the platform runs. `streams=False`: the same statement
+    without the stream row."""
+    from domain_events import sql
+
+    statement = sql.insert_event_and_deliveries(notify=False)
+    if not streams:
+        statement = statement.replace(sql.stream_cte(), sql.plain_event_cte())
+    return {"statement": statement, "columns": list(sql.EVENT_INSERT_COLUMNS), "streams": streams}
+
+
 class Recorder:
     """The platform's recording statement (`domain_events.sql.insert_event_and_deliveries`): the
     event, its position drawn by the column's default, its aggregate's stream row upserted, and its
     deliveries, in one statement. `streams=False`: the same statement without the stream row, for
-    the reference line (the bench also drops the position's default for that line)."""
+    the reference line (the bench also drops the position's default for that line).
 
-    def __init__(self, *, streams: bool) -> None:
-        # The statement comes from the platform itself, so the bench measures what it runs.
-        import django
+    The statement comes from `recording_statement`, given by the bench (`--statement`, a JSON file:
+    no Django set-up in each publisher) or made here."""
 
-        django.setup()
-        from domain_events import sql
+    def __init__(self, *, streams: bool, statement_file: str | None = None) -> None:
+        if statement_file:
+            spec = json.loads(Path(statement_file).read_text())
+            if spec["streams"] != streams:
+                raise SystemExit(
+                    f"{statement_file} is not the statement of --record {'platform' if streams else 'plain'}"
+                )
+        else:
+            import django
 
-        self.sql = sql
+            django.setup()
+            spec = recording_statement(streams=streams)
         self.streams = streams
-        statement = sql.insert_event_and_deliveries(notify=False)
-        if not streams:
-            statement = statement.replace(sql.stream_cte(), sql.plain_event_cte())
-        self.statement = statement
+        self.statement = spec["statement"]
+        self.columns = spec["columns"]
 
     def record(self, cur: psycopg.Cursor, tenant_id: uuid.UUID, aggregate_id: uuid.UUID, account: int) -> None:
         event_id = uuid.uuid4()
@@ -151,7 +169,7 @@ class Recorder:
             self.statement,
             [
                 *stream,
-                *(columns[c] for c in self.sql.EVENT_INSERT_COLUMNS),
+                *(columns[c] for c in self.columns),
                 FANOUT_TYPE,
                 tenant_id,
                 aggregate_id,
@@ -167,7 +185,7 @@ class Recorder:
 
 
 def job_publish(args: argparse.Namespace) -> None:
-    recorder = Recorder(streams=args.record == "platform") if args.record else None
+    recorder = Recorder(streams=args.record == "platform", statement_file=args.statement) if args.record else None
     conn, meter = connect()
     cur = conn.cursor()
     tenant_id = uuid.uuid4()
@@ -287,6 +305,7 @@ def main() -> None:
         choices=["platform", "plain"],
         help="Record with the platform's statement (platform), or the same without its stream row (plain).",
     )
+    p.add_argument("--statement", help="A JSON file with the statement of --record (bench/publish_bench.py writes it).")
     p = sub.add_parser("fanout")
     p.add_argument("--batch", type=int, default=100)
     p = sub.add_parser("order")

@@ -29,7 +29,7 @@ from bench.harness import (
     span,
     table,
 )
-from bench.procs import PYTHON, BenchError, start_line
+from bench.procs import PYTHON, BenchError, Service, start_line
 from testsupport.processes import celery_worker_argv
 
 
@@ -49,6 +49,7 @@ class FanoutBenchmark:
         self.bench = bench
         self.config = bench.config
         self.results: dict[str, object] = {"ceilings": []}
+        self.relays: list[Service] = []
 
     # --- state ----------------------------------------------------------------------------
 
@@ -89,24 +90,37 @@ class FanoutBenchmark:
             for i, (base, n) in enumerate(split(events, count))
         ]
 
+    def running_relays(self, count: int) -> list[Service]:
+        """`count` relays running, the others paused (`Bench.pause`: no lock held, no CPU, as if
+        not running). The relays start once, side by side, for every relay-path run and the fast
+        path; the publishers, already spawned, start meanwhile and wait at their start line."""
+        wanted = max([*self.config.relays, 1 if self.config.fast_path_relay else 0])
+        while len(self.relays) < wanted:
+            self.relays.append(self.bench.relay(f"relay-{len(self.relays)}", wait=False))
+        for relay in self.relays:
+            relay.wait_for("running")
+        self.bench.resume(*self.relays[:count])
+        self.bench.pause(*self.relays[count:])
+        return self.relays[:count]
+
+    def stop_relays(self) -> None:
+        while self.relays:
+            self.relays.pop().stop()
+
     def relay_path(self, relays: int) -> dict:
         events = self.config.events
         self.reset(events, ON_COMMIT_HANDLERS)
-        running = [self.bench.relay(f"relay-{relays}-{i}") for i in range(relays)]
-        try:
-            workers = self.publishers(self.config.publishers, events, OUTBOX_DISPATCH_ON_COMMIT="false")
-            for w in workers:
-                w.wait_ready()
-            meter = ServicesCpu(self.bench, running)
-            meter.start()
-            started = start_line(workers)
-            reports = [w.result() for w in workers]
-            published = max(r["end"] for r in reports)
-            done = self.bench.wait_for_no_open_deliveries(timeout=max(120, events / 10))
-            reports.append(meter.stop())
-        finally:
-            for relay in running:
-                relay.stop()
+        workers = self.publishers(self.config.publishers, events, OUTBOX_DISPATCH_ON_COMMIT="false")
+        running = self.running_relays(relays)
+        for w in workers:
+            w.wait_ready()
+        meter = ServicesCpu(self.bench, running)
+        meter.start()
+        started = start_line(workers)
+        reports = [w.result() for w in workers]
+        published = max(r["end"] for r in reports)
+        done = self.bench.wait_for_no_open_deliveries(timeout=max(120, events / 10))
+        reports.append(meter.stop())
         self.verify(events, ON_COMMIT_HANDLERS)
         elapsed = done - started
         return {
@@ -123,20 +137,16 @@ class FanoutBenchmark:
     def fast_path(self) -> dict:
         events = self.config.events
         self.reset(events, ON_COMMIT_HANDLERS)
-        running = [self.bench.relay("relay-fast")] if self.config.fast_path_relay else []
-        try:
-            workers = self.publishers(self.config.fast_publishers, events)
-            for w in workers:
-                w.wait_ready()
-            meter = ServicesCpu(self.bench, running)
-            meter.start()
-            started = start_line(workers)
-            reports = [w.result() for w in workers]
-            done = self.bench.wait_for_no_open_deliveries(timeout=60)
-            reports.append(meter.stop())
-        finally:
-            for relay in running:
-                relay.stop()
+        workers = self.publishers(self.config.fast_publishers, events)
+        running = self.running_relays(1 if self.config.fast_path_relay else 0)
+        for w in workers:
+            w.wait_ready()
+        meter = ServicesCpu(self.bench, running)
+        meter.start()
+        started = start_line(workers)
+        reports = [w.result() for w in workers]
+        done = self.bench.wait_for_no_open_deliveries(timeout=60)
+        reports.append(meter.stop())
         self.verify(events, ON_COMMIT_HANDLERS)
         elapsed = done - started
         return {
@@ -158,8 +168,8 @@ class FanoutBenchmark:
         argv = celery_worker_argv("bench", python=PYTHON)
         worker = self.bench.service("celery-worker", argv, LOG_LEVEL="INFO")
         try:
-            worker.wait_for(" ready.", timeout=60)
             workers = self.publishers(self.config.publishers, events, "--celery")
+            worker.wait_for(" ready.", timeout=60)
             for w in workers:
                 w.wait_ready()
             meter = ServicesCpu(self.bench, [worker])
@@ -196,11 +206,11 @@ class FanoutBenchmark:
         argv = celery_worker_argv("bench-plain", python=PYTHON)
         worker = self.bench.service("celery-worker-plain", argv, LOG_LEVEL="INFO")
         try:
-            worker.wait_for(" ready.", timeout=60)
             workers = [
                 self.bench.worker(f"plain-celery-{i}", "bench.plain_celery", "--count", n, "--account-base", base)
                 for i, (base, n) in enumerate(split(events, self.config.publishers))
             ]
+            worker.wait_for(" ready.", timeout=60)
             for w in workers:
                 w.wait_ready()
             meter = ServicesCpu(self.bench, [worker])
@@ -319,12 +329,16 @@ class FanoutBenchmark:
         ceilings.append(self.ceilings())
         say(f"  raw-SQL ceilings (before): {self._describe_ceiling(ceilings[-1])}")
         runs: list[dict] = []
-        for relays in self.config.relays:
-            runs.append(self.relay_path(relays))
-            say(f"  relay path, {relays} relays: {runs[-1]['events_per_s']:,.0f} events/s")
-        if self.config.fast_publishers:
-            runs.append(self.fast_path())
-            say(f"  fast path, {self.config.fast_publishers} publishers: {runs[-1]['events_per_s']:,.0f} events/s")
+        try:
+            for relays in self.config.relays:
+                runs.append(self.relay_path(relays))
+                say(f"  relay path, {relays} relays: {runs[-1]['events_per_s']:,.0f} events/s")
+            if self.config.fast_publishers:
+                runs.append(self.fast_path())
+                say(f"  fast path, {self.config.fast_publishers} publishers: {runs[-1]['events_per_s']:,.0f} events/s")
+        finally:
+            # No relay runs beside the Celery path and the peers.
+            self.stop_relays()
         if self.config.celery_events:
             runs.append(self.celery_path())
             say(f"  celery path: {runs[-1]['events_per_s']:,.0f} events/s")

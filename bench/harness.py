@@ -3,18 +3,44 @@
 from __future__ import annotations
 
 import os
+import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import conninfo
 
-from bench.procs import PYTHON, ROOT, BenchError, Service, Worker, cpu_of
+from bench.procs import PYTHON, ROOT, TICKS, BenchError, Service, Worker, cpu_of, run_cpu
 
 RESULTS_DIR = ROOT / "bench" / "results"
+# The bench drops and creates its database: only names in its own namespace (sw_bench by default).
+DATABASE_PREFIX = "sw_"
 # What `make bench` runs, in this order; BENCH_ONLY picks some.
 BENCHMARKS = ("publish", "fanout", "orders", "saga", "admin", "readside", "webhooks")
+
+
+def schema_key() -> str:
+    """What the migrated schema depends on: every migration and model file (and Django's version)."""
+    import hashlib
+
+    import django
+
+    digest = hashlib.sha256(django.get_version().encode())
+    files = [*ROOT.glob("*/migrations/*.py"), *ROOT.glob("bench/*/migrations/*.py"), *ROOT.glob("*/models.py")]
+    files += [*ROOT.glob("bench/*/models.py"), ROOT / "bench" / "settings.py"]
+    for path in sorted(files):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` with its database name replaced by `name`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def env_int(name: str, default: int) -> int:
@@ -50,6 +76,8 @@ class Config:
     saga_tracing: bool = True
     saga_latency_orders: int = 100
     saga_rounds: int = 3
+    warmup: int = 10
+    quick: bool = False
     only: list[str] = field(default_factory=lambda: list(BENCHMARKS))
 
     @classmethod
@@ -74,6 +102,7 @@ class Config:
             saga_tracing=os.environ.get("BENCH_SAGA_TRACING", "1") not in ("0", "false", "no"),
             saga_latency_orders=env_int("BENCH_SAGA_LATENCY_ORDERS", cls.saga_latency_orders),
             saga_rounds=env_int("BENCH_SAGA_ROUNDS", cls.saga_rounds),
+            warmup=env_int("BENCH_WARMUP", cls.warmup),
             only=[x.strip() for x in os.environ.get("BENCH_ONLY", ",".join(BENCHMARKS)).split(",") if x.strip()],
         )
 
@@ -89,6 +118,8 @@ class Bench:
             old.unlink()
         self.results: dict[str, object] = {}
         self._db: psycopg.Connection | None = None
+        # The run's CPU meter (set by bench/run.py); `ServicesCpu` reads its backend samples.
+        self.meter: RunMeter | None = None
 
     def say(self, text: str = "") -> None:
         print(text, flush=True)
@@ -96,19 +127,36 @@ class Bench:
     # --- database -----------------------------------------------------------------------
 
     def recreate_database(self) -> None:
-        """Start every run from an empty database and an empty broker db: nothing left over counts."""
+        """Start every run from a freshly migrated database and an empty broker db: nothing left over counts.
+
+        The database is a copy of `<name>_template`, which is migrated only when a migration (or a
+        model) changed since it was made: copying takes a second, migrating many.
+        """
         import redis
 
         params = conninfo.conninfo_to_dict(self.config.database_url)
         name = params.get("dbname")
-        if not name or not (name == "sw_bench" or name.startswith("sw_bench_")):
-            raise BenchError(f"the bench only runs on a database named sw_bench or sw_bench_*, not {name!r}")
+        if not name or not name.startswith(DATABASE_PREFIX):
+            raise BenchError(f"the bench only runs on a database named {DATABASE_PREFIX}*, not {name!r}")
         if self._db is not None:
             self._db.close()
+        template, key = f"{name}_template", schema_key()
         admin = conninfo.make_conninfo(self.config.database_url, dbname="postgres")
         with psycopg.connect(admin, autocommit=True) as conn:
+            made_for = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (template,)
+            ).fetchone()
+            if made_for is None or made_for[0] != key:
+                started = time.monotonic()
+                conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{template}"')
+                self.manage(
+                    "migrate", "--no-input", BENCH_DATABASE_URL=with_database(self.config.database_url, template)
+                )
+                conn.execute(f"COMMENT ON DATABASE \"{template}\" IS '{key}'")
+                self.say(f"(migrated the template database {template} in {time.monotonic() - started:.0f} s)")
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         try:
             redis.Redis.from_url(self.config.broker_url, socket_connect_timeout=2).flushdb()
         except redis.RedisError as exc:
@@ -160,7 +208,7 @@ class Bench:
             "BENCH_DATABASE_URL": self.config.database_url,
             "BENCH_BROKER_URL": self.config.broker_url,
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         }
         env.update(overrides)
         return env
@@ -173,7 +221,8 @@ class Bench:
         # The application name lets the bench find the service's database backends (their CPU).
         return Service(name, argv, self.child_env(PGAPPNAME=f"bench-{name}", **env), self.log_dir)
 
-    def backends_cpu(self, services: list[Service]) -> float:
+    def backend_cpus(self, services: list[Service]) -> dict[int, float]:
+        """CPU seconds of each live database backend of `services`, by pid."""
         names = [f"bench-{s.name}" for s in services]
         pids = [
             r[0]
@@ -181,7 +230,37 @@ class Bench:
                 "SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)", (names,)
             ).fetchall()
         ]
-        return sum(cpu_of(pid) for pid in pids)
+        return {pid: cpu_of(pid) for pid in pids}
+
+    def pause(self, *services: Service, timeout: float = 30) -> None:
+        """Stop each service's processes (SIGSTOP) at a moment when none of its database sessions
+        is inside a transaction, so that a paused service holds no lock; it then costs no CPU, as if
+        it were not running, and `resume` goes on where it was, warm."""
+        for service in services:
+            name = f"bench-{service.name}"
+            deadline = time.monotonic() + timeout
+            while True:
+                service.signal(signal.SIGSTOP)
+                # Twice, a moment apart: a statement already sent when the process stopped has started by then.
+                busy = self._busy(name) or (time.sleep(0.02) is None and self._busy(name))
+                if not busy:
+                    break
+                service.signal(signal.SIGCONT)
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{service.name} never stood outside a transaction in {timeout:.0f} s")
+                time.sleep(0.01)
+
+    def _busy(self, application_name: str) -> bool:
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'",
+                (application_name,),
+            )
+        )
+
+    def resume(self, *services: Service) -> None:
+        for service in services:
+            service.signal(signal.SIGCONT)
 
     def setup_django(self) -> None:
         """Make this process a Django process on the bench database (for benchmarks run in-process)."""
@@ -201,12 +280,56 @@ class Bench:
         if done.returncode != 0:
             raise BenchError(f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
 
-    def relay(self, name: str, **env: str) -> Service:
+    def relay(self, name: str, *, wait: bool = True, **env: str) -> Service:
+        """A `run_outbox_relay`; with `wait` false, call `wait_for("running")` before using it
+        (processes that start side by side start sooner on several cores)."""
         # Verbosity 2 prints one line per batch handed on: the batch sizes a relay achieves.
         argv = [PYTHON, "manage.py", "run_outbox_relay", "--batch-size", str(self.config.batch), "--verbosity", "2"]
         relay = self.service(name, argv, **env)
-        relay.wait_for("running")
+        if wait:
+            relay.wait_for("running")
         return relay
+
+
+class RunMeter:
+    """The CPU the run costs the machine, for each section's time line: this process, everything it
+    started (`procs.run_cpu`) and the PostgreSQL backends serving its database, sampled from /proc
+    every 0.3 s by a thread (a backend's last fraction of a second before it exits is missed)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.needle = f" {conninfo.conninfo_to_dict(database_url).get('dbname')} ".encode()
+        self.backends: dict[tuple[int, str], float] = {}
+        # The last sample of each backend by pid, for `ServicesCpu`.
+        self.by_pid: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        others: set[int] = set()
+        while not self._stop.wait(0.3):
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit() or int(entry.name) in others:
+                    continue
+                try:
+                    title = (entry / "cmdline").read_bytes()
+                    if not title.startswith(b"postgres: ") or self.needle not in title:
+                        # A backend shows its database once it has authenticated: ask again until then.
+                        if not title.startswith(b"/usr/lib/postgresql"):
+                            others.add(int(entry.name))
+                        continue
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                # (pid, start time): a pid the kernel reuses is another backend.
+                cpu = (int(fields[11]) + int(fields[12])) / TICKS
+                self.backends[(int(entry.name), fields[19])] = self.by_pid[int(entry.name)] = cpu
+
+    def total(self) -> dict[str, float]:
+        return {"processes": run_cpu(), "postgresql": sum(self.backends.values())}
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 class ServicesCpu:
@@ -216,19 +339,30 @@ class ServicesCpu:
     def __init__(self, bench: Bench, services: list[Service]) -> None:
         self.bench = bench
         self.services = services
-        self.started: dict[str, tuple[float, float]] = {}
+        self.started: dict[str, tuple[float, dict[int, float]]] = {}
         self.by_service: dict[str, tuple[float, float]] = {}
 
-    def _read(self) -> dict[str, tuple[float, float]]:
-        return {s.name: (s.cpu(), self.bench.backends_cpu([s])) for s in self.services}
+    def _read(self) -> dict[str, tuple[float, dict[int, float]]]:
+        return {s.name: (s.cpu(), self.bench.backend_cpus([s])) for s in self.services}
 
     def start(self) -> None:
         self.started = self._read()
 
+    def _backends_spent(self, before: dict[int, float], after: dict[int, float]) -> float:
+        """Backend CPU between the two readings, backend by backend. A backend that ended between
+        them (a connection past CONN_MAX_AGE, replaced) counts up to its last sample by the run's
+        meter; a backend that came and went between them is missed."""
+        spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        sampled = self.bench.meter.by_pid if self.bench.meter else {}
+        for pid in before.keys() - after.keys():
+            spent += max(0.0, sampled.get(pid, before[pid]) - before[pid])
+        return spent
+
     def stop(self) -> dict[str, float]:
         now = self._read()
         self.by_service = {
-            name: (now[name][0] - self.started[name][0], now[name][1] - self.started[name][1]) for name in now
+            name: (now[name][0] - self.started[name][0], self._backends_spent(self.started[name][1], now[name][1]))
+            for name in now
         }
         return {
             "cpu_client": sum(c for c, _ in self.by_service.values()),

@@ -10,8 +10,12 @@ Measured in one run, each for BENCH_SECONDS:
   every handler subscribed and an outbox relay running, as served (OUTBOX_RUN_ON_COMMIT=false, as
   config/gunicorn.conf.py sets it): after each commit the web worker queues the Celery handlers' messages and wakes
   the relay, which runs the in-process handlers.
-* then a Celery worker is started and the time until every placed order is confirmed gives the
-  downstream rate (reserve, register, capture, confirm) as a comparison line;
+* then the Celery worker, paused during the load, resumes, and the time until every placed order is
+  confirmed gives the downstream rate (reserve, register, capture, confirm) as a comparison line.
+
+Each gunicorn, the relay and the worker start once and serve every phase that can share them
+(`Stack`), and the saga section after this one; a process that must not run during a phase is
+paused (SIGSTOP, outside any transaction), which costs no CPU.
 
 The whole saga against the plain saga is the `saga` section (bench/saga_bench.py).
 """
@@ -23,6 +27,7 @@ import json
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 
 from bench.harness import (
     Bench,
@@ -41,6 +46,9 @@ from bench.procs import PYTHON, ROOT, BenchError, Service, start_line
 from testsupport.processes import celery_worker_argv
 
 MAX_REQUESTS_PER_CLIENT = 50_000
+# Orders each load client places before it is measured on processes that have served a phase
+# already (BENCH_WARMUP on processes that serve their first).
+WARMUP_WARM = 3
 PRODUCTS = 100
 STOCK = 1_000_000
 
@@ -72,12 +80,35 @@ def latency_figure(figures: dict) -> str:
     return f"{fmt_rate(figures['per_s'])} req/s, p50 {fmt_ms(figures['p50'])} ms, p99 {fmt_ms(figures['p99'])} ms"
 
 
+@dataclass
+class Stack:
+    """Processes started once and shared by the phases that can share them, in this section and in
+    `saga`: a gunicorn (and a relay and a Celery worker) for each way the web is configured.
+
+    * `plain`: plain DRF's and the plain saga's endpoints (bench/urls.py);
+    * `publish-only`: `POST orders/` with the web recording events only (the request alone, and
+      the handlers left to the relay);
+    * `shelfwise`: `POST orders/` as served, its relay and its Celery worker.
+    """
+
+    web: Service
+    port: int
+    relay: Service | None = None
+    worker: Service | None = None
+    uses: int = 0
+
+    @property
+    def services(self) -> list[Service]:
+        return [s for s in (self.web, self.relay, self.worker) if s is not None]
+
+
 class OrdersBenchmark:
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
         self.config = bench.config
         self.spec: dict = {}
         self.results: dict[str, object] = {}
+        self.stacks: dict[str, Stack] = {}
 
     # --- seed ----------------------------------------------------------------------------
 
@@ -149,7 +180,8 @@ class OrdersBenchmark:
             )
             db.execute("DELETE FROM orders_order WHERE customer_id = %s", (customer,))
 
-    def gunicorn(self, name: str, **env: str) -> tuple[Service, int]:
+    def gunicorn(self, name: str, *, wait: bool = True, **env: str) -> tuple[Service, int]:
+        """gunicorn on a free port; with `wait` false, call `wait_up` before using it."""
         port = free_port()
         argv = [
             PYTHON,
@@ -166,6 +198,12 @@ class OrdersBenchmark:
             "warning",
         ]
         server = self.bench.service(name, argv, **env)
+        if wait:
+            self.wait_up(server, port)
+        return server, port
+
+    @staticmethod
+    def wait_up(server: Service, port: int) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -173,14 +211,53 @@ class OrdersBenchmark:
                 conn.request("GET", "/healthz")
                 if conn.getresponse().status == 200:
                     conn.close()
-                    return server, port
+                    return
             except OSError:
                 pass
             if server.popen.poll() is not None or time.monotonic() > deadline:
                 raise BenchError(f"gunicorn did not come up:\n{server.output()[-2000:]}")
             time.sleep(0.1)
 
-    def http_load(self, port: int, services: list[Service], *, plain: bool) -> dict:
+    def stack(self, kind: str) -> Stack:
+        """The processes of `kind`, started on first use and shared by the phases of this section
+        and of `saga` (see `Stack`); `close` stops them."""
+        if kind in self.stacks:
+            return self.stacks[kind]
+        if kind == "plain":
+            web, port = self.gunicorn("gunicorn-plain", wait=False)
+            stack = Stack(web, port)
+        elif kind == "publish-only":
+            # The web workers record the events and hand nothing on (OUTBOX_DISPATCH_ON_COMMIT=false).
+            web, port = self.gunicorn("gunicorn-publish-only", wait=False, OUTBOX_DISPATCH_ON_COMMIT="false")
+            stack = Stack(web, port)
+        else:
+            # As served (config/gunicorn.conf.py): the web hands on, the relay runs the in-process handlers.
+            relay = self.bench.relay("relay-shelfwise", wait=False)
+            worker = self.bench.service(
+                "celery-shelfwise", celery_worker_argv("bench-shelfwise", python=PYTHON), LOG_LEVEL="INFO"
+            )
+            web, port = self.gunicorn("gunicorn-shelfwise", wait=False, OUTBOX_RUN_ON_COMMIT="false")
+            relay.wait_for("running")
+            worker.wait_for(" ready.", timeout=60)
+            stack = Stack(web, port, relay, worker)
+        self.wait_up(stack.web, stack.port)
+        self.stacks[kind] = stack
+        return stack
+
+    def close(self, *kinds: str) -> None:
+        """Stop the shared processes (of `kinds`, or all)."""
+        for kind in kinds or list(self.stacks):
+            stack = self.stacks.pop(kind, None)
+            for service in stack.services if stack else []:
+                service.stop()
+
+    def warmup(self, stack: Stack) -> int:
+        """Orders each client places before the measure: BENCH_WARMUP to warm fresh processes up,
+        fewer once the stack has served a phase."""
+        stack.uses += 1
+        return self.config.warmup if stack.uses == 1 else min(WARMUP_WARM, self.config.warmup)
+
+    def http_load(self, port: int, services: list[Service], *, plain: bool, warmup: int) -> dict:
         extra = ["--plain"] if plain else []
         clients = [
             self.bench.worker(
@@ -198,6 +275,8 @@ class OrdersBenchmark:
                 self.load_spec(),
                 "--seed",
                 i,
+                "--warmup",
+                warmup,
                 *extra,
             )
             for i in range(self.config.http_clients)
@@ -232,53 +311,42 @@ class OrdersBenchmark:
         }
 
     def plain(self) -> dict:
-        server, port = self.gunicorn("gunicorn-plain")
-        try:
-            return self.http_load(port, [server], plain=True)
-        finally:
-            server.stop()
+        stack = self.stack("plain")
+        return self.http_load(stack.port, [stack.web], plain=True, warmup=self.warmup(stack))
 
     def shelfwise(self, tag: str) -> dict:
-        """Load `POST orders/`, then drain what follows with a Celery worker (and a relay).
+        """Load `POST orders/`, then drain what follows with the Celery worker (and the relay).
 
         `served`: production settings: after each commit the web workers send the Celery messages
         and wake the relay, which runs the in-process handlers. `relayed`: the web workers only
         record events and the relay hands everything on, in batches, during the load. `deferred`:
-        the request alone, with no consumer running during the load; the relay starts with the
+        the request alone, with no consumer running during the load; the relay resumes with the
         worker once the load is over.
+
+        The relay and the worker are the shelfwise stack's: what must not run during the load is
+        paused (`Bench.pause`: stopped outside any transaction, no CPU) and resumed for the drain.
         """
-        relay = self.bench.relay(f"relay-orders-{tag}") if tag != "deferred" else None
-        # As served: production settings (config/gunicorn.conf.py: the web hands on, the relay runs handlers).
-        env = {"OUTBOX_RUN_ON_COMMIT": "false"} if tag == "served" else {"OUTBOX_DISPATCH_ON_COMMIT": "false"}
-        server, port = self.gunicorn(f"gunicorn-orders-{tag}", **env)
+        shelf = self.stack("shelfwise")
+        web = shelf if tag == "served" else self.stack("publish-only")
+        paused = [shelf.worker] if tag != "deferred" else [shelf.relay, shelf.worker]
+        metered = [web.web] if tag == "deferred" else [web.web, shelf.relay]
+        self.bench.pause(*paused)
         since = self.bench.scalar("SELECT now()")
         try:
-            placed = self.http_load(port, [server, *([relay] if relay else [])], plain=False)
-            server.stop()
-            placed["downstream"] = self.drain(placed["count"], tag, since, relay=relay)
+            placed = self.http_load(web.port, metered, plain=False, warmup=self.warmup(web))
         finally:
-            server.stop()
-            if relay is not None:
-                relay.stop()
+            self.bench.resume(*paused)
+        placed["downstream"] = self.drain(placed["count"], since)
         return placed
 
-    def drain(self, placed: int, tag: str, since: object, *, relay: Service | None) -> dict:
-        """Start a Celery worker (and a relay if none runs) and wait until every order of the run is confirmed."""
-        argv = celery_worker_argv("bench-orders", python=PYTHON)
-        relays = [relay] if relay is not None else [self.bench.relay(f"relay-drain-{tag}")]
-        worker = self.bench.service(f"celery-orders-{tag}", argv, LOG_LEVEL="INFO")
-        try:
-            worker.wait_for(" ready.", timeout=60)
-            started = time.time()
-            self.wait_settled(since, placed, deliveries=False)
-            done = time.time()
-            # What follows the confirmations (e-mails, projections, audit) settles too, so that the
-            # next phase's processes do not work off this one's backlog.
-            self.wait_settled(since, max(900, placed), deliveries=True)
-        finally:
-            worker.stop()
-            if relay is None:
-                relays[0].stop()
+    def drain(self, placed: int, since: object) -> dict:
+        """With the worker (and the relay) just resumed, wait until every order of the run is confirmed."""
+        started = time.time()
+        self.wait_settled(since, placed, deliveries=False)
+        done = time.time()
+        # What follows the confirmations (e-mails, projections, audit) settles too, so that the
+        # next phase's processes do not work off this one's backlog.
+        self.wait_settled(since, max(900, placed), deliveries=True)
         by_status = self.statuses(since)
         total = sum(by_status.values())
         return {"orders": total, "seconds": done - started, "per_s": total / (done - started), "statuses": by_status}
@@ -347,6 +415,8 @@ class OrdersBenchmark:
                 f"  ShelfWise POST orders/ ({label}): {placed['per_s']:,.0f} req/s;"
                 f" {down['orders']} orders confirmed {down['seconds']:.1f} s later"
             )
+        # Only this section's phases use the web that publishes only.
+        self.close("publish-only")
         self.results["spec"] = {k: v for k, v in self.spec.items() if k not in ("customer_token", "staff_token")}
         return self.results
 
@@ -434,8 +504,8 @@ class OrdersBenchmark:
                 f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} with the"
                 " on_commit handlers run in the process after the commit (OUTBOX_RUN_ON_COMMIT on);"
                 f" {q['post_order_request_only']} for the request alone (dispatch on commit off).",
-                "After each ShelfWise phase a Celery worker (prefork 2) starts (and, after the request-alone phase,"
-                " a relay) and every order must end confirmed: "
+                "After each ShelfWise phase the Celery worker (prefork 2), paused during the load, resumes (and,"
+                " after the request-alone phase, the relay) and every order must end confirmed: "
                 + "; ".join(f"{d['orders']} orders {d['statuses']} {d['seconds']:.1f} s later" for _, d in downs)
                 + ".",
                 "CPU ms/req: gunicorn + relay processes and their PostgreSQL backends during the load"

@@ -35,6 +35,8 @@ def _stop(popen: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 1
     if popen.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(popen.pid, sig)
+            # A paused process (Bench.pause) takes its signal once it runs again.
+            os.killpg(popen.pid, signal.SIGCONT)
         try:
             popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -132,6 +134,17 @@ class Service:
         """Peak resident memory of each of the service's live processes, in MiB, largest first."""
         return session_peak_rss(self.popen.pid)
 
+    def signal(self, sig: int) -> None:
+        """Send `sig` to every process of the service (SIGSTOP pauses it, SIGCONT resumes it)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def reset_peak_rss(self) -> None:
+        """Make each live process's peak resident memory its present one (Linux's clear_refs, 5)."""
+        for pid in session_pids(self.popen.pid):
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+
     def stop(self) -> None:
         _stop(self.popen)
         if self.popen in _started:
@@ -151,7 +164,7 @@ def start_line(workers: list[Worker], timeout: float = 60) -> float:
 
 # --- CPU accounting: what a figure costs, whatever else the machine is doing --------------------
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -166,35 +179,63 @@ def _stat_fields(pid: int) -> list[str] | None:
 def cpu_of(pid: int) -> float:
     """User + system CPU seconds of one live process (0 if it is gone)."""
     fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / _TICKS if fields else 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS if fields else 0.0
 
 
-def session_cpu(sid: int) -> float:
-    """CPU seconds of every live process in session `sid` (a service and the children it forked)."""
-    total = 0.0
+def session_pids(sid: int) -> list[int]:
+    """The live processes of session `sid` (a service and the children it forked)."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(int(entry.name))
             if fields and int(fields[3]) == sid:
-                total += (int(fields[11]) + int(fields[12])) / _TICKS
+                pids.append(int(entry.name))
+    return pids
+
+
+def session_cpu(sid: int) -> float:
+    """CPU seconds of every live process in session `sid` (a service and the children it forked),
+    with what each has waited for: a child that exits (a recycled worker) moves into its parent's
+    figure instead of vanishing from the sum."""
+    total = 0.0
+    for pid in session_pids(sid):
+        fields = _stat_fields(pid)
+        if fields:
+            total += sum(int(f) for f in fields[11:15]) / TICKS
     return total
 
 
 def session_peak_rss(sid: int) -> list[float]:
     """Peak resident memory (VmHWM) of every live process in session `sid`, in MiB, largest first."""
     peaks = []
+    for pid in session_pids(sid):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) / 1024)
+    return sorted(peaks, reverse=True)
+
+
+def run_cpu() -> float:
+    """CPU seconds of this process and everything it started: the finished (waited for, with what
+    they waited for) and the live processes of every session it started, with their own finished
+    children. Backends of the database are not in it (see `Bench.backends_total_cpu`)."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    sids = {p.pid for p in _started}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(int(entry.name))
-            if fields and int(fields[3]) == sid:
-                try:
-                    status = Path(f"/proc/{entry.name}/status").read_text()
-                except OSError:
-                    continue
-                for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
-                        peaks.append(int(line.split()[1]) / 1024)
-    return sorted(peaks, reverse=True)
+            if fields and int(fields[3]) in sids:
+                total += sum(int(f) for f in fields[11:15]) / TICKS
+    return total
 
 
 class CpuMeter:

@@ -17,8 +17,10 @@ revisions (checked). The figures are events published per second.
 
 from __future__ import annotations
 
+import json
 import statistics
 
+from bench.ceiling import recording_statement
 from bench.fanout.names import HANDLERS_PER_EVENT
 from bench.fanout_bench import split
 from bench.harness import Bench, cpu_per_unit, env_int, fmt_rate, fmt_ratio, span, table
@@ -46,6 +48,12 @@ class PublishBenchmark:
         self.events = env_int("BENCH_PUBLISH_EVENTS", 3000)
         self.rounds = env_int("BENCH_PUBLISH_ROUNDS", 2)
         self.results: dict[str, object] = {}
+        # The recording statements, made once here rather than by a Django set-up in every publisher.
+        self.statements = {}
+        for record in ("plain", "platform"):
+            path = bench.log_dir / f"publish-statement-{record}.json"
+            path.write_text(json.dumps(recording_statement(streams=record == "platform")))
+            self.statements[record] = str(path)
 
     def once(self, mode: str) -> dict:
         self.bench.reset_outbox()
@@ -65,6 +73,8 @@ class PublishBenchmark:
                     base,
                     "--record",
                     record,
+                    "--statement",
+                    self.statements[record],
                 )
                 for i, (base, n) in enumerate(split(self.events, self.procs))
             ]

@@ -1,9 +1,10 @@
 """`make bench`: ShelfWise's throughput against raw-SQL ceilings measured in the same run.
 
-Needs only PostgreSQL and Redis. Drops, creates and migrates its own database on every run
-(BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/sw_bench; only a database named
-sw_bench or sw_bench_* is accepted), empties and uses Redis db 5 (BENCH_BROKER_URL), stops every
-process it started, and writes the figures to bench/results/latest.json.
+Needs only PostgreSQL and Redis. Drops and creates its own database on every run, a copy of
+<name>_template, migrated when a migration changed (BENCH_DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/sw_bench; only a database named sw_* is accepted), empties and
+uses Redis db 5 (BENCH_BROKER_URL), stops every process it started, and writes the figures to
+bench/results/latest.json; each section prints its time and its CPU.
 
 Absolute figures move ±30 % between runs on a small machine; compare the ratios, which are taken
 against ceilings measured in the same run.
@@ -22,11 +23,14 @@ Sizes (environment variable or option):
   the paced orders of its latency figure), BENCH_SAGA_ROUNDS (3: alternating rounds, ShelfWise and the
   plain saga of bench/plainsaga; medians)
   BENCH_SAGA_TRACING (1: the saga again with tracing on, exporting to a loopback OTLP sink; 0 skips it)
+  BENCH_WARMUP (10: orders each HTTP load client places before it is measured, on fresh processes; 3 on
+  processes that have served a phase)
   BENCH_READSIDE_EVENTS (100000,200000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
-  QUICK=1 / --quick                      every line at a small size (a few minutes; `make bench QUICK=1`):
-                                         the sizes below, unless set in the environment
+  QUICK=1 / --quick                      every line at a small size and in fewer rounds (under three
+                                         minutes; `make bench QUICK=1`): the sizes below, unless set in
+                                         the environment
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import experiments
-from bench.harness import BENCHMARKS, RESULTS_DIR, Bench, Config, fmt_rate, fmt_ratio, table
+from bench.harness import BENCHMARKS, RESULTS_DIR, Bench, Config, RunMeter, fmt_rate, fmt_ratio, table
 from bench.procs import ROOT, BenchError, stop_all
 
 # `--quick`: every line at a small size, to see that the whole run works and roughly where it
@@ -57,6 +61,7 @@ QUICK_SIZES = {
     "BENCH_CELERY_EVENTS": "40",
     "BENCH_SECONDS": "2",
     "BENCH_PHASE_ORDERS": "90",
+    "BENCH_WARMUP": "3",
     "BENCH_SAGA_ORDERS": "30",
     "BENCH_SAGA_LATENCY_ORDERS": "20",
     "BENCH_SAGA_ROUNDS": "1",
@@ -68,11 +73,26 @@ QUICK_SIZES = {
 }
 
 
+def quick_notice(config: Config) -> str:
+    """What QUICK leaves out, said at the top of its output."""
+    rounds = [
+        f"saga {config.saga_rounds} round(s) where the full run takes the median of 3 alternating rounds",
+        f"publish {os.environ.get('BENCH_PUBLISH_ROUNDS', '2')} round(s) of 2",
+        f"the admin's pages {os.environ.get('BENCH_ADMIN_RUNS', '5')} fetch(es) of 5",
+    ]
+    return (
+        "  QUICK: every line at a small size, in fewer rounds (" + "; ".join(rounds) + "):\n"
+        "  to see that everything works and roughly where it stands, not figures to quote."
+    )
+
+
 def parse_args() -> Config:
-    if "--quick" in sys.argv[1:] or os.environ.get("QUICK", "") not in ("", "0", "false", "no"):
+    quick = "--quick" in sys.argv[1:] or os.environ.get("QUICK", "") not in ("", "0", "false", "no")
+    if quick:
         for name, value in QUICK_SIZES.items():
             os.environ.setdefault(name, value)
     config = Config.from_env()
+    config.quick = quick
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=config.events)
     parser.add_argument("--celery-events", type=int, default=config.celery_events)
@@ -181,26 +201,40 @@ def summary(rows: list[dict]) -> str:
     )
 
 
-def section_runner(bench: Bench, config: Config, results: dict, reports: list[str], summary_rows: list[dict]):
+def section_runner(
+    bench: Bench, config: Config, results: dict, reports: list[str], summary_rows: list[dict], meter: RunMeter
+):
     """Run one of the sections that share the plain shape: run(), report(), summary_rows()."""
     import importlib
 
     def run_section(name: str, module: str, cls: str) -> None:
         if name not in config.only:
             return
-        started = time.monotonic()
+        started = time.monotonic(), meter.total()
         section = getattr(importlib.import_module(module), cls)(bench)
         results[name] = section.run()
         reports.append(section.report())
         summary_rows.extend(section.summary_rows())
         took(name, started)
 
-    def took(name: str, started: float) -> None:
-        seconds = results.setdefault("section_seconds", {})[name] = round(time.monotonic() - started)
-        bench.say(f"  ({name}: {seconds} s)")
+    def took(name: str, started: tuple[float, dict[str, float]]) -> None:
+        """Print and keep the section's time, and the CPU it cost (its processes, its PostgreSQL
+        backends): on a busy machine the time stretches, the CPU hardly moves."""
+        seconds = results.setdefault("section_seconds", {})[name] = round(time.monotonic() - started[0])
+        now = meter.total()
+        cpu = results.setdefault("section_cpu_seconds", {})[name] = {k: round(now[k] - started[1][k]) for k in now}
+        load = os.getloadavg()[0]
+        bench.say(
+            f"  ({name}: {seconds} s; CPU {cpu['processes']} s in its processes,"
+            f" {cpu['postgresql']} s in PostgreSQL; load average {load:.1f})"
+        )
         bench.say()
 
+    def start() -> tuple[float, dict[str, float]]:
+        return time.monotonic(), meter.total()
+
     run_section.took = took
+    run_section.start = start
 
     return run_section
 
@@ -210,23 +244,27 @@ def main() -> int:
     bench = Bench(config)
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    meter = bench.meter = RunMeter(config.database_url)
     try:
+        database_started = time.monotonic(), meter.total()
         bench.recreate_database()
-        bench.manage("migrate", "--no-input")
         facts = machine_facts(bench)
         bench.say(header(facts))
+        if config.quick:
+            bench.say(quick_notice(config))
         bench.say()
         results: dict[str, object] = {"machine": facts, "config": vars(config).copy()}
         summary_rows: list[dict] = []
         reports: list[str] = []
-        run_section = section_runner(bench, config, results, reports, summary_rows)
+        run_section = section_runner(bench, config, results, reports, summary_rows, meter)
+        run_section.took("database", database_started)
 
         run_section("publish", "bench.publish_bench", "PublishBenchmark")
 
         if "fanout" in config.only:
             from bench.fanout_bench import FanoutBenchmark
 
-            fanout_started = time.monotonic()
+            fanout_started = run_section.start()
             fanout = FanoutBenchmark(bench)
             results["fanout"] = fanout.run()
             rows = fanout.rows()
@@ -252,23 +290,27 @@ def main() -> int:
             if not orders_available():
                 bench.say("Benchmark 2 (orders over HTTP) skipped: orders/api.py is not in this checkout.")
             else:
+                # The two sections share their processes (gunicorns, a relay, a Celery worker).
                 orders = OrdersBenchmark(bench)
-                if "orders" in config.only:
-                    orders_started = time.monotonic()
-                    results["orders"] = orders.run()
-                    reports.append(orders.report())
-                    summary_rows.extend(orders.summary_rows())
-                    run_section.took("orders", orders_started)
-                if "saga" in config.only:
-                    saga_started = time.monotonic()
-                    bench.say("The whole saga: ShelfWise against the plain Django + Celery saga (bench/plainsaga)")
-                    if not orders.spec:
-                        orders.setup()
-                    saga = SagaComparison(orders)
-                    results["saga"] = saga.run()
-                    reports.append(saga.report())
-                    summary_rows.extend(saga.summary_rows())
-                    run_section.took("saga", saga_started)
+                try:
+                    if "orders" in config.only:
+                        orders_started = run_section.start()
+                        results["orders"] = orders.run()
+                        reports.append(orders.report())
+                        summary_rows.extend(orders.summary_rows())
+                        run_section.took("orders", orders_started)
+                    if "saga" in config.only:
+                        saga_started = run_section.start()
+                        bench.say("The whole saga: ShelfWise against the plain Django + Celery saga (bench/plainsaga)")
+                        if not orders.spec:
+                            orders.setup()
+                        saga = SagaComparison(orders)
+                        results["saga"] = saga.run()
+                        reports.append(saga.report())
+                        summary_rows.extend(saga.summary_rows())
+                        run_section.took("saga", saga_started)
+                finally:
+                    orders.close()
 
         run_section("admin", "bench.admin_bench", "AdminBenchmark")
 
@@ -284,12 +326,16 @@ def main() -> int:
         results["summary"] = summary_rows
         results["machine"]["load_average_at_end"] = os.getloadavg()
         results["seconds"] = time.monotonic() - started
+        results["cpu_seconds"] = meter.total()
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         out = RESULTS_DIR / "latest.json"
         out.write_text(json.dumps(results, indent=2, default=str))
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        cpu = meter.total()
         bench.say(
-            f"\n{time.monotonic() - started:.0f} s; load average at the end {load}; results in {out.relative_to(ROOT)}"
+            f"\n{time.monotonic() - started:.0f} s (CPU {cpu['processes']:.0f} s in the run's processes,"
+            f" {cpu['postgresql']:.0f} s in PostgreSQL); load average at the end {load};"
+            f" results in {out.relative_to(ROOT)}"
         )
         return 0
     except BenchError as exc:
@@ -297,6 +343,7 @@ def main() -> int:
         return 1
     finally:
         stop_all()
+        meter.close()
 
 
 if __name__ == "__main__":

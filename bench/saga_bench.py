@@ -21,11 +21,13 @@ from __future__ import annotations
 import http.client
 import statistics
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import redis
 
 from bench.harness import ServicesCpu, cpu_per_unit, cpu_total, fmt_cpu, fmt_ms, fmt_ratio, percentile, table
+from bench.orders_bench import WARMUP_WARM
 from bench.procs import PYTHON, BenchError, Service, start_line
 from testsupport.processes import celery_worker_argv
 
@@ -46,63 +48,104 @@ def received(port: int) -> int:
         conn.close()
 
 
+@dataclass
+class Side:
+    """One side of the comparison and its processes, each under the label its figures carry.
+    `background`: what is paused while the other side runs (relays and workers poll and wake up even
+    when idle; a paused process costs nothing, as one that is not running)."""
+
+    kind: str
+    processes: dict[str, Service]
+    web_port: int
+    receiver_port: int
+    background: list[Service] = field(default_factory=list)
+    uses: int = 0
+
+    @property
+    def services(self) -> list[Service]:
+        return list(self.processes.values())
+
+
 class SagaComparison:
     def __init__(self, orders: OrdersBenchmark) -> None:
         self.orders = orders
         self.bench = orders.bench
         self.config = orders.config
         self.results: dict = {}
+        self.sides: dict[str, Side] = {}
+        self.endpoint: dict | None = None
+        self.staff = {"Authorization": f"Token {orders.spec['staff_token']}", "Content-Type": "application/json"}
+        self._own: list[Service] = []
 
-    # --- the processes of a phase -----------------------------------------------------------------
+    # --- the processes of each side ---------------------------------------------------------------
 
-    def start(self, kind: str, tag: str, **env: str) -> dict:
-        from bench.orders_bench import free_port, http_json
+    def receiver(self, name: str) -> tuple[Service, int]:
+        from bench.orders_bench import free_port
 
         port = free_port()
-        receiver = self.bench.service(f"receiver-{kind}-{tag}", [PYTHON, "-m", "bench.receiver", str(port)])
-        receiver.wait_for("ready")
-        phase: dict = {"receiver": receiver, "receiver_port": port, "endpoint": None}
-        if kind == "plain":
-            argv = [*celery_worker_argv(f"bench-plainsaga-{tag}", python=PYTHON), "-Q", "plainsaga"]
-            worker = self.bench.service(
-                f"celery-plainsaga-{tag}",
-                argv,
-                LOG_LEVEL="INFO",
-                BENCH_PLAIN_WEBHOOK_URL=f"http://127.0.0.1:{port}/plain",
-            )
-            server, web_port = self.orders.gunicorn(f"gunicorn-plainsaga-{tag}")
-            phase["services"] = [server, worker]
-        else:
-            relay = self.bench.relay(f"relay-saga-{tag}", **env)
-            worker = self.bench.service(
-                f"celery-saga-{tag}", celery_worker_argv(f"bench-saga-{tag}", python=PYTHON), LOG_LEVEL="INFO", **env
-            )
-            # As served (config/gunicorn.conf.py): the web hands on, the relay runs the in-process handlers.
-            server, web_port = self.orders.gunicorn(f"gunicorn-saga-{tag}", OUTBOX_RUN_ON_COMMIT="false", **env)
-            staff = {"Authorization": f"Token {self.orders.spec['staff_token']}", "Content-Type": "application/json"}
-            phase["endpoint"] = http_json(
-                web_port, "POST", "/api/v1/webhook-endpoints/", {"url": f"http://127.0.0.1:{port}/orders"}, staff
-            )
-            phase["staff"] = staff
-            phase["services"] = [server, relay, worker]
-        worker.wait_for(" ready.", timeout=60)
-        phase["web_port"] = web_port
-        return phase
+        receiver = self.bench.service(name, [PYTHON, "-m", "bench.receiver", str(port)])
+        self._own.append(receiver)
+        return receiver, port
 
-    def stop(self, phase: dict) -> None:
+    def side(self, kind: str) -> Side:
+        """The plain saga's processes (the plain gunicorn of `orders`, its own Celery worker) or
+        ShelfWise's (the shelfwise stack of `orders`), started once for every round."""
+        from bench.orders_bench import http_json
+
+        if kind in self.sides:
+            return self.sides[kind]
+        receiver, port = self.receiver(f"receiver-{kind}")
+        receiver.wait_for("ready")
+        if kind == "plain":
+            argv = [*celery_worker_argv("bench-plainsaga", python=PYTHON), "-Q", "plainsaga"]
+            worker = self.bench.service(
+                "celery-plainsaga", argv, LOG_LEVEL="INFO", BENCH_PLAIN_WEBHOOK_URL=f"http://127.0.0.1:{port}/plain"
+            )
+            self._own.append(worker)
+            web = self.orders.stack("plain")
+            worker.wait_for(" ready.", timeout=60)
+            side = Side(kind, {"gunicorn-plainsaga": web.web, "celery-plainsaga": worker}, web.port, port, [worker])
+        else:
+            stack = self.orders.stack("shelfwise")
+            processes = {"gunicorn-saga": stack.web, "relay-saga": stack.relay, "celery-saga": stack.worker}
+            side = Side(kind, processes, stack.port, port, [stack.relay, stack.worker])
+            # One webhook endpoint for every event, on the loopback receiver.
+            self.endpoint = http_json(
+                stack.port, "POST", "/api/v1/webhook-endpoints/", {"url": f"http://127.0.0.1:{port}/orders"}, self.staff
+            )
+        self.sides[kind] = side
+        return side
+
+    def traced_side(self, sink_port: int) -> Side:
+        """ShelfWise with tracing on: processes of its own, exporting every span to the sink; the
+        same receiver and endpoint as ShelfWise's untraced side."""
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
+        relay = self.bench.relay("relay-saga-traced", wait=False, **env)
+        worker = self.bench.service(
+            "celery-saga-traced", celery_worker_argv("bench-saga-traced", python=PYTHON), LOG_LEVEL="INFO", **env
+        )
+        web, web_port = self.orders.gunicorn("gunicorn-saga-traced", OUTBOX_RUN_ON_COMMIT="false", **env)
+        relay.wait_for("running")
+        worker.wait_for(" ready.", timeout=60)
+        processes = {"gunicorn-saga": web, "relay-saga": relay, "celery-saga": worker}
+        return Side("shelfwise", processes, web_port, self.side("shelfwise").receiver_port, [relay, worker])
+
+    def close(self) -> None:
+        """Deactivate the endpoint and stop the processes of this section (the shared ones are `orders`')."""
         from bench.orders_bench import http_json
 
         try:
-            if phase["endpoint"] is not None:
+            if self.endpoint is not None:
+                self.bench.resume(*self.sides["shelfwise"].background)
                 http_json(
-                    phase["web_port"],
+                    self.sides["shelfwise"].web_port,
                     "PATCH",
-                    f"/api/v1/webhook-endpoints/{phase['endpoint']['id']}/",
+                    f"/api/v1/webhook-endpoints/{self.endpoint['id']}/",
                     {"is_active": False},
-                    phase["staff"],
+                    self.staff,
                 )
         finally:
-            for service in [*phase["services"], phase["receiver"]]:
+            for service in self._own:
                 service.stop()
 
     def settle(self, kind: str, since: object, count: int) -> None:
@@ -147,48 +190,55 @@ class SagaComparison:
 
     # --- one phase ----------------------------------------------------------------------------------
 
-    def phase(self, kind: str, tag: str, latency_rate: float | None, *, latency: bool = True, **env: str) -> dict:
-        """One side's closed-loop figures, then (with `latency`) its paced latency. `env`: more
-        environment for ShelfWise's processes (tracing on)."""
-        phase = self.start(kind, tag, **env)
-        services: list[Service] = phase["services"]
-        try:
-            warm_since = self.bench.scalar("SELECT now()")
-            clients = self.clients(kind, tag, phase["web_port"], self.config.saga_orders, n=self.config.http_clients)
-            for client in clients:
-                client.wait_ready(timeout=120)
-            # The clients' warm-up orders are done with before the meter starts.
-            self.settle(kind, warm_since, 900)
-            since = self.bench.scalar("SELECT now()")
-            webhooks_before = received(phase["receiver_port"])
-            meter = ServicesCpu(self.bench, services)
-            meter.start()
-            started = start_line(clients)
-            for client in clients:
-                client.result(timeout=600)
-            self.settle(kind, since, self.config.saga_orders)
-            cpu = meter.stop()
-            rss = {s.name.rsplit("-", 1)[0]: s.peak_rss() for s in services}
-            orders, last_confirmed, statuses = self.outcome(since)
-            webhooks = received(phase["receiver_port"]) - webhooks_before
-            figures = {
-                "orders": orders,
-                "statuses": statuses,
-                "cpu": cpu_per_unit([cpu], orders),
-                "by_process": {
-                    name.rsplit("-", 1)[0]: {"client_ms": c / orders * 1000, "server_ms": b / orders * 1000}
-                    for name, (c, b) in meter.by_service.items()
-                },
-                "per_s": statuses.get("confirmed", 0) / (last_confirmed - started),
-                "webhooks_per_order": webhooks / orders,
-                "peak_rss_mib": rss,
-            }
-            if latency:
-                rate = latency_rate if latency_rate is not None else figures["per_s"] / 2
-                figures["latency"] = self.latency(kind, tag, phase, rate)
-            return figures
-        finally:
-            self.stop(phase)
+    def phase(self, side: Side, tag: str, latency_rate: float | None, *, latency: bool = True) -> dict:
+        """One side's closed-loop figures, then (with `latency`) its paced latency. Every other
+        side's background processes are paused meanwhile."""
+        kind, services = side.kind, side.services
+        others = [s for other in self.sides.values() if other is not side for s in other.background]
+        self.bench.pause(*others)
+        self.bench.resume(*side.background)
+        for service in services:
+            service.reset_peak_rss()
+        side.uses += 1
+        # The first round's clients warm fresh processes up; later rounds find them warm.
+        warmup = self.config.warmup if side.uses == 1 else min(WARMUP_WARM, self.config.warmup)
+        warm_since = self.bench.scalar("SELECT now()")
+        clients = self.clients(
+            kind, tag, side.web_port, self.config.saga_orders, "--warmup", warmup, n=self.config.http_clients
+        )
+        for client in clients:
+            client.wait_ready(timeout=120)
+        # The clients' warm-up orders are done with before the meter starts.
+        self.settle(kind, warm_since, 900)
+        since = self.bench.scalar("SELECT now()")
+        webhooks_before = received(side.receiver_port)
+        meter = ServicesCpu(self.bench, services)
+        meter.start()
+        started = start_line(clients)
+        for client in clients:
+            client.result(timeout=600)
+        self.settle(kind, since, self.config.saga_orders)
+        cpu = meter.stop()
+        rss = {name: s.peak_rss() for name, s in side.processes.items()}
+        orders, last_confirmed, statuses = self.outcome(since)
+        webhooks = received(side.receiver_port) - webhooks_before
+        labels = {s.name: name for name, s in side.processes.items()}
+        figures = {
+            "orders": orders,
+            "statuses": statuses,
+            "cpu": cpu_per_unit([cpu], orders),
+            "by_process": {
+                labels[name]: {"client_ms": c / orders * 1000, "server_ms": b / orders * 1000}
+                for name, (c, b) in meter.by_service.items()
+            },
+            "per_s": statuses.get("confirmed", 0) / (last_confirmed - started),
+            "webhooks_per_order": webhooks / orders,
+            "peak_rss_mib": rss,
+        }
+        if latency:
+            rate = latency_rate if latency_rate is not None else figures["per_s"] / 2
+            figures["latency"] = self.latency(kind, tag, side, rate)
+        return figures
 
     def outcome(self, since: object) -> tuple[int, float, dict[str, int]]:
         rows = self.bench.db.execute(
@@ -202,11 +252,11 @@ class SagaComparison:
         last = max((float(at) for status, _, at in rows if status == "confirmed"), default=0.0)
         return sum(statuses.values()), last, statuses
 
-    def latency(self, kind: str, tag: str, phase: dict, rate: float) -> dict:
+    def latency(self, kind: str, tag: str, side: Side, rate: float) -> dict:
         count = self.config.saga_latency_orders
         per_client = rate / LATENCY_CLIENTS
         clients = self.clients(
-            kind, f"{tag}-paced", phase["web_port"], count, "--rate", per_client, "--warmup", 0, n=LATENCY_CLIENTS
+            kind, f"{tag}-paced", side.web_port, count, "--rate", per_client, "--warmup", 0, n=LATENCY_CLIENTS
         )
         for client in clients:
             client.wait_ready(timeout=120)
@@ -235,39 +285,43 @@ class SagaComparison:
     def run(self) -> dict:
         say = self.bench.say
         rounds = []
-        for i in range(self.config.saga_rounds):
-            plain = self.phase("plain", str(i), None)
-            shelf = self.phase("shelfwise", str(i), plain["latency"]["rate"])
-            rounds.append({"plain": plain, "shelfwise": shelf})
-            say(
-                f"  whole saga, round {i + 1}: CPU per confirmed order {cpu_total(shelf['cpu']):.1f} ms"
-                f" (plain saga {cpu_total(plain['cpu']):.1f}); {shelf['per_s']:.1f} confirmed orders/s"
-                f" (plain saga {plain['per_s']:.1f})"
-            )
-        self.results = {"rounds": rounds, "median": {k: self.median([r[k] for r in rounds]) for k in rounds[0]}}
-        if self.config.saga_tracing:
-            traced = self.results["traced"] = self.traced()
-            off = self.results["median"]["shelfwise"]
-            say(
-                f"  the same with tracing on: {cpu_total(traced['cpu']):.1f} ms"
-                f" ({cpu_total(traced['cpu']) / cpu_total(off['cpu']):.2f}x the median with tracing off)"
-            )
+        try:
+            # Both sides up before the first phase, so that each phase can pause the other's.
+            sides = self.side("plain"), self.side("shelfwise")
+            for i in range(self.config.saga_rounds):
+                plain = self.phase(sides[0], str(i), None)
+                shelf = self.phase(sides[1], str(i), plain["latency"]["rate"])
+                rounds.append({"plain": plain, "shelfwise": shelf})
+                say(
+                    f"  whole saga, round {i + 1}: CPU per confirmed order {cpu_total(shelf['cpu']):.1f} ms"
+                    f" (plain saga {cpu_total(plain['cpu']):.1f}); {shelf['per_s']:.1f} confirmed orders/s"
+                    f" (plain saga {plain['per_s']:.1f})"
+                )
+            self.results = {"rounds": rounds, "median": {k: self.median([r[k] for r in rounds]) for k in rounds[0]}}
+            if self.config.saga_tracing:
+                traced = self.results["traced"] = self.traced()
+                off = self.results["median"]["shelfwise"]
+                say(
+                    f"  the same with tracing on: {cpu_total(traced['cpu']):.1f} ms"
+                    f" ({cpu_total(traced['cpu']) / cpu_total(off['cpu']):.2f}x the median with tracing off)"
+                )
+        finally:
+            self.close()
         return self.results
 
     def traced(self) -> dict:
         """ShelfWise's closed loop again with tracing on (`core.tracing`): every process exports its
         spans over OTLP/HTTP to a loopback sink that answers 204, as to a collector."""
-        from bench.orders_bench import free_port
-
-        port = free_port()
-        sink = self.bench.service("otlp-sink", [PYTHON, "-m", "bench.receiver", str(port)])
+        sink, port = self.receiver("otlp-sink")
         sink.wait_for("ready")
+        side = self.traced_side(port)
+        self.sides["traced"] = side
         try:
-            return self.phase(
-                "shelfwise", "traced", None, latency=False, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{port}"
-            )
+            return self.phase(side, "traced", None, latency=False)
         finally:
-            sink.stop()
+            del self.sides["traced"]
+            for service in side.services:
+                service.stop()
 
     @staticmethod
     def median(phases: list[dict]) -> dict:
