@@ -97,7 +97,7 @@ SELECT gen_random_uuid(),
             f"""
 INSERT INTO domain_events_delivery
     (stored_event_id, handler, event_type, tenant_id, aggregate_id, status, attempts, next_attempt_at, lease_token,
-     last_error, held_by, sent_at, started_at, resolution, created_at, updated_at, completed_at)
+     last_error, held_by, sent_at, started_at, resolution, created_at, updated_at, completed_at, event_recorded_at)
 SELECT e.id, (%(handlers)s::text[])[1 + (e.id + h) %% {HANDLERS}], e.type, e.tenant_id, e.aggregate_id, s.status,
        CASE s.status WHEN 'succeeded' THEN 1 WHEN 'pending' THEN 0 ELSE 3 END,
        CASE WHEN s.status = 'pending' AND e.id %% 14 = 0 THEN '9999-01-01'::timestamptz
@@ -108,7 +108,8 @@ SELECT e.id, (%(handlers)s::text[])[1 + (e.id + h) %% {HANDLERS}], e.type, e.ten
        NULL, NULL,
        CASE WHEN s.status = 'skipped' THEN 'skipped by admin-bench-root: bad data' ELSE '' END,
        e.recorded_at, e.recorded_at,
-       CASE WHEN s.status = 'succeeded' THEN e.recorded_at + interval '50 milliseconds' END
+       CASE WHEN s.status = 'succeeded' THEN e.recorded_at + interval '50 milliseconds' END,
+       e.recorded_at
   FROM domain_events_storedevent e
  CROSS JOIN generate_series(0, {k - 1}) h
  CROSS JOIN LATERAL (SELECT CASE
@@ -148,7 +149,8 @@ SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
         ).fetchall()
         for name, _ in rows:
             self.bench.db.execute(f'DROP INDEX "{name}"')
-        return [definition for _, definition in rows]
+        # A partitioned table's index is defined `ON ONLY` it; made again, it must reach its partitions.
+        return [definition.replace(" ON ONLY ", " ON ") for _, definition in rows]
 
     def _create_indexes(self, definitions: list[str]) -> None:
         self.bench.db.execute("SET maintenance_work_mem = '256MB'")

@@ -35,15 +35,16 @@ INSERT_EVENT = """
 INSERT INTO domain_events_storedevent
     (event_id, type, version, tenant_id, aggregate_id, occurred_at, recorded_at, correlation_id, causation_id, payload)
 VALUES (%s, %s, 1, %s, %s, now(), now(), %s, %s, %s)
-RETURNING id
+RETURNING id, recorded_at
 """
 
 
 def insert_deliveries_sql(count: int) -> str:
-    row = "(%s, %s, %s, %s, %s, 'pending', 0, now() + %s * interval '1 second', %s, '', '', now(), now(), NULL)"
+    row = "(%s, %s, %s, %s, %s, 'pending', 0, now() + %s * interval '1 second', %s, '', '', now(), now(), NULL, %s)"
     return (
         "INSERT INTO domain_events_delivery (stored_event_id, handler, event_type, tenant_id, aggregate_id, status,"
-        " attempts, next_attempt_at, lease_token, last_error, resolution, created_at, updated_at, completed_at)"
+        " attempts, next_attempt_at, lease_token, last_error, resolution, created_at, updated_at, completed_at,"
+        " event_recorded_at)"
         " VALUES " + ", ".join([row] * count) + " RETURNING id"
     )
 
@@ -89,12 +90,12 @@ def publish_one(
     cur.execute(
         INSERT_EVENT, (event_id, FANOUT_TYPE, tenant_id, subject_id, str(uuid.uuid4()), event_id, Jsonb(payload))
     )
-    stored_id = cur.fetchone()[0]
+    stored_id, recorded_at = cur.fetchone()
     token = uuid.uuid4() if fast_path else None
     grace = GRACE_SECONDS if fast_path else 0
     params: list[object] = []
     for handler in HANDLERS:
-        params += [stored_id, handler, FANOUT_TYPE, tenant_id, subject_id, grace, token]
+        params += [stored_id, handler, FANOUT_TYPE, tenant_id, subject_id, grace, token, recorded_at]
     cur.execute(INSERT_DELIVERIES, params)
     return [row[0] for row in cur.fetchall()], token
 
@@ -284,10 +285,19 @@ def job_order(args: argparse.Namespace) -> None:
                 INSERT_EVENT,
                 (event_id, "order.placed", tenant_id, order_id, str(uuid.uuid4()), event_id, Jsonb(payload)),
             )
-            stored_id = cur.fetchone()[0]
+            stored_id, recorded_at = cur.fetchone()
             params: list[object] = []
             for handler in handlers:
-                params += [stored_id, handler, "order.placed", tenant_id, order_id, GRACE_SECONDS, uuid.uuid4()]
+                params += [
+                    stored_id,
+                    handler,
+                    "order.placed",
+                    tenant_id,
+                    order_id,
+                    GRACE_SECONDS,
+                    uuid.uuid4(),
+                    recorded_at,
+                ]
             cur.execute(insert_deliveries, params)
         latencies.append(time.perf_counter() - t0)
     child_report(meter, start=start, end=time.time(), count=len(latencies), latencies=latencies)

@@ -105,8 +105,9 @@ MEANINGS = {
     "(projections, the audit chain, the broker relay): one cheap query each.",
     "OUTBOX_READER_HELD_WARNING": "Seconds the position readers may be held back by an open writing transaction "
     "before a relay logs a warning naming its backend pid and application name.",
-    "OUTBOX_DELIVERY_RETENTION_HOURS": "Succeeded and skipped delivery records are pruned after this many hours "
-    "(stored events are kept until `archive_events` archives their month).",
+    "OUTBOX_DELIVERY_RETENTION_HOURS": "Succeeded and skipped delivery records are pruned after this many hours; "
+    "on PostgreSQL a month at a time, once their events' month is over by this long (stored events are kept "
+    "until `archive_events` archives their month).",
     "OUTBOX_DEAD_LETTER_RETENTION_DAYS": "Dead letters are pruned after this many days.",
     "OUTBOX_ORPHAN_RETENTION_DAYS": "Open deliveries of a handler no code subscribes any more are pruned after this "
     "many days.",

@@ -8,10 +8,14 @@ other line is one event, in position order, keyed by column. Any tool that reads
 reads it.
 
 `month_archive` writes the file, reads it back and compares it with the table (count, checksum of
-the lines, checksum of the event ids as the database lists them) before it deletes anything; then,
-in one transaction, it deletes the month's events and their finished deliveries and records the
-month (`ArchivedMonth`). It refuses a month that anything still needs: an open or dead delivery, a
-position reader that has not read it, a subscriber not yet covered past it.
+the lines, checksum of the event ids as the database lists them) before it removes anything; then,
+in one transaction, it removes the month's events and their finished deliveries and records the
+month (`ArchivedMonth`). Where the tables are partitioned by month (`domain_events.partitions`),
+removing is detaching the month's two partitions, checking that the detached events are the
+file's (their count, and none past its last position) and that no delivery in them is still
+needed, then dropping them; elsewhere it is a DELETE. It refuses a month that anything still
+needs: an open or dead delivery, a position reader that has not read it, a subscriber not yet
+covered past it.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from uuid import UUID
 
-from django.db import connection, models, transaction
+from django.db import OperationalError, connection, models, transaction
 
+from domain_events import partitions
 from domain_events.bus import NoQueryHandler, event_bus
 from domain_events.models import ArchivedMonth, Checkpoint, Delivery, ParkedEvent, StoredEvent, Subscriber
 from domain_events.parking import READ
@@ -40,6 +45,8 @@ from domain_events.subscriptions import subscriptions
 FORMAT = "shelfwise-stored-events"
 FORMAT_VERSION = 1
 BATCH = 5000
+# Detaching a month waits for the tables' locks (at most `partitions.LOCK_TIMEOUT` each time): tries.
+DETACH_TRIES = 5
 COLUMNS = tuple(f.column for f in StoredEvent._meta.concrete_fields)
 _UUIDS = {f.column for f in StoredEvent._meta.concrete_fields if isinstance(f, models.UUIDField)}
 _TIMES = {f.column for f in StoredEvent._meta.concrete_fields if isinstance(f, models.DateTimeField)}
@@ -162,6 +169,14 @@ def month_archive(
     last_position = events.aggregate(m=models.Max("position"))["m"]
     if problems := _refusals(month, last_position):
         raise ArchiveRefused(f"{month:%Y-%m} is still needed: " + "; ".join(problems))
+    on_partitions = partitions.partitioned(partitions.EVENTS)
+    if on_partitions:
+        # The month in partitions of its own (out of DEFAULT, if it was recorded there), to detach.
+        try:
+            for table in partitions.KEYS:
+                partitions.month_partition_create(table=table, month=month)
+        except OperationalError as exc:
+            raise ArchiveRefused(f"{month:%Y-%m}: its partitions could not be made now ({exc})") from exc
     if on_start:
         on_start(total)
     directory.mkdir(parents=True, exist_ok=True)
@@ -222,33 +237,72 @@ def month_archive(
     os.replace(partial, path)
     body.unlink()
     _check_against_table(path, month, header)
-    with transaction.atomic():
-        # Nothing may have started needing them since they were read.
-        if problems := _refusals(month, last):
-            raise ArchiveRefused(f"{month:%Y-%m} is still needed: " + "; ".join(problems))
-        gone = _month_events(month).filter(position__lte=last)
-        Delivery.objects.filter(stored_event__in=gone.values("id")).delete()
-        start, end = _bounds(month)
-        with connection.cursor() as cursor:
-            # Not the ORM's delete, which would first fetch a month of rows to look for relations.
-            cursor.execute(
-                f"DELETE FROM {StoredEvent._meta.db_table} WHERE recorded_at >= %s AND recorded_at < %s "  # noqa: S608
-                "AND position <= %s",
-                [start, end, last],
-            )
-            deleted = cursor.rowcount
-        if deleted != count or _month_events(month).exists():
-            raise ArchiveCorrupt(f"{month:%Y-%m}: events were recorded into the month while it was archived")
-        ArchivedMonth.objects.create(
-            month=month,
-            file_name=path.name,
-            events=count,
-            first_position=first,
-            last_position=last,
-            checksum=header["sha256_lines"],
-            tenants=header["tenants"],
-        )
+    for attempt in range(1, DETACH_TRIES + 1):
+        try:
+            with transaction.atomic():
+                _remove(month, count=count, last=last, on_partitions=on_partitions)
+                ArchivedMonth.objects.create(
+                    month=month,
+                    file_name=path.name,
+                    events=count,
+                    first_position=first,
+                    last_position=last,
+                    checksum=header["sha256_lines"],
+                    tenants=header["tenants"],
+                )
+            break
+        except OperationalError as exc:
+            # A lock not granted in time, or a deadlock with a writer: nothing was removed.
+            if not on_partitions:
+                raise
+            if attempt == DETACH_TRIES:
+                raise ArchiveRefused(f"{month:%Y-%m}: its partitions could not be detached now ({exc})") from exc
     return Archived(month, count, path)
+
+
+def _remove(month: date, *, count: int, last: int, on_partitions: bool) -> None:
+    """Take the month's `count` events (positions up to `last`, as written to its file) and their
+    finished deliveries out of the tables; raises, removing nothing, if anything else is found."""
+    # Nothing may have started needing them since they were read.
+    if problems := _refusals(month, last):
+        raise ArchiveRefused(f"{month:%Y-%m} is still needed: " + "; ".join(problems))
+    if on_partitions:
+        _drop_partitions(month, count=count, last=last)
+        return
+    gone = _month_events(month).filter(position__lte=last)
+    Delivery.objects.filter(stored_event__in=gone.values("id")).delete()
+    start, end = _bounds(month)
+    with connection.cursor() as cursor:
+        # Not the ORM's delete, which would first fetch a month of rows to look for relations.
+        cursor.execute(
+            f"DELETE FROM {StoredEvent._meta.db_table} WHERE recorded_at >= %s AND recorded_at < %s "  # noqa: S608
+            "AND position <= %s",
+            [start, end, last],
+        )
+        deleted = cursor.rowcount
+    if deleted != count or _month_events(month).exists():
+        raise ArchiveCorrupt(f"{month:%Y-%m}: events were recorded into the month while it was archived")
+
+
+def _drop_partitions(month: date, *, count: int, last: int) -> None:
+    """Detach the month's partitions, check what they hold against the file, then drop them."""
+    events = partitions.month_partition_detach(table=partitions.EVENTS, month=month)
+    deliveries = partitions.month_partition_detach(table=partitions.DELIVERIES, month=month)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*), COALESCE(max(position), 0) FROM {events}")  # noqa: S608
+        held, highest = cursor.fetchone()
+        if (held, highest) != (count, last):
+            raise ArchiveCorrupt(
+                f"{month:%Y-%m}: events were recorded into the month while it was archived "
+                f"({held} in its partition, {count} in the file)"
+            )
+        if deliveries is not None:
+            blocking = ", ".join(f"'{s}'" for s in Delivery.BLOCKING)
+            cursor.execute(f"SELECT count(*) FROM {deliveries} WHERE status IN ({blocking})")  # noqa: S608
+            if needed := cursor.fetchone()[0]:
+                raise ArchiveRefused(f"{month:%Y-%m} is still needed: {needed} open or dead deliveries")
+            cursor.execute(f"DROP TABLE {deliveries}")
+        cursor.execute(f"DROP TABLE {events}")
 
 
 def _audit_heads(tenant_ids: list[str], upto: int) -> dict[str, tuple[int, str]]:

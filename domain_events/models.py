@@ -60,6 +60,18 @@ class PositionField(models.BigIntegerField):
         return super().pre_save(model_instance, add)
 
 
+class EventRecordedAtField(models.DateTimeField):
+    """`Delivery.event_recorded_at`: its event's `recorded_at`, by whose month deliveries are
+    partitioned on PostgreSQL (`domain_events.partitions`); taken from the event when not given."""
+
+    def pre_save(self, model_instance, add):
+        value = getattr(model_instance, self.attname)
+        if add and value is None and model_instance.stored_event_id is not None:
+            value = model_instance.stored_event.recorded_at
+            setattr(model_instance, self.attname, value)
+        return value
+
+
 class StoredEvent(models.Model):
     """An event as recorded in the transaction of the change it describes.
 
@@ -68,6 +80,10 @@ class StoredEvent(models.Model):
     (`domain_events.head`), below which nothing can still commit, so they never skip an event that
     committed late. `revision` numbers the events of one aggregate: the aggregate's `Stream` row,
     locked by the insert until commit, makes it the aggregate's commit order.
+
+    On PostgreSQL the table is partitioned by the month of `recorded_at` (migration 0017,
+    `domain_events.partitions`): its primary key there is (id, recorded_at), and `event_id` and
+    `position` are unique within each month, across months by being drawn new (a UUID, a sequence).
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -174,6 +190,10 @@ class Delivery(models.Model):
     stored_event = models.ForeignKey(
         StoredEvent, on_delete=models.PROTECT, related_name="deliveries", db_constraint=False, db_index=False
     )
+    # The event's `recorded_at`: on PostgreSQL deliveries are partitioned by its month, so an
+    # event's deliveries (a late subscriber's too) share its month; the primary key there is
+    # (id, event_recorded_at) and the unique (stored_event, handler) one includes it.
+    event_recorded_at = EventRecordedAtField(editable=False)
     handler = models.CharField(max_length=150)
     event_type = models.CharField(max_length=100)
     tenant_id = models.UUIDField()

@@ -145,6 +145,7 @@ def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list
         [
             Delivery(
                 stored_event=stored,
+                event_recorded_at=stored.recorded_at,
                 handler=s.name,
                 event_type=event.type,
                 tenant_id=event.tenant_id,

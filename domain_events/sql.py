@@ -33,6 +33,7 @@ DELIVERY_INSERT_COLUMNS = (
     "sent_at",
     "created_at",
     "updated_at",
+    "event_recorded_at",
 )
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN) + ")"
 BLOCKING_SQL = "(" + ", ".join(f"'{s}'" for s in Delivery.BLOCKING) + ")"
@@ -65,7 +66,7 @@ _STREAM = f"""stream AS (
 ), stored AS (
     INSERT INTO {EVENTS} ({", ".join(EVENT_INSERT_COLUMNS)}, revision)
     SELECT {_EVENT_VALUES}, stream.revision FROM stream
-    RETURNING id, revision
+    RETURNING id, revision, recorded_at
 )"""
 
 INSERT_EVENT = f"WITH {_STREAM} SELECT id FROM stored"
@@ -80,7 +81,7 @@ def plain_event_cte() -> str:
     """The event insert alone, without its stream row: the reference `make bench` measures against."""
     return f"""stored AS (
     INSERT INTO {EVENTS} ({", ".join(EVENT_INSERT_COLUMNS)}) VALUES ({_EVENT_VALUES})
-    RETURNING id, revision
+    RETURNING id, revision, recorded_at
 )"""
 
 
@@ -95,7 +96,8 @@ def insert_event_and_deliveries(*, notify: bool) -> str:
     return f"""
 WITH {_STREAM}
 INSERT INTO {DELIVERIES} ({", ".join(DELIVERY_INSERT_COLUMNS)})
-SELECT stored.id, stored.revision, h.handler, %s, %s, %s, 'pending', 0, h.due, %s, '', '', h.sent_at, %s, %s
+SELECT stored.id, stored.revision, h.handler, %s, %s, %s, 'pending', 0, h.due, %s, '', '', h.sent_at, %s, %s,
+       stored.recorded_at
   FROM stored, unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS h(handler, due, sent_at){wake}
 RETURNING id, handler"""
 
@@ -155,19 +157,23 @@ LEFT JOIN LATERAL (
       FROM {SUBSCRIBERS} s JOIN {EVENTS} pe ON pe.aggregate_id = d.aggregate_id
      WHERE s.name = d.handler AND pe.position > s.covered_position AND pe.position < e.position
        AND pe.revision < d.revision AND s.event_types ? pe.type
-       AND NOT EXISTS (SELECT 1 FROM {DELIVERIES} x WHERE x.stored_event_id = pe.id AND x.handler = d.handler)
+       AND NOT EXISTS (SELECT 1 FROM {DELIVERIES} x
+                        WHERE x.stored_event_id = pe.id AND x.event_recorded_at = pe.recorded_at
+                          AND x.handler = d.handler)
      ORDER BY pe.position
      LIMIT 1
 ) u ON true"""
 
 
 _SELECT_LOCKED = f"SELECT {_D}, {_E}, b.id, b.status, b.next_attempt_at, u.id"
+# Below, a delivery is joined to its event on (id, recorded_at), the events' primary key: where
+# the tables are partitioned by month (`partitions`), only the event's month is searched.
 
 # The fast path and the workers: lock the leased rows, read their events and find what holds each
 # back, in one statement.
 LOCK_LEASED = f"""
 {_SELECT_LOCKED}
-  FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id
+  FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
   {_blocker(f"o.id = ANY(%(ids)s) AND o.lease_token = ANY(%(tokens)s) AND o.status IN {OPEN_SQL}")}
   {_uncovered()}
  WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} AND d.lease_token = ANY(%(tokens)s)
@@ -185,7 +191,8 @@ WITH due AS MATERIALIZED (
        FOR UPDATE SKIP LOCKED
 )
 {_SELECT_LOCKED}
-  FROM due JOIN {DELIVERIES} d ON d.id = due.id JOIN {EVENTS} e ON e.id = d.stored_event_id
+  FROM due JOIN {DELIVERIES} d ON d.id = due.id
+  JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
   {_blocker("o.id IN (SELECT id FROM due)")}
   {_uncovered()}
  ORDER BY e.position, d.id"""
@@ -193,7 +200,7 @@ WITH due AS MATERIALIZED (
 # The same rows again, for the careful pass of a relay's batch.
 LOCK_CHOSEN = f"""
 {_SELECT_LOCKED}
-  FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id
+  FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
   {_blocker(f"o.id = ANY(%(ids)s) AND o.status IN {OPEN_SQL}")}
   {_uncovered()}
  WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL}
@@ -261,7 +268,7 @@ ON CONFLICT (name) DO UPDATE SET mode = EXCLUDED.mode, event_types = EXCLUDED.ev
 COVER_SUBSCRIBER = f"""
 INSERT INTO {DELIVERIES} ({", ".join(DELIVERY_INSERT_COLUMNS)})
 SELECT e.id, e.revision, %(name)s, e.type, e.tenant_id, e.aggregate_id, 'pending', 0, %(now)s, NULL, '', '', NULL,
-       %(now)s, %(now)s
+       %(now)s, %(now)s, e.recorded_at
   FROM {EVENTS} e
  WHERE e.position > %(after)s AND e.position <= %(head)s AND e.type = ANY(%(types)s)
-ON CONFLICT (stored_event_id, handler) DO NOTHING"""
+ON CONFLICT (stored_event_id, handler, event_recorded_at) DO NOTHING"""

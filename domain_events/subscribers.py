@@ -143,6 +143,7 @@ def _write_deliveries(name: str, events, now) -> int:
         [
             Delivery(
                 stored_event_id=e.pk,
+                event_recorded_at=e.recorded_at,
                 revision=e.revision,
                 handler=name,
                 event_type=e.type,

@@ -10,10 +10,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from domain_events import archive, tracking
+from core.testing import unavailable
+from domain_events import archive, partitions, tracking
 from domain_events.bus import event_bus
 from domain_events.events import StockAdjusted
 from domain_events.models import ArchivedMonth, Checkpoint, Delivery, StoredEvent, Subscriber
@@ -41,9 +42,10 @@ def recorded_in(tenant, month: date, count: int = 2) -> list[StockAdjusted]:
                     )
                 )
             )
-    StoredEvent.objects.filter(event_id__in=[e.event_id for e in events]).update(
-        recorded_at=datetime(month.year, month.month, 10, 12, tzinfo=UTC)
-    )
+    at = datetime(month.year, month.month, 10, 12, tzinfo=UTC)
+    ids = [e.event_id for e in events]
+    StoredEvent.objects.filter(event_id__in=ids).update(recorded_at=at)
+    Delivery.objects.filter(stored_event__event_id__in=ids).update(event_recorded_at=at)
     return events
 
 
@@ -169,3 +171,32 @@ def test_a_file_that_does_not_read_back_whole_or_is_missing_is_refused(tenant, t
     path.unlink()
     with pytest.raises(archive.ArchiveCorrupt, match="has no file for 2026-01"):
         list(archive.archived_rows(tmp_path))
+
+
+def test_on_partitioned_tables_a_month_is_detached_and_dropped_once_its_file_is_checked(tenant, tmp_path):
+    if connection.vendor != "postgresql":
+        unavailable("monthly partitions are PostgreSQL's")
+    recorded_in(tenant, JAN, 3)
+    recorded_in(tenant, FEB, 1)
+    settle()
+    partitions.partitions_ensure()  # the relays' housekeeping: each month out of DEFAULT into its own
+    names = [partitions.partition_name(t, m) for t in partitions.KEYS for m in (JAN, FEB)]
+    assert all(relation(name) for name in names)
+    Delivery.objects.filter(stored_event__recorded_at__lt=datetime(2026, 2, 1, tzinfo=UTC)).update(status="dead")
+
+    with pytest.raises(CommandError, match="still need them"):
+        run("--before", "2026-02", "--to", str(tmp_path))
+    assert all(relation(name) for name in names), "a refused month keeps its partitions"
+    Delivery.objects.filter(status="dead").update(status="skipped")
+
+    assert "2026-01: 3 events archived" in run("--before", "2026-02", "--to", str(tmp_path))
+
+    assert [relation(name) for name in names] == [False, True, False, True], "January's partitions are gone"
+    assert StoredEvent.objects.count() == 1
+    assert archive.read_header(tmp_path / "events-2026-01.ndjson.gz")["events"] == 3
+
+
+def relation(name: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+        return cursor.fetchone()[0]

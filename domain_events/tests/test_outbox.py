@@ -184,7 +184,7 @@ INSERT INTO domain_events_storedevent
      payload)
 VALUES (%(event_id)s, 'probe.happened', 1, %(tenant)s, %(probe)s, now(), now(), 'test', %(event_id)s, 'system',
         jsonb_build_object('probe_id', %(probe)s::text, 'n', %(n)s))
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING position"""
 
 
