@@ -14,7 +14,7 @@ from bench.procs import PYTHON, ROOT, BenchError, Service, Worker, cpu_of
 
 RESULTS_DIR = ROOT / "bench" / "results"
 # What `make bench` runs, in this order; BENCH_ONLY picks some.
-BENCHMARKS = ("publish", "fanout", "orders", "saga", "admin", "readside", "webhooks")
+BENCHMARKS = ("publish", "fanout", "orders", "saga", "admin", "readside", "webhooks", "history")
 
 
 def env_int(name: str, default: int) -> int:
