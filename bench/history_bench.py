@@ -131,7 +131,8 @@ class HistoryBenchmark:
         bench.setup_django()
         self.sizes = env_ints("BENCH_HISTORY_SIZES", "100000,1000000")
         self.months = env_int("BENCH_HISTORY_MONTHS", 12)
-        self.chunk = env_int("BENCH_HISTORY_CHUNK", 200_000)
+        self.chunk = env_int("BENCH_HISTORY_CHUNK", 100_000)
+        self.fill_connections = env_int("BENCH_HISTORY_FILL_CONNECTIONS", 2)
         self.publish_procs = env_int("BENCH_PUBLISH_PROCS", 8)
         self.publish_events = env_int("BENCH_HISTORY_PUBLISH_EVENTS", 3000)
         self.publish_rounds = env_int("BENCH_HISTORY_PUBLISH_ROUNDS", 2)
@@ -157,7 +158,14 @@ class HistoryBenchmark:
             f"  filling {events:,} events over {self.months} months from {shape.start:%Y-%m-%d}"
             f" ({deliveries_per_order(shape) * 2 / 9:.2f} deliveries per event)"
         )
-        seconds = fill(db.execute, events=events, shape=shape, chunk=self.chunk, say=say)
+        connections = [
+            psycopg.connect(self.bench.config.database_url, autocommit=True) for _ in range(self.fill_connections)
+        ]
+        try:
+            seconds = fill([c.execute for c in connections], events=events, shape=shape, chunk=self.chunk, say=say)
+        finally:
+            for connection in connections:
+                connection.close()
         t0 = time.monotonic()
         for name in TABLES:
             db.execute(f"VACUUM ANALYZE {name}")
