@@ -19,7 +19,7 @@ RESULTS_DIR = ROOT / "bench" / "results"
 # The bench drops and creates its database: only names in its own namespace (sw_bench by default).
 DATABASE_PREFIX = "sw_"
 # What `make bench` runs, in this order; BENCH_ONLY picks some.
-BENCHMARKS = ("publish", "fanout", "orders", "saga", "admin", "readside", "webhooks")
+BENCHMARKS = ("publish", "fanout", "orders", "saga", "admin", "readside", "webhooks", "history")
 
 
 def schema_key() -> str:

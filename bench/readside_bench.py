@@ -224,7 +224,13 @@ SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index
             # The poller goes on until every order had its chance to show, however slowly a busy
             # machine lets the publisher place them; the cap only bounds a run that went wrong.
             poller = self.bench.worker(
-                "readside-poll", "bench.readside", "poll", "--spec", f.name, "--seconds", 10 * self.orders / self.rate
+                "readside-poll",
+                "bench.readside",
+                "poll",
+                "--spec",
+                f.name,
+                "--seconds",
+                max(120, 10 * self.orders / self.rate),
             )
             publisher = self.bench.worker(
                 "readside-orders", "bench.readside", "orders", "--spec", f.name, "--count", self.orders,

@@ -14,7 +14,7 @@ Sizes (environment variable or option):
   BENCH_CELERY_EVENTS / --celery-events  events for the Celery comparison (default 400; 0 skips it)
   BENCH_RELAYS / --relays                relay counts to measure, comma-separated (default 1,2,4)
   BENCH_SECONDS / --seconds              duration of each HTTP and order-ceiling phase (default 10)
-  BENCH_ONLY / --only                    publish,fanout,orders,saga,admin,readside,webhooks (default all)
+  BENCH_ONLY / --only                    publish,fanout,orders,saga,admin,readside,webhooks,history (default all)
   BENCH_PUBLISHERS (2), BENCH_FAST_PUBLISHERS (4; 0 skips the fast path), BENCH_FAST_PATH_RELAY (1),
   BENCH_CEILING_PROCS (4), BENCH_BATCH (100), BENCH_HTTP_CLIENTS (6), BENCH_GUNICORN_WORKERS (3),
   BENCH_ORDERS_RELAYED (1: also measure POST orders/ with the handlers left to the relay),
@@ -27,6 +27,10 @@ Sizes (environment variable or option):
   processes that have served a phase)
   BENCH_READSIDE_EVENTS (100000,200000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
+  BENCH_HISTORY_SIZES (100000,1000000), BENCH_HISTORY_MONTHS (12), BENCH_HISTORY_PUBLISH_EVENTS (3000),
+  BENCH_HISTORY_PUBLISH_ROUNDS (2), BENCH_HISTORY_RELAY_EVENTS (2000), BENCH_HISTORY_RELAYS (2),
+  BENCH_HISTORY_LAG_ORDERS (200), BENCH_HISTORY_ADMIN_RUNS (3), BENCH_HISTORY_CHUNK (200000)
+                                         flat cost as the history grows (bench/history_bench.py)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
   QUICK=1 / --quick                      every line at a small size and in fewer rounds (under three
                                          minutes; `make bench QUICK=1`): the sizes below, unless set in
@@ -70,6 +74,12 @@ QUICK_SIZES = {
     "BENCH_READSIDE_EVENTS": "3000,6000",
     "BENCH_READSIDE_ORDERS": "30",
     "BENCH_WEBHOOK_EVENTS": "20",
+    "BENCH_HISTORY_SIZES": "10000,30000",
+    "BENCH_HISTORY_PUBLISH_EVENTS": "600",
+    "BENCH_HISTORY_PUBLISH_ROUNDS": "1",
+    "BENCH_HISTORY_RELAY_EVENTS": "250",
+    "BENCH_HISTORY_LAG_ORDERS": "30",
+    "BENCH_HISTORY_ADMIN_RUNS": "1",
 }
 
 
@@ -317,6 +327,8 @@ def main() -> int:
         run_section("readside", "bench.readside_bench", "ReadSideBenchmark")
 
         run_section("webhooks", "bench.webhooks_bench", "WebhooksBenchmark")
+
+        run_section("history", "bench.history_bench", "HistoryBenchmark")
 
         for report in reports:
             bench.say(report)

@@ -17,7 +17,13 @@ from django.utils.safestring import SafeString
 
 from core.replica import replica_status
 from domain_events import reader_lag, subscribers, tracking
-from domain_events.admin_lists import LargeTablePaginator, aggregate_link, as_uuid, choices_filter
+from domain_events.admin_lists import (
+    LargeTablePaginator,
+    aggregate_link,
+    as_uuid,
+    choices_filter,
+    event_type_choices,
+)
 from domain_events.conf import domain_events_settings
 from domain_events.deadletters import redrive, skip
 from domain_events.head import oldest_writer
@@ -30,16 +36,11 @@ from domain_events.models import (
     StoredEvent,
     Subscriber,
 )
-from domain_events.registry import registry
 from domain_events.subscriptions import subscriptions
 from staff_admin.columns import TenantColumnForOperators, first_line, local_time, short_id, tenant_name
 from staff_admin.site import panel
 from tenants.models import Tenant
 from tenants.scoping import ReadOnlyAdminMixin, TenantScopedAdmin
-
-
-def event_type_choices(request: HttpRequest) -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(registry.types())]
 
 
 def handler_names() -> list[str]:

@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils.safestring import SafeString
 
 from core.errors import ApplicationError
+from domain_events.admin_lists import LargeTablePaginator
 from domain_events.selectors import aggregate_timeline
 from orders.models import TRACKING_NUMBER_MAX_LENGTH, Order, OrderItem
 from orders.services import order_cancel, order_fulfill
@@ -86,6 +87,10 @@ class OrderAdmin(TenantColumnForOperators, TenantScopedAdmin):
     search_fields = ["customer__username"]
     search_help_text = "An order id (whole, or its first 8 characters) or a customer's username."
     list_select_related = ["customer", "tenant"]
+    # Orders grow without bound: no full count; newest first along an index (`order_created`, per
+    # tenant `order_tenant_created`).
+    paginator = LargeTablePaginator
+    show_full_result_count = False
     fields = [
         "id",
         "tenant",

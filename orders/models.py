@@ -58,6 +58,8 @@ class Order(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            # The operators' list of every tenant's orders, newest first (the admin).
+            models.Index(fields=["-created_at"], name="order_created"),
             models.Index(fields=["tenant", "-created_at"], name="order_tenant_created"),
             models.Index(fields=["tenant", "customer", "-created_at"], name="order_customer_created"),
             models.Index(fields=["tenant", "status"], name="order_tenant_status"),

@@ -129,9 +129,11 @@ class WebhookDelivery(models.Model):
             models.Index(
                 fields=["endpoint"], name="webhook_delivery_in_flight", condition=Q(leased_until__isnull=False)
             ),
-            # The API's and the admin's lists, newest first.
+            # The API's and the admin's lists, newest first: per endpoint, per tenant, and every
+            # tenant's for operators.
             models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_recent"),
             models.Index(fields=["tenant_id", "-created_at"], name="webhook_delivery_tenant"),
+            models.Index(fields=["-created_at"], name="webhook_delivery_created"),
             # The deliveries of one aggregate (an order), on its admin page.
             models.Index(fields=["subject"], name="webhook_delivery_subject"),
             # The dashboard's counts of retrying and dead deliveries; rows enter it only when they fail.

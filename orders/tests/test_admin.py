@@ -12,6 +12,7 @@ from orders.models import Order
 from orders.tests.factories import OrderFactory
 from orders.tests.helpers import event_types_of, events_of
 from tenants.tests.factories import UserFactory
+from testsupport.admin_lists import assert_no_whole_table_reads, list_queries, plan_without_sorting, rows_query
 
 pytestmark = pytest.mark.django_db
 
@@ -195,3 +196,17 @@ def test_customers_cannot_use_the_admin(customer, tenant):
     client = Client()
     client.force_login(customer)
     assert client.get(CHANGELIST).status_code == 302  # to the login page
+
+
+@pytest.mark.parametrize("who", ["operator_admin", "staff_admin"])
+def test_the_order_list_never_counts_the_whole_table(request, who, tenant, customer):
+    client = request.getfixturevalue(who)
+    OrderFactory.create_batch(2, tenant=tenant, customer=customer)
+    for params in ({}, {"status__exact": "placed"}):
+        assert_no_whole_table_reads(list_queries(client, CHANGELIST, params))
+
+
+def test_the_operators_order_list_is_newest_first_along_an_index(operator_admin, tenant, customer):
+    OrderFactory.create_batch(2, tenant=tenant, customer=customer)
+    sql = rows_query(list_queries(operator_admin, CHANGELIST), "orders_order")
+    assert "using order_created " in plan_without_sorting(sql)
