@@ -10,9 +10,9 @@ on a live system:
   positions 1..events in time order, revisions per order, five tenants of 40, 25, 20, 10 and 5 %;
 * one stream row per order (`domain_events_stream`);
 * a delivery for each handler the code subscribes to the event's type (`Shape.handlers`: the
-  real subscriptions give 10.5 per order, 2.33 per event, beside the 2.55 `capacity.py` measured),
-  nearly all succeeded, one in 400 dead, one in 500 skipped, none open, so that relays started
-  on the history have nothing of it to run;
+  subscriptions of today's code give 2.56 per event, as `capacity.py` measured 2.55), nearly
+  all succeeded, one in 400 dead, one in 500 skipped, none open, so that relays started on the
+  history have nothing of it to run;
 * the orders (`orders_order`, each with its customer) and their summaries in the dashboard's live
   generation (`analytics_ordersummary`);
 * one audit entry per event (`audit_auditentry`; sequence = position, and the hashes are made up:

@@ -263,17 +263,15 @@ class HistoryBenchmark:
         slowest = max(rows, key=lambda r: r["median_s"])
         return {"pages": rows, "slowest": slowest}
 
-    def month_partition(self, start) -> str | None:
-        """The deliveries' partition holding exactly the month from `start`, if they are partitioned."""
+    def month_partition(self, start, table: str = DELIVERIES) -> str | None:
+        """The partition of `table` holding exactly the month from `start`, if it is partitioned."""
         db = self.bench.db
-        if not db.execute(
-            "SELECT 1 FROM pg_partitioned_table WHERE partrelid = %s::regclass", (DELIVERIES,)
-        ).fetchone():
+        if not db.execute("SELECT 1 FROM pg_partitioned_table WHERE partrelid = %s::regclass", (table,)).fetchone():
             return None
         for name, bound in db.execute(
             "SELECT c.oid::regclass::text, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
             " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
-            (DELIVERIES,),
+            (table,),
         ).fetchall():
             found = BOUND.search(bound or "")
             if found and db.execute("SELECT %s::timestamptz = %s", (found.group(1), start)).fetchone()[0]:

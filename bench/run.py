@@ -29,7 +29,8 @@ Sizes (environment variable or option):
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_HISTORY_SIZES (100000,1000000), BENCH_HISTORY_MONTHS (12), BENCH_HISTORY_PUBLISH_EVENTS (3000),
   BENCH_HISTORY_PUBLISH_ROUNDS (2), BENCH_HISTORY_RELAY_EVENTS (2000), BENCH_HISTORY_RELAYS (2),
-  BENCH_HISTORY_LAG_ORDERS (200), BENCH_HISTORY_ADMIN_RUNS (3), BENCH_HISTORY_CHUNK (200000)
+  BENCH_HISTORY_LAG_ORDERS (200), BENCH_HISTORY_ADMIN_RUNS (3), BENCH_HISTORY_CHUNK (100000),
+  BENCH_HISTORY_FILL_CONNECTIONS (2)
                                          flat cost as the history grows (bench/history_bench.py)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
   QUICK=1 / --quick                      every line at a small size and in fewer rounds (under three
