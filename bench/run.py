@@ -28,9 +28,9 @@ Sizes (environment variable or option):
   BENCH_READSIDE_EVENTS (100000,200000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
   BENCH_READSIDE_RATE (20)               the read side (Benchmark 4)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
-  QUICK=1 / --quick                      every line at a small size and in fewer rounds (under three
-                                         minutes; `make bench QUICK=1`): the sizes below, unless set in
-                                         the environment
+  QUICK=1 / --quick                      every line at a small size and in fewer rounds (a few minutes;
+                                         `make bench QUICK=1`): the sizes below, unless set in the
+                                         environment
 """
 
 from __future__ import annotations
