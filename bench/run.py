@@ -33,9 +33,9 @@ Sizes (environment variable or option):
   BENCH_HISTORY_FILL_CONNECTIONS (2)
                                          flat cost as the history grows (bench/history_bench.py)
   BENCH_EXPERIMENTS                      proposed backbone changes to try (bench/experiments.py)
-  QUICK=1 / --quick                      every line at a small size and in fewer rounds (under three
-                                         minutes; `make bench QUICK=1`): the sizes below, unless set in
-                                         the environment
+  QUICK=1 / --quick                      every line at a small size and in fewer rounds (a few minutes;
+                                         `make bench QUICK=1`): the sizes below, unless set in the
+                                         environment
 """
 
 from __future__ import annotations

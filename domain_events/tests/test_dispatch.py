@@ -1,7 +1,7 @@
 """Dispatch: the fast path, isolation of failures, retries, dead letters, redrive, ordering, once-only."""
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
+from domain_events import partitions
 from domain_events.bus import event_bus
 from domain_events.claims import Claim
 from domain_events.context import traced
@@ -163,11 +164,20 @@ def test_relay_once_command_reports_what_it_handed_on(settings, capsys):
 
 def test_succeeded_deliveries_are_pruned_after_the_retention_but_events_are_kept(settings):
     event = publish()
-    Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).update(completed_at=timezone.now() - timedelta(days=30))
-    pruned = Relay().prune()
-    assert pruned == 3
-    assert StoredEvent.objects.filter(event_id=event.event_id).exists()
-    assert deliveries(event, "probe.slow").status == Delivery.Status.PENDING
+    # Recorded and finished (as if) in a month over for longer than the retention: where the tables
+    # are partitioned by month, succeeded deliveries go with their event's month.
+    long_ago = datetime(2026, 4, 10, tzinfo=UTC)
+    StoredEvent.objects.filter(event_id=event.event_id).update(recorded_at=long_ago)
+    Delivery.objects.filter(stored_event__event_id=event.event_id).update(event_recorded_at=long_ago)
+    Delivery.objects.filter(status=Delivery.Status.SUCCEEDED).update(completed_at=long_ago)
+    try:
+        pruned = Relay().prune()
+        assert pruned == 3
+        assert StoredEvent.objects.filter(event_id=event.event_id).exists()
+        assert deliveries(event, "probe.slow").status == Delivery.Status.PENDING
+    finally:
+        for table in partitions.KEYS:
+            partitions.drop_month(table=table, month=date(2026, 4, 1))
 
 
 def test_a_malformed_stored_event_fails_its_deliveries_with_a_clear_error_and_the_relay_goes_on(settings):
