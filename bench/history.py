@@ -126,7 +126,8 @@ SELECT aggregate_id, 'order', tenant_id, max(revision)
 INSERT_DELIVERIES = """
 INSERT INTO domain_events_delivery
     (stored_event_id, handler, event_type, tenant_id, aggregate_id, revision, status, attempts, next_attempt_at,
-     lease_token, last_error, held_by, sent_at, started_at, resolution, created_at, updated_at, completed_at)
+     lease_token, last_error, held_by, sent_at, started_at, resolution, created_at, updated_at, completed_at,
+     event_recorded_at)
 SELECT e.id, h.handler, e.type, e.tenant_id, e.aggregate_id, e.revision, s.status,
        CASE s.status WHEN 'dead' THEN 5 ELSE 1 END,
        e.recorded_at + interval '1 second', NULL,
@@ -134,7 +135,8 @@ SELECT e.id, h.handler, e.type, e.tenant_id, e.aggregate_id, e.revision, s.statu
        NULL, NULL, NULL,
        CASE s.status WHEN 'skipped' THEN 'skipped by history-root: bad data' ELSE '' END,
        e.recorded_at, e.recorded_at + interval '50 milliseconds',
-       CASE WHEN s.status <> 'dead' THEN e.recorded_at + interval '50 milliseconds' END
+       CASE WHEN s.status <> 'dead' THEN e.recorded_at + interval '50 milliseconds' END,
+       e.recorded_at
   FROM domain_events_storedevent e
   JOIN unnest(%(types)s::text[], %(handlers)s::text[]) WITH ORDINALITY h(type, handler, n) ON h.type = e.type
  CROSS JOIN LATERAL (SELECT CASE WHEN (e.position * 17 + h.n) %% 400 = 0 THEN 'dead'

@@ -65,7 +65,7 @@ class ShelfWiseAutoSchema(AutoSchema):
         for code, links in getattr(self.view, "openapi_links", {}).get(self.method, {}).items():
             if code in responses:
                 responses[code]["links"] = links
-        for code in sorted(set(self._error_codes()) | {c for c in responses if c.startswith("4")}):
+        for code in sorted(set(self._error_codes()) | {c for c in responses if c[:1] in ("4", "5")}):
             current = responses.get(code)
             if current is None or _generic(current):
                 description = current["description"] if current else self._error_description(code)

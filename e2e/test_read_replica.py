@@ -64,7 +64,8 @@ class Servers:
         [(position,)] = self.sql(self.primary, "SELECT pg_current_wal_insert_lsn()::text")
         wait_until(
             lambda: self.sql(self.standby, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", position)[0][0],
-            timeout=10,
+            # A loaded machine (the whole suite in parallel) delays replay by seconds; no speed is tested here.
+            timeout=60,
             what="the standby to replay the primary's writes",
         )
 
