@@ -172,9 +172,15 @@ class Relay:
         """The position readers' own loop (a thread of a running relay, with its own database
         connection): look at the head every `READER_POLL_INTERVAL`, or after `FENCE_RECHECK` while a
         fence waits or when the readers just applied events, and move them when it moved."""
+        last_full = 0.0
         try:
             while not self._stopping:
-                behind = self._move_readers()
+                # Once a poll interval every reader gets a pass whether the head moved or not: one
+                # that failed is waiting for its retry time, and nothing new may come to wake it.
+                full = time.monotonic() - last_full >= self.poll_interval
+                behind = self._move_readers(full=full)
+                if full:
+                    last_full = time.monotonic()
                 if behind is None:
                     time.sleep(self.poll_interval)
                 elif not behind:
@@ -254,9 +260,9 @@ class Relay:
             return True
         return READERS if readers else False
 
-    def _move_readers(self) -> bool | None:
-        """Move the position readers if the head moved since they last reached it: True when one
-        is still behind it, None when the pass failed."""
+    def _move_readers(self, *, full: bool = False) -> bool | None:
+        """Move the position readers if the head moved since they last reached it (with `full`,
+        whether it moved or not): True when one is still behind it, None when the pass failed."""
         self._readers_applied = False
         behind = False
         try:
@@ -264,7 +270,7 @@ class Relay:
             # milliseconds: wait for them (a reader poll interval at most), so that this pass takes
             # their events too rather than the next one, a whole pass later.
             top = FENCE.caught_up(self.reader_poll, every=FENCE_RECHECK)
-            if top != self._readers_at:
+            if full or top != self._readers_at:
                 behind = self._advance_readers(top)
         except Exception:
             logger.exception("moving the position readers failed; retrying")

@@ -14,7 +14,7 @@ from domain_events import tracking
 from domain_events.bus import PublishOutsideTransaction, event_bus
 from domain_events.context import traced
 from domain_events.head import drawn, head, oldest_writer
-from domain_events.models import Delivery, StoredEvent
+from domain_events.models import Checkpoint, Delivery, StoredEvent
 from domain_events.relay import READERS, Relay
 from domain_events.tests.probe.events import ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -360,6 +360,45 @@ def test_a_running_relay_moves_its_readers_while_a_slow_delivery_holds_its_loop(
     assert seen["tracked"] == [1, 2]
     assert seen["slow delivery done"] == [], "the readers moved while the relay's loop was in the delivery"
     assert applied("probe.fast")[:1] == [1], "the relay's loop was in that delivery"
+
+
+def test_a_running_relay_retries_a_failed_reader_when_nothing_new_comes(settings):
+    """A reader that failed waits for its retry time; the head may never move again to wake it, so
+    the readers' thread gives every reader a pass once a poll interval all the same."""
+    settings.HANDLER_RETRY_SCHEDULE = [1]
+    settings.DOMAIN_EVENTS = {
+        **settings.DOMAIN_EVENTS,
+        "RETRY_JITTER": 0,
+        "READER_POLL_INTERVAL": 0.02,
+        "RELAY_POLL_INTERVAL": 0.2,
+    }
+    tracking.reset("probe.tracker", to="now")
+    ProbeSwitch.set("probe.tracker:fail")
+    with transaction.atomic():
+        event_bus.publish(probe(n=1))
+    relay = Relay()
+    seen: dict[str, object] = {}
+
+    def meanwhile() -> None:
+        try:
+            deadline = time.monotonic() + 10
+            while not Checkpoint.objects.filter(name="probe.tracker", attempts__gte=1).exists():
+                assert time.monotonic() < deadline, "the reader never failed"
+                time.sleep(0.02)
+            ProbeSwitch.objects.filter(name="probe.tracker:fail").delete()
+            deadline = time.monotonic() + 10
+            while applied("probe.tracker:live") != [1] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["tracked"] = applied("probe.tracker:live")
+        finally:
+            relay.stop()
+            connection.close()
+
+    thread = threading.Thread(target=meanwhile)
+    thread.start()
+    relay.run()
+    thread.join(15)
+    assert seen["tracked"] == [1]
 
 
 def test_an_idle_relay_looks_for_new_positions_and_wakes_fully_for_delivery_work():
