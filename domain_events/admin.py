@@ -181,7 +181,9 @@ class DeliveryAdmin(ReadOnlyAdmin):
     ]
     search_fields = ["stored_event__event_id", "aggregate_id", "handler"]
     search_help_text = "An event id, an aggregate id, or part of a handler's name."
-    list_select_related = ["stored_event"]
+    # No join to the events: the list shows only the delivery's own columns, and over monthly
+    # partitions a join on the event's id alone reaches every month for each row of the offset.
+    list_select_related = False
     # Each filter has an index in this order: id, (handler, id), (event_type, id), (tenant_id, id),
     # and (status, id) for the failed, dead and skipped ones; pending rows are the claimable index's.
     ordering = ["-id"]
