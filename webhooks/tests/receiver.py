@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,10 +33,14 @@ class Received:
 
 @dataclass
 class Answer:
+    """How to answer one request; `hold`: wait until it is set before answering (a request kept
+    in flight, for a test to kill its sender meanwhile)."""
+
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     body: bytes = b"ok"
+    hold: threading.Event | None = None
 
 
 class Receiver:
@@ -76,12 +80,16 @@ class Receiver:
                     )
                     answer = receiver._answer(body)
                 time.sleep(answer.delay)
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                if answer.hold is not None:
+                    answer.hold.wait()
+                # A sender killed while its request was held is gone: nobody to answer.
+                with suppress(BrokenPipeError, ConnectionResetError):
+                    self.send_response(answer.status)
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
 
             def log_message(self, *args: object) -> None:
                 pass
