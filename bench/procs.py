@@ -89,8 +89,12 @@ class Worker:
     def tell(self, line: str) -> None:
         """Send one line to the worker's stdin (`go` at the start line; `stop` to a worker that waits for it)."""
         assert self.popen.stdin is not None
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
+        try:
+            self.popen.stdin.write(line + "\n")
+            self.popen.stdin.flush()
+        except BrokenPipeError:
+            # It ended on its own (a cap on its time, or a failure): its result or log says which.
+            pass
 
     def result(self, timeout: float = 600) -> dict:
         deadline = time.monotonic() + timeout
