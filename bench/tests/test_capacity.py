@@ -1,5 +1,5 @@
 """`bench.capacity`: the bytes of the stored events and deliveries, which PostgreSQL keeps in monthly
-partitions, are counted over every partition, once."""
+partitions, are counted over every partition, once; a plain table's are its own."""
 
 from __future__ import annotations
 
@@ -41,3 +41,6 @@ def test_the_partitioned_tables_bytes_are_those_of_all_their_partitions():
     assert not [t for t in found if t.startswith((partitions.EVENTS + "_", partitions.DELIVERIES + "_"))], (
         "a partition is not listed apart: its bytes and rows are its table's"
     )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size('domain_events_stream')")
+        assert found["domain_events_stream"] == (cursor.fetchone()[0], 3), "a plain table: its own bytes"
