@@ -6,8 +6,8 @@ places `BENCH_CAPACITY_ORDERS` orders (default 300) through the services, every 
 position reader runs here as relays and workers would, half the confirmed orders are fulfilled;
 then staff read the dashboard, the events feed and each order's timeline once per order. Printed:
 events per order and deliveries per event, bytes per stored event and per delivery
-(`pg_total_relation_size` / rows: heap, indexes and TOAST), bytes per order over every table, the
-growth that makes for a thousand orders a day, and the queries by kind.
+(`partitions.table_bytes` / rows: heap, indexes and TOAST of every monthly partition), bytes per
+order over every table, the growth that makes for a thousand orders a day, and the queries by kind.
 
     BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/sw_capacity python -m bench.capacity
 """
@@ -34,7 +34,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from domain_events import tracking  # noqa: E402
+from domain_events import partitions, tracking  # noqa: E402
 from domain_events.models import Delivery, StoredEvent  # noqa: E402
 from domain_events.subscriptions import subscriptions  # noqa: E402
 from inventory.services import product_create  # noqa: E402
@@ -91,21 +91,24 @@ def tally(queries: dict, phase: str) -> Iterator[None]:
 
 
 def sizes() -> dict[str, tuple[int, int]]:
-    """Every ShelfWise table with rows: (bytes with indexes and TOAST, rows)."""
+    """Every ShelfWise table with rows: (bytes with indexes and TOAST, rows). A partitioned table
+    (the stored events and deliveries, by month) counts all its partitions, which are not listed
+    apart: its own `pg_total_relation_size` is 0."""
     found = {}
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
         cursor.execute(
-            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c"
+            "SELECT c.relname FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
+            " AND NOT c.relispartition"
             " AND c.relname NOT LIKE 'django_%%'"
             " AND c.relname NOT LIKE 'auth_%%'"
         )
-        for table, size in cursor.fetchall():
+        for (table,) in cursor.fetchall():
             cursor.execute(f'SELECT count(*) FROM "{table}"')
             rows = cursor.fetchone()[0]
             if rows:
-                found[table] = (size, rows)
+                found[table] = (partitions.table_bytes(table), rows)
     return found
 
 
@@ -154,6 +157,10 @@ def main() -> int:
     out = sys.stdout.write
     out(f"{ORDERS} orders, {events} stored events, {deliveries} deliveries, saga in {elapsed:.1f}s\n")
     out(f"events per order: {events / ORDERS:.2f}; deliveries per event: {deliveries / events:.2f}\n")
+    out(
+        f"bytes per stored event: {found[partitions.EVENTS][0] / events:.0f}; "
+        f"per delivery: {found[partitions.DELIVERIES][0] / deliveries:.0f} (every month's partition)\n"
+    )
     for table, (size, rows) in sorted(found.items(), key=lambda kv: -kv[1][0]):
         out(f"  {table:45} {rows:8} rows {size / rows:8.0f} B/row {size / ORDERS:8.0f} B/order\n")
     out(f"every table: {total / ORDERS:.0f} B per order\n")

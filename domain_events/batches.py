@@ -33,7 +33,7 @@ from django.db import connection
 from django.utils import timezone
 
 from domain_events import sql
-from domain_events.claims import Claim
+from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
 from domain_events.executor import Report, execute
 from domain_events.handoff import delivery_start, give_back
@@ -52,7 +52,7 @@ def run_batch(handler: str | None, own: Sequence[Claim], sent_at: datetime | Non
         # delivery on its own, recorded as failing if its handler is not here.
         report = Report()
         for claim in own:
-            started = delivery_start(claim.delivery_id, claim.token)
+            started = delivery_start(claim.delivery_id, claim.token, claim.event_recorded_at)
             if started is not None:
                 report.add(execute([started], isolated=True))
         return report
@@ -79,7 +79,7 @@ def _run_calling_out(subscription: Subscription, own: Sequence[Claim], room: int
             if time.monotonic() > stop_at:
                 give_back(own[index:])
                 return report
-            started = delivery_start(claim.delivery_id, claim.token)
+            started = delivery_start(claim.delivery_id, claim.token, claim.event_recorded_at)
             if started is not None:
                 report.add(execute([started], isolated=True))
         while room > 0 and time.monotonic() <= stop_at:
@@ -110,10 +110,18 @@ def take_in_flight(
         "tokens": list({c.token for c in own}),
         "limit": max(limit, 0),
     }
+    statement = sql.TAKE_IN_FLIGHT
+    months = months_of(c.event_recorded_at for c in own)
+    if months is not None:
+        statement, params["recorded"] = sql.TAKE_IN_FLIGHT_IN_MONTHS, months
     with connection.cursor() as cursor:
-        cursor.execute(sql.TAKE_IN_FLIGHT, params)
+        cursor.execute(statement, params)
         rows = cursor.fetchall()
-    taken = [Claim(pk, token, subscription.name) for pk, was_taken in rows if was_taken]
+    taken = [
+        Claim(pk, token, subscription.name, event_recorded_at=recorded_at)
+        for pk, recorded_at, was_taken in rows
+        if was_taken
+    ]
     if taken:
         logger.debug("took %d queued deliveries of %s into this batch", len(taken), subscription.name)
-    return taken, {pk for pk, was_taken in rows if not was_taken}
+    return taken, {pk for pk, _, was_taken in rows if not was_taken}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -33,33 +34,31 @@ def claim_for_workers(limit: int, handlers: Sequence[Subscription]) -> tuple[lis
             )
             .order_by("next_attempt_at")
             .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", "handler", "sent_at", "started_at")[:limit]
+            .values_list("pk", "handler", "sent_at", "started_at", "event_recorded_at")[:limit]
         )
         if not rows:
             return [], probe
         marks = dict(QueueMark.objects.filter(queue__in=set(queue_of.values())).values_list("queue", "started_sent_at"))
-        claim: list[tuple[int, str]] = []
-        postpone: list[int] = []
-        for pk, handler, sent_at, started_at in rows:
+        claim: list[tuple[int, str, datetime]] = []
+        postpone: list[tuple[int, str, datetime]] = []
+        for pk, handler, sent_at, started_at, recorded_at in rows:
             queue = queue_of[handler]
             mark = marks.get(queue)
             if sent_at is None or started_at is not None:
-                claim.append((pk, handler))  # never sent, or started by a worker that died
+                claim.append((pk, handler, recorded_at))  # never sent, or started by a worker that died
             elif mark is not None and sent_at < mark:
-                claim.append((pk, handler))  # lost: a later message on its queue has started
+                claim.append((pk, handler, recorded_at))  # lost: a later message on its queue has started
             elif sent_at <= now - conf["CELERY_LEASE"]:
-                claim.append((pk, handler))
+                claim.append((pk, handler, recorded_at))
             else:
-                postpone.append(pk)
+                postpone.append((pk, handler, recorded_at))
                 probe.add(queue)
         if postpone:
-            Delivery.objects.filter(pk__in=postpone).update(
-                next_attempt_at=now + conf["CELERY_SEND_CHECK"], updated_at=now
-            )
+            _rows(postpone).update(next_attempt_at=now + conf["CELERY_SEND_CHECK"], updated_at=now)
         if not claim:
             return [], probe
         token = uuid.uuid4()
-        Delivery.objects.filter(pk__in=[pk for pk, _ in claim]).update(
+        _rows(claim).update(
             lease_token=token,
             next_attempt_at=now + conf["LEASE"],
             sent_at=None,
@@ -67,4 +66,11 @@ def claim_for_workers(limit: int, handlers: Sequence[Subscription]) -> tuple[lis
             held_by=None,  # no longer waiting: a release must not move the lease this claim holds
             updated_at=now,
         )
-    return [Claim(pk, token, handler) for pk, handler in claim], probe
+    return [Claim(pk, token, handler, event_recorded_at=at) for pk, handler, at in claim], probe
+
+
+def _rows(chosen: Sequence[tuple[int, str, datetime]]):
+    """The rows chosen, by id and their events' `recorded_at` (the partitions of those months alone)."""
+    return Delivery.objects.filter(
+        pk__in=[pk for pk, _, _ in chosen], event_recorded_at__in={at for _, _, at in chosen}
+    )

@@ -23,13 +23,15 @@ def redrive(queryset) -> int:
 
     with transaction.atomic():
         ids = list(
-            queryset.filter(status=DeliveryStatus.DEAD).select_for_update(skip_locked=True).values_list("pk", "handler")
+            queryset.filter(status=DeliveryStatus.DEAD)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "handler", "event_recorded_at")
         )
         if not ids:
             return 0
         token = uuid.uuid4()
         now = timezone.now()
-        Delivery.objects.filter(pk__in=[pk for pk, _ in ids]).update(
+        Delivery.objects.filter(pk__in=[pk for pk, _, _ in ids], event_recorded_at__in={at for _, _, at in ids}).update(
             status=DeliveryStatus.PENDING,
             attempts=0,
             lease_token=token,
@@ -38,7 +40,7 @@ def redrive(queryset) -> int:
             started_at=None,
             updated_at=now,
         )
-        claims = [Claim(pk, token, handler) for pk, handler in ids]
+        claims = [Claim(pk, token, handler, event_recorded_at=at) for pk, handler, at in ids]
         transaction.on_commit(lambda: hand_on(claims, by_relay=True))
     return len(ids)
 
@@ -50,13 +52,16 @@ def skip(queryset, *, reason: str, by: str) -> int:
     if not reason:
         raise ValueError("a reason is required to skip a dead letter")
     with transaction.atomic():
-        ids = list(
-            queryset.filter(status=DeliveryStatus.DEAD).select_for_update(skip_locked=True).values_list("pk", flat=True)
+        rows = list(
+            queryset.filter(status=DeliveryStatus.DEAD)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", "event_recorded_at")
         )
-        if not ids:
+        if not rows:
             return 0
+        ids = [pk for pk, _ in rows]
         now = timezone.now()
-        Delivery.objects.filter(pk__in=ids).update(
+        Delivery.objects.filter(pk__in=ids, event_recorded_at__in={at for _, at in rows}).update(
             status=DeliveryStatus.SKIPPED,
             resolution=f"skipped by {by} at {now:%Y-%m-%d %H:%M:%S %Z}: {reason}",
             lease_token=None,

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from uuid import UUID
 
 from django.db import DatabaseError, connection, transaction
@@ -40,16 +41,16 @@ from django.utils import timezone
 
 from core import tracing
 from domain_events import metrics, sql, streams
-from domain_events.claims import Claim
+from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
 from domain_events.events import DomainEvent
 from domain_events.locking import Blocker, Lock, Locked, fetch_locked, orm_locked
 from domain_events.models import Delivery, DeliveryStatus
 from domain_events.outcomes import (
-    CHANGED_FIELDS,
     hold,
     mark_succeeded,
     release_holds_of_ended_blockers,
+    save_outcomes,
     schedule_retry,
 )
 from domain_events.running import (
@@ -77,8 +78,9 @@ class Report:
     sent: int = 0
     # Deliveries recorded by the handlers of the batch, for the caller to hand on after commit.
     follow_ups: list[Claim] = field(default_factory=list)
-    # Deliveries held behind a blocker that was not dead: checked again once the hold commits.
-    held: list[int] = field(default_factory=list)
+    # Deliveries held behind a blocker that was not dead (id and event's `recorded_at`): checked
+    # again once the hold commits.
+    held: list[tuple[int, datetime]] = field(default_factory=list)
 
     def add(self, other: Report) -> None:
         for f in fields(self):
@@ -152,18 +154,27 @@ def _atomic(claim: Claim) -> bool:
 
 def _execute_atomic(claims: Sequence[Claim], *, isolated: bool = False) -> Report:
     tokens: dict[int, UUID] = {c.delivery_id: c.token for c in claims}
+    recorded: dict[int, datetime | None] = {c.delivery_id: c.event_recorded_at for c in claims}
 
     def lock(only: set[int] | None) -> Locked:
         ids = [i for i in tokens if only is None or i in only]
         if connection.vendor == "postgresql":
-            params = {"ids": ids, "tokens": list({tokens[i] for i in ids})}
-            rows = fetch_locked(sql.LOCK_LEASED, params)
+            rows = fetch_locked(*_leased(ids, [tokens[i] for i in ids], [recorded[i] for i in ids]))
         else:
             qs = Delivery.objects.filter(id__in=ids, status__in=Delivery.OPEN, lease_token__in=set(tokens.values()))
             rows = orm_locked(qs)
         return [(d, b) for d, b in rows if d.lease_token == tokens[d.pk]]
 
     return _run(lock, isolated=isolated)
+
+
+def _leased(ids: list[int], tokens: list[UUID], recorded: list[datetime | None]) -> tuple[str, dict]:
+    """`sql.LOCK_LEASED` and its parameters; in the claims' months alone where they are known."""
+    params = {"ids": ids, "tokens": list(set(tokens))}
+    months = months_of(recorded)
+    if months is None:
+        return sql.LOCK_LEASED, params
+    return sql.LOCK_LEASED_IN_MONTHS, {**params, "recorded": months}
 
 
 def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
@@ -174,14 +185,14 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
     """
     if not handlers:
         return Report()
-    chosen: list[int] = []
+    chosen: dict[int, datetime] = {}
 
     def lock(only: set[int] | None) -> Locked:
         if chosen:
             # The careful pass, or one delivery at a time: the rows this relay already chose.
             ids = [i for i in chosen if only is None or i in only]
             if connection.vendor == "postgresql":
-                return fetch_locked(sql.LOCK_CHOSEN, {"ids": ids})
+                return fetch_locked(sql.LOCK_CHOSEN, {"ids": ids, "recorded": sorted({chosen[i] for i in ids})})
             return orm_locked(Delivery.objects.filter(pk__in=ids, status__in=Delivery.OPEN))
         if connection.vendor == "postgresql":
             rows = fetch_locked(sql.LOCK_DUE, {"handlers": list(handlers), "now": timezone.now(), "limit": limit})
@@ -190,7 +201,8 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
                 handler__in=handlers, status__in=Delivery.OPEN, next_attempt_at__lte=timezone.now()
             ).order_by("next_attempt_at")[:limit]
             rows = orm_locked(Delivery.objects.filter(pk__in=list(due.values_list("pk", flat=True))))
-        chosen[:] = [d.pk for d, _ in rows]
+        chosen.clear()
+        chosen.update((d.pk, d.event_recorded_at) for d, _ in rows)
         return rows
 
     return _run(lock, isolated=True)
@@ -209,7 +221,7 @@ def _run_outside(claim: Claim, *, limit: float | None = None) -> Report:
 
     def lock(only: set[int] | None) -> Locked:
         if connection.vendor == "postgresql":
-            rows = fetch_locked(sql.LOCK_LEASED, {"ids": [claim.delivery_id], "tokens": [claim.token]})
+            rows = fetch_locked(*_leased([claim.delivery_id], [claim.token], [claim.event_recorded_at]))
         else:
             rows = orm_locked(
                 Delivery.objects.filter(pk=claim.delivery_id, status__in=Delivery.OPEN, lease_token=claim.token)
@@ -234,12 +246,13 @@ def _run_outside(claim: Claim, *, limit: float | None = None) -> Report:
             logger.warning("delivery %s lost its lease while its handler ran; outcome dropped", claim.delivery_id)
             return report
         current, _ = rows[0]
+        now = timezone.now()
         if error is None:
-            mark_succeeded([current.pk], timezone.now())
+            mark_succeeded([current.pk], now, [current.event_recorded_at])
             report.succeeded += 1
         else:
-            schedule_retry(current, error, timezone.now())
-            current.save(update_fields=[*CHANGED_FIELDS])
+            schedule_retry(current, error, now)
+            save_outcomes([current], now)
             report.dead += current.status == DeliveryStatus.DEAD
             report.failed += current.status != DeliveryStatus.DEAD
         metrics.count_outcomes(Tally([(current.handler, "succeeded" if error is None else str(current.status))]))
@@ -309,8 +322,7 @@ def _record_broken(lock: Lock, delivery_id: int, error: str) -> Report:
         delivery, _ = rows[0]
         now = timezone.now()
         schedule_retry(delivery, error, now)
-        delivery.updated_at = now
-        delivery.save(update_fields=[*CHANGED_FIELDS])
+        save_outcomes([delivery], now)
         metrics.count_outcomes(Tally([(delivery.handler, str(delivery.status))]))
     report.dead += delivery.status == DeliveryStatus.DEAD
     report.failed += delivery.status != DeliveryStatus.DEAD
@@ -394,7 +406,7 @@ def _run_rows(
         return report
     now = timezone.now()
     events: dict[int, DomainEvent | Exception] = {}
-    succeeded: list[int] = []
+    succeeded: list[Delivery] = []
     changed: list[Delivery] = []
     outcomes: Tally[tuple[str, str]] = Tally()
     # (handler, aggregate) whose earlier delivery in this batch did not succeed, and which one.
@@ -411,14 +423,14 @@ def _run_rows(
             changed.append(delivery)
             report.waiting += 1
             if blocker.status != DeliveryStatus.DEAD:
-                report.held.append(delivery.pk)
+                report.held.append((delivery.pk, delivery.event_recorded_at))
             continue
         if known_failures and delivery.pk in known_failures:
             error = known_failures[delivery.pk]
         else:
             error = run_one(delivery, events, careful=careful, limit=limit)
         if error is None:
-            succeeded.append(delivery.pk)
+            succeeded.append(delivery)
             outcomes[delivery.handler, "succeeded"] += 1
             report.succeeded += 1
             continue
@@ -431,12 +443,10 @@ def _run_rows(
         else:
             report.failed += 1
     if succeeded:
-        mark_succeeded(succeeded, now)
+        mark_succeeded([d.pk for d in succeeded], now, sorted({d.event_recorded_at for d in succeeded}))
     metrics.count_outcomes(outcomes)
     if changed:
-        for delivery in changed:
-            delivery.updated_at = now
-        Delivery.objects.bulk_update(changed, CHANGED_FIELDS)
+        save_outcomes(changed, now)
     return report
 
 

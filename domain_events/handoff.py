@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import tracing
-from domain_events.claims import Claim
+from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
 from domain_events.models import Delivery
 from domain_events.probes import queue_reached
@@ -48,11 +48,11 @@ def send_to_celery(items: Sequence[tuple[Claim, Subscription]], *, by_relay: boo
     try:
         with run_delivery.app.producer_or_acquire() as producer:
             for batch, subscription in _batches(items, domain_events_settings()["CELERY_BATCH"]):
-                first, more = batch[0], batch[1:]
-                with tracing.within(first.traceparent):
+                args, kwargs = task_arguments(batch, timezone.now())
+                with tracing.within(batch[0].traceparent):
                     run_delivery.apply_async(
-                        args=(first.delivery_id, str(first.token), first.handler, timezone.now().isoformat()),
-                        kwargs={"more": [(c.delivery_id, str(c.token)) for c in more]} if more else None,
+                        args=args,
+                        kwargs=kwargs,
                         producer=producer,
                         retry=False,
                         queue=subscription.celery_queue,
@@ -73,6 +73,25 @@ def send_to_celery(items: Sequence[tuple[Claim, Subscription]], *, by_relay: boo
     return len(sent)
 
 
+def task_arguments(batch: Sequence[Claim], sent_at: datetime) -> tuple[tuple, dict | None]:
+    """The arguments of `run_delivery` for one handler's `batch`: the first delivery's id, token,
+    handler and the send time; then the others (`more`), and each one's event's `recorded_at`
+    where known, so that the worker's statements search that month alone."""
+    first, more = batch[0], batch[1:]
+    kwargs: dict = {}
+    if more:
+        kwargs["more"] = [_message_item(c) for c in more]
+    if first.event_recorded_at is not None:
+        kwargs["recorded_at"] = first.event_recorded_at.isoformat()
+    return (first.delivery_id, str(first.token), first.handler, sent_at.isoformat()), kwargs or None
+
+
+def _message_item(claim: Claim) -> tuple:
+    if claim.event_recorded_at is None:
+        return (claim.delivery_id, str(claim.token))
+    return (claim.delivery_id, str(claim.token), claim.event_recorded_at.isoformat())
+
+
 def _batches(items: Sequence[tuple[Claim, Subscription]], size: int) -> Iterator[tuple[list[Claim], Subscription]]:
     """`items` grouped by handler, in the order each handler first comes, `size` at most a group."""
     by_handler: dict[str, tuple[list[Claim], Subscription]] = {}
@@ -87,16 +106,23 @@ def _fenced(claims: Sequence[Claim], *, sent_at: datetime | None, due_in) -> Non
     """Record a send (or a failed one) on rows still under our lease and not yet started by a
     worker: never over a retry time or a run lease that a worker has just written."""
     now = timezone.now()
-    by_token: dict[uuid.UUID, list[int]] = {}
+    by_token: dict[uuid.UUID, list[Claim]] = {}
     for claim in claims:
-        by_token.setdefault(claim.token, []).append(claim.delivery_id)
+        by_token.setdefault(claim.token, []).append(claim)
     try:
-        for token, ids in by_token.items():
-            Delivery.objects.filter(
-                pk__in=ids, lease_token=token, status__in=Delivery.OPEN, started_at__isnull=True
-            ).update(sent_at=sent_at, next_attempt_at=now + due_in if due_in else now, updated_at=now)
+        for token, batch in by_token.items():
+            _by_claims(batch).filter(lease_token=token, status__in=Delivery.OPEN, started_at__isnull=True).update(
+                sent_at=sent_at, next_attempt_at=now + due_in if due_in else now, updated_at=now
+            )
     except Exception:
         logger.warning("could not record the hand-off of %d deliveries; their lease stands", len(claims))
+
+
+def _by_claims(claims: Sequence[Claim]):
+    """The rows of `claims`, by id and, where every claim knows it, their events' `recorded_at`."""
+    rows = Delivery.objects.filter(pk__in=[c.delivery_id for c in claims])
+    months = months_of(c.event_recorded_at for c in claims)
+    return rows if months is None else rows.filter(event_recorded_at__in=months)
 
 
 def give_back(claims: Sequence[Claim]) -> None:
@@ -106,7 +132,7 @@ def give_back(claims: Sequence[Claim]) -> None:
         _fenced(claims, sent_at=None, due_in=None)
 
 
-def delivery_start(delivery_id: int, token: uuid.UUID) -> Claim | None:
+def delivery_start(delivery_id: int, token: uuid.UUID, event_recorded_at: datetime | None = None) -> Claim | None:
     """Stamp the delivery as started by a worker and return its claim; None if the message is
     stale (its lease was taken over, or the delivery is finished) and must be dropped.
 
@@ -119,20 +145,23 @@ def delivery_start(delivery_id: int, token: uuid.UUID) -> Claim | None:
     once the run lease is over."""
     conf = domain_events_settings()
     now = timezone.now()
+    rows = Delivery.objects.filter(pk=delivery_id)
+    if event_recorded_at is not None:
+        rows = rows.filter(event_recorded_at=event_recorded_at)
     with transaction.atomic():
         row = (
-            Delivery.objects.select_for_update()
-            .filter(pk=delivery_id, lease_token=token, status__in=Delivery.OPEN, started_at__isnull=True)
-            .values_list("handler", "sent_at")
+            rows.select_for_update()
+            .filter(lease_token=token, status__in=Delivery.OPEN, started_at__isnull=True)
+            .values_list("handler", "sent_at", "event_recorded_at")
             .first()
         )
         if row is None:
             return None
-        handler, sent_at = row
-        Delivery.objects.filter(pk=delivery_id).update(
+        handler, sent_at, event_recorded_at = row
+        Delivery.objects.filter(pk=delivery_id, event_recorded_at=event_recorded_at).update(
             started_at=now, next_attempt_at=now + conf["CELERY_RUN_LEASE"], updated_at=now
         )
     subscription = subscriptions.get(handler)
     if sent_at is not None and subscription is not None:
         queue_reached(subscription.celery_queue, sent_at)
-    return Claim(delivery_id, token, handler)
+    return Claim(delivery_id, token, handler, event_recorded_at=event_recorded_at)

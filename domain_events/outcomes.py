@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.models import F
@@ -45,10 +45,15 @@ def hold(delivery: Delivery, blocker: Blocker) -> None:
     )
 
 
-def mark_succeeded(delivery_ids: list[int], now) -> None:
+def mark_succeeded(delivery_ids: list[int], now, recorded: Sequence[datetime] | None = None) -> None:
+    """Record `delivery_ids` as succeeded; `recorded`, their events' `recorded_at` when known,
+    keeps the statement to those months' partitions (`sql`)."""
     if connection.vendor == "postgresql":
+        params = {"ids": delivery_ids, "now": now}
+        if recorded is not None:
+            params["recorded"] = list(recorded)
         with connection.cursor() as cursor:
-            cursor.execute(sql.MARK_SUCCEEDED, {"ids": delivery_ids, "now": now})
+            cursor.execute(sql.MARK_SUCCEEDED if recorded is None else sql.MARK_SUCCEEDED_IN_MONTHS, params)
         return
     Delivery.objects.filter(pk__in=delivery_ids).update(
         status=DeliveryStatus.SUCCEEDED,
@@ -70,20 +75,23 @@ def release_held(delivery_ids: Sequence[int], now) -> int:
     ).update(held_by=None, next_attempt_at=now, last_error="", updated_at=now)
 
 
-def release_holds_of_ended_blockers(held_ids: Sequence[int], now) -> int:
-    """Release the just-held rows of `held_ids` whose blocker ended while they were being held.
+def release_holds_of_ended_blockers(held: Sequence[tuple[int, datetime]], now) -> int:
+    """Release the just-held rows of `held` (id and event's `recorded_at` each) whose blocker ended
+    while they were being held.
 
     A blocker that succeeded in the moment its follower was held released only the holds it could
     see; without this the follower would sleep until the blocker's old next attempt (its lease).
     """
-    if not held_ids:
+    if not held:
         return 0
+    held_ids = [pk for pk, _ in held]
+    recorded = sorted({at for _, at in held})
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(sql.BLOCKERS_OF_HELD, {"ids": list(held_ids)})
+            cursor.execute(sql.BLOCKERS_OF_HELD, {"ids": held_ids, "recorded": recorded})
             ended = [pk for pk, status in cursor.fetchall() if status not in Delivery.BLOCKING]
     else:
-        blockers = Delivery.objects.filter(pk__in=list(held_ids)).values_list("held_by", flat=True)
+        blockers = Delivery.objects.filter(pk__in=held_ids).values_list("held_by", flat=True)
         ended = list(
             Delivery.objects.filter(pk__in=list(blockers))
             .exclude(status__in=Delivery.BLOCKING)
@@ -92,8 +100,21 @@ def release_holds_of_ended_blockers(held_ids: Sequence[int], now) -> int:
     if not ended:
         return 0
     return Delivery.objects.filter(
-        pk__in=list(held_ids), held_by__in=ended, status__in=Delivery.OPEN, lease_token__isnull=True
+        pk__in=held_ids,
+        event_recorded_at__in=recorded,
+        held_by__in=ended,
+        status__in=Delivery.OPEN,
+        lease_token__isnull=True,
     ).update(held_by=None, next_attempt_at=now, last_error="", updated_at=now)
+
+
+def save_outcomes(deliveries: Sequence[Delivery], now) -> None:
+    """Write what `hold` or `schedule_retry` changed on `deliveries`, each row found by its id and
+    its event's `recorded_at` (its month's partition alone)."""
+    for delivery in deliveries:
+        delivery.updated_at = now
+    months = sorted({d.event_recorded_at for d in deliveries})
+    Delivery.objects.filter(event_recorded_at__in=months).bulk_update(deliveries, CHANGED_FIELDS)
 
 
 def schedule_retry(delivery: Delivery, error: str, now) -> None:

@@ -273,12 +273,14 @@ def month_truncate(*, table: str, month: date, keep: str = "false", params: list
 
 def table_bytes(table: str) -> int:
     """The bytes `table` takes with its indexes and TOAST, over all its partitions
-    (`pg_total_relation_size` of a partitioned table is 0: its rows are in its partitions)."""
+    (`pg_total_relation_size` of a partitioned table is 0: its rows are in its partitions); a
+    plain table's own (it has no partition tree)."""
     if connection.vendor != "postgresql":
         return 0
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT COALESCE(sum(pg_total_relation_size(relid)), 0)::bigint FROM pg_partition_tree(to_regclass(%s))",
-            [table],
+            "SELECT COALESCE((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(to_regclass(%s))),"
+            " pg_total_relation_size(to_regclass(%s)), 0)::bigint",
+            [table, table],
         )
         return cursor.fetchone()[0]

@@ -77,7 +77,11 @@ def record(event: DomainEvent, subscriptions: Sequence[Subscription]) -> list[Cl
     if not fast_path:
         return []
     kept_names = {s.name for s, kept in zip(subscriptions, mine, strict=True) if kept}
-    return [Claim(pk, token, handler, event.traceparent) for pk, handler in rows if handler in kept_names]
+    return [
+        Claim(pk, token, handler, event.traceparent, recorded_at)
+        for pk, handler, recorded_at in rows
+        if handler in kept_names
+    ]
 
 
 def _event_values(event: DomainEvent, now: datetime) -> tuple:
@@ -100,7 +104,7 @@ def _event_values(event: DomainEvent, now: datetime) -> tuple:
 
 def _record_in_one_statement(
     connection, event, subscriptions, *, now, token, due, sent, notify: bool
-) -> list[tuple[int, str]]:
+) -> list[tuple[int, str, datetime]]:
     values = (event.aggregate_id, event.aggregate_type(), event.tenant_id, *_event_values(event, now))
     with connection.cursor() as cursor:
         if not subscriptions:
@@ -121,10 +125,11 @@ def _record_in_one_statement(
         if notify:
             params.append(domain_events_settings()["NOTIFY_CHANNEL"])
         cursor.execute(sql.insert_event_and_deliveries(notify=notify), params)
-        return cursor.fetchall()
+        # The event is recorded at `now`, and its deliveries with it.
+        return [(pk, handler, now) for pk, handler in cursor.fetchall()]
 
 
-def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list[tuple[int, str]]:
+def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list[tuple[int, str, datetime]]:
     """SQLite: one writer at a time, so the stream's revision needs no lock of its own."""
     revision = _next_revision(event)
     stored = StoredEvent.objects.create(
@@ -158,7 +163,7 @@ def _record_with_the_orm(event, subscriptions, *, now, token, due, sent) -> list
             for s, when, sent_at in zip(subscriptions, due, sent, strict=True)
         ]
     )
-    return [(d.pk, d.handler) for d in deliveries]
+    return [(d.pk, d.handler, d.event_recorded_at) for d in deliveries]
 
 
 def _next_revision(event: DomainEvent) -> int:

@@ -82,10 +82,12 @@ def prune() -> int:
             with transaction.atomic():
                 if not _prune_lock():
                     return deleted
-                ids = list(qs.values_list("pk", flat=True)[:PRUNE_BATCH])
-                if not ids:
+                rows = list(qs.values_list("pk", "event_recorded_at")[:PRUNE_BATCH])
+                if not rows:
                     break
-                count = Delivery.objects.filter(pk__in=ids).delete()[0]
+                count = Delivery.objects.filter(
+                    pk__in=[pk for pk, _ in rows], event_recorded_at__in={at for _, at in rows}
+                ).delete()[0]
             deleted += count
             logger.info("pruned %d %s delivery records", count, label)
     return deleted

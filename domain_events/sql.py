@@ -169,29 +169,41 @@ _SELECT_LOCKED = f"SELECT {_D}, {_E}, b.id, b.status, b.next_attempt_at, u.id"
 # Below, a delivery is joined to its event on (id, recorded_at), the events' primary key: where
 # the tables are partitioned by month (`partitions`), only the event's month is searched.
 
-# The fast path and the workers: lock the leased rows, read their events and find what holds each
-# back, in one statement.
-LOCK_LEASED = f"""
+# Where a statement names its deliveries by id, the months of their events (`recorded`, the
+# partition key) may come with the ids: the `_IN_MONTHS` variants add them to the WHERE clause, so
+# that PostgreSQL searches only those months' partitions rather than every month's index. Without
+# them (a message sent before Celery tasks carried them), the ids alone find the same rows.
+_D_IN_MONTHS = "AND d.event_recorded_at = ANY(%(recorded)s) AND e.recorded_at = ANY(%(recorded)s)"
+
+
+def _lock_leased(in_months: str) -> str:
+    """The fast path and the workers: lock the leased rows, read their events and find what holds
+    each back, in one statement."""
+    return f"""
 {_SELECT_LOCKED}
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
   {_blocker(f"o.id = ANY(%(ids)s) AND o.lease_token = ANY(%(tokens)s) AND o.status IN {OPEN_SQL}")}
   {_uncovered()}
- WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} AND d.lease_token = ANY(%(tokens)s)
+ WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} AND d.lease_token = ANY(%(tokens)s) {in_months}
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
+
+
+LOCK_LEASED = _lock_leased("")
+LOCK_LEASED_IN_MONTHS = _lock_leased(_D_IN_MONTHS)
 
 # Relays, for in-process handlers: the row lock is the claim. Take the due rows first (SKIP
 # LOCKED), then read their events and blockers in the same statement.
 LOCK_DUE = f"""
 WITH due AS MATERIALIZED (
-    SELECT d.id FROM {DELIVERIES} d
+    SELECT d.id, d.event_recorded_at FROM {DELIVERIES} d
      WHERE d.handler = ANY(%(handlers)s) AND d.status IN {OPEN_SQL} AND d.next_attempt_at <= %(now)s
      ORDER BY d.next_attempt_at
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED
 )
 {_SELECT_LOCKED}
-  FROM due JOIN {DELIVERIES} d ON d.id = due.id
+  FROM due JOIN {DELIVERIES} d ON d.id = due.id AND d.event_recorded_at = due.event_recorded_at
   JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
   {_blocker("o.id IN (SELECT id FROM due)")}
   {_uncovered()}
@@ -203,55 +215,68 @@ LOCK_CHOSEN = f"""
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
   {_blocker(f"o.id = ANY(%(ids)s) AND o.status IN {OPEN_SQL}")}
   {_uncovered()}
- WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL}
+ WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} {_D_IN_MONTHS}
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
+
 
 # A Celery worker under backlog: take up to `limit` more deliveries of its handler whose messages
 # are still on their way (leased, not started, not waiting behind another), oldest lease first. The
 # new token makes their own messages stale at once; the start stamp gives them back to the relays
 # (as started by a worker that died) if this worker dies before it records them. In the same round
 # trip: which of the message's own rows are still leased to it (none: the message is stale).
-TAKE_IN_FLIGHT = f"""
+def _take_in_flight(in_months: str) -> str:
+    return f"""
 WITH taken AS (
-    UPDATE {DELIVERIES}
+    UPDATE {DELIVERIES} t
        SET lease_token = %(token)s, started_at = %(now)s, next_attempt_at = %(until)s, updated_at = %(now)s
-     WHERE id IN (
-        SELECT id FROM {DELIVERIES}
+     WHERE (t.id, t.event_recorded_at) IN (
+        SELECT id, event_recorded_at FROM {DELIVERIES}
          WHERE handler = %(handler)s AND status IN {OPEN_SQL} AND lease_token IS NOT NULL
            AND started_at IS NULL AND held_by IS NULL AND id <> ALL(%(mine)s)
          ORDER BY next_attempt_at
          LIMIT %(limit)s
            FOR UPDATE SKIP LOCKED)
-    RETURNING id
+    RETURNING t.id, t.event_recorded_at
 )
-SELECT id, true FROM taken
+SELECT id, event_recorded_at, true FROM taken
 UNION ALL
-SELECT id, false FROM {DELIVERIES}
- WHERE id = ANY(%(mine)s) AND lease_token = ANY(%(tokens)s) AND status IN {OPEN_SQL}"""
+SELECT id, event_recorded_at, false FROM {DELIVERIES}
+ WHERE id = ANY(%(mine)s) AND lease_token = ANY(%(tokens)s) AND status IN {OPEN_SQL} {in_months}"""
+
+
+TAKE_IN_FLIGHT = _take_in_flight("")
+TAKE_IN_FLIGHT_IN_MONTHS = _take_in_flight("AND event_recorded_at = ANY(%(recorded)s)")
+
 
 # Success, and the release of whatever waited behind the succeeded rows (leaving out the rows the
 # first part updates: one statement must not update a row twice). A row under someone's lease is
 # not released: its lease is its holder's to end, and making it due would let a second claim run it.
-MARK_SUCCEEDED = f"""
+def _mark_succeeded(in_months: str) -> str:
+    return f"""
 WITH done AS (
-    UPDATE {DELIVERIES}
+    UPDATE {DELIVERIES} d
        SET status = 'succeeded', attempts = attempts + 1, lease_token = NULL, last_error = '',
            held_by = NULL, completed_at = %(now)s, updated_at = %(now)s
-     WHERE id = ANY(%(ids)s)
- RETURNING id
+     WHERE d.id = ANY(%(ids)s) {in_months}
+ RETURNING d.id
 )
 UPDATE {DELIVERIES} h
    SET held_by = NULL, next_attempt_at = %(now)s, last_error = '', updated_at = %(now)s
   FROM done
  WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> ALL(%(ids)s)"""
 
+
+MARK_SUCCEEDED = _mark_succeeded("")
+MARK_SUCCEEDED_IN_MONTHS = _mark_succeeded("AND d.event_recorded_at = ANY(%(recorded)s)")
+
 # A hold written while its blocker was finishing: the blocker's commit released what it could see
 # held, and this hold was not yet visible to it. Waiting for each blocker's row lock (FOR SHARE)
 # means its writer has ended, so its status is final here; an ended blocker releases its holds.
 BLOCKERS_OF_HELD = f"""
 SELECT b.id, b.status FROM {DELIVERIES} b
- WHERE b.id IN (SELECT h.held_by FROM {DELIVERIES} h WHERE h.id = ANY(%(ids)s))
+ WHERE b.id IN (SELECT d.held_by FROM {DELIVERIES} d
+                 WHERE d.id = ANY(%(ids)s) AND d.event_recorded_at = ANY(%(recorded)s))
  ORDER BY b.id
    FOR SHARE"""
 

@@ -26,22 +26,34 @@ def run_delivery(
     token: str,
     handler: str | None = None,
     sent_at: str | None = None,
-    more: list[tuple[int, str]] | None = None,
+    more: list[tuple] | None = None,
+    recorded_at: str | None = None,
 ) -> dict[str, int]:
-    """Run a batch of one handler's deliveries: the one named, those in `more` (id and lease token
-    each), and under backlog others of the same handler still queued (`batches`). Retries are not
-    Celery's: a failure is rescheduled on the delivery record and a relay sends the task again when
-    it is due.
+    """Run a batch of one handler's deliveries: the one named, those in `more` (id, lease token and
+    event's `recorded_at` each), and under backlog others of the same handler still queued
+    (`batches`). Retries are not Celery's: a failure is rescheduled on the delivery record and a
+    relay sends the task again when it is due.
+
+    `recorded_at` (and the third item of each of `more`) is the event's, the deliveries' partition
+    key; a message sent without it is run by the ids alone.
 
     Every row is re-read under its lease token: a stale message (its leases taken over, or its
     deliveries finished) does nothing.
     """
     name = handler or ""
-    own = [Claim(delivery_id, UUID(token), name)] + [Claim(pk, UUID(t), name) for pk, t in more or ()]
-    report = hand_on_follow_ups(run_batch(handler, own, datetime.fromisoformat(sent_at) if sent_at else None))
+    own = [_claim(name, delivery_id, token, recorded_at), *(_claim(name, *item) for item in more or ())]
+    report = hand_on_follow_ups(run_batch(handler, own, _moment(sent_at)))
     if not report.handled:
         return {"stale": len(own)}
     return {"succeeded": report.succeeded, "failed": report.failed, "dead": report.dead, "waiting": report.waiting}
+
+
+def _claim(handler: str, delivery_id: int, token: str, recorded_at: str | None = None) -> Claim:
+    return Claim(delivery_id, UUID(token), handler, event_recorded_at=_moment(recorded_at))
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 @shared_task(name="domain_events.mark_queue", ignore_result=True)

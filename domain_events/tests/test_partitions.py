@@ -1,8 +1,12 @@
 """Monthly partitions (PostgreSQL): the tables' layout and keys, an insert into a month without a
-partition, the months made ahead by the relays' housekeeping, and retention that truncates a month
-of deliveries but keeps the dead letters and what they hold back."""
+partition, the months made ahead by the relays' housekeeping, retention that truncates a month
+of deliveries but keeps the dead letters and what they hold back, and the statements on claimed
+deliveries, which search their events' month alone."""
 
+import base64
 import dataclasses
+import json
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -10,15 +14,21 @@ import pytest
 import time_machine
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core.testing import unavailable
 from domain_events import partitions
 from domain_events.bus import event_bus
+from domain_events.celery_claims import claim_for_workers
+from domain_events.executor import run_due_here
+from domain_events.fastpath import hand_on
 from domain_events.models import Delivery, StoredEvent
 from domain_events.partitions import DELIVERIES, EVENTS
 from domain_events.relay import Relay
-from domain_events.tests.probe.events import ProbeHappened
+from domain_events.subscriptions import subscriptions
+from domain_events.tasks import run_delivery
+from domain_events.tests.probe.events import ProbeCalledOut, ProbeHappened
 from domain_events.tests.probe.models import ProbeSwitch
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -218,3 +228,140 @@ def test_the_migration_keeps_ids_positions_and_sequences_and_puts_each_month_in_
     assert newest.pk > highest[0], "ids go on from where they were"
     assert newest.position > highest[1], "and positions"
     assert max(Delivery.objects.filter(stored_event=newest).values_list("pk", flat=True)) > max(d[0] for d in before[1])
+
+
+# --- statements on claimed deliveries: one month's partition ---------------------------------
+
+# A scan that finds rows by their id (`id = …`), not by a join key or a handler's queue.
+_BY_ID = re.compile(r"\bid = ")
+# Scans that follow a row's aggregate (earlier deliveries, uncovered events) or what a row holds
+# back: those rows may be in any month.
+_FOLLOWED = {"o", "x", "pe", "h", "b"}
+
+
+def months_searched_by_id(statement: str) -> set[str]:
+    """The partitions of deliveries and events in which `statement` looks rows up by id, as it runs
+    (EXPLAIN ANALYZE, rolled back): pruned partitions are left out, whether the planner or the
+    executor pruned them."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement)
+        plan = cursor.fetchone()[0]
+        transaction.set_rollback(True)
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    found: set[str] = set()
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.get("Plans", ()))
+        relation, alias = node.get("Relation Name", ""), re.sub(r"_\d+$", "", node.get("Alias", ""))
+        conditions = " ".join(str(node.get(key, "")) for key in ("Index Cond", "Filter", "Recheck Cond"))
+        if (
+            relation.startswith((DELIVERIES, EVENTS))
+            and alias not in _FOLLOWED
+            and node.get("Actual Loops", 0) > 0
+            and _BY_ID.search(conditions)
+        ):
+            found.add(relation)
+    return found
+
+
+def searched_by_id(captured: CaptureQueriesContext) -> dict[str, set[str]]:
+    """The captured statements on deliveries that look rows up by id, and the partitions they search
+    (inserts are left out: they search nothing, and could not run twice)."""
+    statements = [q["sql"] for q in captured.captured_queries if DELIVERIES in q["sql"] and "INSERT" not in q["sql"]]
+    searched = {statement: months_searched_by_id(statement) for statement in statements}
+    return {statement: found for statement, found in searched.items() if found}
+
+
+def previous_month(month: date) -> date:
+    return partitions.month_of(datetime(month.year, month.month, 1, tzinfo=UTC) - timedelta(days=1))
+
+
+def make_due(**lookup) -> Delivery:
+    delivery = Delivery.objects.get(**lookup)
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    return delivery
+
+
+def queued_task(redis_broker, queue: str) -> tuple[list, dict]:
+    args, kwargs, _ = json.loads(base64.b64decode(json.loads(redis_broker.rpop(queue))["body"]))
+    return args, kwargs
+
+
+def test_statements_on_claimed_deliveries_search_their_events_month_alone(settings, redis_broker):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    redis_broker.flushdb()
+    this_month = partitions.month_of(timezone.now())
+    months = [previous_month(previous_month(this_month)), previous_month(this_month), this_month]
+    for month in months:
+        for table in partitions.KEYS:
+            partitions.month_partition_create(table=table, month=month)
+    published = {}
+    for month in months:
+        with time_machine.travel(datetime(month.year, month.month, 15, 12, tzinfo=UTC), tick=False):
+            held_back = uuid.uuid4()
+            with transaction.atomic():
+                called_out = event_bus.publish(ProbeCalledOut(tenant_id=TENANT, probe_id=uuid.uuid4(), n=1))
+            published[month] = (publish(1), publish(2, held_back), publish(3, held_back), called_out)
+    for month in months:
+        for table in partitions.KEYS:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT count(*) FROM {partitions.partition_name(table, month)}")  # noqa: S608
+                assert cursor.fetchone()[0] > 0, "each of the three months holds rows"
+    # The middle month's events are the ones run; nothing else is due.
+    Delivery.objects.update(next_attempt_at=timezone.now() + timedelta(days=1))
+    month = months[1]
+    happened, held, holding, called_out = published[month]
+    ours = {partitions.partition_name(DELIVERIES, month), partitions.partition_name(EVENTS, month)}
+    slow = make_due(handler="probe.slow", stored_event__event_id=happened.event_id)
+    calling = make_due(handler="probe.call_out", stored_event__event_id=called_out.event_id)
+    make_due(handler="probe.fast", stored_event__event_id=happened.event_id)
+    make_due(handler="probe.other", stored_event__event_id=holding.event_id)
+    ProbeSwitch.set("probe.fast:fail")
+
+    with CaptureQueriesContext(connection) as captured:
+        # A relay claims and sends Celery deliveries; workers run the messages.
+        claims, _ = claim_for_workers(10, [subscriptions.get("probe.slow"), subscriptions.get("probe.call_out")])
+        assert sorted(c.delivery_id for c in claims) == sorted([slow.pk, calling.pk])
+        assert hand_on(claims, by_relay=True).sent == 2
+        for handler in ("probe.slow", "probe.call_out"):
+            args, kwargs = queued_task(redis_broker, subscriptions.get(handler).celery_queue)
+            assert partitions.month_of(datetime.fromisoformat(kwargs["recorded_at"])) == month, "the message says"
+            assert run_delivery(*args, **kwargs)["succeeded"] == 1
+        # A relay runs an in-process delivery that fails (its retry recorded), and one held back.
+        assert run_due_here(10, ["probe.fast"]).failed == 1
+        assert run_due_here(10, ["probe.other"]).waiting == 1
+
+    searched = searched_by_id(captured)
+    assert len(searched) >= 10, "claims, sends, starts, locks and outcomes"
+    for statement, found in searched.items():
+        assert found <= ours, f"{sorted(found)} searched by:\n{statement}"
+    assert Delivery.objects.get(pk=slow.pk).status == Delivery.objects.get(pk=calling.pk).status == "succeeded"
+    assert Delivery.objects.get(handler="probe.other", stored_event__event_id=holding.event_id).held_by == (
+        Delivery.objects.get(handler="probe.other", stored_event__event_id=held.event_id).pk
+    )
+
+    # A message sent without the month (before messages carried it) still runs, by the ids alone.
+    make_due(handler="probe.slow", stored_event__event_id=held.event_id)
+    [claim], _ = claim_for_workers(10, [subscriptions.get("probe.slow")])
+    assert run_delivery(claim.delivery_id, str(claim.token), "probe.slow", timezone.now().isoformat()) == {
+        "succeeded": 1,
+        "failed": 0,
+        "dead": 0,
+        "waiting": 0,
+    }
+
+    # A publisher's fast path runs its in-process deliveries at commit.
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": True}
+    ProbeSwitch.objects.all().delete()
+    with (
+        time_machine.travel(datetime(month.year, month.month, 20, tzinfo=UTC)),
+        CaptureQueriesContext(connection) as captured,
+    ):
+        fresh = publish(4)
+    assert Delivery.objects.get(handler="probe.fast", stored_event__event_id=fresh.event_id).status == "succeeded"
+    searched = searched_by_id(captured)
+    assert searched, "the fast path's locks and outcomes"
+    for statement, found in searched.items():
+        assert found <= ours, f"{sorted(found)} searched by:\n{statement}"
