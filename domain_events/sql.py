@@ -180,6 +180,21 @@ LOCK_LEASED = f"""
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
 
+# A worker's delivery of a handler that calls out: stamped as started under its lease token (not
+# started before: another copy of its message is at work), with its event and what holds it back,
+# in one statement. The stamp keeps relays from sending it again while the handler runs.
+START_LEASED = f"""
+WITH d AS (
+    UPDATE {DELIVERIES}
+       SET started_at = %(now)s, next_attempt_at = %(until)s, updated_at = %(now)s
+     WHERE id = %(id)s AND lease_token = %(token)s AND status IN {OPEN_SQL} AND started_at IS NULL
+ RETURNING *
+)
+{_SELECT_LOCKED}
+  FROM d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
+  {_blocker("o.id = %(id)s")}
+  {_uncovered()}"""
+
 # Relays, for in-process handlers: the row lock is the claim. Take the due rows first (SKIP
 # LOCKED), then read their events and blockers in the same statement.
 LOCK_DUE = f"""
@@ -245,6 +260,23 @@ UPDATE {DELIVERIES} h
    SET held_by = NULL, next_attempt_at = %(now)s, last_error = '', updated_at = %(now)s
   FROM done
  WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> ALL(%(ids)s)"""
+
+# The same for one delivery whose handler ran with no lock held (it calls out): fenced by its lease
+# token, so an outcome whose lease was taken meanwhile writes nothing. Returns the row's id if written.
+MARK_SUCCEEDED_LEASED = f"""
+WITH done AS (
+    UPDATE {DELIVERIES}
+       SET status = 'succeeded', attempts = attempts + 1, lease_token = NULL, last_error = '',
+           held_by = NULL, completed_at = %(now)s, updated_at = %(now)s
+     WHERE id = %(id)s AND lease_token = %(token)s AND status IN {OPEN_SQL}
+ RETURNING id
+), released AS (
+    UPDATE {DELIVERIES} h
+       SET held_by = NULL, next_attempt_at = %(now)s, last_error = '', updated_at = %(now)s
+      FROM done
+     WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> done.id
+)
+SELECT id FROM done"""
 
 # A hold written while its blocker was finishing: the blocker's commit released what it could see
 # held, and this hold was not yet visible to it. Waiting for each blocker's row lock (FOR SHARE)
