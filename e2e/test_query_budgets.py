@@ -38,9 +38,10 @@ GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 HANDLERS = {
     "inventory.reserve_stock_for_order": 15,
     "payments.register_payment_for_order": 9,
-    # None open while the provider answers: the executor's lease check, the claim of the capture's
-    # key and the record with its event (short transactions), the delivery's outcome (one statement).
-    "payments.capture_payment_for_order": 19,
+    # None open while the provider answers: the executor's lease check (a short transaction), the
+    # claim of the capture's key (one statement), the record with its event (a short transaction),
+    # the delivery's outcome (one statement).
+    "payments.capture_payment_for_order": 15,
     "notifications.remember_order_contact": 9,
     # Its batches hold several deliveries (three here): each runs in a savepoint of its own (2 queries).
     "webhooks.queue_webhook_deliveries": 20,
@@ -54,11 +55,11 @@ HANDLERS = {
 # a success in one statement. The queue marks (`probes.queue_reached`) are left out: they are
 # throttled by time.
 TASKS = {
-    # The stamp (1), the claim of the capture's key and the record with its event (short
-    # transactions), the fast path of what that published (confirm_order and the fan-outs of
-    # payment.captured and order.confirmed), the outcome (1), and the look for more of the
-    # handler's deliveries still queued (1).
-    "payments.capture_payment_for_order": 34,
+    # The stamp (1), the claim of the capture's key (1), the record with its event (4), the fast
+    # path of what that published (confirm_order and the fan-outs of payment.captured and
+    # order.confirmed), the outcome (1), and the look for more of the handler's deliveries still
+    # queued (1).
+    "payments.capture_payment_for_order": 30,
     # The stamp, the order's contact, the e-mail's log row (looked up, then created: 4), the
     # customer, the store's name, the row marked sent (3), the outcome, the look for more.
     "notifications.email_customer_about_order": 13,
