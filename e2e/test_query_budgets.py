@@ -56,18 +56,21 @@ HANDLERS = {
 # throttled by time.
 TASKS = {
     # The stamp (1), the claim of the capture's key (1), the record with its event (4), the fast
-    # path of what that published (confirm_order and the fan-outs of payment.captured and
-    # order.confirmed), the outcome (1), and the look for more of the handler's deliveries still
-    # queued (1).
-    "payments.capture_payment_for_order": 30,
+    # path of what that published (confirm_order and the fan-out of payment.captured in one batch,
+    # 12; the fan-out of order.confirmed, 6: a fan-out reads the endpoints, the event's position
+    # and what a delivery would wait for in one query), the outcome (1), and the look for more of
+    # the handler's deliveries still queued (1).
+    "payments.capture_payment_for_order": 26,
     # The stamp, the order's contact, the e-mail's log row (looked up, then created: 4), the
     # customer, the store's name, the row marked sent (3), the outcome, the look for more.
     "notifications.email_customer_about_order": 13,
     # Four webhooks (the order placed, its stock reserved, its payment captured, the order
     # confirmed), one after the other as each subject's order requires, in two tasks of two
-    # batches: per batch a claim and a record; per task the look-up of its delivery and a last
-    # claim that finds nothing.
-    "webhooks.send_webhook": 60,
+    # batches. Per batch a claim (4: the endpoint locked and read with its signing secrets, the
+    # lease under the in-flight limit) and a record (4: the outcomes with their attempts and the
+    # next of each subject woken, the endpoint's health); per task the look-up of its delivery (1)
+    # and a last claim that finds nothing (4).
+    "webhooks.send_webhook": 42,
 }
 
 
