@@ -45,7 +45,8 @@ HANDLERS = {
     "notifications.remember_order_contact": 9,
     # Its batches hold several deliveries (three here): each runs in a savepoint of its own (2 queries).
     "webhooks.queue_webhook_deliveries": 20,
-    "orders.confirm_order": 11,
+    # No savepoint of its own inside the executor's transaction.
+    "orders.confirm_order": 9,
     "notifications.email_customer_about_order": 17,
 }
 
@@ -57,13 +58,13 @@ HANDLERS = {
 TASKS = {
     # The stamp (1), the claim of the capture's key (1), the record with its event (4), the fast
     # path of what that published (confirm_order and the fan-out of payment.captured in one batch,
-    # 12; the fan-out of order.confirmed, 6: a fan-out reads the endpoints, the event's position
+    # 10; the fan-out of order.confirmed, 6: a fan-out reads the endpoints, the event's position
     # and what a delivery would wait for in one query), the outcome (1), and the look for more of
     # the handler's deliveries still queued (1).
-    "payments.capture_payment_for_order": 26,
+    "payments.capture_payment_for_order": 24,
     # The stamp, the order's contact, the e-mail's log row (looked up, then created: 4), the
-    # customer, the store's name, the row marked sent (3), the outcome, the look for more.
-    "notifications.email_customer_about_order": 13,
+    # customer, the store's name, the row marked sent (1), the outcome, the look for more.
+    "notifications.email_customer_about_order": 11,
     # Four webhooks (the order placed, its stock reserved, its payment captured, the order
     # confirmed), one after the other as each subject's order requires, in two tasks of two
     # batches. Per batch a claim (4: the endpoint locked and read with its signing secrets, the
