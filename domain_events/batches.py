@@ -16,8 +16,9 @@ Each delivery keeps its own isolation:
   a broken connection or transaction falls back to one delivery per transaction;
 - handlers that call out (`atomic=False`: a payment capture, an e-mail) keep their two phases per
   delivery: the delivery stamped as started and its lease checked in one statement, the call made
-  with no transaction open, the outcome recorded in another short transaction. The handler's batch scope, if it has one
-  (`Subscription.batch_scope`: the e-mails' one SMTP connection), is open around the whole batch.
+  with no transaction open, the outcome recorded in another short transaction. The handler's
+  batch scope, if it has one (`Subscription.batch_scope`: the e-mails' one SMTP connection), is
+  open around the whole batch.
 """
 
 from __future__ import annotations

@@ -198,9 +198,9 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
 
 def start_and_run(claim: Claim) -> Report | None:
     """A worker's delivery of a handler that calls out (`batches`, PostgreSQL): stamped as started
-    (the row kept for `CELERY_RUN_LEASE`), its lease and its aggregate's order checked, in one statement;
-    then run as `_run_outside` runs it. None: the message is stale (its lease taken over, the
-    delivery finished or started by another copy of the message)."""
+    (the row kept for `CELERY_RUN_LEASE`), its lease and its aggregate's order checked, in one
+    statement; then run as `_run_outside` runs it. None: the message is stale (its lease taken
+    over, the delivery finished or started by another copy of the message)."""
     now = timezone.now()
     params = {
         "id": claim.delivery_id,
