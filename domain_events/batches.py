@@ -15,9 +15,10 @@ Each delivery keeps its own isolation:
   delivery, each handler under `HANDLER_TIME_LIMIT`, its own outcome, attempts and retry schedule;
   a broken connection or transaction falls back to one delivery per transaction;
 - handlers that call out (`atomic=False`: a payment capture, an e-mail) keep their two phases per
-  delivery: the lease checked in a short transaction, the call made with no transaction open, the
-  outcome recorded in another short transaction. The handler's batch scope, if it has one
-  (`Subscription.batch_scope`: the e-mails' one SMTP connection), is open around the whole batch.
+  delivery: the delivery stamped as started and its lease checked in one statement, the call made
+  with no transaction open, the outcome recorded in another short transaction. The handler's
+  batch scope, if it has one (`Subscription.batch_scope`: the e-mails' one SMTP connection), is
+  open around the whole batch.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from django.utils import timezone
 from domain_events import sql
 from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
-from domain_events.executor import Report, execute
+from domain_events.executor import Report, execute, start_and_run
 from domain_events.handoff import delivery_start, give_back
 from domain_events.probes import queue_reached
 from domain_events.subscriptions import Subscription, subscriptions
@@ -57,9 +58,9 @@ def run_batch(handler: str | None, own: Sequence[Claim], sent_at: datetime | Non
                 report.add(execute([started], isolated=True))
         return report
     room = domain_events_settings()["CELERY_BATCH"] - len(own)
+    if sent_at is not None:
+        queue_reached(subscription.celery_queue, sent_at, throttled=True)
     if subscription.atomic:
-        if sent_at is not None:
-            queue_reached(subscription.celery_queue, sent_at, throttled=True)
         taken, live = take_in_flight(subscription, own=own, limit=room)
         return execute([*(c for c in own if c.delivery_id in live), *taken], isolated=True)
     return _run_calling_out(subscription, own, room)
@@ -79,9 +80,7 @@ def _run_calling_out(subscription: Subscription, own: Sequence[Claim], room: int
             if time.monotonic() > stop_at:
                 give_back(own[index:])
                 return report
-            started = delivery_start(claim.delivery_id, claim.token, claim.event_recorded_at)
-            if started is not None:
-                report.add(execute([started], isolated=True))
+            report.add(_start_and_run(claim))
         while room > 0 and time.monotonic() <= stop_at:
             taken, _ = take_in_flight(subscription, limit=1)
             if not taken:
@@ -89,6 +88,15 @@ def _run_calling_out(subscription: Subscription, own: Sequence[Claim], room: int
             room -= 1
             report.add(execute(taken, isolated=True))
     return report
+
+
+def _start_and_run(claim: Claim) -> Report:
+    """One delivery of a handler that calls out: stamped as started, then run (nothing if the
+    message is stale). On PostgreSQL the stamp and the lease check are one statement."""
+    if connection.vendor == "postgresql":
+        return start_and_run(claim) or Report()
+    started = delivery_start(claim.delivery_id, claim.token, claim.event_recorded_at)
+    return execute([started], isolated=True) if started is not None else Report()
 
 
 def take_in_flight(

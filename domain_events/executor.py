@@ -44,7 +44,7 @@ from domain_events import metrics, sql, streams
 from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
 from domain_events.events import DomainEvent
-from domain_events.locking import Blocker, Lock, Locked, fetch_locked, orm_locked
+from domain_events.locking import Blocker, Lock, Locked, fetch_locked, fetch_started, orm_locked
 from domain_events.models import Delivery, DeliveryStatus
 from domain_events.outcomes import (
     hold,
@@ -208,15 +208,41 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
     return _run(lock, isolated=True)
 
 
-def _run_outside(claim: Claim, *, limit: float | None = None) -> Report:
+def start_and_run(claim: Claim) -> Report | None:
+    """A worker's delivery of a handler that calls out (`batches`, PostgreSQL): stamped as started
+    (the row kept for `CELERY_RUN_LEASE`), its lease and its aggregate's order checked, in one
+    statement; then run as `_run_outside` runs it. None: the message is stale (its lease taken
+    over, the delivery finished or started by another copy of the message)."""
+    now = timezone.now()
+    params = {
+        "id": claim.delivery_id,
+        "token": claim.token,
+        "now": now,
+        "until": now + domain_events_settings()["CELERY_RUN_LEASE"],
+    }
+    statement = sql.START_LEASED
+    if claim.event_recorded_at is not None:
+        statement, params["recorded"] = sql.START_LEASED_IN_MONTH, claim.event_recorded_at
+    started = fetch_started(statement, params)
+    if started is None:
+        return None
+    delivery, clear = started
+    # Held behind an earlier delivery, or an earlier event left without one: the lease check in a
+    # transaction of its own holds it (or, its blocker gone meanwhile, runs it).
+    return _run_outside(claim, limit=handler_time_limit(), checked=delivery if clear else None)
+
+
+def _run_outside(claim: Claim, *, limit: float | None = None, checked: Delivery | None = None) -> Report:
     """A non-atomic handler (one that calls the outside world): no lock is held during the call.
 
-    1. A short transaction checks the lease and the aggregate's order (or holds the delivery).
+    1. A short transaction checks the lease and the aggregate's order (or holds the delivery);
+       skipped when the caller has `checked` them (`start_and_run`).
     2. The handler runs with no transaction of ours open; it makes its own short ones.
     3. A short transaction records the outcome, fenced by the lease token: if the lease was lost
        meanwhile, the outcome is dropped and whoever holds the delivery now runs it again. The
        handler's writes and its record do not commit together, so the handler must be idempotent
        (the event id is its idempotency key): this is the at-least-once window of external effects.
+       A success is one statement on PostgreSQL.
     """
 
     def lock(only: set[int] | None) -> Locked:
@@ -229,17 +255,33 @@ def _run_outside(claim: Claim, *, limit: float | None = None) -> Report:
         return [(d, b) for d, b in rows if d.lease_token == claim.token]
 
     report = Report()
-    with transaction.atomic():
-        rows = lock(None)
-        if not rows:
-            return report
-        delivery, blocker = rows[0]
-        held = _run_locked(rows, careful=True) if blocker is not None else None
-    if held is not None:
-        return _after_holds(held)
+    delivery = checked
+    if delivery is None:
+        with transaction.atomic():
+            rows = lock(None)
+            if not rows:
+                return report
+            delivery, blocker = rows[0]
+            held = _run_locked(rows, careful=True) if blocker is not None else None
+        if held is not None:
+            return _after_holds(held)
     error = run_one(delivery, {}, careful=True, bare=True, limit=limit)
     if error is not None and (connection_broken() or connection.needs_rollback):
         _reset_connection()  # stopped in the middle of a statement of its own: record on a fresh one
+    if error is None and connection.vendor == "postgresql":
+        params = {"id": claim.delivery_id, "token": claim.token, "now": timezone.now()}
+        statement = sql.MARK_SUCCEEDED_LEASED
+        if claim.event_recorded_at is not None:
+            statement, params["recorded"] = sql.MARK_SUCCEEDED_LEASED_IN_MONTH, claim.event_recorded_at
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            recorded = cursor.fetchone() is not None
+        if not recorded:
+            logger.warning("delivery %s lost its lease while its handler ran; outcome dropped", claim.delivery_id)
+            return report
+        report.succeeded += 1
+        metrics.count_outcomes(Tally([(delivery.handler, "succeeded")]))
+        return report
     with transaction.atomic():
         rows = lock(None)
         if not rows:

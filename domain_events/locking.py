@@ -34,28 +34,48 @@ def fetch_locked(statement: str, params: dict) -> Locked:
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         fetched = cursor.fetchall()
-    width_d, width_e = len(sql.DELIVERY_COLUMNS), len(sql.EVENT_COLUMNS)
-    payload_at = sql.EVENT_COLUMNS.index("payload")
     out: Locked = []
     # One event usually comes with several deliveries (a row each): it is built once.
     stored_events: dict[int, StoredEvent] = {}
     for row in fetched:
-        delivery = Delivery.from_db("default", sql.DELIVERY_COLUMNS, row[:width_d])
-        stored = stored_events.get(delivery.stored_event_id)
-        if stored is None:
-            event_values = list(row[width_d : width_d + width_e])
-            if isinstance(event_values[payload_at], str):
-                event_values[payload_at] = json.loads(event_values[payload_at])
-            stored = stored_events[delivery.stored_event_id] = StoredEvent.from_db(
-                "default", sql.EVENT_COLUMNS, event_values
-            )
-        delivery.stored_event = stored
-        blocker_id, blocker_status, blocker_due, uncovered = row[width_d + width_e :]
-        blocker = Blocker(blocker_id, blocker_status, blocker_due) if blocker_id is not None else None
+        delivery, blocker, uncovered = _parsed(row, stored_events)
         if blocker is None and uncovered is not None:
             blocker = _cover_before(delivery)
         out.append((delivery, blocker))
     return out
+
+
+def fetch_started(statement: str, params: dict) -> tuple[Delivery, bool] | None:
+    """The one row of a statement that stamps a delivery as started (`sql.START_LEASED`), and
+    whether it may run at once: nothing holds it back and no earlier event lacks its delivery.
+    None: nothing was stamped."""
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    delivery, blocker, uncovered = _parsed(row, {})
+    return delivery, blocker is None and uncovered is None
+
+
+def _parsed(row: tuple, stored_events: dict[int, StoredEvent]) -> tuple[Delivery, Blocker | None, int | None]:
+    """A row of the lock statements: the delivery with its event, its blocker, and the first
+    earlier event without a delivery of its handler."""
+    width_d, width_e = len(sql.DELIVERY_COLUMNS), len(sql.EVENT_COLUMNS)
+    delivery = Delivery.from_db("default", sql.DELIVERY_COLUMNS, row[:width_d])
+    stored = stored_events.get(delivery.stored_event_id)
+    if stored is None:
+        event_values = list(row[width_d : width_d + width_e])
+        payload_at = sql.EVENT_COLUMNS.index("payload")
+        if isinstance(event_values[payload_at], str):
+            event_values[payload_at] = json.loads(event_values[payload_at])
+        stored = stored_events[delivery.stored_event_id] = StoredEvent.from_db(
+            "default", sql.EVENT_COLUMNS, event_values
+        )
+    delivery.stored_event = stored
+    blocker_id, blocker_status, blocker_due, uncovered = row[width_d + width_e :]
+    blocker = Blocker(blocker_id, blocker_status, blocker_due) if blocker_id is not None else None
+    return delivery, blocker, uncovered
 
 
 def _cover_before(delivery: Delivery) -> Blocker | None:

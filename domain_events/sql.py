@@ -192,6 +192,28 @@ def _lock_leased(in_months: str) -> str:
 LOCK_LEASED = _lock_leased("")
 LOCK_LEASED_IN_MONTHS = _lock_leased(_D_IN_MONTHS)
 
+
+# A worker's delivery of a handler that calls out: stamped as started under its lease token (not
+# started before: another copy of its message is at work), with its event and what holds it back,
+# in one statement. The stamp keeps relays from sending it again while the handler runs.
+def _start_leased(in_month: str) -> str:
+    return f"""
+WITH d AS (
+    UPDATE {DELIVERIES}
+       SET started_at = %(now)s, next_attempt_at = %(until)s, updated_at = %(now)s
+     WHERE id = %(id)s AND lease_token = %(token)s AND status IN {OPEN_SQL} AND started_at IS NULL {in_month}
+ RETURNING *
+)
+{_SELECT_LOCKED}
+  FROM d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
+  {_blocker("o.id = %(id)s")}
+  {_uncovered()}"""
+
+
+START_LEASED = _start_leased("")
+# A message that names its event's month (`recorded`): PostgreSQL searches that month alone.
+START_LEASED_IN_MONTH = _start_leased("AND event_recorded_at = %(recorded)s")
+
 # Relays, for in-process handlers: the row lock is the claim. Take the due rows first (SKIP
 # LOCKED), then read their events and blockers in the same statement.
 LOCK_DUE = f"""
@@ -269,6 +291,29 @@ UPDATE {DELIVERIES} h
 
 MARK_SUCCEEDED = _mark_succeeded("")
 MARK_SUCCEEDED_IN_MONTHS = _mark_succeeded("AND d.event_recorded_at = ANY(%(recorded)s)")
+
+
+# The same for one delivery whose handler ran with no lock held (it calls out): fenced by its lease
+# token, so an outcome whose lease was taken meanwhile writes nothing. Returns the row's id if written.
+def _mark_succeeded_leased(in_month: str) -> str:
+    return f"""
+WITH done AS (
+    UPDATE {DELIVERIES}
+       SET status = 'succeeded', attempts = attempts + 1, lease_token = NULL, last_error = '',
+           held_by = NULL, completed_at = %(now)s, updated_at = %(now)s
+     WHERE id = %(id)s AND lease_token = %(token)s AND status IN {OPEN_SQL} {in_month}
+ RETURNING id
+), released AS (
+    UPDATE {DELIVERIES} h
+       SET held_by = NULL, next_attempt_at = %(now)s, last_error = '', updated_at = %(now)s
+      FROM done
+     WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> done.id
+)
+SELECT id FROM done"""
+
+
+MARK_SUCCEEDED_LEASED = _mark_succeeded_leased("")
+MARK_SUCCEEDED_LEASED_IN_MONTH = _mark_succeeded_leased("AND event_recorded_at = %(recorded)s")
 
 # A hold written while its blocker was finishing: the blocker's commit released what it could see
 # held, and this hold was not yet visible to it. Waiting for each blocker's row lock (FOR SHARE)

@@ -4,13 +4,23 @@ Each figure is pinned: a change that adds a query to any of them fails here, and
 decides whether it is worth it and updates the budget in the same commit.
 """
 
+import base64
+import json
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from domain_events.bus import event_bus
-from domain_events.models import Delivery
+from domain_events.models import Delivery, QueueMark
+from domain_events.tasks import run_delivery
 from testsupport.outbox import run_deliveries_now
+from webhooks.models import WebhookDelivery
+from webhooks.tasks import send_webhook
+from webhooks.tests.factories import endpoint_with_secret
+from webhooks.tests.receiver import Answer, Receiver, running
 
 pytestmark = [pytest.mark.django_db]
 
@@ -28,14 +38,40 @@ GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 HANDLERS = {
     "inventory.reserve_stock_for_order": 15,
     "payments.register_payment_for_order": 9,
-    # Four short transactions, so that none is open while the provider answers: the executor's
-    # lease check, the claim of the capture's key, the record with its event, the delivery's outcome.
-    "payments.capture_payment_for_order": 22,
+    # None open while the provider answers: the executor's lease check (a short transaction), the
+    # claim of the capture's key (one statement), the record with its event (a short transaction),
+    # the delivery's outcome (one statement).
+    "payments.capture_payment_for_order": 15,
     "notifications.remember_order_contact": 9,
     # Its batches hold several deliveries (three here): each runs in a savepoint of its own (2 queries).
     "webhooks.queue_webhook_deliveries": 20,
-    "orders.confirm_order": 11,
-    "notifications.email_customer_about_order": 20,
+    # No savepoint of its own inside the executor's transaction.
+    "orders.confirm_order": 9,
+    "notifications.email_customer_about_order": 17,
+}
+
+# Queries per Celery task of one order, summed over its tasks, as a worker runs them after the
+# publishers' fast path, with one webhook endpoint that wants every event. A task that calls out
+# stamps its delivery as started and checks its lease in one statement, makes the call, and records
+# a success in one statement. The queue marks (`probes.queue_reached`) are left out: they are
+# throttled by time.
+TASKS = {
+    # The stamp (1), the claim of the capture's key (1), the record with its event (4), the fast
+    # path of what that published (confirm_order and the fan-out of payment.captured in one batch,
+    # 10; the fan-out of order.confirmed, 6: a fan-out reads the endpoints, the event's position
+    # and what a delivery would wait for in one query), the outcome (1), and the look for more of
+    # the handler's deliveries still queued (1).
+    "payments.capture_payment_for_order": 24,
+    # The stamp, the order's contact, the e-mail's log row (looked up, then created: 4), the
+    # customer, the store's name, the row marked sent (1), the outcome, the look for more.
+    "notifications.email_customer_about_order": 11,
+    # Four webhooks (the order placed, its stock reserved, its payment captured, the order
+    # confirmed), one after the other as each subject's order requires, in two tasks of two
+    # batches. Per batch a claim (4: the endpoint locked and read with its signing secrets, the
+    # lease under the in-flight limit) and a record (4: the outcomes with their attempts and the
+    # next of each subject woken, the endpoint's health); per task the look-up of its delivery (1)
+    # and a last claim that finds nothing (4).
+    "webhooks.send_webhook": 42,
 }
 
 
@@ -96,3 +132,55 @@ def test_reading_an_order_and_the_dashboard_take_a_fixed_number_of_queries(shop,
     with CaptureQueriesContext(connection) as queries:
         assert staff_api.get("/api/v1/dashboard/").status_code == 200
     assert len(queries) == GET_DASHBOARD, [q["sql"][:120] for q in queries.captured_queries]
+
+
+WORKER_QUEUES = ("webhooks", "payments", "email")
+
+
+def next_message(redis_broker) -> tuple[str, list, dict] | None:
+    """The oldest message of the first queue that has one: (task, args, kwargs)."""
+    for queue in WORKER_QUEUES:
+        raw = redis_broker.rpop(queue)  # kombu pushes left, workers pop right
+        if raw is not None:
+            message = json.loads(raw)
+            args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+            return message["headers"]["task"], args, kwargs
+    return None
+
+
+@pytest.mark.django_db(transaction=True)  # the publishers' fast path runs on commit
+def test_every_celery_task_of_the_saga_takes_a_fixed_number_of_queries(
+    staff_api, customer, customer_api, tenant, settings, redis_broker, smtp_server
+):
+    """The worker's side of one order: each message run here as a worker runs it."""
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    customer.email = "carol@example.com"
+    customer.save(update_fields=["email"])
+    for sku in BOOKS:
+        response = staff_api.post(
+            "/api/v1/products/", {"sku": sku, "title": sku, "price": "9.50", "stock": 50}, format="json"
+        )
+        assert response.status_code == 201, response.content
+    redis_broker.flushdb()
+    # A worker's queues have their marks; the marks' writes are throttled by time and left out.
+    for queue in WORKER_QUEUES:
+        QueueMark.objects.get_or_create(queue=queue, defaults={"started_sent_at": timezone.now() - timedelta(days=1)})
+    counts: dict[str, int] = {}
+    with running(Receiver(default=Answer(204))) as receiver:
+        endpoint_with_secret(tenant=tenant, url=receiver.url)
+        order = place(customer_api)
+        while (message := next_message(redis_broker)) is not None:
+            task, args, kwargs = message
+            with CaptureQueriesContext(connection) as queries:
+                if task == run_delivery.name:
+                    run_delivery.run(*args, **kwargs)
+                    name = args[2]
+                else:
+                    send_webhook.run(*args, **kwargs)
+                    name = task
+            marks = QueueMark._meta.db_table
+            counts[name] = counts.get(name, 0) + sum(marks not in q["sql"] for q in queries.captured_queries)
+    assert customer_api.get(f"{ORDERS}{order['id']}/").json()["status"] == "confirmed"
+    assert WebhookDelivery.objects.filter(status="succeeded").count() == len(receiver.received) == 4
+    assert len(smtp_server.messages) == 1
+    assert counts == TASKS

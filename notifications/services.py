@@ -20,7 +20,6 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -141,7 +140,7 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
     """E-mail the customer about `event` unless that was done already.
 
     Runs outside any transaction of the executor (it talks to an SMTP server): the log row is
-    claimed and updated in short transactions of its own. Raises `OrderContactUnknown` when the
+    claimed and updated by short statements of its own. Raises `OrderContactUnknown` when the
     order's placement is not known yet, and lets SMTP errors through after logging them: both are
     retried on the handler's schedule.
     """
@@ -199,11 +198,8 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
         message.save(update_fields=["recipient", "subject", "status", "attempts", "last_error", "updated_at"])
         raise
     EMAILS.labels(outcome="sent").inc()
-    with transaction.atomic():
-        message.status = EmailMessage.Status.SENT
-        message.sent_at = timezone.now()
-        message.last_error = ""
-        message.save(
-            update_fields=["recipient", "subject", "status", "attempts", "last_error", "sent_at", "updated_at"]
-        )
+    message.status = EmailMessage.Status.SENT
+    message.sent_at = timezone.now()
+    message.last_error = ""
+    message.save(update_fields=["recipient", "subject", "status", "attempts", "last_error", "sent_at", "updated_at"])
     return message

@@ -200,8 +200,10 @@ def order_confirm(*, order: Order) -> Order:
 
     Anything but a placed order is left as it is (a cancelled order's payment is refunded by
     payments when it sees `order.cancelled`), so a late or repeated capture changes nothing.
+    Inside a caller's transaction (the executor's) it takes no savepoint: on a failure the caller
+    rolls back to its own.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         locked = _locked(order)
         if locked.status != Order.Status.PLACED:
             logger.info("order %s not confirmed: it is %s", locked.id, locked.status)

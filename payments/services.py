@@ -2,10 +2,10 @@
 
 A capture or a refund talks to the provider in three steps, and no transaction is open during the
 call, so no row stays locked while the provider answers:
-1. claim (a short transaction, the payment row locked): is there anything to do, and with which
-   idempotency key. The key is the handled event's id, written on the payment (`capture_key`,
-   `refund_key`) the first time; every later try, a redelivery or another event alike, sends the
-   key already written;
+1. claim (a short transaction, for a capture one statement; the payment row locked): is there
+   anything to do, and with which idempotency key. The key is the handled event's id, written on
+   the payment (`capture_key`, `refund_key`) the first time; every later try, a redelivery or
+   another event alike, sends the key already written;
 2. the provider call, with that key, which the provider answers with the result of its first
    request with the key instead of charging again;
 3. record (a short transaction, the payment row locked again): apply the result unless it is
@@ -23,12 +23,13 @@ import logging
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
 from domain_events.bus import event_bus
 from domain_events.events import PaymentCaptured, PaymentFailed, PaymentRefunded
+from payments import sql
 from payments.gateways import GatewayResult, PaymentGateway, get_gateway
 from payments.models import Payment
 
@@ -95,11 +96,25 @@ def payment_capture_for_order(
         token=payment.payment_token,
         idempotency_key=payment.capture_key,
     )
-    return _capture_record(payment_id=payment.pk, capture_key=payment.capture_key, result=result)
+    return _capture_record(payment=payment, result=result)
+
+
+def _capture_claim(*, tenant_id: UUID, order_id: UUID, idempotency_key: str) -> Payment:
+    """The order's payment as it is now, its capture key written first if it is pending and has
+    none: one statement, whose row lock orders it with every other claim, record and cancellation."""
+    if connection.vendor != "postgresql":
+        return _capture_claim_locked(tenant_id=tenant_id, order_id=order_id, idempotency_key=idempotency_key)
+    now = timezone.now()
+    params = [Payment.Status.PENDING, idempotency_key, Payment.Status.PENDING, now, tenant_id, order_id]
+    claimed = list(Payment.objects.raw(sql.CLAIM_CAPTURE, params))
+    if not claimed:
+        raise PaymentNotRegistered(f"no payment is registered for order {order_id} yet")
+    return claimed[0]
 
 
 @transaction.atomic
-def _capture_claim(*, tenant_id: UUID, order_id: UUID, idempotency_key: str) -> Payment:
+def _capture_claim_locked(*, tenant_id: UUID, order_id: UUID, idempotency_key: str) -> Payment:
+    """The same claim with the ORM (SQLite): the row read under its lock, then the key written."""
     payment = _locked_payment(tenant_id=tenant_id, order_id=order_id)
     if payment is None:
         raise PaymentNotRegistered(f"no payment is registered for order {order_id} yet")
@@ -110,17 +125,28 @@ def _capture_claim(*, tenant_id: UUID, order_id: UUID, idempotency_key: str) -> 
 
 
 @transaction.atomic
-def _capture_record(*, payment_id: UUID, capture_key: str, result: GatewayResult) -> Payment:
-    payment = Payment.objects.select_for_update(no_key=True).get(pk=payment_id)
-    if payment.status != Payment.Status.PENDING:
-        # Another try of the same capture (same key, same answer) recorded it first.
-        logger.info("capture %s of order %s is recorded already (%s)", capture_key, payment.order_id, payment.status)
-        return payment
-    payment.provider_reference = result.reference
+def _capture_record(*, payment: Payment, result: GatewayResult) -> Payment:
+    """Apply the provider's answer to the claimed `payment` unless another try of the same capture
+    recorded it first, and publish what follows. The event's amounts are the claim's: a payment's
+    amount and currency never change once registered."""
+    now = timezone.now()
     if result.declined:
-        payment.status = Payment.Status.DECLINED
-        payment.failure_reason = (result.message or "declined")[:MAX_REASON_LENGTH]
-        payment.save(update_fields=["status", "provider_reference", "failure_reason", "updated_at"])
+        changes = {
+            "status": Payment.Status.DECLINED,
+            "provider_reference": result.reference,
+            "failure_reason": (result.message or "declined")[:MAX_REASON_LENGTH],
+        }
+    else:
+        changes = {"status": Payment.Status.CAPTURED, "provider_reference": result.reference, "captured_at": now}
+    if not Payment.objects.filter(pk=payment.pk, status=Payment.Status.PENDING).update(**changes, updated_at=now):
+        recorded = Payment.objects.get(pk=payment.pk)
+        logger.info(
+            "capture %s of order %s is recorded already (%s)", payment.capture_key, payment.order_id, recorded.status
+        )
+        return recorded
+    for name, value in {**changes, "updated_at": now}.items():
+        setattr(payment, name, value)
+    if result.declined:
         event_bus.publish(
             PaymentFailed(
                 tenant_id=payment.tenant_id,
@@ -132,10 +158,6 @@ def _capture_record(*, payment_id: UUID, capture_key: str, result: GatewayResult
             )
         )
         return payment
-
-    payment.status = Payment.Status.CAPTURED
-    payment.captured_at = timezone.now()
-    payment.save(update_fields=["status", "provider_reference", "captured_at", "updated_at"])
     event_bus.publish(
         PaymentCaptured(
             tenant_id=payment.tenant_id,

@@ -5,25 +5,59 @@ Table and column names come from the model; every value is a bound parameter.
 
 from __future__ import annotations
 
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookAttempt, WebhookDelivery
 
 DELIVERIES = WebhookDelivery._meta.db_table
+ATTEMPTS = WebhookAttempt._meta.db_table
 
-# Leases the rows of `picked` (a `SELECT id … FOR UPDATE SKIP LOCKED LIMIT n`, compiled by the ORM).
-LEASE = (
-    f"UPDATE {DELIVERIES} SET lease_token = %s, leased_until = %s, updated_at = %s WHERE id IN ({{picked}}) RETURNING *"
-)
+# Leases the rows of `picked` (a `SELECT id … FOR UPDATE SKIP LOCKED LIMIT n`, compiled by the ORM)
+# if the endpoint has fewer senders in flight (live lease tokens; a lease without one counts alone)
+# than the limit. The claim holds the endpoint's row lock before this statement starts, so its count
+# sees every claim that held it before: exact. Parameters: token, leased until, now, those of
+# `picked`, then endpoint id, now, limit.
+LEASE = f"""UPDATE {DELIVERIES} SET lease_token = %s, leased_until = %s, updated_at = %s
+ WHERE id IN ({{picked}})
+   AND (SELECT count(DISTINCT COALESCE(f.lease_token, f.id)) FROM {DELIVERIES} f
+         WHERE f.endpoint_id = %s AND f.leased_until > %s) < %s
+RETURNING *"""
+
+OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in WebhookDelivery.OPEN) + ")"
 
 # One row per attempted delivery; the lease token fences it (a sender whose lease ran out and was
-# taken by another writes nothing). Attempts count up in the row itself.
+# taken by another writes nothing). Attempts count up in the row itself, and each written row gets
+# its attempt's log row, numbered by its new count. Where a written delivery ended (succeeded or
+# dead), the first open delivery of its subject after it becomes due (no message: the sender goes
+# on with it or hands it on). One statement reads the rows as they were before it: the deliveries
+# it ends are left out of what the next one waits for. Parameters: the rows, then now (4 times)
+# and the endpoint's id.
 OUTCOME_ROW = (
-    "(%s::uuid, %s::uuid, %s::varchar, %s::integer, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz)"
+    "(%s::uuid, %s::uuid, %s::varchar, %s::integer, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz,"
+    " %s::timestamptz, %s::integer, %s::text, %s::text)"
 )
-OUTCOMES = f"""UPDATE {DELIVERIES} AS d SET
-    status = v.status, attempts = d.attempts + 1, lease_token = NULL, leased_until = NULL,
-    last_status_code = v.last_status_code, last_error = v.last_error, last_attempt_at = %s,
-    next_attempt_at = v.next_attempt_at, enqueued_at = v.enqueued_at, completed_at = v.completed_at,
-    updated_at = %s
-FROM (VALUES {{rows}}) AS v(id, token, status, last_status_code, last_error, next_attempt_at, enqueued_at, completed_at)
-WHERE d.id = v.id AND d.lease_token = v.token
-RETURNING d.id"""
+OUTCOMES = f"""WITH v(id, token, status, last_status_code, last_error, next_attempt_at, enqueued_at, completed_at,
+                started_at, duration_ms, response_body, error) AS (VALUES {{rows}}
+), written AS (
+    UPDATE {DELIVERIES} AS d SET
+        status = v.status, attempts = d.attempts + 1, lease_token = NULL, leased_until = NULL,
+        last_status_code = v.last_status_code, last_error = v.last_error, last_attempt_at = %s,
+        next_attempt_at = v.next_attempt_at, enqueued_at = v.enqueued_at, completed_at = v.completed_at,
+        updated_at = %s
+    FROM v
+    WHERE d.id = v.id AND d.lease_token = v.token
+    RETURNING d.id, d.attempts, d.subject, d.status
+), ended AS (
+    SELECT id, subject FROM written WHERE status NOT IN {OPEN_SQL}
+), logged AS (
+    INSERT INTO {ATTEMPTS} (delivery_id, number, started_at, duration_ms, status_code, response_body, error)
+    SELECT w.id, w.attempts, v.started_at, v.duration_ms, v.last_status_code, v.response_body, v.error
+      FROM written w JOIN v ON v.id = w.id
+), woken AS (
+    UPDATE {DELIVERIES} AS n SET next_attempt_at = %s, enqueued_at = NULL, last_error = '', updated_at = %s
+     WHERE n.endpoint_id = %s AND n.status IN {OPEN_SQL} AND n.subject IN (SELECT subject FROM ended)
+       AND n.id NOT IN (SELECT id FROM v)
+       AND NOT EXISTS (
+           SELECT 1 FROM {DELIVERIES} o
+            WHERE o.endpoint_id = n.endpoint_id AND o.subject = n.subject AND o.status IN {OPEN_SQL}
+              AND o.position < n.position AND o.id NOT IN (SELECT id FROM ended))
+)
+SELECT id FROM written"""

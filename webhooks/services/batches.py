@@ -27,7 +27,7 @@ from domain_events.retry import RetryPolicy
 from tenants.models import User
 from webhooks import sql, transport
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from webhooks.services.endpoints import signing_secrets
+from webhooks.services.endpoints import signing_secrets, with_signing_secrets
 from webhooks.services.queue import enqueue_on_commit
 from webhooks.services.waiting import earlier_open_of_subject, senders_in_flight_to
 
@@ -89,17 +89,23 @@ def batch_claim(endpoint_id: uuid.UUID, *, limit: int) -> Batch | None:
     token = uuid.uuid4()
     with transaction.atomic():
         # No key update: a delivery inserted by the fan-out (whose foreign key shares the row) goes on.
-        endpoint = WebhookEndpoint.objects.select_for_update(no_key=True).filter(pk=endpoint_id, is_active=True).first()
+        endpoints = WebhookEndpoint.objects.select_for_update(no_key=True).filter(pk=endpoint_id, is_active=True)
+        if connection.vendor == "postgresql":
+            endpoints = with_signing_secrets(endpoints, now)
+        endpoint = endpoints.first()
         if endpoint is None:
             return None
-        if senders_in_flight_to(endpoint_id, now) >= settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT:
-            return None
         picked = free_deliveries(endpoint_id, now).order_by("position").values("pk")
+        most = settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT
         if connection.vendor == "postgresql":
+            # The senders in flight are counted by the lease's own statement (`sql.LEASE`).
             locked = picked.select_for_update(skip_locked=True)[:limit]
             subquery, params = locked.query.sql_with_params()
-            raw = WebhookDelivery.objects.raw(sql.LEASE.format(picked=subquery), [token, now + LEASE, now, *params])
+            statement = sql.LEASE.format(picked=subquery)
+            raw = WebhookDelivery.objects.raw(statement, [token, now + LEASE, now, *params, endpoint_id, now, most])
             deliveries = sorted(raw, key=lambda d: d.position)
+        elif senders_in_flight_to(endpoint_id, now) >= most:
+            return None
         else:  # SQLite: one writer at a time, nothing to skip
             ids = [row["pk"] for row in picked[:limit]]
             WebhookDelivery.objects.filter(pk__in=ids).update(
@@ -110,7 +116,8 @@ def batch_claim(endpoint_id: uuid.UUID, *, limit: int) -> Batch | None:
             return None
         for delivery in deliveries:
             delivery.endpoint = endpoint
-        return Batch(endpoint, token, deliveries, signing_secrets(endpoint.pk, now))
+        signing = endpoint.signing if connection.vendor == "postgresql" else signing_secrets(endpoint.pk, now)
+        return Batch(endpoint, token, deliveries, signing)
 
 
 def batch_record(batch: Batch, sent: list[Sent]) -> bool:
@@ -127,7 +134,8 @@ def batch_record(batch: Batch, sent: list[Sent]) -> bool:
     attempted = {attempt.delivery.pk for attempt in sent}
     unsent = [d.pk for d in batch.deliveries if d.pk not in attempted]
     with transaction.atomic():
-        recorded = _write_outcomes(sent, batch.token, now)
+        # The sender goes on with what this wakes, or hands it on (`sending.delivery_send`).
+        recorded = _write_outcomes(sent, batch.endpoint.pk, batch.token, now)
         if unsent:
             WebhookDelivery.objects.filter(pk__in=unsent, lease_token=batch.token).update(
                 lease_token=None, leased_until=None, updated_at=now
@@ -136,18 +144,6 @@ def batch_record(batch: Batch, sent: list[Sent]) -> bool:
         if lost:
             logger.warning("webhook deliveries %s lost their claim while sending; outcomes dropped", sorted(lost))
         kept = [attempt for attempt in sent if attempt.delivery.pk in recorded]
-        WebhookAttempt.objects.bulk_create(
-            WebhookAttempt(
-                delivery_id=attempt.delivery.pk,
-                number=attempt.delivery.attempts,
-                started_at=attempt.started,
-                duration_ms=attempt.outcome.duration_ms,
-                status_code=attempt.outcome.status_code,
-                response_body=attempt.outcome.body,
-                error=attempt.outcome.error[:MAX_ERROR_LENGTH],
-            )
-            for attempt in kept
-        )
         for attempt in kept:
             if attempt.delivery.status == DeliveryStatus.FAILED and attempt.delivery.enqueued_at is not None:
                 enqueue_on_commit([attempt.delivery.pk], eta=attempt.delivery.next_attempt_at)
@@ -155,10 +151,9 @@ def batch_record(batch: Batch, sent: list[Sent]) -> bool:
                 logger.warning(
                     "webhook delivery %s is dead after %d attempts", attempt.delivery.pk, attempt.delivery.attempts
                 )
-        # The sender goes on with what this wakes, or hands it on (`sending.delivery_send`).
-        _wake_next_of_subjects(
-            batch.endpoint.pk, {a.delivery.subject for a in kept if a.delivery.status not in WebhookDelivery.OPEN}, now
-        )
+        if connection.vendor != "postgresql":  # the outcomes' statement woke them on PostgreSQL
+            ended = {a.delivery.subject for a in kept if a.delivery.status not in WebhookDelivery.OPEN}
+            _wake_next_of_subjects(batch.endpoint.pk, ended, now)
         if not kept:
             return False
         last = kept[-1].outcome
@@ -173,14 +168,15 @@ def batch_record(batch: Batch, sent: list[Sent]) -> bool:
         return False
 
 
-def _write_outcomes(sent: list[Sent], token: uuid.UUID, now: datetime) -> set[uuid.UUID]:
-    """One statement for every attempted delivery still under `token`; the ids it wrote."""
+def _write_outcomes(sent: list[Sent], endpoint_id: uuid.UUID, token: uuid.UUID, now: datetime) -> set[uuid.UUID]:
+    """One statement for every attempted delivery still under `token`, with its attempt's log row
+    and, on PostgreSQL, the next of each subject it ended woken; the ids it wrote."""
     if not sent:
         return set()
     if connection.vendor == "postgresql":
-        params: list[object] = [now, now]
+        params: list[object] = []
         for attempt in sent:
-            d = attempt.delivery
+            d, outcome = attempt.delivery, attempt.outcome
             params += [
                 d.pk,
                 token,
@@ -190,9 +186,14 @@ def _write_outcomes(sent: list[Sent], token: uuid.UUID, now: datetime) -> set[uu
                 d.next_attempt_at,
                 d.enqueued_at,
                 d.completed_at,
+                attempt.started,
+                outcome.duration_ms,
+                outcome.body,
+                outcome.error[:MAX_ERROR_LENGTH],
             ]
         with connection.cursor() as cursor:
-            cursor.execute(sql.OUTCOMES.format(rows=", ".join([sql.OUTCOME_ROW] * len(sent))), params)
+            statement = sql.OUTCOMES.format(rows=", ".join([sql.OUTCOME_ROW] * len(sent)))
+            cursor.execute(statement, [*params, now, now, now, now, endpoint_id])
             return {row[0] for row in cursor.fetchall()}
     recorded = set()
     for attempt in sent:  # SQLite: one writer at a time
@@ -211,6 +212,15 @@ def _write_outcomes(sent: list[Sent], token: uuid.UUID, now: datetime) -> set[uu
             updated_at=now,
         ):
             recorded.add(d.pk)
+            WebhookAttempt.objects.create(
+                delivery_id=d.pk,
+                number=d.attempts,
+                started_at=attempt.started,
+                duration_ms=attempt.outcome.duration_ms,
+                status_code=attempt.outcome.status_code,
+                response_body=attempt.outcome.body,
+                error=attempt.outcome.error[:MAX_ERROR_LENGTH],
+            )
     return recorded
 
 

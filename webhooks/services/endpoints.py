@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import OuterRef, QuerySet
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
@@ -141,9 +143,13 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> str:
 
 
 def signing_secrets(endpoint_id: uuid.UUID, now: datetime) -> list[str]:
-    return list(
-        WebhookSecret.objects.filter(endpoint_id=endpoint_id)
-        .exclude(expires_at__lte=now)
-        .order_by("-created_at")
-        .values_list("secret", flat=True)
-    )
+    return list(_signing(endpoint_id, now).values_list("secret", flat=True))
+
+
+def with_signing_secrets(endpoints: QuerySet[WebhookEndpoint], now: datetime) -> QuerySet[WebhookEndpoint]:
+    """`endpoints`, each with its `signing_secrets` read in the same query as `signing` (PostgreSQL)."""
+    return endpoints.annotate(signing=ArraySubquery(_signing(OuterRef("pk"), now).values("secret")))
+
+
+def _signing(endpoint_id, now: datetime) -> QuerySet[WebhookSecret]:
+    return WebhookSecret.objects.filter(endpoint_id=endpoint_id).exclude(expires_at__lte=now).order_by("-created_at")

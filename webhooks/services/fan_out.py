@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from domain_events.cloudevents import to_cloudevent
@@ -9,27 +10,33 @@ from domain_events.events import DomainEvent
 from domain_events.models import StoredEvent
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services.queue import enqueue_on_commit
-from webhooks.services.waiting import endpoints_to_wait_for
+from webhooks.services.waiting import must_wait, with_waiting
 
 
 def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
     """One delivery of `event` per active endpoint of its tenant that wants its type (idempotent).
 
     Runs in the executor's transaction, so the deliveries are written once however often the
-    event is handed to it; their messages go to the broker once that transaction commits.
+    event is handed to it; their messages go to the broker once that transaction commits. One
+    query reads the endpoints, the event's position and what a delivery would wait for at each.
     """
-    endpoints = [
-        e for e in WebhookEndpoint.objects.filter(tenant_id=event.tenant_id, is_active=True) if e.wants(event.type)
-    ]
+    now = timezone.now()
+    subject = str(event.aggregate_id)  # the CloudEvent's `subject`
+    position = StoredEvent.objects.filter(event_id=event.event_id).values("position")[:1]
+    candidates = WebhookEndpoint.objects.filter(tenant_id=event.tenant_id, is_active=True).annotate(
+        event_position=Subquery(position)
+    )
+    endpoints = [e for e in with_waiting(candidates, subject, OuterRef("event_position"), now) if e.wants(event.type)]
     if not endpoints:
         return []
-    position = StoredEvent.objects.filter(event_id=event.event_id).values_list("position", flat=True).get()
+    position = endpoints[0].event_position
+    if position is None:
+        raise StoredEvent.DoesNotExist(f"event {event.event_id} is not stored")
     payload = to_cloudevent(event, position=position)
-    now = timezone.now()
     # A delivery that cannot go now (an earlier event of its subject is still open for the
     # endpoint, or the endpoint has as many requests in flight as allowed) gets no message: the
     # sender ahead of it hands it on when it is done (`sending._hand_on`), the sweep if that sender dies.
-    waiting = endpoints_to_wait_for([e.pk for e in endpoints], payload["subject"], position, now)
+    waiting = {e.pk for e in endpoints if must_wait(e)}
     deliveries = WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(
@@ -37,7 +44,7 @@ def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
                 endpoint=endpoint,
                 event_id=event.event_id,
                 event_type=event.type,
-                subject=payload["subject"],
+                subject=subject,
                 position=position,
                 payload=payload,
                 next_attempt_at=now,

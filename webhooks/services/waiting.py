@@ -9,7 +9,6 @@ counts alone)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 
 from django.conf import settings
@@ -42,12 +41,10 @@ def senders_in_flight_to(endpoint_id: uuid.UUID, now: datetime) -> int:
     return in_flight_to(endpoint_id, now).aggregate(n=Count(_sender(), distinct=True))["n"]
 
 
-def endpoints_to_wait_for(
-    endpoint_ids: Sequence[uuid.UUID], subject: str, position: int, now: datetime
-) -> set[uuid.UUID]:
-    """Of `endpoint_ids`: those where a delivery of `subject` at `position` would have to wait
-    (an earlier open delivery of the subject, or the in-flight limit reached), in one query."""
-    blocked = earlier_open_of_subject(OuterRef("pk"), subject, position)
+def with_waiting(endpoints: QuerySet[WebhookEndpoint], subject: str, position, now: datetime) -> QuerySet:
+    """`endpoints` annotated with what a delivery of `subject` at `position` (a value or an
+    expression of the query) would wait for there: `blocked` (an earlier open delivery of the
+    subject) and `in_flight` (senders with live leases); `must_wait` reads them."""
     in_flight = (
         in_flight_to(OuterRef("pk"), now)
         .order_by()
@@ -55,13 +52,15 @@ def endpoints_to_wait_for(
         .annotate(n=Count(_sender(), distinct=True))
         .values("n")
     )
-    rows = (
-        WebhookEndpoint.objects.filter(pk__in=endpoint_ids)
-        .annotate(blocked=Exists(blocked), in_flight=Coalesce(Subquery(in_flight), 0))
-        .values_list("pk", "blocked", "in_flight")
+    return endpoints.annotate(
+        blocked=Exists(earlier_open_of_subject(OuterRef("pk"), subject, position)),
+        in_flight=Coalesce(Subquery(in_flight), 0),
     )
-    limit = settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT
-    return {pk for pk, is_blocked, flying in rows if is_blocked or flying >= limit}
+
+
+def must_wait(endpoint: WebhookEndpoint) -> bool:
+    """Whether a delivery to an endpoint of `with_waiting` would have to wait."""
+    return endpoint.blocked or endpoint.in_flight >= settings.WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT
 
 
 def wake_next_of_subject(delivery: WebhookDelivery, now: datetime, *, message: bool = True) -> None:
