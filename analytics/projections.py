@@ -4,8 +4,8 @@ Each projection is a position reader (`event_bus.track`, subscribed in `apps.py`
 stored events in position order, in batches, and its writes commit with its checkpoint, so a
 batch applies once and one order's events apply in the order they committed. A batch is one
 transaction: the order summaries and product rows it touches are read in one query per table and
-changed in memory, each table is written back in one statement, and the monthly, daily and
-pending counters get their deltas added in SQL (`analytics.rows`). The live projection and a
+changed in memory, then every table is written back in one statement, in which the monthly, daily
+and pending counters get their deltas added in SQL (`analytics.rows`). The live projection and a
 rebuild run this same code, so they cannot disagree.
 
 Rows also keep the position of the last event applied to them (`OrderSummary.position`,
@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.db import IntegrityError, models, transaction
 
 from analytics.models import Generation, OrderSummary, ProductSales, TenantDay, TenantMonth, TenantTotals
-from analytics.rows import Row, row_new, rows_add, rows_get, rows_write
+from analytics.rows import Row, row_new, rows_get, rows_save
 from domain_events.events import (
     DomainEvent,
     OrderCancelled,
@@ -113,7 +113,8 @@ class _SalesBatch:
         stored = rows_get(OrderSummary, generation=generation, keys=orders)
         self.summaries: dict[UUID, Row] = {order_id: row for (order_id,), row in stored.items()}
         self.changed: set[UUID] = set()
-        self.zones = _zones(e.tenant_id for e in events)
+        # Only a placement needs its tenant's timezone (the local day it counts in).
+        self.zones = _zones(e.tenant_id for e in events if isinstance(e, OrderPlaced))
         self.months: dict[tuple[UUID, date], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
         self.days: dict[tuple[UUID, date], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
         self.totals: dict[tuple[UUID], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
@@ -204,16 +205,17 @@ class _SalesBatch:
     # --- writing back ------------------------------------------------------------------------
 
     def save(self) -> None:
-        rows_write(OrderSummary, generation=self.generation, rows=[self.summaries[o] for o in self.changed])
-        rows_add(TenantMonth, generation=self.generation, deltas=self.months)
-        rows_add(TenantDay, generation=self.generation, deltas=self.days)
-        rows_add(TenantTotals, generation=self.generation, deltas=self.totals)
-        self._save_products()
+        rows_save(
+            generation=self.generation,
+            writes=[(OrderSummary, [self.summaries[o] for o in self.changed]), (ProductSales, self._products())],
+            adds=[(TenantMonth, self.months), (TenantDay, self.days), (TenantTotals, self.totals)],
+        )
 
-    def _save_products(self) -> None:
+    def _products(self) -> list[Row]:
+        """The product rows this batch changed, with their new values."""
         keys = set(self.products) | {key for key, _, _ in self.stock}
         if not keys:
-            return
+            return []
         stored = rows_get(ProductSales, generation=self.generation, keys=keys)
         rows = {key: stored.get(key) or row_new(ProductSales, key) for key in keys}
         for key, changes in self.products.items():
@@ -228,7 +230,7 @@ class _SalesBatch:
             row["restocked"] += max(0, event.quantity_change)
             row["on_hand"] = event.on_hand
             row["stock_position"] = position
-        rows_write(ProductSales, generation=self.generation, rows=list(rows.values()))
+        return list(rows.values())
 
 
 def project_sales(events: Sequence[DomainEvent], context: TrackingContext) -> None:

@@ -1,13 +1,16 @@
 """Read-model rows as plain dicts: what a projection batch reads and writes back.
 
-A batch reads the rows it touches in one query per table and writes them back in one statement
-per table, with absolute values. Rows are dicts of field name to value (no generation, no id):
-a rebuild changes millions of them, and model instances would cost it more than the database work.
+A batch reads the rows it touches in one query per table and writes back every table it changed
+in one statement (`rows_save`): rows with absolute values, counters with deltas. Rows are dicts of
+field name to value (no generation, no id): a rebuild changes millions of them, and model instances
+would cost it more than the database work.
 
 On PostgreSQL the keys to read and the rows to write each travel as one JSON parameter, unpacked by
 `jsonb_to_recordset` into the columns' own types: the statements are the same text every time,
-however many rows, and nothing is quoted value by value. The write is one `INSERT … ON CONFLICT
-(key) DO UPDATE`. Elsewhere (SQLite, the zero-setup default) the ORM reads and writes the same rows.
+however many rows, and nothing is quoted value by value. A table's rows are written by an `INSERT
+… ON CONFLICT (key) DO UPDATE`, its counters by an `UPDATE` and an `INSERT` of the keys it did not
+find, each a common table expression of the one statement. Elsewhere (SQLite, the zero-setup
+default) the ORM reads and writes the same rows.
 """
 
 from __future__ import annotations
@@ -111,14 +114,43 @@ def rows_add(model: type[models.Model], *, generation: int, deltas: dict[tuple, 
             rows.append(row)
         rows_write(model, generation=generation, rows=rows)
         return
+    rows_save(generation=generation, adds=[(model, deltas)])
+
+
+def rows_save(
+    *,
+    generation: int,
+    writes: Iterable[tuple[type[models.Model], list[Row]]] = (),
+    adds: Iterable[tuple[type[models.Model], dict[tuple, dict[str, Any]]]] = (),
+) -> None:
+    """`rows_write` and `rows_add` of several models at once: on PostgreSQL in one statement."""
+    writes = [(model, rows) for model, rows in writes if rows]
+    adds = [(model, deltas) for model, deltas in adds if deltas]
+    if not writes and not adds:
+        return
+    if connection.vendor != "postgresql":
+        for model, rows in writes:
+            rows_write(model, generation=generation, rows=rows)
+        for model, deltas in adds:
+            rows_add(model, generation=generation, deltas=deltas)
+        return
+    params: list[Any] = []
+    for _, rows in writes:
+        params += [generation, _json(rows)]
+    for model, deltas in adds:
+        params += [_json(_added(model, deltas)), generation, generation]
+    with connection.cursor() as cursor:
+        cursor.execute(_save_sql(tuple(m for m, _ in writes), tuple(m for m, _ in adds)), params)
+
+
+def _added(model: type[models.Model], deltas: dict[tuple, dict[str, Any]]) -> list[Row]:
+    """Each key's row of deltas, every counter present."""
     names = key_fields(model)
     counters = [f.name for f in row_fields(model) if f.name not in names]
-    added = [
+    return [
         {**dict(zip(names, key, strict=True)), **{name: changes.get(name, 0) for name in counters}}
         for key, changes in deltas.items()
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_add_sql(model), [_json(added), generation, generation])
 
 
 def _json(values: list[Row]) -> str:
@@ -162,7 +194,9 @@ def _upsert_sql(model: type[models.Model]) -> str:
 
 
 @cache
-def _add_sql(model: type[models.Model]) -> str:
+def _add_ctes(model: type[models.Model], n: int) -> str:
+    """The common table expressions that add a JSON parameter's deltas to `model`'s counters
+    (parameters: the deltas, the generation twice), named with the suffix `n`."""
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     names = key_fields(model)
@@ -175,9 +209,17 @@ def _add_sql(model: type[models.Model]) -> str:
     returned = ", ".join(f"t.{qn(f.column)} AS {qn(f.name)}" for f in keys)
     updated = " AND ".join(f"u.{qn(f.name)} = d.{qn(f.name)}" for f in keys)
     return (
-        f"WITH d AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d({_record([*keys, *counters])})), "  # noqa: S608 (names from the model)
-        f"u AS (UPDATE {table} t SET {added} FROM d "
-        f"WHERE t.generation = %s AND {match} RETURNING {returned}) "
-        f"INSERT INTO {table} (generation, {columns}) SELECT %s, {values} FROM d "
-        f"WHERE NOT EXISTS (SELECT 1 FROM u WHERE {updated})"
+        f"d{n} AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d({_record([*keys, *counters])})), "  # noqa: S608 (names from the model)
+        f"u{n} AS (UPDATE {table} t SET {added} FROM d{n} d "
+        f"WHERE t.generation = %s AND {match} RETURNING {returned}), "
+        f"i{n} AS (INSERT INTO {table} (generation, {columns}) SELECT %s, {values} FROM d{n} d "
+        f"WHERE NOT EXISTS (SELECT 1 FROM u{n} u WHERE {updated}))"
     )
+
+
+@cache
+def _save_sql(written: tuple[type[models.Model], ...], added: tuple[type[models.Model], ...]) -> str:
+    """One statement of `rows_save`: an upsert per written model, then the additions of each added one."""
+    parts = [f"w{n} AS ({_upsert_sql(model)})" for n, model in enumerate(written)]
+    parts += [_add_ctes(model, n) for n, model in enumerate(added)]
+    return f"WITH {', '.join(parts)} SELECT 1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -20,6 +21,39 @@ def _payload(event: DomainEvent) -> dict:
     return {k: v for k, v in data.items() if k not in ENVELOPE_FIELDS and k not in event.private_fields}
 
 
+# The events of a batch already in the trail (`known` true), and each of its tenants' last entry.
+_ENTRIES = AuditEntry._meta.db_table
+_KNOWN_AND_HEADS = f"""
+SELECT event_id, NULL, NULL, true FROM {_ENTRIES} WHERE event_id = ANY(%(events)s)
+UNION ALL
+SELECT h.tenant_id, h.sequence, h.hash, false FROM unnest(%(tenants)s::uuid[]) AS t(id), LATERAL (
+    SELECT tenant_id, sequence, hash FROM {_ENTRIES} WHERE tenant_id = t.id ORDER BY sequence DESC LIMIT 1
+) h"""  # noqa: S608 (the table's name from the model)
+
+
+def _known_and_heads(event_ids: list[UUID], tenants: set[UUID]) -> tuple[set[UUID], dict[UUID, tuple[int, str]]]:
+    """Which of `event_ids` are in the trail already, and the (sequence, hash) each of `tenants`'
+    chains ends with (`GENESIS` before its first entry): on PostgreSQL in one statement."""
+    heads: dict[UUID, tuple[int, str]] = dict.fromkeys(tenants, (0, GENESIS))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_KNOWN_AND_HEADS, {"events": event_ids, "tenants": list(tenants)})
+            found = cursor.fetchall()
+        for key, sequence, hash_, known in found:
+            if not known:
+                heads[key] = (sequence, hash_)
+        return {key for key, _, _, known in found if known}, heads
+    known = set(AuditEntry.objects.filter(event_id__in=event_ids).values_list("event_id", flat=True))
+    # Each tenant's last entry, by a correlated subquery on (tenant_id, sequence) rather than
+    # PostgreSQL's DISTINCT ON, so that the trail is written on the SQLite default of `make run` too.
+    last = AuditEntry.objects.filter(tenant_id=OuterRef("tenant_id")).order_by("-sequence").values("sequence")[:1]
+    for tenant_id, sequence, hash_ in AuditEntry.objects.filter(
+        tenant_id__in=tenants, sequence=Subquery(last)
+    ).values_list("tenant_id", "sequence", "hash"):
+        heads[tenant_id] = (sequence, hash_)
+    return known, heads
+
+
 def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]]) -> list[AuditEntry]:
     """Append `(event, position)` pairs, in position order, to their tenants' chains.
 
@@ -29,18 +63,7 @@ def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]]) -> list[Au
     """
     if not events:
         return []
-    known = set(
-        AuditEntry.objects.filter(event_id__in=[e.event_id for e, _ in events]).values_list("event_id", flat=True)
-    )
-    tenants = {e.tenant_id for e, _ in events}
-    heads: dict[UUID, tuple[int, str]] = dict.fromkeys(tenants, (0, GENESIS))
-    # Each tenant's last entry, by a correlated subquery on (tenant_id, sequence) rather than
-    # PostgreSQL's DISTINCT ON, so that the trail is written on the SQLite default of `make run` too.
-    last = AuditEntry.objects.filter(tenant_id=OuterRef("tenant_id")).order_by("-sequence").values("sequence")[:1]
-    for tenant_id, sequence, hash_ in AuditEntry.objects.filter(
-        tenant_id__in=tenants, sequence=Subquery(last)
-    ).values_list("tenant_id", "sequence", "hash"):
-        heads[tenant_id] = (sequence, hash_)
+    known, heads = _known_and_heads([e.event_id for e, _ in events], {e.tenant_id for e, _ in events})
     now = timezone.now()
     entries = []
     for event, position in events:

@@ -6,12 +6,13 @@ the ORM each time. Table and column names come from the models; every value is a
 
 from __future__ import annotations
 
-from domain_events.models import OPEN, Delivery, StoredEvent, Stream, Subscriber
+from domain_events.models import OPEN, Checkpoint, Delivery, StoredEvent, Stream, Subscriber
 
 EVENTS = StoredEvent._meta.db_table
 DELIVERIES = Delivery._meta.db_table
 SUBSCRIBERS = Subscriber._meta.db_table
 STREAMS = Stream._meta.db_table
+CHECKPOINTS = Checkpoint._meta.db_table
 
 EVENT_COLUMNS = tuple(f.column for f in StoredEvent._meta.concrete_fields)
 DELIVERY_COLUMNS = tuple(f.column for f in Delivery._meta.concrete_fields)
@@ -126,6 +127,35 @@ LOCK_EXISTING_STREAMS = (
 FENCE = "SELECT drawn, holders, pids, apps, starts FROM domain_events_fence()"
 DRAWN = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM domain_events_position_seq"
 HEAD = f"SELECT COALESCE(MAX(position), 0) FROM {EVENTS}"
+
+# --- position readers -----------------------------------------------------------------------
+
+
+def reader_batch(columns: tuple[str, ...]) -> str:
+    """A position reader's batch in one statement (`domain_events.tracking`): its checkpoint row,
+    locked (no row when another process holds it, or when it is missing), with the `columns` of
+    its next events up to the head (NULL when there are none); and the checkpoint moved past them,
+    to be committed with the reader's writes. Its attempts, retry time and error are cleared; the
+    row returns them as they were."""
+    read = ", ".join(columns)
+    return f"""
+WITH c AS (
+    SELECT position, attempts, retry_at, last_error FROM {CHECKPOINTS} WHERE name = %(name)s FOR UPDATE SKIP LOCKED
+), r AS (
+    SELECT {", ".join(f"e.{c}" for c in columns)} FROM c, LATERAL (
+        SELECT {read} FROM {EVENTS}
+         WHERE position > c.position AND position <= %(top)s AND type = ANY(%(types)s)
+         ORDER BY position LIMIT %(size)s
+    ) e
+), moved AS (
+    UPDATE {CHECKPOINTS} k
+       SET position = CASE WHEN (SELECT count(*) FROM r) = %(size)s THEN (SELECT max(position) FROM r) ELSE %(top)s END,
+           attempts = 0, retry_at = NULL, last_error = '', updated_at = %(now)s
+      FROM c WHERE k.name = %(name)s AND c.position < %(top)s
+)
+SELECT c.position, c.attempts, c.retry_at, c.last_error, {", ".join(f"r.{c}" for c in columns)}
+  FROM c LEFT JOIN r ON true ORDER BY r.position"""
+
 
 # --- the executor ---------------------------------------------------------------------------
 

@@ -20,16 +20,17 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import tracing
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
 from core.replica import PRIMARY, primary_position, reads_from_replica, replica_failed
+from domain_events import sql
 from domain_events.conf import handler_retry_policy
 from domain_events.events import DomainEvent
 from domain_events.head import head, settled_head
@@ -120,36 +121,91 @@ def _apply_batch(
     key = checkpoint_name(name, target)
     failure: PartlyApplied | None = None
     with transaction.atomic():
-        checkpoint = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key).first()
-        if checkpoint is None:
+        claimed = _claim(key, type_names(tracker), size, top, events_from)
+        if claimed is None:
             # Held by another process (nothing to do here), or missing (the usual batch pays
             # this extra look-up only when the row is absent or busy).
             return (0, False) if Checkpoint.objects.filter(name=key).exists() else None
-        if checkpoint.position >= top:
-            return 0, False
-        unread = StoredEvent.objects.using(events_from).filter(
-            position__gt=checkpoint.position, position__lte=top, type__in=type_names(tracker)
-        )
-        rows = list(unread.order_by("position").values_list(*READ)[:size])
+        if not claimed.rows:
+            return 0, False  # at the head, or moved there: nothing of this reader's below it
         # A full batch stops at its last event; a short one saw everything up to the head.
-        full = len(rows) == size
-        upto = rows[-1][0] if full else top
+        full = len(claimed.rows) == size
+        upto = claimed.rows[-1][0] if full else top
         try:
-            applied = _handle(tracker, target, checkpoint.position, upto, rows)
+            applied = _handle(tracker, target, claimed.position, upto, claimed.rows)
         except PartlyApplied as partly:
             failure = partly
-        if failure is None:
-            Checkpoint.objects.filter(pk=checkpoint.pk).update(
-                position=upto, attempts=0, retry_at=None, last_error="", updated_at=timezone.now()
-            )
-        elif failure.position > checkpoint.position:
+        if failure is not None and failure.position > claimed.position:
             # Progress: the failure that follows counts as the first of a new run of failures.
-            Checkpoint.objects.filter(pk=checkpoint.pk).update(
-                position=min(failure.position, upto), attempts=0, updated_at=timezone.now()
+            Checkpoint.objects.filter(pk=key).update(position=min(failure.position, upto))
+        elif failure is not None:
+            # No progress: the checkpoint as it was, its run of failures going on.
+            Checkpoint.objects.filter(pk=key).update(
+                position=claimed.position,
+                attempts=claimed.attempts,
+                retry_at=claimed.retry_at,
+                last_error=claimed.last_error,
             )
     if failure is not None:
         raise failure
     return applied, full
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A reader's checkpoint as it was when locked, and the rows of its batch."""
+
+    position: int
+    attempts: int
+    retry_at: datetime | None
+    last_error: str
+    rows: list[tuple]
+
+
+def _claim(key: str, types: list[str], size: int, top: int, events_from: str) -> _Claimed | None:
+    """Lock the checkpoint `key` (skipping it when another process holds it) and read the rows of
+    its next `size` events of `types` up to `top`; None when it is held or missing.
+
+    Below `top` the checkpoint is moved past the batch at once (to its last event when the batch is
+    full, else to `top`), in the caller's transaction: what the reader writes commits with it, and
+    a failure rolls both back. On PostgreSQL, with the events on this server, that is one statement."""
+    now = timezone.now()
+    if connection.vendor == "postgresql" and events_from == PRIMARY:
+        with connection.cursor() as cursor:
+            cursor.execute(_BATCH_SQL, {"name": key, "top": top, "types": types, "size": size, "now": now})
+            found = cursor.fetchall()
+        if not found:
+            return None
+        rows = _read_rows([row[4:] for row in found if row[4] is not None])
+        return _Claimed(*found[0][:4], rows=rows)
+    locked = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key)
+    checkpoint = locked.values_list("position", "attempts", "retry_at", "last_error").first()
+    if checkpoint is None:
+        return None
+    position = checkpoint[0]
+    if position >= top:
+        return _Claimed(*checkpoint, rows=[])
+    unread = StoredEvent.objects.using(events_from).filter(position__gt=position, position__lte=top, type__in=types)
+    rows = list(unread.order_by("position").values_list(*READ)[:size])
+    upto = rows[-1][0] if len(rows) == size else top
+    Checkpoint.objects.filter(pk=key).update(position=upto, attempts=0, retry_at=None, last_error="", updated_at=now)
+    return _Claimed(*checkpoint, rows=rows)
+
+
+_BATCH_SQL = sql.reader_batch(READ)
+_READ_FIELDS = tuple(StoredEvent._meta.get_field(name) for name in READ)
+
+
+def _read_rows(found: list[tuple]) -> list[tuple]:
+    """Rows of `READ` as the ORM gives them (`values_list`): the payload's JSON text parsed."""
+    converters = [(i, f, c) for i, f in enumerate(_READ_FIELDS) for c in f.get_db_converters(connection)]
+    rows = []
+    for values in found:
+        values = list(values)
+        for i, column, convert in converters:
+            values[i] = convert(values[i], column.cached_col, connection)
+        rows.append(tuple(values))
+    return rows
 
 
 def _handle(tracker: Tracker, target: str, after: int, upto: int, rows: list[tuple]) -> int:
@@ -288,15 +344,20 @@ def advance(names: Sequence[str] | None = None, *, top: int | None = None) -> tu
     trackers = [t for t in subscriptions.trackers() if names is None or t.name in names]
     if not trackers:
         return 0, False
-    waiting = set(
-        Checkpoint.objects.filter(name__in=[t.name for t in trackers], retry_at__gt=timezone.now()).values_list(
-            "name", flat=True
-        )
-    )
-    total, behind = 0, False
     top = head() if top is None else top
+    # One look at every checkpoint, without locking: a reader waiting for its retry time, or
+    # already at the head, is left alone without a transaction of its own.
+    now = timezone.now()
+    idle = {
+        name
+        for name, position, retry_at in Checkpoint.objects.filter(name__in=[t.name for t in trackers]).values_list(
+            "name", "position", "retry_at"
+        )
+        if position >= top or (retry_at is not None and retry_at > now)
+    }
+    total, behind = 0, False
     for tracker in trackers:
-        if tracker.name in waiting:
+        if tracker.name in idle:
             continue
         with log_scope(handler=tracker.name):
             try:

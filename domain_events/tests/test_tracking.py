@@ -10,6 +10,7 @@ from django.db import transaction
 from domain_events import reader_lag, tracking
 from domain_events.bus import event_bus
 from domain_events.events import OrderPlaced
+from domain_events.head import head
 from domain_events.models import Checkpoint, ParkedEvent, StoredEvent
 from domain_events.relay import Relay
 from domain_events.subscriptions import subscriptions
@@ -186,3 +187,19 @@ def test_a_readers_error_and_its_log_line_mask_the_private_values_of_its_batch(c
     assert error == "RuntimeError: cannot project a payment with ••••T123"
     assert "cannot project a payment with ••••T123" in caplog.text
     assert "pm_card_SECRET123" not in caplog.text
+
+
+def test_a_pass_over_readers_with_nothing_to_read_takes_a_statement_or_two(django_assert_num_queries):
+    """A relay looks at its readers every few milliseconds: those at the head cost it one look at
+    every checkpoint, and one with none of its events below the head moves there in one statement."""
+    publish(0)
+    tracking.run_due()
+    top = head()
+    with django_assert_num_queries(1):
+        assert tracking.advance(top=top) == (0, False)
+    with transaction.atomic():
+        event_bus.publish(ProbeFollowedUp(tenant_id=uuid.uuid4(), probe_id=uuid.uuid4(), n=99))  # not its type
+    top = head()
+    with django_assert_num_queries(1 + 3):
+        tracking.advance([READER], top=top)
+    assert Checkpoint.objects.get(name=READER).position == top

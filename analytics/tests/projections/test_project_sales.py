@@ -202,3 +202,15 @@ def test_a_batch_costs_the_same_statements_however_many_events_it_holds(tenant):
         return len(queries)
 
     assert statements_for(2) == statements_for(20)
+
+
+def test_one_pass_of_the_projection_over_a_confirmation_takes_few_statements(tenant, django_assert_max_num_queries):
+    """Under a steady load each pass applies an event or two: its fixed cost is the reader's cost.
+    The head, the transaction, the checkpoint with the events and its move, the generation, the
+    summaries, the products, and one write for every table."""
+    story = OrderStory(tenant).placed(at=AT)
+    project()
+    story.confirmed()
+    with django_assert_max_num_queries(8):
+        assert project() == 1
+    assert month_of(tenant).paid_orders == 1

@@ -1,6 +1,7 @@
 """Appending events to the tenants' hash chains, through the audit projection."""
 
 import itertools
+import uuid
 
 import pytest
 from django.db import connection, transaction
@@ -9,6 +10,8 @@ from django.db.utils import DatabaseError
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
 from domain_events import tracking
+from domain_events.bus import event_bus
+from domain_events.events import StockAdjusted
 from domain_events.models import StoredEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,3 +78,20 @@ def test_private_fields_stay_out_of_the_trail_and_the_entry_records_the_events_a
     assert "payment_token" not in entry.payload
     assert "tok_secret_visa" not in str(entry.payload)
     assert entry.actor == f"customer:{customer}"
+
+
+def test_one_pass_of_the_audit_reader_over_an_event_takes_few_statements(
+    tenant, record_events, django_assert_max_num_queries
+):
+    """The head, the transaction, the checkpoint with the events and its move, the chain heads with
+    the events already there, and the new entries."""
+    record_events(tenant, count=1)
+    with transaction.atomic():
+        event_bus.publish(
+            StockAdjusted(
+                tenant_id=tenant.id, product_id=uuid.uuid4(), sku="S-9", quantity_change=1, on_hand=2, reason="restock"
+            )
+        )
+    with django_assert_max_num_queries(6):
+        assert tracking.catch_up("audit.chain") == 1
+    assert AuditEntry.objects.filter(tenant_id=tenant.id).count() == 2
