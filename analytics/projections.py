@@ -233,9 +233,19 @@ class _SalesBatch:
         return list(rows.values())
 
 
+# The generation each reader's last batch wrote, by (projection, target): the next batch of the
+# same reader writes it too, unless something else moved the checkpoint meanwhile (a rebuild's swap
+# moves the live one), see `TrackingContext.resumes`.
+_generations: dict[tuple[str, str], int] = {}
+
+
 def project_sales(events: Sequence[DomainEvent], context: TrackingContext) -> None:
     """Apply a batch of order and stock events to the order summaries and the sales figures."""
-    batch = _SalesBatch(generation_for(projection=context.name, target=context.target), events)
+    key = (context.name, context.target)
+    generation = _generations.get(key) if context.resumes else None
+    if generation is None:
+        generation = _generations[key] = generation_for(projection=context.name, target=context.target)
+    batch = _SalesBatch(generation, events)
     for event in events:
         batch.apply(event, context.positions[event.event_id])
     batch.save()

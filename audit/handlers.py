@@ -13,4 +13,4 @@ def append_to_audit_trail(events: Sequence[DomainEvent], context: TrackingContex
     """A batch of events, with the checkpoint that commits with it."""
     if context.target != LIVE:
         raise ValueError("the audit trail is append-only: it is never rebuilt into other tables")
-    services.audit_append_events(events=[(e, context.positions[e.event_id]) for e in events])
+    services.audit_append_events(events=[(e, context.positions[e.event_id]) for e in events], resumes=context.resumes)

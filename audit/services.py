@@ -54,16 +54,30 @@ def _known_and_heads(event_ids: list[UUID], tenants: set[UUID]) -> tuple[set[UUI
     return known, heads
 
 
-def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]]) -> list[AuditEntry]:
+# The last entry of each chain the audit reader appended to, as its last batch left them: valid for
+# its next batch when nothing else moved its checkpoint meanwhile (`TrackingContext.resumes`).
+_heads: dict[UUID, tuple[int, str]] = {}
+MAX_HEADS_KEPT = 10_000
+
+
+def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]], resumes: bool = False) -> list[AuditEntry]:
     """Append `(event, position)` pairs, in position order, to their tenants' chains.
 
     Called by the audit projection inside the transaction that also moves its checkpoint, so a
     batch is appended once. An event already in the trail (it cannot be, unless a checkpoint was
-    reset) is skipped rather than appended twice.
+    reset) is skipped rather than appended twice. With `resumes` (the batch follows this process's
+    previous one) none can be, and the chains' heads it left are taken as they are.
     """
     if not events:
         return []
-    known, heads = _known_and_heads([e.event_id for e, _ in events], {e.tenant_id for e, _ in events})
+    if not resumes or len(_heads) > MAX_HEADS_KEPT:
+        _heads.clear()
+    tenants = {e.tenant_id for e, _ in events}
+    heads = {tenant: _heads[tenant] for tenant in tenants if tenant in _heads}
+    known: set[UUID] = set()
+    if len(heads) < len(tenants) or not resumes:
+        known, found = _known_and_heads([] if resumes else [e.event_id for e, _ in events], tenants - heads.keys())
+        heads.update(found)
     now = timezone.now()
     entries = []
     for event, position in events:
@@ -88,4 +102,6 @@ def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]]) -> list[Au
         entry.hash = entry_hash(previous, {f: getattr(entry, f) for f in CONTENT_FIELDS})
         heads[event.tenant_id] = (entry.sequence, entry.hash)
         entries.append(entry)
-    return AuditEntry.objects.bulk_create(entries)
+    created = AuditEntry.objects.bulk_create(entries)
+    _heads.update(heads)
+    return created

@@ -136,11 +136,12 @@ def reader_batch(columns: tuple[str, ...]) -> str:
     locked (no row when another process holds it, or when it is missing), with the `columns` of
     its next events up to the head (NULL when there are none); and the checkpoint moved past them,
     to be committed with the reader's writes. Its attempts, retry time and error are cleared; the
-    row returns them as they were."""
+    row returns them as they were, and when it was last moved."""
     read = ", ".join(columns)
     return f"""
 WITH c AS (
-    SELECT position, attempts, retry_at, last_error FROM {CHECKPOINTS} WHERE name = %(name)s FOR UPDATE SKIP LOCKED
+    SELECT position, attempts, retry_at, last_error, updated_at FROM {CHECKPOINTS}
+     WHERE name = %(name)s FOR UPDATE SKIP LOCKED
 ), r AS (
     SELECT {", ".join(f"e.{c}" for c in columns)} FROM c, LATERAL (
         SELECT {read} FROM {EVENTS}
@@ -153,7 +154,7 @@ WITH c AS (
            attempts = 0, retry_at = NULL, last_error = '', updated_at = %(now)s
       FROM c WHERE k.name = %(name)s AND c.position < %(top)s
 )
-SELECT c.position, c.attempts, c.retry_at, c.last_error, {", ".join(f"r.{c}" for c in columns)}
+SELECT c.position, c.attempts, c.retry_at, c.last_error, c.updated_at, {", ".join(f"r.{c}" for c in columns)}
   FROM c LEFT JOIN r ON true ORDER BY r.position"""
 
 

@@ -57,6 +57,9 @@ class TrackingContext:
     after: int  # the checkpoint before this batch
     upto: int  # the checkpoint this batch commits
     positions: Mapping[UUID, int] = field(default_factory=dict)  # each event's position, by event id
+    # This process moved the checkpoint to `after`, and nothing else moved it since (another
+    # process, a reset, a rebuild's swap): what the handler kept from that batch still holds.
+    resumes: bool = False
 
 
 class PartlyApplied(Exception):
@@ -132,9 +135,10 @@ def _apply_batch(
         full = len(claimed.rows) == size
         upto = claimed.rows[-1][0] if full else top
         try:
-            applied = _handle(tracker, target, claimed.position, upto, claimed.rows)
+            applied = _handle(tracker, target, claimed.position, upto, claimed.rows, claimed.resumes)
         except PartlyApplied as partly:
             failure = partly
+            _moved.pop(key, None)
         if failure is not None and failure.position > claimed.position:
             # Progress: the failure that follows counts as the first of a new run of failures.
             Checkpoint.objects.filter(pk=key).update(position=min(failure.position, upto))
@@ -160,6 +164,11 @@ class _Claimed:
     retry_at: datetime | None
     last_error: str
     rows: list[tuple]
+    resumes: bool  # see `TrackingContext.resumes`
+
+
+# The position and time this process last moved each checkpoint to (`TrackingContext.resumes`).
+_moved: dict[str, tuple[int, datetime]] = {}
 
 
 def _claim(key: str, types: list[str], size: int, top: int, events_from: str) -> _Claimed | None:
@@ -176,20 +185,28 @@ def _claim(key: str, types: list[str], size: int, top: int, events_from: str) ->
             found = cursor.fetchall()
         if not found:
             return None
-        rows = _read_rows([row[4:] for row in found if row[4] is not None])
-        return _Claimed(*found[0][:4], rows=rows)
-    locked = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key)
-    checkpoint = locked.values_list("position", "attempts", "retry_at", "last_error").first()
-    if checkpoint is None:
-        return None
-    position = checkpoint[0]
-    if position >= top:
-        return _Claimed(*checkpoint, rows=[])
-    unread = StoredEvent.objects.using(events_from).filter(position__gt=position, position__lte=top, type__in=types)
-    rows = list(unread.order_by("position").values_list(*READ)[:size])
-    upto = rows[-1][0] if len(rows) == size else top
-    Checkpoint.objects.filter(pk=key).update(position=upto, attempts=0, retry_at=None, last_error="", updated_at=now)
-    return _Claimed(*checkpoint, rows=rows)
+        checkpoint = found[0][:5]
+        rows = _read_rows([row[5:] for row in found if row[5] is not None])
+    else:
+        locked = Checkpoint.objects.select_for_update(skip_locked=True).filter(name=key)
+        checkpoint = locked.values_list("position", "attempts", "retry_at", "last_error", "updated_at").first()
+        if checkpoint is None:
+            return None
+        rows = []
+        if checkpoint[0] < top:
+            unread = StoredEvent.objects.using(events_from).filter(
+                position__gt=checkpoint[0], position__lte=top, type__in=types
+            )
+            rows = list(unread.order_by("position").values_list(*READ)[:size])
+            upto = rows[-1][0] if len(rows) == size else top
+            Checkpoint.objects.filter(pk=key).update(
+                position=upto, attempts=0, retry_at=None, last_error="", updated_at=now
+            )
+    position, attempts, retry_at, last_error, moved_at = checkpoint
+    resumes = _moved.get(key) == (position, moved_at)
+    if position < top:
+        _moved[key] = (rows[-1][0] if len(rows) == size else top, now)
+    return _Claimed(position, attempts, retry_at, last_error, rows, resumes)
 
 
 _BATCH_SQL = sql.reader_batch(READ)
@@ -208,7 +225,7 @@ def _read_rows(found: list[tuple]) -> list[tuple]:
     return rows
 
 
-def _handle(tracker: Tracker, target: str, after: int, upto: int, rows: list[tuple]) -> int:
+def _handle(tracker: Tracker, target: str, after: int, upto: int, rows: list[tuple], resumes: bool = False) -> int:
     """Give the rows' events (parking those that cannot be read) to the reader's handler, in the
     caller's transaction; returns how many it was given."""
     key = checkpoint_name(tracker.name, target)
@@ -220,7 +237,7 @@ def _handle(tracker: Tracker, target: str, after: int, upto: int, rows: list[tup
         secrets = [value for row, _ in loaded for value in private_values_in(row[2], row[4])]
         try:
             with private_values(secrets), _batch_span(tracker.name, events):
-                tracker.handler(events, TrackingContext(tracker.name, target, after, upto, positions))
+                tracker.handler(events, TrackingContext(tracker.name, target, after, upto, positions, resumes))
         except Exception as exc:
             # Whoever records the failure masks them in its error text (`_record_failure`).
             exc.private_values = secrets

@@ -83,8 +83,9 @@ def test_private_fields_stay_out_of_the_trail_and_the_entry_records_the_events_a
 def test_one_pass_of_the_audit_reader_over_an_event_takes_few_statements(
     tenant, record_events, django_assert_max_num_queries
 ):
-    """The head, the transaction, the checkpoint with the events and its move, the chain heads with
-    the events already there, and the new entries."""
+    """The head, the transaction, the checkpoint with the events and its move, and the new entries:
+    the chains' heads are those the reader's previous batch left, unless something else moved its
+    checkpoint meanwhile."""
     record_events(tenant, count=1)
     with transaction.atomic():
         event_bus.publish(
@@ -92,6 +93,10 @@ def test_one_pass_of_the_audit_reader_over_an_event_takes_few_statements(
                 tenant_id=tenant.id, product_id=uuid.uuid4(), sku="S-9", quantity_change=1, on_hand=2, reason="restock"
             )
         )
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(5):
         assert tracking.catch_up("audit.chain") == 1
     assert AuditEntry.objects.filter(tenant_id=tenant.id).count() == 2
+    tracking.reset("audit.chain")
+    with django_assert_max_num_queries(6):
+        tracking.catch_up("audit.chain")
+    assert AuditEntry.objects.filter(tenant_id=tenant.id).count() == 2, "a replay appends nothing twice"
