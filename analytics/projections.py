@@ -205,17 +205,24 @@ class _SalesBatch:
     # --- writing back ------------------------------------------------------------------------
 
     def save(self) -> None:
+        summaries = [self.summaries[o] for o in self.changed]
+        counters = [(TenantMonth, self.months, None), (TenantDay, self.days, None), (TenantTotals, self.totals, None)]
+        if self.stock:
+            # A stock adjustment applies once (`stock_position`): the products are read first.
+            writes = [(OrderSummary, summaries), (ProductSales, self._products())]
+            rows_save(generation=self.generation, writes=writes, adds=counters)
+            return
+        # Sales alone are added to the products' figures, without a read.
+        sold = {key: {**changes, "title": self.titles[key]} for key, changes in self.products.items()}
         rows_save(
             generation=self.generation,
-            writes=[(OrderSummary, [self.summaries[o] for o in self.changed]), (ProductSales, self._products())],
-            adds=[(TenantMonth, self.months), (TenantDay, self.days), (TenantTotals, self.totals)],
+            writes=[(OrderSummary, summaries)],
+            adds=[*counters, (ProductSales, sold, ("units", "revenue"))],
         )
 
     def _products(self) -> list[Row]:
         """The product rows this batch changed, with their new values."""
         keys = set(self.products) | {key for key, _, _ in self.stock}
-        if not keys:
-            return []
         stored = rows_get(ProductSales, generation=self.generation, keys=keys)
         rows = {key: stored.get(key) or row_new(ProductSales, key) for key in keys}
         for key, changes in self.products.items():

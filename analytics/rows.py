@@ -94,63 +94,86 @@ def rows_write(model: type[models.Model], *, generation: int, rows: list[Row]) -
     )
 
 
-def rows_add(model: type[models.Model], *, generation: int, deltas: dict[tuple, dict[str, Any]]) -> None:
-    """Add `deltas` (per key, per field) to the counters of `model` in `generation`, in one statement.
+def rows_add(
+    model: type[models.Model],
+    *,
+    generation: int,
+    deltas: dict[tuple, dict[str, Any]],
+    counters: tuple[str, ...] | None = None,
+) -> None:
+    """Add `deltas` (per key, per field) to the `counters` of `model` in `generation` (by default
+    every field but the key), in one statement.
 
-    For models whose fields other than the key are all counters starting at zero. A key without
-    a row gets one. No row is read: on PostgreSQL the rows that exist are updated and the others
-    inserted by the same statement (an upsert could not carry a negative delta: the columns' CHECK
-    constraints see the row it proposes to insert).
+    A key without a row gets one, its other fields at their defaults. A field of a key's deltas that
+    is not a counter is set to the value given (every key must give it). No row is read: on
+    PostgreSQL the rows that exist are updated and the others inserted by the same statement (an
+    upsert could not carry a negative delta: the columns' CHECK constraints see the row it proposes
+    to insert).
     """
     if not deltas:
         return
     if connection.vendor != "postgresql":
+        counted = _counters(model, counters)
         stored = rows_get(model, generation=generation, keys=deltas)
         rows = []
         for key, changes in deltas.items():
             row = stored.get(key) or row_new(model, key)
-            for field, delta in changes.items():
-                row[field] += delta
+            for name, value in changes.items():
+                row[name] = row[name] + value if name in counted else value
             rows.append(row)
         rows_write(model, generation=generation, rows=rows)
         return
-    rows_save(generation=generation, adds=[(model, deltas)])
+    rows_save(generation=generation, adds=[(model, deltas, counters)])
 
 
 def rows_save(
     *,
     generation: int,
     writes: Iterable[tuple[type[models.Model], list[Row]]] = (),
-    adds: Iterable[tuple[type[models.Model], dict[tuple, dict[str, Any]]]] = (),
+    adds: Iterable[tuple[type[models.Model], dict[tuple, dict[str, Any]], tuple[str, ...] | None]] = (),
 ) -> None:
-    """`rows_write` and `rows_add` of several models at once: on PostgreSQL in one statement."""
+    """`rows_write` and `rows_add` (model, deltas, counters) of several models at once: on PostgreSQL
+    in one statement."""
     writes = [(model, rows) for model, rows in writes if rows]
-    adds = [(model, deltas) for model, deltas in adds if deltas]
+    adds = [(model, deltas, counters) for model, deltas, counters in adds if deltas]
     if not writes and not adds:
         return
     if connection.vendor != "postgresql":
         for model, rows in writes:
             rows_write(model, generation=generation, rows=rows)
-        for model, deltas in adds:
-            rows_add(model, generation=generation, deltas=deltas)
+        for model, deltas, counters in adds:
+            rows_add(model, generation=generation, deltas=deltas, counters=counters)
         return
     params: list[Any] = []
+    parts: list[tuple] = []
     for _, rows in writes:
         params += [generation, _json(rows)]
-    for model, deltas in adds:
-        params += [_json(_added(model, deltas)), generation, generation]
+    for model, deltas, counters in adds:
+        counted = _counters(model, counters)
+        assigned = tuple(sorted({name for changes in deltas.values() for name in changes} - set(counted)))
+        params += [_json(_added(model, deltas, counted)), generation, generation]
+        parts.append((model, counted, assigned))
     with connection.cursor() as cursor:
-        cursor.execute(_save_sql(tuple(m for m, _ in writes), tuple(m for m, _ in adds)), params)
+        cursor.execute(_save_sql(tuple(m for m, _ in writes), tuple(parts)), params)
 
 
-def _added(model: type[models.Model], deltas: dict[tuple, dict[str, Any]]) -> list[Row]:
-    """Each key's row of deltas, every counter present."""
+def _counters(model: type[models.Model], counters: tuple[str, ...] | None) -> tuple[str, ...]:
+    if counters is not None:
+        return counters
     names = key_fields(model)
-    counters = [f.name for f in row_fields(model) if f.name not in names]
-    return [
-        {**dict(zip(names, key, strict=True)), **{name: changes.get(name, 0) for name in counters}}
-        for key, changes in deltas.items()
-    ]
+    return tuple(f.name for f in row_fields(model) if f.name not in names)
+
+
+def _added(model: type[models.Model], deltas: dict[tuple, dict[str, Any]], counters: tuple[str, ...]) -> list[Row]:
+    """Each key's whole row: its deltas (0 for a counter not given), the values it sets, and the
+    defaults of the other fields (what a new row starts with)."""
+    rows = []
+    for key, changes in deltas.items():
+        row = row_new(model, key)
+        row.update(dict.fromkeys(counters, 0))
+        row.update(changes)
+        rows.append(row)
+    return rows
 
 
 def _json(values: list[Row]) -> str:
@@ -194,23 +217,30 @@ def _upsert_sql(model: type[models.Model]) -> str:
 
 
 @cache
-def _add_ctes(model: type[models.Model], n: int) -> str:
-    """The common table expressions that add a JSON parameter's deltas to `model`'s counters
-    (parameters: the deltas, the generation twice), named with the suffix `n`."""
+def _add_ctes(model: type[models.Model], n: int, counters: tuple[str, ...], assigned: tuple[str, ...]) -> str:
+    """The common table expressions that add a JSON parameter's rows of deltas to `model`'s
+    `counters` and set its `assigned` fields, inserting the rows of keys it has not (parameters:
+    the rows, the generation twice), named with the suffix `n`."""
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     names = key_fields(model)
     keys = [model._meta.get_field(name) for name in names]
-    counters = [f for f in row_fields(model) if f.name not in names]
-    columns = ", ".join(qn(f.column) for f in [*keys, *counters])
-    values = ", ".join(f"d.{qn(f.name)}" for f in [*keys, *counters])
+    fields = row_fields(model)
+    columns = ", ".join(qn(f.column) for f in fields)
+    values = ", ".join(f"d.{qn(f.name)}" for f in fields)
     match = " AND ".join(f"t.{qn(f.column)} = d.{qn(f.name)}" for f in keys)
-    added = ", ".join(f"{qn(f.column)} = t.{qn(f.column)} + d.{qn(f.name)}" for f in counters)
+    changed = [model._meta.get_field(name) for name in (*counters, *assigned)]
+    updates = ", ".join(
+        f"{qn(f.column)} = t.{qn(f.column)} + d.{qn(f.name)}"
+        if f.name in counters
+        else f"{qn(f.column)} = d.{qn(f.name)}"
+        for f in changed
+    )
     returned = ", ".join(f"t.{qn(f.column)} AS {qn(f.name)}" for f in keys)
     updated = " AND ".join(f"u.{qn(f.name)} = d.{qn(f.name)}" for f in keys)
     return (
-        f"d{n} AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d({_record([*keys, *counters])})), "  # noqa: S608 (names from the model)
-        f"u{n} AS (UPDATE {table} t SET {added} FROM d{n} d "
+        f"d{n} AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d({_record(fields)})), "  # noqa: S608 (names from the model)
+        f"u{n} AS (UPDATE {table} t SET {updates} FROM d{n} d "
         f"WHERE t.generation = %s AND {match} RETURNING {returned}), "
         f"i{n} AS (INSERT INTO {table} (generation, {columns}) SELECT %s, {values} FROM d{n} d "
         f"WHERE NOT EXISTS (SELECT 1 FROM u{n} u WHERE {updated}))"
@@ -218,8 +248,9 @@ def _add_ctes(model: type[models.Model], n: int) -> str:
 
 
 @cache
-def _save_sql(written: tuple[type[models.Model], ...], added: tuple[type[models.Model], ...]) -> str:
-    """One statement of `rows_save`: an upsert per written model, then the additions of each added one."""
+def _save_sql(written: tuple[type[models.Model], ...], added: tuple[tuple, ...]) -> str:
+    """One statement of `rows_save`: an upsert per written model, then the additions to each added
+    one, given as (model, counters, assigned fields)."""
     parts = [f"w{n} AS ({_upsert_sql(model)})" for n, model in enumerate(written)]
-    parts += [_add_ctes(model, n) for n, model in enumerate(added)]
+    parts += [_add_ctes(model, n, counters, assigned) for n, (model, counters, assigned) in enumerate(added)]
     return f"WITH {', '.join(parts)} SELECT 1"

@@ -85,3 +85,32 @@ def test_counters_are_added_to_rows_that_exist_and_start_rows_that_do_not():
         (1, APRIL): (1, 0, 0, Decimal("0.00")),
         (2, MARCH): (5, 0, 0, Decimal("0.00")),
     }
+
+
+def test_counters_are_added_and_other_fields_set_or_left_alone():
+    """Sales added to a product's figures: its units and revenue grow, its title is the one given,
+    and its stock figures stay as they were (a new row starts them at their defaults)."""
+    stocked = {**row_new(ProductSales, (T1, "A")), "units": 3, "revenue": Decimal("30.00"), "restocked": 9}
+    rows_write(ProductSales, generation=1, rows=[{**stocked, "on_hand": 6, "stock_position": 4}])
+    with CaptureQueriesContext(connection) as queries:
+        rows_add(
+            ProductSales,
+            generation=1,
+            deltas={
+                (T1, "A"): {"units": -1, "revenue": Decimal("-10.00"), "title": "New title"},
+                (T1, "B"): {"units": 2, "revenue": Decimal("5.00"), "title": "B"},
+            },
+            counters=("units", "revenue"),
+        )
+    assert len(queries) == 1
+    found = rows_get(ProductSales, generation=1, keys=[(T1, "A"), (T1, "B")])
+    assert found[(T1, "A")] == {
+        **stocked,
+        "units": 2,
+        "revenue": Decimal("20.00"),
+        "title": "New title",
+        "on_hand": 6,
+        "stock_position": 4,
+    }
+    new = row_new(ProductSales, (T1, "B"))
+    assert found[(T1, "B")] == {**new, "units": 2, "revenue": Decimal("5.00"), "title": "B"}

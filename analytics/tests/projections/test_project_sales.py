@@ -206,16 +206,16 @@ def test_a_batch_costs_the_same_statements_however_many_events_it_holds(tenant):
 
 def test_one_pass_of_the_projection_over_a_confirmation_takes_few_statements(tenant, django_assert_max_num_queries):
     """Under a steady load each pass applies an event or two: its fixed cost is the reader's cost.
-    The head, the transaction, the checkpoint with the events and its move, the summaries, the
-    products, and one write for every table; the generation is looked up again only when something
-    else moved the checkpoint."""
+    The head, the transaction, the checkpoint with the events and its move, the summaries, and one
+    write for every table; the generation is looked up again only when something else moved the
+    checkpoint."""
     story = OrderStory(tenant).placed(at=AT)
     project()
     story.confirmed()
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(6):
         assert project() == 1
     assert month_of(tenant).paid_orders == 1
     OrderStory(tenant).placed(at=AT)
     tracking.reset(SALES, to=Checkpoint.objects.get(name=SALES).position)
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(8):
         assert project() == 1
