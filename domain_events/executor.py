@@ -6,12 +6,13 @@ handlers (`running`) and records the outcomes (`outcomes`), in one transaction. 
 writes and its record therefore commit together: a redelivered event finds the record `succeeded`
 and is not applied again.
 
-- A relay's batch (`run_due_here`) and a Celery worker's (`execute(..., isolated=True)`, see
-  `batches`) run in one transaction with a savepoint per delivery: a failing handler rolls back
-  only its own writes and is recorded with its own attempts and retry schedule; a handler past
-  `HANDLER_TIME_LIMIT` fails the same way. The fast path's claimed batches (`execute`) make one
-  optimistic commit; when a handler fails, the batch is rolled back and run again with a savepoint
-  per handler, and the handler that failed is recorded, not run again.
+- A Celery worker's batch (`execute(..., isolated=True)`, see `batches`) runs in one transaction
+  with a savepoint per delivery: a failing handler rolls back only its own writes and is recorded
+  with its own attempts and retry schedule; a handler past `HANDLER_TIME_LIMIT` fails the same
+  way. A relay's batch (`run_due_here`) and the fast path's claimed batches (`execute`) make one
+  optimistic commit; when a handler fails (in a relay, also past its time limit), the batch is
+  rolled back and run again with a savepoint per handler, and the handler that failed is
+  recorded, not run again.
 - An error that breaks the connection or the batch's transaction (a lost backend, a handler
   stopped in the middle of a statement, a failed commit) ends the batch: it runs again one delivery
   per transaction, and a delivery that breaks its own transaction too is recorded as failed in a
@@ -25,6 +26,7 @@ and is not applied again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -205,7 +207,7 @@ def run_due_here(limit: int, handlers: Sequence[str]) -> Report:
         chosen.update((d.pk, d.event_recorded_at) for d, _ in rows)
         return rows
 
-    return _run(lock, isolated=True)
+    return _run(lock, isolated=True, optimistic=True)
 
 
 def start_and_run(claim: Claim) -> Report | None:
@@ -304,13 +306,14 @@ def _run_outside(claim: Claim, *, limit: float | None = None, checked: Delivery 
 # --- running a batch ------------------------------------------------------------------------
 
 
-def _run(lock: Lock, *, isolated: bool = False) -> Report:
+def _run(lock: Lock, *, isolated: bool = False, optimistic: bool = False) -> Report:
     """Run a batch; after a deadlock or a broken connection, one delivery per transaction.
 
-    `isolated`: a savepoint per delivery from the start, each handler under `HANDLER_TIME_LIMIT`
-    (a relay's batch); otherwise one optimistic commit first (`_run_batch`).
+    `isolated`: a savepoint per delivery from the start (or, `optimistic`, once a handler failed),
+    each handler under `HANDLER_TIME_LIMIT` (a relay's batch); otherwise one optimistic commit
+    first (`_run_batch`).
     """
-    run = _run_isolated if isolated else _run_batch
+    run = functools.partial(_run_isolated, optimistic=optimistic) if isolated else _run_batch
     try:
         return _after_holds(run(lock, None))
     except Transient:
@@ -371,13 +374,15 @@ def _record_broken(lock: Lock, delivery_id: int, error: str) -> Report:
     return report
 
 
-def _run_isolated(lock: Lock, only: set[int] | None) -> Report:
+def _run_isolated(lock: Lock, only: set[int] | None, *, optimistic: bool = False) -> Report:
     """Run a batch in one transaction with a savepoint (and a time limit) per delivery.
 
     A delivery alone in its batch needs no savepoint: the transaction is its own. If its handler
     fails, the transaction is rolled back and the failure recorded in a fresh one. A deferred
     constraint that fails at commit breaks the batch (`BrokenBatch`): each delivery then commits
-    on its own, and only the offending one fails.
+    on its own, and only the offending one fails. `optimistic`: no savepoints until a handler
+    fails; then the batch is rolled back and run again with them, the failed handler recorded, not
+    run again.
     """
     limit = handler_time_limit()
     known_failures: dict[int, str] = {}
@@ -385,7 +390,7 @@ def _run_isolated(lock: Lock, only: set[int] | None) -> Report:
         try:
             with _collecting() as follow_ups, transaction.atomic():
                 rows = lock(only)
-                report = _run_locked(rows, careful=len(rows) > 1, limit=limit)
+                report = _run_locked(rows, careful=len(rows) > 1 and not optimistic, limit=limit)
         except RunCarefully as failure:
             known_failures[failure.delivery_id] = failure.error
             with _collecting() as follow_ups, transaction.atomic():
