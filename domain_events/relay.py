@@ -171,17 +171,24 @@ class Relay:
     def _run_readers(self) -> None:
         """The position readers' own loop (a thread of a running relay, with its own database
         connection): look at the head every `READER_POLL_INTERVAL`, or after `FENCE_RECHECK` while a
-        fence waits or when the readers just applied events, and move them when it moved."""
+        fence waits or when the readers just applied events, and move them when it moved. Of
+        several relays, only the one holding the readers' lock does so; the others look once a poll
+        interval."""
         last_full = 0.0
+        leading = False
         try:
             while not self._stopping:
+                # Relays side by side: the one whose thread holds the readers' lock moves them at
+                # this pace, the others once a poll interval (in case it hangs) until one takes over.
+                leading = leading or _lead_readers()
                 # Once a poll interval every reader gets a pass whether the head moved or not: one
                 # that failed is waiting for its retry time, and nothing new may come to wake it.
                 full = time.monotonic() - last_full >= self.poll_interval
                 behind = self._move_readers(full=full)
+                leading = leading and behind is not None  # a failed pass closed the connection and the lock
                 if full:
                     last_full = time.monotonic()
-                if behind is None:
+                if behind is None or not leading:
                     time.sleep(self.poll_interval)
                 elif not behind:
                     soon = FENCE.pending() or self._readers_applied
@@ -279,3 +286,20 @@ class Relay:
         if self._readers_thread is None:
             self.readers_behind = behind
         return behind
+
+
+def _lead_readers() -> bool:
+    """Whether this thread's connection now holds the readers' lock (a session advisory lock, let go
+    when the connection closes): the relay that holds it moves the position readers at their pace,
+    so relays side by side do not all look at the head every few milliseconds. Always true on
+    SQLite."""
+    if connection.vendor != "postgresql":
+        return True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.TRY_READERS_LOCK)
+            return cursor.fetchone()[0]
+    except Exception:
+        logger.warning("could not try the readers' lock; trying again", exc_info=True)
+        connection.close()
+        return False

@@ -44,6 +44,9 @@ PRUNE_LOCK = 7246183015249174628
 
 NOTIFY = "SELECT pg_notify(%s, %s)"
 TRY_PRUNE_LOCK = f"SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"
+# Session advisory lock of the relay that moves the position readers (`relay`).
+READERS_LOCK = 7246183015249174629
+TRY_READERS_LOCK = f"SELECT pg_try_advisory_lock({READERS_LOCK})"
 # Deferred constraints (Django's foreign keys) checked per statement, inside each savepoint.
 CONSTRAINTS_IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
 

@@ -1,18 +1,19 @@
 """Position readers: every matching event once, in position order, with the checkpoint committed
 together with the reader's writes; start from the beginning or from now; reset; second tables; lag."""
 
+import threading
 import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from domain_events import reader_lag, tracking
 from domain_events.bus import event_bus
 from domain_events.events import OrderPlaced
 from domain_events.head import head
 from domain_events.models import Checkpoint, ParkedEvent, StoredEvent
-from domain_events.relay import Relay
+from domain_events.relay import Relay, _lead_readers
 from domain_events.subscriptions import subscriptions
 from domain_events.tests.probe.events import ProbeFollowedUp, ProbeHappened
 from domain_events.tests.probe.models import ProbeRecord, ProbeSwitch
@@ -203,3 +204,25 @@ def test_a_pass_over_readers_with_nothing_to_read_takes_a_statement_or_two(djang
     with django_assert_num_queries(1 + 3):
         tracking.advance([READER], top=top)
     assert Checkpoint.objects.get(name=READER).position == top
+
+
+def test_one_relay_at_a_time_holds_the_readers_lock_and_another_takes_it_when_it_goes():
+    """Relays side by side: one moves the position readers at their pace, the others look only
+    once a poll interval, until the one holding the lock is gone."""
+    tries: list[bool] = []
+
+    def another_relay() -> None:
+        try:
+            tries.append(_lead_readers())
+        finally:
+            connection.close()
+
+    assert _lead_readers()
+    thread = threading.Thread(target=another_relay)
+    thread.start()
+    thread.join(10)
+    connection.close()  # this relay's readers connection ends, and its lock with it
+    thread = threading.Thread(target=another_relay)
+    thread.start()
+    thread.join(10)
+    assert tries == [False, True]
