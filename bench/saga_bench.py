@@ -202,6 +202,15 @@ class SagaComparison:
             self._own.extend(side.services)
         return self.sides["relays-only"]
 
+    def sweep(self) -> None:
+        """The webhooks sweep, as deployed, for every ShelfWise side (not metered: a query every
+        WEBHOOK_SWEEP_INTERVAL). It sends the rare delivery left without a message when its
+        subject's earlier delivery was in flight as it was recorded; without it, a phase would wait
+        for that delivery until the timeout."""
+        sweep = self.bench.service("webhook-sweep", [PYTHON, "manage.py", "send_due_webhooks", "--verbosity", "2"])
+        self._own.append(sweep)
+        sweep.wait_for("running")
+
     def close(self) -> None:
         """Deactivate the endpoint and stop the processes of this section (the shared ones are `orders`')."""
         from bench.orders_bench import http_json
@@ -360,6 +369,7 @@ class SagaComparison:
         try:
             # Every side up before the first phase, so that each phase can pause the others'.
             plain_side, shelf_side = self.side("plain"), self.side("shelfwise")
+            self.sweep()
             shelf_sides = [("shelfwise", shelf_side, "")]
             if self.config.saga_relays_only:
                 shelf_sides.append(("relays_only", self.relays_only_side(), "-relays-only"))
