@@ -23,6 +23,8 @@ Sizes (environment variable or option):
   the paced orders of its latency figure), BENCH_SAGA_ROUNDS (3: alternating rounds, ShelfWise and the
   plain saga of bench/plainsaga; medians)
   BENCH_SAGA_TRACING (1: the saga again with tracing on, exporting to a loopback OTLP sink; 0 skips it)
+  BENCH_SAGA_RELAYS_ONLY (1, 0 under QUICK: each saga round also runs ShelfWise with every process at
+  OUTBOX_RUN_ON_COMMIT=false, the in-process handlers in the relay only)
   BENCH_WARMUP (10: orders each HTTP load client places before it is measured, on fresh processes; 3 on
   processes that have served a phase)
   BENCH_READSIDE_EVENTS (100000,200000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
@@ -70,6 +72,8 @@ QUICK_SIZES = {
     "BENCH_SAGA_ORDERS": "30",
     "BENCH_SAGA_LATENCY_ORDERS": "20",
     "BENCH_SAGA_ROUNDS": "1",
+    # The saga's side with the handlers in the relays only (BENCH_SAGA_RELAYS_ONLY=1 runs it).
+    "BENCH_SAGA_RELAYS_ONLY": "0",
     "BENCH_ADMIN_EVENTS": "10000",
     "BENCH_ADMIN_RUNS": "1",
     "BENCH_READSIDE_EVENTS": "3000,6000",
@@ -91,6 +95,8 @@ def quick_notice(config: Config) -> str:
         f"publish {os.environ.get('BENCH_PUBLISH_ROUNDS', '2')} round(s) of 2",
         f"the admin's pages {os.environ.get('BENCH_ADMIN_RUNS', '5')} fetch(es) of 5",
     ]
+    if not config.saga_relays_only:
+        rounds.append("the saga without its side with the handlers in the relays only")
     return (
         "  QUICK: every line at a small size, in fewer rounds (" + "; ".join(rounds) + "):\n"
         "  to see that everything works and roughly where it stands, not figures to quote."

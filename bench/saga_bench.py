@@ -14,6 +14,10 @@ state change), both to a loopback receiver, and measures with the same processes
 * the peak resident memory of every process of the phase.
 
 Rounds alternate (plain saga, then ShelfWise) BENCH_SAGA_ROUNDS times; the figures are the medians.
+With BENCH_SAGA_RELAYS_ONLY, each round also runs ShelfWise with its handlers in the relays only:
+the same processes, each started with OUTBOX_RUN_ON_COMMIT=false, so no publisher runs an
+in-process handler after its commit (the Celery worker and the relay included); the two ShelfWise
+sides take turns going first.
 """
 
 from __future__ import annotations
@@ -37,6 +41,61 @@ if TYPE_CHECKING:
 # The plain saga's webhooks per confirmed order: placed, reserved, captured, confirmed.
 PLAIN_WEBHOOKS_PER_ORDER = 4
 LATENCY_CLIENTS = 2
+RELAYS_ONLY = "handlers in the relays only"
+
+
+def relays_only_ratios(shelf: dict, relays: dict) -> dict[str, float]:
+    """Handlers in the relays only against in-process running (ShelfWise's side), each ratio
+    higher-is-better for the relays only: below 1, in-process running wins on that figure."""
+    return {
+        "cpu": cpu_total(shelf["cpu"]) / cpu_total(relays["cpu"]),
+        "per_s": relays["per_s"] / shelf["per_s"],
+        "p50": shelf["latency"]["p50"] / relays["latency"]["p50"],
+        "p99": shelf["latency"]["p99"] / relays["latency"]["p99"],
+    }
+
+
+def relays_only_rows(results: dict) -> list[dict]:
+    """The summary lines of the side with the handlers in the relays only, against in-process
+    running (see `relays_only_ratios`); none when it did not run."""
+    shelf, relays = results["median"]["shelfwise"], results["median"].get("relays_only")
+    if relays is None:
+        return []
+    ratio = relays_only_ratios(shelf, relays)
+    rate = results["median"]["plain"]["latency"]["rate"]
+    lines = [
+        (
+            "CPU per confirmed order",
+            "cpu",
+            f"{cpu_total(relays['cpu']):.1f} ms",
+            f"{cpu_total(shelf['cpu']):.1f} ms",
+        ),
+        (
+            "confirmed orders/s, closed loop",
+            "per_s",
+            f"{relays['per_s']:.1f} orders/s",
+            f"{shelf['per_s']:.1f} orders/s",
+        ),
+    ]
+    for q in ("p50", "p99"):
+        lines.append(
+            (
+                f"place→confirmed {q} at {rate:.1f} orders/s",
+                q,
+                f"{fmt_ms(relays['latency'][q])} ms",
+                f"{fmt_ms(shelf['latency'][q])} ms",
+            )
+        )
+    return [
+        {
+            "what": f"the whole saga, {RELAYS_ONLY}: {what}",
+            "figure": figure,
+            "ceiling": f"in-process running (default) {reference}",
+            "ratio": fmt_ratio(ratio[key]),
+            "cpu_ratio": fmt_ratio(ratio[key]) if key == "cpu" else "—",
+        }
+        for what, key, figure, reference in lines
+    ]
 
 
 def received(port: int) -> int:
@@ -116,19 +175,41 @@ class SagaComparison:
         self.sides[kind] = side
         return side
 
-    def traced_side(self, sink_port: int) -> Side:
-        """ShelfWise with tracing on: processes of its own, exporting every span to the sink; the
-        same receiver and endpoint as ShelfWise's untraced side."""
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
-        relay = self.bench.relay("relay-saga-traced", wait=False, **env)
+    def variant_side(self, suffix: str, **env: str) -> Side:
+        """ShelfWise's side again with processes of its own, each started with `env` (gunicorn with
+        OUTBOX_RUN_ON_COMMIT=false, as served, unless `env` says otherwise); the same receiver and
+        endpoint as ShelfWise's side, the same labels for its figures."""
+        relay = self.bench.relay(f"relay-saga-{suffix}", wait=False, **env)
         worker = self.bench.service(
-            "celery-saga-traced", celery_worker_argv("bench-saga-traced", python=PYTHON), LOG_LEVEL="INFO", **env
+            f"celery-saga-{suffix}", celery_worker_argv(f"bench-saga-{suffix}", python=PYTHON), LOG_LEVEL="INFO", **env
         )
-        web, web_port = self.orders.gunicorn("gunicorn-saga-traced", OUTBOX_RUN_ON_COMMIT="false", **env)
+        web, web_port = self.orders.gunicorn(f"gunicorn-saga-{suffix}", **{"OUTBOX_RUN_ON_COMMIT": "false", **env})
         relay.wait_for("running")
         worker.wait_for(" ready.", timeout=60)
         processes = {"gunicorn-saga": web, "relay-saga": relay, "celery-saga": worker}
         return Side("shelfwise", processes, web_port, self.side("shelfwise").receiver_port, [relay, worker])
+
+    def traced_side(self, sink_port: int) -> Side:
+        """ShelfWise with tracing on, exporting every span to the sink."""
+        return self.variant_side("traced", OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink_port}")
+
+    def relays_only_side(self) -> Side:
+        """ShelfWise with every in-process handler run by the relay: no process runs one after its
+        own commit (OUTBOX_RUN_ON_COMMIT=false everywhere, not in gunicorn only). Started once for
+        every round; `close` stops it."""
+        if "relays-only" not in self.sides:
+            side = self.sides["relays-only"] = self.variant_side("relays-only", OUTBOX_RUN_ON_COMMIT="false")
+            self._own.extend(side.services)
+        return self.sides["relays-only"]
+
+    def sweep(self) -> None:
+        """The webhooks sweep, as deployed, for every ShelfWise side (not metered: a query every
+        WEBHOOK_SWEEP_INTERVAL). It sends the rare delivery left without a message when its
+        subject's earlier delivery was in flight as it was recorded; without it, a phase would wait
+        for that delivery until the timeout."""
+        sweep = self.bench.service("webhook-sweep", [PYTHON, "manage.py", "send_due_webhooks", "--verbosity", "2"])
+        self._own.append(sweep)
+        sweep.wait_for("running")
 
     def close(self) -> None:
         """Deactivate the endpoint and stop the processes of this section (the shared ones are `orders`')."""
@@ -286,17 +367,33 @@ class SagaComparison:
         say = self.bench.say
         rounds = []
         try:
-            # Both sides up before the first phase, so that each phase can pause the other's.
-            sides = self.side("plain"), self.side("shelfwise")
+            # Every side up before the first phase, so that each phase can pause the others'.
+            plain_side, shelf_side = self.side("plain"), self.side("shelfwise")
+            self.sweep()
+            shelf_sides = [("shelfwise", shelf_side, "")]
+            if self.config.saga_relays_only:
+                shelf_sides.append(("relays_only", self.relays_only_side(), "-relays-only"))
             for i in range(self.config.saga_rounds):
-                plain = self.phase(sides[0], str(i), None)
-                shelf = self.phase(sides[1], str(i), plain["latency"]["rate"])
-                rounds.append({"plain": plain, "shelfwise": shelf})
+                plain = self.phase(plain_side, str(i), None)
+                this_round = {"plain": plain}
+                # The ShelfWise sides take turns going first.
+                for key, side, suffix in shelf_sides[i % 2 :] + shelf_sides[: i % 2]:
+                    this_round[key] = self.phase(side, f"{i}{suffix}", plain["latency"]["rate"])
+                rounds.append(this_round)
+                shelf = this_round["shelfwise"]
                 say(
                     f"  whole saga, round {i + 1}: CPU per confirmed order {cpu_total(shelf['cpu']):.1f} ms"
                     f" (plain saga {cpu_total(plain['cpu']):.1f}); {shelf['per_s']:.1f} confirmed orders/s"
                     f" (plain saga {plain['per_s']:.1f})"
                 )
+                if "relays_only" in this_round:
+                    relays = this_round["relays_only"]
+                    lat, lat_shelf = relays["latency"], shelf["latency"]
+                    say(
+                        f"    {RELAYS_ONLY}: {cpu_total(relays['cpu']):.1f} ms, {relays['per_s']:.1f} confirmed"
+                        f" orders/s, p50/p99 {fmt_ms(lat['p50'])}/{fmt_ms(lat['p99'])} ms (in-process running"
+                        f" {fmt_ms(lat_shelf['p50'])}/{fmt_ms(lat_shelf['p99'])})"
+                    )
             self.results = {"rounds": rounds, "median": {k: self.median([r[k] for r in rounds]) for k in rounds[0]}}
             if self.config.saga_tracing:
                 traced = self.results["traced"] = self.traced()
@@ -342,8 +439,12 @@ class SagaComparison:
 
     def report(self) -> str:
         plain, shelf = self.results["median"]["plain"], self.results["median"]["shelfwise"]
+        relays = self.results["median"].get("relays_only")
         rows = []
-        for label, f in (("plain saga (bench/plainsaga)", plain), ("ShelfWise", shelf)):
+        sides = [("plain saga (bench/plainsaga)", plain), ("ShelfWise", shelf)]
+        if relays is not None:
+            sides.append((f"ShelfWise, {RELAYS_ONLY}", relays))
+        for label, f in sides:
             rows.append(
                 [
                     label,
@@ -380,9 +481,30 @@ class SagaComparison:
                 + "; plain saga "
                 + ", ".join(f"{n} {fmt_cpu(c)}" for n, c in plain["by_process"].items())
                 + ".",
+                *self.relays_only_note(),
                 *self.traced_note(),
             ],
         )
+
+    def relays_only_note(self) -> list[str]:
+        relays = self.results["median"].get("relays_only")
+        if relays is None:
+            return []
+        by_round = [relays_only_ratios(r["shelfwise"], r["relays_only"]) for r in self.results["rounds"]]
+
+        def each(key: str) -> str:
+            return "/".join(f"{r[key]:.2f}" for r in by_round)
+
+        return [
+            f"ShelfWise, {RELAYS_ONLY}: the same processes, each started with OUTBOX_RUN_ON_COMMIT=false"
+            " (gunicorn as served, the Celery worker and the relay too), so the relay runs every in-process"
+            " handler; ShelfWise's line is the default, where the worker and the relay run them after their"
+            " own commits. By process: "
+            + ", ".join(f"{n} {fmt_cpu(c)}" for n, c in relays["by_process"].items())
+            + ". Round by round, relays only against in-process running (higher: the relays only do better;"
+            f" below 1: in-process running wins): CPU {each('cpu')}, confirmed/s {each('per_s')},"
+            f" p50 {each('p50')}, p99 {each('p99')}."
+        ]
 
     def traced_note(self) -> list[str]:
         if "traced" not in self.results:
@@ -428,6 +550,7 @@ class SagaComparison:
                 "cpu_ratio": "—",
             },
         ]
+        rows.extend(relays_only_rows(self.results))
         if "traced" in self.results:
             traced = cpu_total(self.results["traced"]["cpu"])
             rows.append(

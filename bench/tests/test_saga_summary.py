@@ -1,0 +1,58 @@
+"""The saga section's summary lines for the side with the handlers in the relays only."""
+
+from __future__ import annotations
+
+from bench.saga_bench import relays_only_rows
+
+
+def side(cpu_ms: float, per_s: float, p50: float, p99: float) -> dict:
+    return {
+        "cpu": {"client_ms": cpu_ms * 0.75, "server_ms": cpu_ms * 0.25},
+        "per_s": per_s,
+        "latency": {"rate": 10.0, "p50": p50, "p99": p99},
+    }
+
+
+def results(**median: dict) -> dict:
+    return {"median": {"plain": side(100.0, 20.0, 0.05, 0.2), **median}}
+
+
+def test_each_figure_against_in_process_running_below_one_when_in_process_running_wins():
+    rows = relays_only_rows(
+        results(shelfwise=side(100.0, 20.0, 0.1, 0.3), relays_only=side(80.0, 25.0, 0.2, 0.3)),
+    )
+
+    assert rows == [
+        {
+            "what": "the whole saga, handlers in the relays only: CPU per confirmed order",
+            "figure": "80.0 ms",
+            "ceiling": "in-process running (default) 100.0 ms",
+            "ratio": "1.25",
+            "cpu_ratio": "1.25",
+        },
+        {
+            "what": "the whole saga, handlers in the relays only: confirmed orders/s, closed loop",
+            "figure": "25.0 orders/s",
+            "ceiling": "in-process running (default) 20.0 orders/s",
+            "ratio": "1.25",
+            "cpu_ratio": "—",
+        },
+        {
+            "what": "the whole saga, handlers in the relays only: place→confirmed p50 at 10.0 orders/s",
+            "figure": "200.0 ms",
+            "ceiling": "in-process running (default) 100.0 ms",
+            "ratio": "0.50",
+            "cpu_ratio": "—",
+        },
+        {
+            "what": "the whole saga, handlers in the relays only: place→confirmed p99 at 10.0 orders/s",
+            "figure": "300.0 ms",
+            "ceiling": "in-process running (default) 300.0 ms",
+            "ratio": "1.00",
+            "cpu_ratio": "—",
+        },
+    ]
+
+
+def test_no_lines_when_the_side_did_not_run():
+    assert relays_only_rows(results(shelfwise=side(100.0, 20.0, 0.1, 0.3))) == []
