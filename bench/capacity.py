@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver")
 
 import django
 

@@ -3,6 +3,8 @@ partitions, are counted over every partition, once; a plain table's are its own.
 
 from __future__ import annotations
 
+import importlib
+import os
 import uuid
 
 import pytest
@@ -44,3 +46,11 @@ def test_the_partitioned_tables_bytes_are_those_of_all_their_partitions():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_total_relation_size('domain_events_stream')")
         assert found["domain_events_stream"] == (cursor.fetchone()[0], 3), "a plain table: its own bytes"
+
+
+def test_importing_it_leaves_the_processes_environment_alone(monkeypatch):
+    """Tests import it: a host list set here would reach every server a later test starts
+    (gunicorn refused 127.0.0.1 with `ALLOWED_HOSTS=testserver`)."""
+    monkeypatch.delenv("ALLOWED_HOSTS", raising=False)
+    importlib.reload(capacity)
+    assert "ALLOWED_HOSTS" not in os.environ
