@@ -59,7 +59,9 @@ def test_killing_a_relay_mid_batch_loses_nothing_and_applies_nothing_twice(proce
 
 def test_killing_a_worker_mid_batch_loses_nothing_and_applies_nothing_twice(processes):
     ProbeSwitch.set("probe.slow:sleep", 0.2)
-    worker = processes.worker("worker-1", concurrency=2)
+    # Batches of two, so that some commit before the kill and some are cut off: with the default
+    # batch, a backlog of 20 can go in one transaction and commit before the first look.
+    worker = processes.worker("worker-1", concurrency=2, OUTBOX_CELERY_BATCH="2")
     events = publish_many(20)
     wait_until(lambda: Delivery.objects.filter(handler="probe.slow", status="succeeded").count() >= 4, what="4 done")
     worker.kill(signal.SIGKILL)
