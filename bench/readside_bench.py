@@ -109,6 +109,7 @@ class ReadSideBenchmark:
         self.batch = env_int("BENCH_READSIDE_BATCH", 500)
         self.orders = env_int("BENCH_READSIDE_ORDERS", 300)
         self.rate = env_int("BENCH_READSIDE_RATE", 20)
+        self.lag_rounds = env_int("BENCH_READSIDE_LAG_ROUNDS", 3)
         self.results: dict[str, object] = {}
 
     # --- rebuild -------------------------------------------------------------------------------
@@ -286,7 +287,10 @@ SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index
             f"Benchmark 4: read side: rebuild of {SALES} at {', '.join(f'{n:,}' for n in self.sizes)} events"
             f" (batches of {self.batch}), lag to the dashboard over {self.orders} orders at {self.rate}/s"
         )
-        self.results = {"batch": self.batch, "lag": self.lag(), "rebuild": {}}
+        rounds = [self.lag() for _ in range(max(1, self.lag_rounds))]
+        # The round whose p99 is the median stands for the line; every round is kept.
+        median = sorted(rounds, key=lambda r: r["p99_s"])[len(rounds) // 2]
+        self.results = {"batch": self.batch, "lag": {**median, "rounds": rounds}, "rebuild": {}}
         for events in self.sizes:
             self.results["rebuild"][events] = self.rebuild_at(events)
         self.reset()
@@ -384,9 +388,10 @@ SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index
         rows.append(
             {
                 "what": "commit to dashboard, steady orders",
-                "figure": f"p50 {lag['p50_s'] * 1000:.0f} ms, p99 {lag['p99_s'] * 1000:.0f} ms",
+                "figure": f"p50 {lag['p50_s'] * 1000:.0f} ms, p99 {lag['p99_s'] * 1000:.0f} ms"
+                + (f" (median p99 of {len(lag['rounds'])} rounds)" if len(lag.get("rounds", [])) > 1 else ""),
                 "ceiling": "goal p99 100 ms",
-                "ratio": f"{lag['p99_s'] / 0.1:.2f}",
+                "ratio": f"{0.1 / lag['p99_s']:.2f}",  # higher is better: the goal over the p99
                 "cpu_ratio": "—",
             }
         )
