@@ -46,7 +46,7 @@ class PublishBenchmark:
         bench.setup_django()
         self.procs = env_int("BENCH_PUBLISH_PROCS", 8)
         self.events = env_int("BENCH_PUBLISH_EVENTS", 3000)
-        self.rounds = env_int("BENCH_PUBLISH_ROUNDS", 2)
+        self.rounds = env_int("BENCH_PUBLISH_ROUNDS", 3)
         self.results: dict[str, object] = {}
         # The recording statements, made once here rather than by a Django set-up in every publisher.
         self.statements = {}

@@ -94,7 +94,7 @@ def quick_notice(config: Config) -> str:
     """What QUICK leaves out, said at the top of its output."""
     rounds = [
         f"saga {config.saga_rounds} round(s) where the full run takes the median of 3 alternating rounds",
-        f"publish {os.environ.get('BENCH_PUBLISH_ROUNDS', '2')} round(s) of 2",
+        f"publish {os.environ.get('BENCH_PUBLISH_ROUNDS', '3')} round(s) of 3",
         f"the admin's pages {os.environ.get('BENCH_ADMIN_RUNS', '5')} fetch(es) of 5",
     ]
     if not config.saga_relays_only:
