@@ -322,6 +322,22 @@ def test_a_relay_waits_a_moment_for_open_positions_so_that_one_pass_takes_them(s
         thread.join(10)
 
 
+def run_relay_while(relay: Relay, meanwhile, *, timeout: float) -> None:
+    """Run `relay` in this thread while `meanwhile` runs in another; it stops the relay when done."""
+
+    def then_stop() -> None:
+        try:
+            meanwhile()
+        finally:
+            relay.stop()
+            connection.close()
+
+    thread = threading.Thread(target=then_stop)
+    thread.start()
+    relay.run()
+    thread.join(timeout)
+
+
 def test_a_running_relay_moves_its_readers_while_a_slow_delivery_holds_its_loop(settings):
     """The position readers have a thread of their own: a delivery that takes seconds in the
     relay's loop does not keep the projections (the dashboard) waiting for it."""
@@ -337,26 +353,19 @@ def test_a_running_relay_moves_its_readers_while_a_slow_delivery_holds_its_loop(
     seen: dict[str, object] = {}
 
     def meanwhile() -> None:
-        try:
-            with transaction.atomic():
-                event_bus.publish(probe(n=1))
-            # The relay is woken at once and starts the delivery that sleeps 4 s.
-            time.sleep(0.5)
-            with transaction.atomic():
-                event_bus.publish(probe(n=2))
-            deadline = time.monotonic() + 10
-            while applied("probe.tracker:live") != [1, 2] and time.monotonic() < deadline:
-                time.sleep(0.02)
-            seen["tracked"] = applied("probe.tracker:live")
-            seen["slow delivery done"] = applied("probe.fast")
-        finally:
-            relay.stop()
-            connection.close()
+        with transaction.atomic():
+            event_bus.publish(probe(n=1))
+        # The relay is woken at once and starts the delivery that sleeps 4 s.
+        time.sleep(0.5)
+        with transaction.atomic():
+            event_bus.publish(probe(n=2))
+        deadline = time.monotonic() + 10
+        while applied("probe.tracker:live") != [1, 2] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen["tracked"] = applied("probe.tracker:live")
+        seen["slow delivery done"] = applied("probe.fast")
 
-    thread = threading.Thread(target=meanwhile)
-    thread.start()
-    relay.run()
-    thread.join(10)
+    run_relay_while(relay, meanwhile, timeout=10)
     assert seen["tracked"] == [1, 2]
     assert seen["slow delivery done"] == [], "the readers moved while the relay's loop was in the delivery"
     assert applied("probe.fast")[:1] == [1], "the relay's loop was in that delivery"
@@ -380,24 +389,17 @@ def test_a_running_relay_retries_a_failed_reader_when_nothing_new_comes(settings
     seen: dict[str, object] = {}
 
     def meanwhile() -> None:
-        try:
-            deadline = time.monotonic() + 10
-            while not Checkpoint.objects.filter(name="probe.tracker", attempts__gte=1).exists():
-                assert time.monotonic() < deadline, "the reader never failed"
-                time.sleep(0.02)
-            ProbeSwitch.objects.filter(name="probe.tracker:fail").delete()
-            deadline = time.monotonic() + 10
-            while applied("probe.tracker:live") != [1] and time.monotonic() < deadline:
-                time.sleep(0.05)
-            seen["tracked"] = applied("probe.tracker:live")
-        finally:
-            relay.stop()
-            connection.close()
+        deadline = time.monotonic() + 10
+        while not Checkpoint.objects.filter(name="probe.tracker", attempts__gte=1).exists():
+            assert time.monotonic() < deadline, "the reader never failed"
+            time.sleep(0.02)
+        ProbeSwitch.objects.filter(name="probe.tracker:fail").delete()
+        deadline = time.monotonic() + 10
+        while applied("probe.tracker:live") != [1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["tracked"] = applied("probe.tracker:live")
 
-    thread = threading.Thread(target=meanwhile)
-    thread.start()
-    relay.run()
-    thread.join(15)
+    run_relay_while(relay, meanwhile, timeout=15)
     assert seen["tracked"] == [1]
 
 
