@@ -22,7 +22,8 @@ Sizes (environment variable or option):
   BENCH_SAGA_ORDERS (200: the closed-loop orders of a whole-saga phase), BENCH_SAGA_LATENCY_ORDERS (100:
   the paced orders of its latency figure), BENCH_SAGA_ROUNDS (3: alternating rounds, ShelfWise and the
   plain saga of bench/plainsaga; medians)
-  BENCH_SAGA_TRACING (1: the saga again with tracing on, exporting to a loopback OTLP sink; 0 skips it)
+  BENCH_SAGA_TRACING (1: each saga round also runs a closed loop with tracing on, exporting to a
+    loopback OTLP sink; the cost is the median of the rounds' ratios; 0 skips it)
   BENCH_SAGA_RELAYS_ONLY (1, 0 under QUICK: each saga round also runs ShelfWise with every process at
   OUTBOX_RUN_ON_COMMIT=false, the in-process handlers in the relay only)
   BENCH_WARMUP (10: orders each HTTP load client places before it is measured, on fresh processes; 3 on

@@ -1,8 +1,8 @@
-"""The saga section's summary lines for the side with the handlers in the relays only."""
+"""The saga section's summary lines: the side with the handlers in the relays only, and the cost of tracing."""
 
 from __future__ import annotations
 
-from bench.saga_bench import relays_only_rows
+from bench.saga_bench import relays_only_rows, tracing_cost, tracing_ratios
 
 
 def side(cpu_ms: float, per_s: float, p50: float, p99: float) -> dict:
@@ -56,3 +56,26 @@ def test_each_figure_against_in_process_running_below_one_when_in_process_runnin
 
 def test_no_lines_when_the_side_did_not_run():
     assert relays_only_rows(results(shelfwise=side(100.0, 20.0, 0.1, 0.3))) == []
+
+
+def test_the_cost_of_tracing_is_the_median_of_each_rounds_ratio_not_the_ratio_of_medians():
+    # Tracing off: 100, 60, 90 ms; on: 105, 95, 94 ms, the second round slow on the traced side only.
+    # Each round against its own loop with tracing off: 1.05, 1.58, 1.04; the median is 1.05. The
+    # ratio of the medians, 95 / 90, would be 1.06: the one slow loop would move it.
+    rounds = [
+        {"shelfwise": side(100.0, 20.0, 0.1, 0.3), "traced": {"cpu": side(105.0, 20.0, 0, 0)["cpu"]}},
+        {"shelfwise": side(60.0, 20.0, 0.1, 0.3), "traced": {"cpu": side(95.0, 20.0, 0, 0)["cpu"]}},
+        {"shelfwise": side(90.0, 20.0, 0.1, 0.3), "traced": {"cpu": side(94.0, 20.0, 0, 0)["cpu"]}},
+    ]
+
+    assert [round(r, 2) for r in tracing_ratios(rounds)] == [1.05, 1.58, 1.04]
+    assert round(tracing_cost(rounds), 3) == 1.05
+
+
+def test_rounds_without_a_traced_loop_are_left_out():
+    rounds = [
+        {"shelfwise": side(100.0, 20.0, 0.1, 0.3), "traced": {"cpu": side(110.0, 20.0, 0, 0)["cpu"]}},
+        {"shelfwise": side(50.0, 20.0, 0.1, 0.3)},
+    ]
+
+    assert [round(r, 3) for r in tracing_ratios(rounds)] == [1.1]
