@@ -14,7 +14,8 @@ from webhooks.services.waiting import must_wait, with_waiting
 
 
 def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
-    """One delivery of `event` per active endpoint of its tenant that wants its type (idempotent).
+    """One delivery of `event` per active endpoint of its tenant that wants its type and was
+    registered when it occurred (idempotent).
 
     Runs in the executor's transaction, so the deliveries are written once however often the
     event is handed to it; their messages go to the broker once that transaction commits. One
@@ -23,7 +24,9 @@ def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
     now = timezone.now()
     subject = str(event.aggregate_id)  # the CloudEvent's `subject`
     position = StoredEvent.objects.filter(event_id=event.event_id).values("position")[:1]
-    candidates = WebhookEndpoint.objects.filter(tenant_id=event.tenant_id, is_active=True).annotate(
+    # An endpoint gets the events from its registration on, whenever the relay runs this.
+    registered = WebhookEndpoint.objects.filter(created_at__lte=event.occurred_at)
+    candidates = registered.filter(tenant_id=event.tenant_id, is_active=True).annotate(
         event_position=Subquery(position)
     )
     endpoints = [e for e in with_waiting(candidates, subject, OuterRef("event_position"), now) if e.wants(event.type)]

@@ -2,12 +2,16 @@
 410 Gone, order per subject, and the private-network guard at delivery time."""
 
 from datetime import timedelta
+from decimal import Decimal
 from uuid import uuid4
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
+from domain_events.bus import event_bus
 from domain_events.context import acting_as
+from domain_events.events import OrderConfirmed
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
 from webhooks.tests.receiver import Answer, Receiver, running
@@ -164,6 +168,19 @@ def test_event_types_filter_what_an_endpoint_gets(tenant):
         send_due_now()
     assert receiver.received == []
     assert not WebhookDelivery.objects.exists()
+
+
+def test_an_endpoint_gets_the_events_from_its_registration_on_however_late_the_fan_out_runs(tenant):
+    # The relay runs the fan-out of an event recorded before the endpoint existed only afterwards:
+    # the endpoint gets the later event, not that one.
+    earlier = OrderConfirmed(tenant_id=tenant.pk, order_id=uuid4(), total_amount=Decimal("9.99"), currency="USD")
+    endpoint, _secret = endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    later = publish_confirmed(tenant.pk)
+    with transaction.atomic():
+        event_bus.publish(earlier)
+
+    assert earlier.occurred_at < endpoint.created_at < later.occurred_at
+    assert list(WebhookDelivery.objects.values_list("event_id", flat=True)) == [later.event_id]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
