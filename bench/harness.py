@@ -74,7 +74,7 @@ class Config:
     phase_orders: int = 400
     saga_orders: int = 200
     saga_tracing: bool = True
-    saga_relays_only: bool = True
+    saga_in_process: bool = True
     saga_latency_orders: int = 100
     saga_rounds: int = 3
     warmup: int = 10
@@ -101,7 +101,7 @@ class Config:
             phase_orders=env_int("BENCH_PHASE_ORDERS", cls.phase_orders),
             saga_orders=env_int("BENCH_SAGA_ORDERS", cls.saga_orders),
             saga_tracing=os.environ.get("BENCH_SAGA_TRACING", "1") not in ("0", "false", "no"),
-            saga_relays_only=os.environ.get("BENCH_SAGA_RELAYS_ONLY", "1") not in ("0", "false", "no"),
+            saga_in_process=os.environ.get("BENCH_SAGA_IN_PROCESS", "1") not in ("0", "false", "no"),
             saga_latency_orders=env_int("BENCH_SAGA_LATENCY_ORDERS", cls.saga_latency_orders),
             saga_rounds=env_int("BENCH_SAGA_ROUNDS", cls.saga_rounds),
             warmup=env_int("BENCH_WARMUP", cls.warmup),

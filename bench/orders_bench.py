@@ -7,9 +7,9 @@ Measured in one run, each for BENCH_SECONDS:
 * the plain-DRF reference: the same inserts through gunicorn, Django and DRF, without
   authentication, catalog lookup, events or handlers (bench/plain.py);
 * ShelfWise: `POST /api/v1/orders/` through gunicorn (sync workers, persistent connections) with
-  every handler subscribed and an outbox relay running, as served (OUTBOX_RUN_ON_COMMIT=false, as
-  config/gunicorn.conf.py sets it): after each commit the web worker queues the Celery handlers' messages and wakes
-  the relay, which runs the in-process handlers.
+  every handler subscribed and an outbox relay running, as served (OUTBOX_RUN_ON_COMMIT off, the
+  default): after each commit the web worker queues the Celery handlers' messages and wakes the
+  relay, which runs the in-process handlers.
 * then the Celery worker, paused during the load, resumes, and the time until every placed order is
   confirmed gives the downstream rate (reserve, register, capture, confirm) as a comparison line.
 
@@ -231,12 +231,12 @@ class OrdersBenchmark:
             web, port = self.gunicorn("gunicorn-publish-only", wait=False, OUTBOX_DISPATCH_ON_COMMIT="false")
             stack = Stack(web, port)
         else:
-            # As served (config/gunicorn.conf.py): the web hands on, the relay runs the in-process handlers.
+            # As served: the web hands on, the relay runs the in-process handlers (OUTBOX_RUN_ON_COMMIT off).
             relay = self.bench.relay("relay-shelfwise", wait=False)
             worker = self.bench.service(
                 "celery-shelfwise", celery_worker_argv("bench-shelfwise", python=PYTHON), LOG_LEVEL="INFO"
             )
-            web, port = self.gunicorn("gunicorn-shelfwise", wait=False, OUTBOX_RUN_ON_COMMIT="false")
+            web, port = self.gunicorn("gunicorn-shelfwise", wait=False)
             relay.wait_for("running")
             worker.wait_for(" ready.", timeout=60)
             stack = Stack(web, port, relay, worker)
@@ -501,8 +501,8 @@ class OrdersBenchmark:
                 f" {self.config.seconds:.0f} s per phase; every response checked to be 201.",
                 f"order.placed is handled by: {handlers};"
                 " each subscriber is a delivery row in the raw-SQL transaction too.",
-                f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} with the"
-                " on_commit handlers run in the process after the commit (OUTBOX_RUN_ON_COMMIT on);"
+                f"Queries per POST orders/ (CaptureQueriesContext): {q['post_order_served']} as served"
+                " (after the commit, the Celery messages sent and the relays woken);"
                 f" {q['post_order_request_only']} for the request alone (dispatch on commit off).",
                 "After each ShelfWise phase the Celery worker (prefork 2), paused during the load, resumes (and,"
                 " after the request-alone phase, the relay) and every order must end confirmed: "

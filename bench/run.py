@@ -24,8 +24,8 @@ Sizes (environment variable or option):
   plain saga of bench/plainsaga; medians)
   BENCH_SAGA_TRACING (1: each saga round also runs a closed loop with tracing on, exporting to a
     loopback OTLP sink; the cost is the median of the rounds' ratios; 0 skips it)
-  BENCH_SAGA_RELAYS_ONLY (1, 0 under QUICK: each saga round also runs ShelfWise with every process at
-  OUTBOX_RUN_ON_COMMIT=false, the in-process handlers in the relay only)
+  BENCH_SAGA_IN_PROCESS (1, 0 under QUICK: each saga round also runs ShelfWise with the worker and the
+  relay at OUTBOX_RUN_ON_COMMIT=true, each running the in-process handlers after its own commit)
   BENCH_WARMUP (10: orders each HTTP load client places before it is measured, on fresh processes; 3 on
   processes that have served a phase)
   BENCH_READSIDE_EVENTS (100000,200000), BENCH_READSIDE_BATCH (500), BENCH_READSIDE_ORDERS (300),
@@ -74,8 +74,8 @@ QUICK_SIZES = {
     "BENCH_SAGA_ORDERS": "30",
     "BENCH_SAGA_LATENCY_ORDERS": "20",
     "BENCH_SAGA_ROUNDS": "1",
-    # The saga's side with the handlers in the relays only (BENCH_SAGA_RELAYS_ONLY=1 runs it).
-    "BENCH_SAGA_RELAYS_ONLY": "0",
+    # The saga's side with in-process running on (BENCH_SAGA_IN_PROCESS=1 runs it).
+    "BENCH_SAGA_IN_PROCESS": "0",
     "BENCH_ADMIN_EVENTS": "10000",
     "BENCH_ADMIN_RUNS": "1",
     "BENCH_READSIDE_EVENTS": "3000,6000",
@@ -98,8 +98,8 @@ def quick_notice(config: Config) -> str:
         f"publish {os.environ.get('BENCH_PUBLISH_ROUNDS', '3')} round(s) of 3",
         f"the admin's pages {os.environ.get('BENCH_ADMIN_RUNS', '5')} fetch(es) of 5",
     ]
-    if not config.saga_relays_only:
-        rounds.append("the saga without its side with the handlers in the relays only")
+    if not config.saga_in_process:
+        rounds.append("the saga without its side with in-process running on")
     return (
         "  QUICK: every line at a small size, in fewer rounds (" + "; ".join(rounds) + "):\n"
         "  to see that everything works and roughly where it stands, not figures to quote."

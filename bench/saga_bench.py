@@ -14,10 +14,11 @@ state change), both to a loopback receiver, and measures with the same processes
 * the peak resident memory of every process of the phase.
 
 Rounds alternate (plain saga, then ShelfWise) BENCH_SAGA_ROUNDS times; the figures are the medians.
-With BENCH_SAGA_RELAYS_ONLY, each round also runs ShelfWise with its handlers in the relays only:
-the same processes, each started with OUTBOX_RUN_ON_COMMIT=false, so no publisher runs an
-in-process handler after its commit (the Celery worker and the relay included); the two ShelfWise
-sides take turns going first.
+ShelfWise runs as served: no process runs an in-process handler after its own commit
+(OUTBOX_RUN_ON_COMMIT off, the default); the relay runs them all. With BENCH_SAGA_IN_PROCESS, each
+round also runs ShelfWise with in-process running on in the Celery worker and the relay
+(OUTBOX_RUN_ON_COMMIT=true there; gunicorn as served), the setting's one use: a worker that captured
+a payment confirms the order at once. The ShelfWise sides take turns going first.
 
 With BENCH_SAGA_TRACING, each round also runs ShelfWise with tracing on (every process exporting
 its spans over OTLP/HTTP to a loopback sink), a closed loop only; the ShelfWise sides rotate which
@@ -46,17 +47,18 @@ if TYPE_CHECKING:
 # The plain saga's webhooks per confirmed order: placed, reserved, captured, confirmed.
 PLAIN_WEBHOOKS_PER_ORDER = 4
 LATENCY_CLIENTS = 2
-RELAYS_ONLY = "handlers in the relays only"
+IN_PROCESS = "in-process running on"
+DEFAULT = "handlers in the relays only (default)"
 
 
-def relays_only_ratios(shelf: dict, relays: dict) -> dict[str, float]:
-    """Handlers in the relays only against in-process running (ShelfWise's side), each ratio
-    higher-is-better for the relays only: below 1, in-process running wins on that figure."""
+def in_process_ratios(shelf: dict, in_process: dict) -> dict[str, float]:
+    """In-process running against the default (ShelfWise's side, handlers in the relays only), each
+    ratio higher-is-better for in-process running: below 1, the default wins on that figure."""
     return {
-        "cpu": cpu_total(shelf["cpu"]) / cpu_total(relays["cpu"]),
-        "per_s": relays["per_s"] / shelf["per_s"],
-        "p50": shelf["latency"]["p50"] / relays["latency"]["p50"],
-        "p99": shelf["latency"]["p99"] / relays["latency"]["p99"],
+        "cpu": cpu_total(shelf["cpu"]) / cpu_total(in_process["cpu"]),
+        "per_s": in_process["per_s"] / shelf["per_s"],
+        "p50": shelf["latency"]["p50"] / in_process["latency"]["p50"],
+        "p99": shelf["latency"]["p99"] / in_process["latency"]["p99"],
     }
 
 
@@ -70,25 +72,25 @@ def tracing_cost(rounds: list[dict]) -> float:
     return statistics.median(tracing_ratios(rounds))
 
 
-def relays_only_rows(results: dict) -> list[dict]:
-    """The summary lines of the side with the handlers in the relays only, against in-process
-    running (see `relays_only_ratios`); none when it did not run."""
-    shelf, relays = results["median"]["shelfwise"], results["median"].get("relays_only")
-    if relays is None:
+def in_process_rows(results: dict) -> list[dict]:
+    """The summary lines of the side with in-process running on, against the default (see
+    `in_process_ratios`); none when it did not run."""
+    shelf, variant = results["median"]["shelfwise"], results["median"].get("in_process")
+    if variant is None:
         return []
-    ratio = relays_only_ratios(shelf, relays)
+    ratio = in_process_ratios(shelf, variant)
     rate = results["median"]["plain"]["latency"]["rate"]
     lines = [
         (
             "CPU per confirmed order",
             "cpu",
-            f"{cpu_total(relays['cpu']):.1f} ms",
+            f"{cpu_total(variant['cpu']):.1f} ms",
             f"{cpu_total(shelf['cpu']):.1f} ms",
         ),
         (
             "confirmed orders/s, closed loop",
             "per_s",
-            f"{relays['per_s']:.1f} orders/s",
+            f"{variant['per_s']:.1f} orders/s",
             f"{shelf['per_s']:.1f} orders/s",
         ),
     ]
@@ -97,15 +99,15 @@ def relays_only_rows(results: dict) -> list[dict]:
             (
                 f"place→confirmed {q} at {rate:.1f} orders/s",
                 q,
-                f"{fmt_ms(relays['latency'][q])} ms",
+                f"{fmt_ms(variant['latency'][q])} ms",
                 f"{fmt_ms(shelf['latency'][q])} ms",
             )
         )
     return [
         {
-            "what": f"the whole saga, {RELAYS_ONLY}: {what}",
+            "what": f"the whole saga, {IN_PROCESS}: {what}",
             "figure": figure,
-            "ceiling": f"in-process running (default) {reference}",
+            "ceiling": f"{DEFAULT} {reference}",
             "ratio": fmt_ratio(ratio[key]),
             "cpu_ratio": fmt_ratio(ratio[key]) if key == "cpu" else "—",
         }
@@ -190,15 +192,19 @@ class SagaComparison:
         self.sides[kind] = side
         return side
 
-    def variant_side(self, suffix: str, **env: str) -> Side:
-        """ShelfWise's side again with processes of its own, each started with `env` (gunicorn with
-        OUTBOX_RUN_ON_COMMIT=false, as served, unless `env` says otherwise); the same receiver and
-        endpoint as ShelfWise's side, the same labels for its figures."""
-        relay = self.bench.relay(f"relay-saga-{suffix}", wait=False, **env)
+    def variant_side(self, suffix: str, background: dict[str, str] | None = None, **env: str) -> Side:
+        """ShelfWise's side again with processes of its own, each started with `env`, the relay and
+        the worker with `background` too; the same receiver and endpoint as ShelfWise's side, the
+        same labels for its figures."""
+        background = {**env, **(background or {})}
+        relay = self.bench.relay(f"relay-saga-{suffix}", wait=False, **background)
         worker = self.bench.service(
-            f"celery-saga-{suffix}", celery_worker_argv(f"bench-saga-{suffix}", python=PYTHON), LOG_LEVEL="INFO", **env
+            f"celery-saga-{suffix}",
+            celery_worker_argv(f"bench-saga-{suffix}", python=PYTHON),
+            LOG_LEVEL="INFO",
+            **background,
         )
-        web, web_port = self.orders.gunicorn(f"gunicorn-saga-{suffix}", **{"OUTBOX_RUN_ON_COMMIT": "false", **env})
+        web, web_port = self.orders.gunicorn(f"gunicorn-saga-{suffix}", **env)
         relay.wait_for("running")
         worker.wait_for(" ready.", timeout=60)
         processes = {"gunicorn-saga": web, "relay-saga": relay, "celery-saga": worker}
@@ -216,14 +222,15 @@ class SagaComparison:
             self._own.extend(side.services)
         return self.sides["traced"]
 
-    def relays_only_side(self) -> Side:
-        """ShelfWise with every in-process handler run by the relay: no process runs one after its
-        own commit (OUTBOX_RUN_ON_COMMIT=false everywhere, not in gunicorn only). Started once for
-        every round; `close` stops it."""
-        if "relays-only" not in self.sides:
-            side = self.sides["relays-only"] = self.variant_side("relays-only", OUTBOX_RUN_ON_COMMIT="false")
+    def in_process_side(self) -> Side:
+        """ShelfWise with in-process running on in the relay and the worker: each runs the in-process
+        handlers of what it publishes right after its own commit (OUTBOX_RUN_ON_COMMIT=true there;
+        gunicorn as served). Started once for every round; `close` stops it."""
+        if "in-process" not in self.sides:
+            side = self.variant_side("in-process", background={"OUTBOX_RUN_ON_COMMIT": "true"})
+            self.sides["in-process"] = side
             self._own.extend(side.services)
-        return self.sides["relays-only"]
+        return self.sides["in-process"]
 
     def sweep(self) -> None:
         """The webhooks sweep, as deployed, for every ShelfWise side (not metered: a query every
@@ -394,8 +401,8 @@ class SagaComparison:
             plain_side, shelf_side = self.side("plain"), self.side("shelfwise")
             self.sweep()
             shelf_sides = [("shelfwise", shelf_side, "", True)]
-            if self.config.saga_relays_only:
-                shelf_sides.append(("relays_only", self.relays_only_side(), "-relays-only", True))
+            if self.config.saga_in_process:
+                shelf_sides.append(("in_process", self.in_process_side(), "-in-process", True))
             if self.config.saga_tracing:
                 shelf_sides.append(("traced", self.traced_side(), "-traced", False))
             for i in range(self.config.saga_rounds):
@@ -412,12 +419,12 @@ class SagaComparison:
                     f" (plain saga {cpu_total(plain['cpu']):.1f}); {shelf['per_s']:.1f} confirmed orders/s"
                     f" (plain saga {plain['per_s']:.1f})"
                 )
-                if "relays_only" in this_round:
-                    relays = this_round["relays_only"]
-                    lat, lat_shelf = relays["latency"], shelf["latency"]
+                if "in_process" in this_round:
+                    variant = this_round["in_process"]
+                    lat, lat_shelf = variant["latency"], shelf["latency"]
                     say(
-                        f"    {RELAYS_ONLY}: {cpu_total(relays['cpu']):.1f} ms, {relays['per_s']:.1f} confirmed"
-                        f" orders/s, p50/p99 {fmt_ms(lat['p50'])}/{fmt_ms(lat['p99'])} ms (in-process running"
+                        f"    {IN_PROCESS}: {cpu_total(variant['cpu']):.1f} ms, {variant['per_s']:.1f} confirmed"
+                        f" orders/s, p50/p99 {fmt_ms(lat['p50'])}/{fmt_ms(lat['p99'])} ms (default"
                         f" {fmt_ms(lat_shelf['p50'])}/{fmt_ms(lat_shelf['p99'])})"
                     )
                 if "traced" in this_round:
@@ -453,11 +460,11 @@ class SagaComparison:
 
     def report(self) -> str:
         plain, shelf = self.results["median"]["plain"], self.results["median"]["shelfwise"]
-        relays = self.results["median"].get("relays_only")
+        variant = self.results["median"].get("in_process")
         rows = []
         sides = [("plain saga (bench/plainsaga)", plain), ("ShelfWise", shelf)]
-        if relays is not None:
-            sides.append((f"ShelfWise, {RELAYS_ONLY}", relays))
+        if variant is not None:
+            sides.append((f"ShelfWise, {IN_PROCESS}", variant))
         for label, f in sides:
             rows.append(
                 [
@@ -495,28 +502,28 @@ class SagaComparison:
                 + "; plain saga "
                 + ", ".join(f"{n} {fmt_cpu(c)}" for n, c in plain["by_process"].items())
                 + ".",
-                *self.relays_only_note(),
+                *self.in_process_note(),
                 *self.traced_note(),
             ],
         )
 
-    def relays_only_note(self) -> list[str]:
-        relays = self.results["median"].get("relays_only")
-        if relays is None:
+    def in_process_note(self) -> list[str]:
+        variant = self.results["median"].get("in_process")
+        if variant is None:
             return []
-        by_round = [relays_only_ratios(r["shelfwise"], r["relays_only"]) for r in self.results["rounds"]]
+        by_round = [in_process_ratios(r["shelfwise"], r["in_process"]) for r in self.results["rounds"]]
 
         def each(key: str) -> str:
             return "/".join(f"{r[key]:.2f}" for r in by_round)
 
         return [
-            f"ShelfWise, {RELAYS_ONLY}: the same processes, each started with OUTBOX_RUN_ON_COMMIT=false"
-            " (gunicorn as served, the Celery worker and the relay too), so the relay runs every in-process"
-            " handler; ShelfWise's line is the default, where the worker and the relay run them after their"
-            " own commits. By process: "
-            + ", ".join(f"{n} {fmt_cpu(c)}" for n, c in relays["by_process"].items())
-            + ". Round by round, relays only against in-process running (higher: the relays only do better;"
-            f" below 1: in-process running wins): CPU {each('cpu')}, confirmed/s {each('per_s')},"
+            f"ShelfWise, {IN_PROCESS}: the same processes, the Celery worker and the relay started with"
+            " OUTBOX_RUN_ON_COMMIT=true (gunicorn as served), so each runs the in-process handlers of what"
+            " it publishes after its own commit; ShelfWise's line is the default, where the relay runs them"
+            " all. By process: "
+            + ", ".join(f"{n} {fmt_cpu(c)}" for n, c in variant["by_process"].items())
+            + ". Round by round, in-process running against the default (higher: in-process running does"
+            f" better; below 1: the default wins): CPU {each('cpu')}, confirmed/s {each('per_s')},"
             f" p50 {each('p50')}, p99 {each('p99')}."
         ]
 
@@ -565,7 +572,7 @@ class SagaComparison:
                 "cpu_ratio": "—",
             },
         ]
-        rows.extend(relays_only_rows(self.results))
+        rows.extend(in_process_rows(self.results))
         if "traced" in self.results["median"]:
             traced = cpu_total(self.results["median"]["traced"]["cpu"])
             cost = tracing_cost(self.results["rounds"])

@@ -21,7 +21,14 @@ os.environ.setdefault("OUTBOX_CELERY_RUN_LEASE", "5")
 os.environ.setdefault("OUTBOX_RELAY_POLL_INTERVAL", "0.2")
 
 from config.settings import *  # noqa: F403
-from config.settings import INSTALLED_APPS
+from config.settings import DOMAIN_EVENTS, INSTALLED_APPS
+
+# The test process itself runs its in-process handlers right after each commit, so that a test of a
+# service sees their effects without a relay; the relays, workers and web servers that tests start
+# run as served, with the relays running those handlers (testsupport/processes.py). An explicit
+# OUTBOX_RUN_ON_COMMIT in the environment wins for both.
+if "OUTBOX_RUN_ON_COMMIT" not in os.environ:
+    DOMAIN_EVENTS = {**DOMAIN_EVENTS, "RUN_ON_COMMIT": True}
 
 # Probe handlers and events that the backbone tests drive; also loaded by the relays and workers
 # that those tests start as subprocesses.

@@ -10,7 +10,7 @@ from domain_events.retry import RetryPolicy
 DEFAULTS: dict[str, Any] = {
     "DISPATCH_ON_COMMIT": True,
     # With dispatch on commit: the publisher also runs its in-process handlers (off: the relays do).
-    "RUN_ON_COMMIT": True,
+    "RUN_ON_COMMIT": False,
     "DISPATCH_GRACE": timedelta(seconds=10),
     # New work is refused while the oldest never-attempted delivery is older than this (0: never).
     "ADMISSION_MAX_BACKLOG": timedelta(0),

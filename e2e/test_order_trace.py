@@ -140,6 +140,9 @@ def test_one_order_is_one_trace_across_gunicorn_a_relay_and_a_worker(
     where = {name: span.resource.get("shelfwise.process") for name, span in handler_spans.items()}
     assert where["inventory.reserve_stock_for_order"] == "run_outbox_relay"
     assert where["payments.capture_payment_for_order"] == "worker"
+    # As served, no process runs an in-process handler after its own commit: the capture's worker
+    # leaves the confirmation to the relay (OUTBOX_RUN_ON_COMMIT off).
+    assert where["orders.confirm_order"] == "run_outbox_relay"
     assert where["webhooks.send_webhook"] == "worker"
     processes_ = {s.process for s in trace}
     assert len(processes_) >= 3, processes_

@@ -52,10 +52,15 @@ def http_up(url: str) -> bool:
 
 
 def subprocess_env(**overrides: str) -> dict[str, str]:
-    """The environment for a subprocess that must see the test database and broker."""
+    """The environment for a subprocess that must see the test database and broker.
+
+    A subprocess runs as served: its in-process handlers are the relays' (`OUTBOX_RUN_ON_COMMIT`
+    off, the production default), whatever the test process itself does (`config/settings_test.py`).
+    """
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {
+        "OUTBOX_RUN_ON_COMMIT": "false",
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
         "DATABASE_URL": url,
