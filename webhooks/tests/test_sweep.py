@@ -118,11 +118,12 @@ def test_a_queue_minutes_behind_keeps_one_message_per_delivery_and_a_lost_one_is
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
     redis_broker.flushdb()
     probes._marked.clear()
-    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
     with time_machine.travel(timezone.now() - timedelta(minutes=2), tick=True):
+        endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
         for _ in range(20):
             publish_confirmed(tenant.pk)
     deliveries = [str(pk) for pk in WebhookDelivery.objects.order_by("position").values_list("pk", flat=True)]
+    assert len(deliveries) == 20
     assert messages_per_delivery(redis_broker) == dict.fromkeys(deliveries, 1)
 
     for _ in range(5):
