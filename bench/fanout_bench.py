@@ -5,7 +5,8 @@ one counter update committed with its delivery record. Measured, in one run:
 
 * the platform's relay path: publishers record events with dispatch on commit off, K relays
   (`manage.py run_outbox_relay`) run every handler; from the first publish to the last delivery done;
-* the platform's fast path: publishers run the handlers in-process right after each commit;
+* the platform's fast path: publishers run the handlers in-process right after each commit
+  (OUTBOX_RUN_ON_COMMIT=true, the setting that turns it on);
 * the Celery path (comparison): five celery-mode handlers, one task per (event, handler), a
   `celery -A config worker`;
 * the raw-SQL ceilings: the same inserts, claims and updates hand-written with psycopg 3,
@@ -137,7 +138,7 @@ class FanoutBenchmark:
     def fast_path(self) -> dict:
         events = self.config.events
         self.reset(events, ON_COMMIT_HANDLERS)
-        workers = self.publishers(self.config.fast_publishers, events)
+        workers = self.publishers(self.config.fast_publishers, events, OUTBOX_RUN_ON_COMMIT="true")
         running = self.running_relays(1 if self.config.fast_path_relay else 0)
         for w in workers:
             w.wait_ready()
