@@ -159,13 +159,6 @@ else:
     )
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Parameters bound by the server, and a statement run this many times on a connection prepared,
-    # so that PostgreSQL plans it once per connection instead of on every run: over the monthly
-    # partitions, planning was half of the database's CPU per order. "none" turns preparing off
-    # (a pooler in transaction mode that does not track prepared statements).
-    _prepare = env.str("DATABASE_PREPARE_THRESHOLD", default="5").strip().lower()
-    DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
-    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None if _prepare in ("", "none") else int(_prepare)
 
 # A streaming replica of the primary for the read side (docs/operations.md, Read replica): the
 # dashboard, the events feed, an order's timeline, the admin's lists and home page and the projection

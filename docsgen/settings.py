@@ -53,10 +53,6 @@ MEANINGS = {
     "(maintenance commands raise it for their session).",
     "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS": "PostgreSQL: a transaction left idle longer is ended.",
     "DATABASE_CONN_MAX_AGE": "PostgreSQL: seconds a connection is kept for reuse (with health checks).",
-    "DATABASE_PREPARE_THRESHOLD": "PostgreSQL: a statement run this many times on a connection is prepared, so the "
-    "server plans it once per connection (parameters are always bound by the server). `none` turns preparing off, "
-    "for a pooler in transaction mode that does not track prepared statements (PgBouncer before 1.21, or without "
-    "`max_prepared_statements`).",
     "DATABASE_REPLICA_URL": "A streaming replica of the primary (`postgres://…`) that serves read-side reads: the "
     "dashboard, the events feed, an order's timeline, the admin's lists and home page, the projections' replays. "
     "Writes, and reads that must see them, stay on the primary; reads fall back to the primary while the replica "
