@@ -338,9 +338,9 @@ DOMAIN_EVENTS = {
     "DISPATCH_ON_COMMIT": env.bool("OUTBOX_DISPATCH_ON_COMMIT", default=True),
     # With dispatch on commit, whether the publishing process also runs the in-process handlers
     # itself. Off (the default, in every process), it sends the Celery messages and wakes the
-    # relays, which run the in-process handlers in batches: the request keeps its throughput and a
-    # confirmed order costs less CPU. On, a worker that captured a payment confirms the order at
-    # once, which shortens the saga only on a machine whose cores are contended (bench/README.md).
+    # relays, which run the in-process handlers in batches: the request keeps its throughput. On, a
+    # worker that captured a payment confirms the order at once: about the same CPU per order, a
+    # shorter saga when the machine runs near its capacity (bench/README.md, In-process running).
     "RUN_ON_COMMIT": env.bool("OUTBOX_RUN_ON_COMMIT", default=False),
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
     # `POST orders/` answers 503 with Retry-After while the oldest delivery never yet attempted is
