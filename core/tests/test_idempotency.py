@@ -21,6 +21,7 @@ from core.idempotency import (
     request_fingerprint,
 )
 from core.models import IdempotencyKey
+from testsupport.processes import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -71,12 +72,19 @@ def test_a_completed_key_replays_and_refuses_another_request(customer):
         idempotency_key_claim(user=customer, key="k1", fingerprint=fingerprint({"a": 2}))
 
 
+def _backend_alive(pid: int) -> bool:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+        return cursor.fetchone() is not None
+
+
 class OtherSession:
     """Another database session, as another web process has: calls run in a thread of its own,
     on its own connection, until `close()` ends the session (as a killed process's would end)."""
 
     def __init__(self) -> None:
         self._calls: queue.Queue = queue.Queue()
+        self._backend_pid: int | None = None
         self._thread = threading.Thread(target=self._serve)
         self._thread.start()
 
@@ -88,6 +96,9 @@ class OtherSession:
                     result.put((True, call()))
                 except BaseException as exc:  # handed back to the caller
                     result.put((False, exc))
+                own = connections["default"].connection
+                if own is not None and connections["default"].vendor == "postgresql":
+                    self._backend_pid = own.info.backend_pid
         finally:
             connections.close_all()
 
@@ -100,8 +111,12 @@ class OtherSession:
         return value
 
     def close(self) -> None:
+        """End the session and wait until its server process is gone, with the locks it held (the
+        server ends it a moment after the client hangs up)."""
         self._calls.put(None)
         self._thread.join(30)
+        if self._backend_pid is not None:
+            wait_until(lambda: not _backend_alive(self._backend_pid), timeout=10, what="the session's end")
 
 
 @pytest.fixture
