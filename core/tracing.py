@@ -17,6 +17,7 @@ published the event it handles (`handler_span`), a batch of many events links to
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +32,8 @@ _TRACER = "shelfwise"
 # Set by `setup` in a process whose traces are exported; read on every publish and handler run.
 _enabled = False
 _setup_pid: int | None = None
+# The process's tracer, made once by `setup`.
+_tracer: Any = None
 
 
 def configured(environ: Mapping[str, str] = os.environ) -> bool:
@@ -54,7 +57,7 @@ def setup(role: str) -> bool:
 
     Called after a fork, never before: the exporter's thread and the resource's `process.pid` are
     the process's own."""
-    global _enabled, _setup_pid
+    global _enabled, _setup_pid, _tracer
     if _setup_pid == os.getpid() or not configured():
         return _enabled
     from opentelemetry import trace
@@ -74,6 +77,7 @@ def setup(role: str) -> bool:
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    _tracer = provider.get_tracer(_TRACER)
     _instrument()
     _enabled, _setup_pid = True, os.getpid()
     return True
@@ -113,8 +117,10 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+@functools.lru_cache(maxsize=4096)
 def _span_context_of(traceparent: str | None):
-    """The span context a `traceparent` names (invalid for None or a malformed value)."""
+    """The span context a `traceparent` names (invalid for None or a malformed value). Kept for
+    the next spans of the same event: each of its handlers, each batch it is in."""
     from opentelemetry import trace
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -166,10 +172,7 @@ def handler_span(name: str, *, traceparent: str | None, attributes: Mapping[str,
 
 @contextmanager
 def _span(name: str, traceparent: str | None, attributes: Mapping[str, str]) -> Iterator[Any]:
-    from opentelemetry import trace
-
-    tracer = trace.get_tracer(_TRACER)
-    with tracer.start_as_current_span(name, context=_parent_for(traceparent), attributes=attributes) as span:
+    with _tracer.start_as_current_span(name, context=_parent_for(traceparent), attributes=attributes) as span:
         yield span
 
 
@@ -193,10 +196,9 @@ def _batch(name: str, events: Sequence[tuple[str | None, Mapping[str, str]]], ki
         linked = _span_context_of(traceparent)
         if linked.is_valid:
             links.append(trace.Link(linked, attributes=dict(attributes)))
-    tracer = trace.get_tracer(_TRACER)
     attributes = {"shelfwise.handler": name, "shelfwise.batch.kind": kind, "shelfwise.batch.events": len(events)}
     # A root span of its own: the batch belongs to no one event's trace.
-    with tracer.start_as_current_span(name, context=context.Context(), links=links, attributes=attributes) as span:
+    with _tracer.start_as_current_span(name, context=context.Context(), links=links, attributes=attributes) as span:
         yield span
 
 
