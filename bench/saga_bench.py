@@ -14,16 +14,17 @@ state change), both to a loopback receiver, and measures with the same processes
 * the peak resident memory of every process of the phase.
 
 Rounds alternate (plain saga, then ShelfWise) BENCH_SAGA_ROUNDS times; the figures are the medians.
+Within a round, every side's closed loop runs before the paced phases.
 ShelfWise runs as served: no process runs an in-process handler after its own commit
 (OUTBOX_RUN_ON_COMMIT off, the default); the relay runs them all. With BENCH_SAGA_IN_PROCESS, each
 round also runs ShelfWise with in-process running on in the Celery worker and the relay
 (OUTBOX_RUN_ON_COMMIT=true there; gunicorn as served), the setting's one use: a worker that captured
-a payment confirms the order at once. The ShelfWise sides take turns going first.
+a payment confirms the order at once. It takes turns running before and after the default.
 
 With BENCH_SAGA_TRACING, each round also runs ShelfWise with tracing on (every process exporting
-its spans over OTLP/HTTP to a loopback sink), a closed loop only; the ShelfWise sides rotate which
-goes first, and the cost of tracing is the median of the rounds' ratios, each traced loop against
-the loop with tracing off of the same round.
+its spans over OTLP/HTTP to a loopback sink), a closed loop only, right before or right after the
+loop with tracing off (they take turns going first). The cost of tracing is the median of the
+rounds' ratios, each traced loop against the untraced loop next to it.
 """
 
 from __future__ import annotations
@@ -301,13 +302,16 @@ class SagaComparison:
 
     # --- one phase ----------------------------------------------------------------------------------
 
-    def phase(self, side: Side, tag: str, latency_rate: float | None, *, latency: bool = True) -> dict:
-        """One side's closed-loop figures, then (with `latency`) its paced latency. Every other
-        side's background processes are paused meanwhile."""
-        kind, services = side.kind, side.services
+    def only(self, side: Side) -> None:
+        """Pause every other side's background processes, and wake this side's."""
         others = [s for other in self.sides.values() if other is not side for s in other.background]
         self.bench.pause(*others)
         self.bench.resume(*side.background)
+
+    def loop(self, side: Side, tag: str) -> dict:
+        """One side's closed-loop figures, every other side's background processes paused."""
+        kind, services = side.kind, side.services
+        self.only(side)
         for service in services:
             service.reset_peak_rss()
         side.uses += 1
@@ -346,9 +350,6 @@ class SagaComparison:
             "webhooks_per_order": webhooks / orders,
             "peak_rss_mib": rss,
         }
-        if latency:
-            rate = latency_rate if latency_rate is not None else figures["per_s"] / 2
-            figures["latency"] = self.latency(kind, tag, side, rate)
         return figures
 
     def outcome(self, since: object) -> tuple[int, float, dict[str, int]]:
@@ -363,8 +364,11 @@ class SagaComparison:
         last = max((float(at) for status, _, at in rows if status == "confirmed"), default=0.0)
         return sum(statuses.values()), last, statuses
 
-    def latency(self, kind: str, tag: str, side: Side, rate: float) -> dict:
-        count = self.config.saga_latency_orders
+    def latency(self, side: Side, tag: str, rate: float) -> dict:
+        """One side's latency from placing to confirmation at `rate` orders/s, every other side's
+        background processes paused."""
+        self.only(side)
+        kind, count = side.kind, self.config.saga_latency_orders
         per_client = rate / LATENCY_CLIENTS
         clients = self.clients(
             kind, f"{tag}-paced", side.web_port, count, "--rate", per_client, "--warmup", 0, n=LATENCY_CLIENTS
@@ -400,18 +404,27 @@ class SagaComparison:
             # Every side up before the first phase, so that each phase can pause the others'.
             plain_side, shelf_side = self.side("plain"), self.side("shelfwise")
             self.sweep()
-            shelf_sides = [("shelfwise", shelf_side, "", True)]
+            variants = []
             if self.config.saga_in_process:
-                shelf_sides.append(("in_process", self.in_process_side(), "-in-process", True))
-            if self.config.saga_tracing:
-                shelf_sides.append(("traced", self.traced_side(), "-traced", False))
+                variants.append(("in_process", self.in_process_side(), "-in-process"))
+            traced_side = self.traced_side() if self.config.saga_tracing else None
             for i in range(self.config.saga_rounds):
-                plain = self.phase(plain_side, str(i), None)
+                plain = self.loop(plain_side, str(i))
+                plain["latency"] = self.latency(plain_side, str(i), plain["per_s"] / 2)
                 this_round = {"plain": plain}
-                # The ShelfWise sides take turns going first.
-                first = i % len(shelf_sides)
-                for key, side, suffix, latency in shelf_sides[first:] + shelf_sides[:first]:
-                    this_round[key] = self.phase(side, f"{i}{suffix}", plain["latency"]["rate"], latency=latency)
+                # Tracing on and off run back to back, taking turns going first, so that the drift
+                # of a shared machine between phases weighs on their ratio as little as it can;
+                # the other variants take turns before and after them.
+                pair = [("shelfwise", shelf_side, "")]
+                if traced_side is not None:
+                    pair.append(("traced", traced_side, "-traced"))
+                pair = pair if i % 2 == 0 else pair[::-1]
+                order = pair + variants if i % 2 == 0 else variants + pair
+                for key, side, suffix in order:
+                    this_round[key] = self.loop(side, f"{i}{suffix}")
+                for key, side, suffix in order:
+                    if key != "traced":
+                        this_round[key]["latency"] = self.latency(side, f"{i}{suffix}", plain["latency"]["rate"])
                 rounds.append(this_round)
                 shelf = this_round["shelfwise"]
                 say(
