@@ -32,18 +32,25 @@ _private: ContextVar[frozenset[str]] = ContextVar("shelfwise_private_values", de
 # A key whose value is a credential, wherever it appears (a bound value, `key=value`, JSON, a repr).
 SENSITIVE_KEY = r"[\w-]*(?:password|passwd|secret|token|api[_-]?key|authorization|cookie|sessionid)"
 SENSITIVE_KEY_RE = re.compile(rf"(?i)^{SENSITIVE_KEY}$")
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+# Each pattern, its replacement, and the words (lowercase) of which it cannot match without one:
+# a text holding none of them is not scanned by it.
+_PATTERNS: list[tuple[re.Pattern[str], str, tuple[str, ...]]] = [
     # "password": "x", 'payment_token': 'tok_visa', secret=whsec_…, Authorization: Token …
     (
         re.compile(
             rf"""(?i)(["']?\b{SENSITIVE_KEY}["']?\s*[:=]\s*)(?:(?:Token|Bearer|Basic)\s+)?("[^"]*"|'[^']*'|[^\s,;&}}\])]+)"""
         ),
         rf"\g<1>{REDACTED}",
+        ("password", "passwd", "secret", "token", "api", "authorization", "cookie", "sessionid"),
     ),
-    (re.compile(r"(?i)\b(Token|Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*"), rf"\g<1> {REDACTED}"),
-    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), f"whsec_{REDACTED}"),  # webhook signing secrets
-    (re.compile(r"\btok_[A-Za-z0-9_]+"), f"tok_{REDACTED}"),  # payment tokens
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), rf"\g<1>{REDACTED}@"),  # URL passwords
+    (
+        re.compile(r"(?i)\b(Token|Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*"),
+        rf"\g<1> {REDACTED}",
+        ("token", "bearer", "basic"),
+    ),
+    (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), f"whsec_{REDACTED}", ("whsec_",)),  # webhook signing secrets
+    (re.compile(r"\btok_[A-Za-z0-9_]+"), f"tok_{REDACTED}", ("tok_",)),  # payment tokens
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/\s@]+:)[^@\s/]+@"), rf"\g<1>{REDACTED}@", ("://",)),  # URL passwords
 ]
 
 
@@ -83,8 +90,10 @@ def mask_private(text: str, values: Iterable[object] = ()) -> str:
 
 def redact_text(text: str) -> str:
     """`text` with every credential recognisable by its shape replaced by `[redacted]`."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    folded = text.casefold()  # folded as (?i) folds it, the long s and the Kelvin sign included
+    for pattern, replacement, needs in _PATTERNS:
+        if any(word in folded for word in needs):
+            text = pattern.sub(replacement, text)
     return text
 
 
