@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable
 
@@ -34,11 +35,16 @@ def field_keys() -> MultiFernet:
     required with `DEBUG` off) the `SECRET_KEY` key also encrypts. A value written under an
     earlier `SECRET_KEY` is read by adding that key to the end of the list.
     """
-    keys = list(getattr(settings, "FIELD_ENCRYPTION_KEYS", None) or [])
+    return _field_keys(tuple(getattr(settings, "FIELD_ENCRYPTION_KEYS", None) or ()), settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=8)
+def _field_keys(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    """The keys, derived once per configuration rather than on every value read or written."""
     short = [n for n, key in enumerate(keys, 1) if len(key) < MIN_KEY_LENGTH]
     if short:
         raise ImproperlyConfigured(f"FIELD_ENCRYPTION_KEYS: key {short[0]} is shorter than {MIN_KEY_LENGTH} characters")
-    return MultiFernet([_derived(key) for key in [*keys, settings.SECRET_KEY]])
+    return MultiFernet([_derived(key) for key in [*keys, secret_key]])
 
 
 def encrypt(value: str) -> str:
