@@ -1,14 +1,18 @@
-"""The hand-written SQL statements of webhook sending (PostgreSQL): a batch's claim and its outcomes.
+"""The hand-written SQL statements of webhooks (PostgreSQL): the fan-out's endpoints, a batch's claim
+and its outcomes.
 
 Table and column names come from the model; every value is a bound parameter.
 """
 
 from __future__ import annotations
 
-from webhooks.models import WebhookAttempt, WebhookDelivery
+from domain_events.models import StoredEvent
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 DELIVERIES = WebhookDelivery._meta.db_table
 ATTEMPTS = WebhookAttempt._meta.db_table
+ENDPOINTS = WebhookEndpoint._meta.db_table
+EVENTS = StoredEvent._meta.db_table
 
 # Leases the rows of `picked` (a `SELECT id … FOR UPDATE SKIP LOCKED LIMIT n`, compiled by the ORM)
 # if the endpoint has fewer senders in flight (live lease tokens; a lease without one counts alone)
@@ -22,6 +26,22 @@ LEASE = f"""UPDATE {DELIVERIES} SET lease_token = %s, leased_until = %s, updated
 RETURNING *"""
 
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in WebhookDelivery.OPEN) + ")"
+
+# The fan-out of one event (`fan_out.deliveries_fan_out`, run for every event): the tenant's active
+# endpoints registered when it occurred, each with the event's position and what a delivery of its
+# subject would wait for there (`waiting.with_waiting`): `blocked`, an earlier event of the subject
+# still open for the endpoint; `in_flight`, the senders holding live leases. Written out once, as
+# the ORM would compile its three subqueries again for every event. Parameters by name: event_id,
+# occurred, tenant, subject, now.
+FAN_OUT = f"""WITH ev AS (SELECT position FROM {EVENTS} WHERE event_id = %(event_id)s LIMIT 1)
+SELECT e.*, (SELECT position FROM ev) AS event_position,
+       EXISTS (SELECT 1 FROM {DELIVERIES} d
+                WHERE d.endpoint_id = e.id AND d.subject = %(subject)s AND d.status IN {OPEN_SQL}
+                  AND d.position < (SELECT position FROM ev)) AS blocked,
+       (SELECT count(DISTINCT COALESCE(f.lease_token, f.id)) FROM {DELIVERIES} f
+         WHERE f.endpoint_id = e.id AND f.leased_until > %(now)s) AS in_flight
+  FROM {ENDPOINTS} e
+ WHERE e.created_at <= %(occurred)s AND e.tenant_id = %(tenant)s AND e.is_active"""
 
 # One row per attempted delivery; the lease token fences it (a sender whose lease ran out and was
 # taken by another writes nothing). Attempts count up in the row itself, and each written row gets

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from domain_events.cloudevents import to_cloudevent
 from domain_events.events import DomainEvent
 from domain_events.models import StoredEvent
+from webhooks import sql
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services.queue import enqueue_on_commit
 from webhooks.services.waiting import must_wait, with_waiting
@@ -23,13 +27,7 @@ def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
     """
     now = timezone.now()
     subject = str(event.aggregate_id)  # the CloudEvent's `subject`
-    position = StoredEvent.objects.filter(event_id=event.event_id).values("position")[:1]
-    # An endpoint gets the events from its registration on, whenever the relay runs this.
-    registered = WebhookEndpoint.objects.filter(created_at__lte=event.occurred_at)
-    candidates = registered.filter(tenant_id=event.tenant_id, is_active=True).annotate(
-        event_position=Subquery(position)
-    )
-    endpoints = [e for e in with_waiting(candidates, subject, OuterRef("event_position"), now) if e.wants(event.type)]
+    endpoints = [e for e in _candidates(event, subject, now) if e.wants(event.type)]
     if not endpoints:
         return []
     position = endpoints[0].event_position
@@ -59,3 +57,26 @@ def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
     )
     enqueue_on_commit([d.pk for d in deliveries if d.endpoint_id not in waiting])
     return deliveries
+
+
+def _candidates(event: DomainEvent, subject: str, now) -> Iterable[WebhookEndpoint]:
+    """The tenant's active endpoints registered when `event` occurred (an endpoint gets the events
+    from its registration on, whenever the relay runs this), with the event's position and what a
+    delivery would wait for at each (`waiting.with_waiting`)."""
+    if connection.vendor == "postgresql":
+        return WebhookEndpoint.objects.raw(
+            sql.FAN_OUT,
+            {
+                "event_id": event.event_id,
+                "occurred": event.occurred_at,
+                "tenant": event.tenant_id,
+                "subject": subject,
+                "now": now,
+            },
+        )
+    position = StoredEvent.objects.filter(event_id=event.event_id).values("position")[:1]
+    registered = WebhookEndpoint.objects.filter(created_at__lte=event.occurred_at)
+    candidates = registered.filter(tenant_id=event.tenant_id, is_active=True).annotate(
+        event_position=Subquery(position)
+    )
+    return with_waiting(candidates, subject, OuterRef("event_position"), now)
