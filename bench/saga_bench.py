@@ -64,7 +64,8 @@ def in_process_ratios(shelf: dict, in_process: dict) -> dict[str, float]:
 
 
 def tracing_ratios(rounds: list[dict]) -> list[float]:
-    """Each round's CPU per confirmed order with tracing on over the same round's with it off."""
+    """Each round's CPU per confirmed order with tracing on over the same round's with it off (the
+    two loops run back to back)."""
     return [cpu_total(r["traced"]["cpu"]) / cpu_total(r["shelfwise"]["cpu"]) for r in rounds if "traced" in r]
 
 
@@ -547,8 +548,8 @@ class SagaComparison:
         by_round = "/".join(f"{r:.2f}" for r in tracing_ratios(self.results["rounds"]))
         return [
             "Tracing on (OTLP/HTTP export of every span to a loopback sink), a closed loop in every round:"
-            f" {cpu_total(traced['cpu']):.1f} ms per confirmed order (median round); against tracing off in"
-            f" the same round {by_round}, median {tracing_cost(self.results['rounds']):.2f}x"
+            f" {cpu_total(traced['cpu']):.1f} ms per confirmed order (median round); against the loop with"
+            f" tracing off next to it, round by round {by_round}, median {tracing_cost(self.results['rounds']):.2f}x"
             " (goal: 1.10x at most)."
         ]
 
@@ -592,7 +593,7 @@ class SagaComparison:
             rows.append(
                 {
                     "what": "the whole saga with tracing on (OTLP export), CPU per confirmed order"
-                    " (ratio: median of the rounds, each against tracing off in the same round)",
+                    " (ratio: median of the rounds, each against the loop with tracing off next to it)",
                     "figure": f"{traced:.1f} ms",
                     "ceiling": f"tracing off {cpu_total(shelf['cpu']):.1f} ms",
                     "ratio": fmt_ratio(1 / cost),
