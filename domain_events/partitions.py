@@ -7,8 +7,10 @@ Months are UTC. Partitions are named `<table>_YYYY_MM`, and each table has a DEF
 (`<table>_default`), so an insert never fails for want of its month.
 
 - The relays' housekeeping (`retention.prune`, one relay at a time) calls `partitions_ensure`: it
-  creates the current month and the `MONTHS_AHEAD` next ones, and moves any month found in DEFAULT
-  into a partition of its own.
+  creates the current month, and the next one once the current has less than `NEXT_MONTH_LEAD`
+  left, and moves any month found in DEFAULT into a partition of its own. No month is made
+  earlier than that: every statement that does not name its month (a delivery's blockers, a
+  relay's due rows) is planned over each partition, an empty one too.
 - Retention truncates a month of deliveries once it is fully past (`month_truncate`, keeping the
   rows that must stay); `archive_events` detaches and drops the months it archived (`drop_month`).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
@@ -41,8 +43,9 @@ DELIVERIES = Delivery._meta.db_table
 KEYS = {EVENTS: "recorded_at", DELIVERIES: "event_recorded_at"}
 # Unique within each month: an index of each partition (see above).
 UNIQUE_IN_MONTH = {EVENTS: ("event_id", "position"), DELIVERIES: ()}
-# Months made ahead of the current one.
-MONTHS_AHEAD = 2
+# How long before its first day the next month's partitions are made (the housekeeping runs once a
+# minute, so a week leaves room for relays stopped for days; a month it missed lands in DEFAULT).
+NEXT_MONTH_LEAD = timedelta(days=7)
 # How long partition work waits for a table lock before it gives up (and is tried again later),
 # rather than queue the writers behind it.
 LOCK_TIMEOUT = "5s"
@@ -192,16 +195,22 @@ def months_in_default(table: str) -> list[date]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def partitions_ensure(*, now: datetime | None = None, ahead: int = MONTHS_AHEAD) -> list[str]:
-    """Housekeeping: the current month and `ahead` next ones get their partitions, and months found
+def months_wanted(now: datetime) -> list[date]:
+    """The months that must have their partitions at `now`: the current one, and the next once it
+    begins within `NEXT_MONTH_LEAD`."""
+    month = month_of(now)
+    following = next_month(month)
+    starts, _ = month_bounds(following)
+    return [month, following] if starts - now <= NEXT_MONTH_LEAD else [month]
+
+
+def partitions_ensure(*, now: datetime | None = None) -> list[str]:
+    """Housekeeping: the months wanted now (`months_wanted`) get their partitions, and months found
     in DEFAULT get theirs, for both tables; returns the partitions created. A month whose locks
     are not granted within `LOCK_TIMEOUT` is left for the next round."""
     if not partitioned(EVENTS):
         return []
-    month = month_of(now or timezone.now())
-    wanted = [month]
-    for _ in range(ahead):
-        wanted.append(next_month(wanted[-1]))
+    wanted = months_wanted(now or timezone.now())
     created = []
     for table in KEYS:
         for each in sorted({*months_in_default(table), *wanted}):

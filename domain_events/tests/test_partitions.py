@@ -5,10 +5,12 @@ deliveries, which search their events' month alone."""
 
 import base64
 import dataclasses
+import importlib
 import json
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -87,10 +89,7 @@ def test_both_tables_are_partitioned_by_month_with_keys_that_hold_the_month():
     for table in partitions.KEYS:
         made = [p.month for p in partitions.month_partitions(table)]
         assert made[-1] is None, "a DEFAULT partition, last"
-        ahead = [month]
-        for _ in range(partitions.MONTHS_AHEAD):
-            ahead.append(partitions.next_month(ahead[-1]))
-        assert set(ahead) <= set(made), "this month and the next ones are made"
+        assert set(partitions.months_wanted(timezone.now())) <= set(made), "this month (and the next near its end)"
 
     event = publish()
     stored = StoredEvent.objects.get(event_id=event.event_id)
@@ -124,18 +123,22 @@ def test_an_insert_into_a_month_without_a_partition_lands_in_default_until_house
     assert partitions.months_in_default(EVENTS) == partitions.months_in_default(DELIVERIES) == []
 
 
-def test_the_relays_housekeeping_makes_the_next_months_ahead():
-    furthest = partitions.month_of(timezone.now())
-    for _ in range(partitions.MONTHS_AHEAD):
-        furthest = partitions.next_month(furthest)
+def test_the_relays_housekeeping_makes_the_next_month_a_week_before_it_begins_and_no_earlier():
+    following = partitions.next_month(partitions.month_of(timezone.now()))
+    begins, _ = partitions.month_bounds(following)
     for table in partitions.KEYS:
-        assert partitions.drop_month(table=table, month=furthest) in (0, None)
-        assert furthest not in [p.month for p in partitions.month_partitions(table)]
+        assert partitions.drop_month(table=table, month=following) in (0, None)
 
-    Relay().prune()
-
+    with time_machine.travel(begins - partitions.NEXT_MONTH_LEAD - timedelta(hours=1), tick=False):
+        Relay().prune()
     for table in partitions.KEYS:
-        assert furthest in [p.month for p in partitions.month_partitions(table)]
+        assert following not in [p.month for p in partitions.month_partitions(table)], "not yet: an empty partition"
+
+    with time_machine.travel(begins - partitions.NEXT_MONTH_LEAD + timedelta(hours=1), tick=False):
+        Relay().prune()
+    for table in partitions.KEYS:
+        assert following in [p.month for p in partitions.month_partitions(table)]
+    furthest = following
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexdef FROM pg_indexes WHERE tablename = %s AND indexdef LIKE 'CREATE UNIQUE%%' ORDER BY 1",
@@ -365,3 +368,24 @@ def test_statements_on_claimed_deliveries_search_their_events_month_alone(settin
     assert searched, "the fast path's locks and outcomes"
     for statement, found in searched.items():
         assert found <= ours, f"{sorted(found)} searched by:\n{statement}"
+
+
+def test_the_migration_to_a_week_ahead_drops_empty_partitions_of_months_not_wanted_yet_and_keeps_those_with_rows():
+    migration = importlib.import_module("domain_events.migrations.0018_next_month_made_a_week_ahead")
+    empty = partitions.next_month(partitions.next_month(partitions.month_of(timezone.now())))
+    holding = partitions.next_month(empty)
+    for table in partitions.KEYS:
+        for month in (empty, holding):
+            partitions.month_partition_create(table=table, month=month)
+    with time_machine.travel(datetime(holding.year, holding.month, 10, 12, tzinfo=UTC), tick=False):
+        event = publish()
+    stored = StoredEvent.objects.get(event_id=event.event_id)
+
+    migration.forward(None, SimpleNamespace(connection=connection))
+
+    for table in partitions.KEYS:
+        months = [p.month for p in partitions.month_partitions(table)]
+        assert empty not in months, f"{table}: an empty month not wanted yet is dropped"
+        assert holding in months, f"{table}: a month holding rows stays"
+        assert set(partitions.months_wanted(timezone.now())) <= set(months), "the months wanted now stay"
+    assert home_of(EVENTS, stored.pk) == partitions.partition_name(EVENTS, holding)
