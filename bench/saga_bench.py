@@ -14,7 +14,8 @@ state change), both to a loopback receiver, and measures with the same processes
 * the peak resident memory of every process of the phase.
 
 Rounds alternate (plain saga, then ShelfWise) BENCH_SAGA_ROUNDS times; the figures are the medians.
-Within a round, every side's closed loop runs before the paced phases.
+Within a round, every side's closed loop runs before the paced phases. Whichever ShelfWise side
+runs, its relay leads the position readers, as the one relay of a deployment does (`lead_readers`).
 ShelfWise runs as served: no process runs an in-process handler after its own commit
 (OUTBOX_RUN_ON_COMMIT off, the default); the relay runs them all. With BENCH_SAGA_IN_PROCESS, each
 round also runs ShelfWise with in-process running on in the Celery worker and the relay
@@ -41,6 +42,7 @@ import redis
 from bench.harness import ServicesCpu, cpu_per_unit, cpu_total, fmt_cpu, fmt_ms, fmt_ratio, percentile, table
 from bench.orders_bench import WARMUP_WARM
 from bench.procs import PYTHON, BenchError, Service, start_line
+from domain_events.lock_keys import READERS_LOCK
 from testsupport.processes import celery_worker_argv
 
 if TYPE_CHECKING:
@@ -312,10 +314,38 @@ class SagaComparison:
     # --- one phase ----------------------------------------------------------------------------------
 
     def only(self, side: Side) -> None:
-        """Pause every other side's background processes, and wake this side's."""
+        """Pause every other side's background processes, and wake this side's; a ShelfWise side's
+        relay then leads the position readers (`lead_readers`)."""
         others = [s for other in self.sides.values() if other is not side for s in other.background]
         self.bench.pause(*others)
         self.bench.resume(*side.background)
+        if "relay-saga" in side.processes:
+            self.lead_readers(side.processes["relay-saga"])
+
+    def lead_readers(self, relay: Service, timeout: float = 30) -> None:
+        """Until `relay` holds the readers' lock, as the one relay of a deployment does.
+
+        Of several relays, the one holding that lock moves the position readers at their pace, the
+        others once a poll interval, in larger and cheaper batches. The first relay to start would
+        keep it while paused, and every other side's relay would do the readers' work the cheap way:
+        the holder's connection is ended instead (the paused relay finds it closed when it runs
+        again, as after a network failure, and goes on)."""
+        high, low = divmod(READERS_LOCK, 1 << 32)
+        mine = f"bench-{relay.name}"
+        deadline = time.monotonic() + timeout
+        while True:
+            holders = self.bench.db.execute(
+                "SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 1 AND l.granted",
+                (high, low),
+            ).fetchall()
+            if any(name == mine for _, name in holders):
+                return
+            for pid, _ in holders:
+                self.bench.db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            if time.monotonic() > deadline:
+                raise BenchError(f"{relay.name} did not take the readers' lock in {timeout:.0f} s")
+            time.sleep(0.05)
 
     def loop(self, side: Side, tag: str) -> dict:
         """One side's closed-loop figures, every other side's background processes paused."""

@@ -6,6 +6,7 @@ the ORM each time. Table and column names come from the models; every value is a
 
 from __future__ import annotations
 
+from domain_events.lock_keys import PRUNE_LOCK, READERS_LOCK
 from domain_events.models import OPEN, Checkpoint, Delivery, StoredEvent, Stream, Subscriber
 
 EVENTS = StoredEvent._meta.db_table
@@ -39,13 +40,8 @@ DELIVERY_INSERT_COLUMNS = (
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN) + ")"
 BLOCKING_SQL = "(" + ", ".join(f"'{s}'" for s in Delivery.BLOCKING) + ")"
 
-# Advisory lock (an arbitrary, fixed 64-bit key) of the pruning relay.
-PRUNE_LOCK = 7246183015249174628
-
 NOTIFY = "SELECT pg_notify(%s, %s)"
 TRY_PRUNE_LOCK = f"SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"
-# Session advisory lock of the relay that moves the position readers (`relay`).
-READERS_LOCK = 7246183015249174629
 TRY_READERS_LOCK = f"SELECT pg_try_advisory_lock({READERS_LOCK})"
 # Deferred constraints (Django's foreign keys) checked per statement, inside each savepoint.
 CONSTRAINTS_IMMEDIATE = "SET CONSTRAINTS ALL IMMEDIATE"
