@@ -89,9 +89,9 @@ MEANINGS = {
     "refused). Bounds how far behind the handlers get under more load than they carry.",
     "OUTBOX_RUN_ON_COMMIT": "With OUTBOX_DISPATCH_ON_COMMIT, whether the publishing process also runs the in-process "
     "handlers after its commit. Off (the default, in every process), it sends the Celery messages and wakes the "
-    "relays, which run them in batches. On, a worker that captured a payment confirms the order at once: about the "
-    "same CPU per order, a shorter saga when the machine runs near its capacity (`bench/README.md`, In-process "
-    "running).",
+    "relays, which run them in batches. On, a worker that captured a payment confirms the order at once: a shorter "
+    "saga when the machine runs near its capacity, for more CPU per order (in the full `make bench` of "
+    "2026-12-07, p50 1.2x shorter for 1.16x the CPU; `bench/README.md`, In-process running).",
     "OUTBOX_CELERY_TIME_LIMIT": "Hard time limit of a Celery delivery task, seconds (the soft one is 80 % of it).",
     "OUTBOX_HANDLER_TIME_LIMIT": "Seconds a handler may run in a relay's or a Celery worker's batch; past it, that "
     "delivery fails and retries on its schedule while the rest of the batch goes on.",
