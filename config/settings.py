@@ -339,8 +339,8 @@ DOMAIN_EVENTS = {
     # With dispatch on commit, whether the publishing process also runs the in-process handlers
     # itself. Off (the default, in every process), it sends the Celery messages and wakes the
     # relays, which run the in-process handlers in batches: the request keeps its throughput. On, a
-    # worker that captured a payment confirms the order at once: about the same CPU per order, a
-    # shorter saga when the machine runs near its capacity (bench/README.md, In-process running).
+    # worker that captured a payment confirms the order at once: a shorter saga when the machine runs
+    # near its capacity, for more CPU per order (bench/README.md, In-process running).
     "RUN_ON_COMMIT": env.bool("OUTBOX_RUN_ON_COMMIT", default=False),
     "DISPATCH_GRACE": timedelta(seconds=env.float("OUTBOX_DISPATCH_GRACE", default=10)),
     # `POST orders/` answers 503 with Retry-After while the oldest delivery never yet attempted is
