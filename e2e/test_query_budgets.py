@@ -37,17 +37,17 @@ GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 # until a handler fails.
 HANDLERS = {
     "inventory.reserve_stock_for_order": 15,
-    "payments.register_payment_for_order": 9,
+    "payments.register_payment_for_order": 6,
     # None open while the provider answers: the executor's lease check (a short transaction), the
     # claim of the capture's key (one statement), the record with its event (a short transaction),
     # the delivery's outcome (one statement).
     "payments.capture_payment_for_order": 15,
-    "notifications.remember_order_contact": 9,
+    "notifications.remember_order_contact": 6,
     # Its batches hold several deliveries (three here), with no savepoint of their own.
     "webhooks.queue_webhook_deliveries": 14,
     # No savepoint of its own inside the executor's transaction.
     "orders.confirm_order": 9,
-    "notifications.email_customer_about_order": 17,
+    "notifications.email_customer_about_order": 14,
 }
 
 # Queries per Celery task of one order, summed over its tasks, as a worker runs them after the
@@ -62,9 +62,9 @@ TASKS = {
     # and what a delivery would wait for in one query), the outcome (1), and the look for more of
     # the handler's deliveries still queued (1).
     "payments.capture_payment_for_order": 24,
-    # The stamp, the order's contact, the e-mail's log row (looked up, then created: 4), the
+    # The stamp, the order's contact, the e-mail's log row (inserted unless there: 1), the
     # customer, the store's name, the row marked sent (1), the outcome, the look for more.
-    "notifications.email_customer_about_order": 11,
+    "notifications.email_customer_about_order": 8,
     # Four webhooks (the order placed, its stock reserved, its payment captured, the order
     # confirmed), one after the other as each subject's order requires, in two tasks of two
     # batches. Per batch a claim (4: the endpoint locked and read with its signing secrets, the

@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from core import tracing
+from core.db import get_or_insert
 from core.errors import ApplicationError
 from domain_events.events import (
     DomainEvent,
@@ -89,7 +90,8 @@ def message_id_for(*, event: DomainEvent, template: str) -> str:
 
 def order_contact_record(*, event: OrderPlaced) -> OrderContact:
     """Remember who placed the order and what it holds (idempotent)."""
-    contact, _ = OrderContact.objects.get_or_create(
+    contact, _ = get_or_insert(
+        OrderContact,
         order_id=event.order_id,
         defaults={
             "tenant_id": event.tenant_id,
@@ -146,7 +148,8 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
     """
     template, subject = TEMPLATES[event.type]
     contact = _contact(event)
-    message, _ = EmailMessage.objects.get_or_create(
+    message, _ = get_or_insert(
+        EmailMessage,
         event_id=event.event_id,
         template=template,
         defaults={

@@ -26,6 +26,7 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.db import get_or_insert
 from core.errors import ApplicationError
 from domain_events.bus import event_bus
 from domain_events.events import PaymentCaptured, PaymentFailed, PaymentRefunded
@@ -59,7 +60,8 @@ def payment_register_for_order(
     Idempotent: an order has one payment, and an existing one (a redelivery, or the tombstone of
     an order cancelled before this ran) is returned unchanged.
     """
-    payment, created = Payment.objects.get_or_create(
+    payment, created = get_or_insert(
+        Payment,
         order_id=order_id,
         defaults={
             "tenant_id": tenant_id,

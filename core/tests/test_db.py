@@ -1,9 +1,14 @@
-"""Maintenance commands may lift the statement timeout for their own work, and only for it."""
+"""Database helpers: the statement timeout lifted for maintenance work only, and a row inserted
+unless its key is taken."""
+
+from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
-from core.db import long_statements_allowed
+from core.db import get_or_insert, long_statements_allowed
+from core.models import IdempotencyKey
 
 pytestmark = pytest.mark.django_db
 
@@ -28,3 +33,44 @@ def test_the_product_connections_never_compile_statements_with_jit():
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone()[0] == "off"
+
+
+CREATED = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def test_get_or_insert_writes_a_new_row_in_one_statement_with_its_drawn_key(customer):
+    with CaptureQueriesContext(connection) as queries:
+        row, created = get_or_insert(
+            IdempotencyKey, user=customer, key="k-1", defaults={"fingerprint": "f" * 64, "created_at": CREATED}
+        )
+    assert created is True
+    assert len(queries) == 1, [q["sql"] for q in queries.captured_queries]
+    stored = IdempotencyKey.objects.get(user=customer, key="k-1")
+    assert row.pk == stored.pk is not None
+    assert (stored.fingerprint, stored.state, stored.created_at) == ("f" * 64, "in_progress", CREATED)
+    assert row._state.adding is False
+
+
+def test_get_or_insert_returns_the_row_already_there_and_changes_nothing(customer):
+    first, _ = get_or_insert(
+        IdempotencyKey, user=customer, key="k-1", defaults={"fingerprint": "a" * 64, "created_at": CREATED}
+    )
+    again, created = get_or_insert(
+        IdempotencyKey, user=customer, key="k-1", defaults={"fingerprint": "b" * 64, "created_at": CREATED}
+    )
+    assert created is False
+    assert again.pk == first.pk
+    assert again.fingerprint == "a" * 64
+    assert IdempotencyKey.objects.filter(user=customer).count() == 1
+
+
+def test_get_or_insert_leaves_the_callers_transaction_usable_after_a_conflict(customer):
+    """A conflict is no error: the surrounding transaction goes on without a savepoint."""
+    with transaction.atomic():
+        get_or_insert(IdempotencyKey, user=customer, key="k-1", defaults={"fingerprint": "a", "created_at": CREATED})
+        get_or_insert(IdempotencyKey, user=customer, key="k-1", defaults={"fingerprint": "b", "created_at": CREATED})
+        _, created = get_or_insert(
+            IdempotencyKey, user=customer, key="k-2", defaults={"fingerprint": "c", "created_at": CREATED}
+        )
+    assert created is True
+    assert sorted(IdempotencyKey.objects.values_list("key", "fingerprint")) == [("k-1", "a"), ("k-2", "c")]
