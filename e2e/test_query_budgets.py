@@ -36,7 +36,7 @@ GET_DASHBOARD = 2  # token; the figures with their daily and top lists
 # one of `run_deliveries_now` that makes the deliveries due. A relay's batch needs no savepoint
 # until a handler fails.
 HANDLERS = {
-    "inventory.reserve_stock_for_order": 15,
+    "inventory.reserve_stock_for_order": 10,
     "payments.register_payment_for_order": 6,
     # None open while the provider answers: the executor's lease check (a short transaction), the
     # claim of the capture's key (one statement), the record with its event (a short transaction),

@@ -21,6 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from core.db import get_or_insert
 from core.errors import ApplicationError, Conflict
 from domain_events.bus import event_bus
 from domain_events.events import InventoryReservationFailed, InventoryReserved, OrderLine, StockAdjusted, StockShortage
@@ -118,28 +119,28 @@ def stock_reserve_for_order(*, tenant_id: UUID, order_id: UUID, lines: Sequence[
     publishes `inventory.reserved`. If any line is short (or its sku unknown), reserves nothing and
     publishes `inventory.reservation_failed` with every shortage; returns None then.
     If the order already has a reservation in any status (a redelivery, or a release that came
-    first and left a tombstone), does nothing and returns that reservation.
+    first and left a tombstone), does nothing and returns that reservation. Inside a caller's
+    transaction (the executor's) it takes no savepoint: on a failure the caller rolls back to its own.
     """
     requested = _quantities_by_sku(lines)
-    with transaction.atomic():
-        existing = Reservation.objects.filter(tenant_id=tenant_id, order_id=order_id).first()
-        if existing is not None:
-            return existing
+    with transaction.atomic(savepoint=False):
         products = {p.sku: p for p in _lock(Product.objects.filter(tenant_id=tenant_id, sku__in=requested))}
         shortages = _shortages(requested, products)
         if shortages:
+            # A redelivery finds the stock short by its own reservation: that one stands.
+            existing = Reservation.objects.filter(tenant_id=tenant_id, order_id=order_id).first()
+            if existing is not None:
+                return existing
             event_bus.publish(
                 InventoryReservationFailed(tenant_id=tenant_id, order_id=order_id, shortages=tuple(shortages))
             )
             return None
-        try:
-            with transaction.atomic():
-                reservation = Reservation.objects.create(
-                    tenant_id=tenant_id, order_id=order_id, status=Reservation.Status.RESERVED
-                )
-        except IntegrityError:
-            # A release for this order committed first and left its tombstone: nothing to reserve.
-            return Reservation.objects.get(tenant_id=tenant_id, order_id=order_id)
+        # Written unless the order has one already (a redelivery, or a release's tombstone).
+        reservation, created = get_or_insert(
+            Reservation, tenant_id=tenant_id, order_id=order_id, defaults={"status": Reservation.Status.RESERVED}
+        )
+        if not created:
+            return reservation
         ReservationLine.objects.bulk_create(
             ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
             for sku, quantity in requested.items()
