@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from audit.chain import CONTENT_FIELDS, GENESIS, entry_hash
 from audit.models import AuditEntry
+from core.db import insert_rows
 from domain_events.actors import SYSTEM
 from domain_events.events import ENVELOPE_FIELDS, DomainEvent
 from domain_events.registry import registry
@@ -102,6 +103,6 @@ def audit_append_events(*, events: Sequence[tuple[DomainEvent, int]], resumes: b
         entry.hash = entry_hash(previous, {f: getattr(entry, f) for f in CONTENT_FIELDS})
         heads[event.tenant_id] = (entry.sequence, entry.hash)
         entries.append(entry)
-    created = AuditEntry.objects.bulk_create(entries)
+    created = insert_rows(entries)
     _heads.update(heads)
     return created

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -29,26 +29,74 @@ def long_statements_allowed() -> Iterator[None]:
             cursor.execute("RESET statement_timeout")
 
 
-@functools.cache
-def _insert_unless_present(
-    model: type[Model], conflict: tuple[str, ...]
+# Rows of one written-out INSERT at most (PostgreSQL binds up to 65,535 values in one statement).
+INSERT_CHUNK = 1000
+
+
+@functools.lru_cache(maxsize=512)
+def _insert(
+    model: type[Model], rows: int, conflict: tuple[str, ...] | None
 ) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
-    """The statement of `get_or_insert` for `model` (PostgreSQL), the fields it writes and those
-    the database draws (an auto-increment key), which it returns."""
+    """A written-out INSERT of `rows` rows of `model` (PostgreSQL), the fields it writes and those the
+    database draws (an auto-increment key), which it returns in the rows' order. `conflict`: None
+    for none; the fields of the unique constraint a conflicting row is left alone on; () for any."""
     meta = model._meta
     quote = connection.ops.quote_name
     drawn = tuple(f for f in meta.concrete_fields if f.db_returning)
     fields = tuple(f for f in meta.concrete_fields if not f.db_returning and not getattr(f, "generated", False))
     columns = ", ".join(quote(f.column) for f in fields)
-    target = ", ".join(quote(meta.get_field(name).column) for name in conflict)
-    values = ", ".join(["%s"] * len(fields))
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    values = ", ".join([row] * rows)
+    if conflict is None:
+        on_conflict = ""
+    else:
+        target = ", ".join(quote(meta.get_field(name).column) for name in conflict)
+        on_conflict = f" ON CONFLICT ({target}) DO NOTHING" if target else " ON CONFLICT DO NOTHING"
     returning = ", ".join(quote(f.column) for f in drawn) or "1"
     table = quote(meta.db_table)
     # Names from the model, every value bound.
-    statement = (
-        f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({target}) DO NOTHING RETURNING {returning}"  # noqa: S608
-    )
+    statement = f"INSERT INTO {table} ({columns}) VALUES {values}{on_conflict} RETURNING {returning}"  # noqa: S608
     return statement, fields, drawn
+
+
+def _values(rows: Sequence[Model], fields: tuple[Field, ...]) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(row, add=True), connection) for row in rows for f in fields]
+
+
+def _saved(row: Model, field_values: Sequence[Any], drawn: tuple[Field, ...]) -> None:
+    for field, value in zip(drawn, field_values, strict=False):
+        setattr(row, field.attname, value)
+    row._state.adding = False
+    row._state.db = connection.alias
+
+
+def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> list[M]:
+    """`bulk_create` for the hot paths: one written-out INSERT per `INSERT_CHUNK` rows on PostgreSQL,
+    its text kept per model and row count, so nothing is compiled again for every call. A drawn key
+    (an auto-increment id) is set on each row, as `bulk_create` does. With `ignore_conflicts`, a
+    row that conflicts with one already there is left out, and rows whose key is drawn by the
+    database cannot be told apart: use `bulk_create` then. Elsewhere than on PostgreSQL, `bulk_create`."""
+    if not rows:
+        return []
+    model = type(rows[0])
+    if connection.vendor != "postgresql":
+        return model.objects.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+    if ignore_conflicts and any(f.db_returning for f in model._meta.concrete_fields):
+        raise ValueError(f"{model.__name__}: a drawn key cannot be matched to its row when conflicts are left out")
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
+        statement, fields, drawn = _insert(model, len(chunk), () if ignore_conflicts else None)
+        with connection.cursor() as cursor:
+            cursor.execute(statement, _values(chunk, fields))
+            returned = cursor.fetchall()
+        if ignore_conflicts:
+            for row in chunk:
+                row._state.adding = False
+                row._state.db = connection.alias
+        else:
+            for row, field_values in zip(chunk, returned, strict=True):
+                _saved(row, field_values, drawn)
+    return list(rows)
 
 
 def get_or_insert(model: type[M], *, defaults: dict[str, Any], **lookup: Any) -> tuple[M, bool]:
@@ -59,15 +107,11 @@ def get_or_insert(model: type[M], *, defaults: dict[str, Any], **lookup: Any) ->
     if connection.vendor != "postgresql":
         return model.objects.get_or_create(defaults=defaults, **lookup)
     row = model(**lookup, **defaults)
-    statement, fields, drawn = _insert_unless_present(model, tuple(lookup))
-    params = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    statement, fields, drawn = _insert(model, 1, tuple(lookup))
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        cursor.execute(statement, _values([row], fields))
         inserted = cursor.fetchone()
     if inserted is None:
         return model.objects.get(**lookup), False
-    for field, value in zip(drawn, inserted, strict=False):
-        setattr(row, field.attname, value)
-    row._state.adding = False
-    row._state.db = connection.alias
+    _saved(row, inserted, drawn)
     return row, True

@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from core.db import get_or_insert
+from core.db import get_or_insert, insert_rows
 from core.errors import ApplicationError, Conflict
 from domain_events.bus import event_bus
 from domain_events.events import InventoryReservationFailed, InventoryReserved, OrderLine, StockAdjusted, StockShortage
@@ -141,9 +141,11 @@ def stock_reserve_for_order(*, tenant_id: UUID, order_id: UUID, lines: Sequence[
         )
         if not created:
             return reservation
-        ReservationLine.objects.bulk_create(
-            ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
-            for sku, quantity in requested.items()
+        insert_rows(
+            [
+                ReservationLine(reservation=reservation, product=products[sku], quantity=quantity)
+                for sku, quantity in requested.items()
+            ]
         )
         now = timezone.now()
         for sku, quantity in requested.items():

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from core.db import get_or_insert, long_statements_allowed
+from core.db import get_or_insert, insert_rows, long_statements_allowed
 from core.models import IdempotencyKey
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +74,36 @@ def test_get_or_insert_leaves_the_callers_transaction_usable_after_a_conflict(cu
         )
     assert created is True
     assert sorted(IdempotencyKey.objects.values_list("key", "fingerprint")) == [("k-1", "a"), ("k-2", "c")]
+
+
+def test_insert_rows_writes_every_row_in_one_statement_and_sets_their_drawn_keys(customer):
+    rows = [IdempotencyKey(user=customer, key=f"k-{n}", fingerprint=str(n), created_at=CREATED) for n in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        written = insert_rows(rows)
+    assert len(queries) == 1
+    assert written == rows
+    stored = dict(IdempotencyKey.objects.filter(user=customer).values_list("key", "pk"))
+    assert stored == {row.key: row.pk for row in rows}
+    assert all(row.pk is not None and row._state.adding is False for row in rows)
+
+
+def test_insert_rows_with_a_drawn_key_refuses_to_leave_conflicts_out(customer):
+    with pytest.raises(ValueError, match="drawn key"):
+        insert_rows(
+            [IdempotencyKey(user=customer, key="k", fingerprint="f", created_at=CREATED)], ignore_conflicts=True
+        )
+    assert not IdempotencyKey.objects.exists()
+
+
+def test_insert_rows_leaves_a_conflicting_row_alone_and_writes_the_others(tenant):
+    """Rows whose key is theirs (not drawn): the one already there keeps what it had."""
+    Tenant = type(tenant)
+    clash = Tenant(pk=tenant.pk, slug="clash", name="Clash", currency="EUR")
+    other = Tenant(slug="second-shop", name="Second Shop", currency="USD")
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows([clash, other], ignore_conflicts=True)
+    assert len(queries) == 1
+    tenant.refresh_from_db()
+    assert (tenant.slug, tenant.currency) == ("tenant-a", "USD")
+    assert Tenant.objects.filter(pk=other.pk, slug="second-shop").exists()
+    assert not Tenant.objects.filter(slug="clash").exists()

@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from core.db import insert_rows
 from domain_events.cloudevents import to_cloudevent
 from domain_events.events import DomainEvent
 from domain_events.models import StoredEvent
@@ -38,7 +39,7 @@ def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
     # endpoint, or the endpoint has as many requests in flight as allowed) gets no message: the
     # sender ahead of it hands it on when it is done (`sending._hand_on`), the sweep if that sender dies.
     waiting = {e.pk for e in endpoints if must_wait(e)}
-    deliveries = WebhookDelivery.objects.bulk_create(
+    deliveries = insert_rows(
         [
             WebhookDelivery(
                 tenant_id=event.tenant_id,
