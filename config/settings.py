@@ -160,11 +160,6 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-# The backbone's statements run on every claim, outcome and publish (`core.db.prepared_cursor`) are
-# prepared once per connection, so PostgreSQL plans them once rather than on every run. Off for a
-# pooler in transaction mode that does not track prepared statements.
-DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
-
 # A streaming replica of the primary for the read side (docs/operations.md, Read replica): the
 # dashboard, the events feed, an order's timeline, the admin's lists and home page and the projection
 # replays read there; everything else stays on the primary. Unset, there is only the primary.

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Field, Model
 
@@ -116,35 +115,3 @@ def get_or_insert(model: type[M], *, defaults: dict[str, Any], **lookup: Any) ->
         return model.objects.get(**lookup), False
     _saved(row, inserted, drawn)
     return row, True
-
-
-@contextmanager
-def prepared_cursor() -> Iterator[Any]:
-    """A cursor for the statements run on every claim, outcome or publish: on PostgreSQL each is
-    prepared on the server the first time a connection runs it (its parameters bound there, not
-    quoted into the text), so that PostgreSQL plans it once per connection rather than on every
-    run. Django's own queries keep client-side binding. `DATABASE_PREPARED_STATEMENTS=false` (a
-    pooler in transaction mode that does not track prepared statements) and SQLite: a plain cursor."""
-    if connection.vendor != "postgresql" or not getattr(settings, "DATABASE_PREPARED_STATEMENTS", False):
-        with connection.cursor() as cursor:
-            yield cursor
-        return
-    connection.validate_thread_sharing()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        raw = _preparing_cursor()(connection.connection)
-    wrapped = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-    with wrapped as cursor:
-        yield cursor
-
-
-@functools.cache
-def _preparing_cursor() -> type:
-    """psycopg's server-binding cursor (Django's, with its `callproc`), preparing every statement."""
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    class PreparingCursor(ServerBindingCursor):
-        def execute(self, query, params=None, *, prepare=None, binary=None):
-            return super().execute(query, params, prepare=True, binary=binary)
-
-    return PreparingCursor

@@ -33,7 +33,6 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-from core.db import prepared_cursor
 from domain_events import sql
 from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
@@ -123,7 +122,7 @@ def take_in_flight(
     months = months_of(c.event_recorded_at for c in own)
     if months is not None:
         statement, params["recorded"] = sql.TAKE_IN_FLIGHT_IN_MONTHS, months
-    with prepared_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(statement, params)
         rows = cursor.fetchall()
     taken = [

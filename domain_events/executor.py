@@ -42,7 +42,6 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from core import tracing
-from core.db import prepared_cursor
 from domain_events import metrics, sql, streams
 from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
@@ -276,7 +275,7 @@ def _run_outside(claim: Claim, *, limit: float | None = None, checked: Delivery 
         statement = sql.MARK_SUCCEEDED_LEASED
         if claim.event_recorded_at is not None:
             statement, params["recorded"] = sql.MARK_SUCCEEDED_LEASED_IN_MONTH, claim.event_recorded_at
-        with prepared_cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(statement, params)
             recorded = cursor.fetchone() is not None
         if not recorded:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.db import prepared_cursor
+from django.db import connection
+
 from domain_events import sql, subscribers
 from domain_events.models import Delivery, StoredEvent
 
@@ -30,7 +31,7 @@ Lock = Callable[[set[int] | None], Locked]
 
 
 def fetch_locked(statement: str, params: dict) -> Locked:
-    with prepared_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(statement, params)
         fetched = cursor.fetchall()
     out: Locked = []
@@ -48,7 +49,7 @@ def fetch_started(statement: str, params: dict) -> tuple[Delivery, bool] | None:
     """The one row of a statement that stamps a delivery as started (`sql.START_LEASED`), and
     whether it may run at once: nothing holds it back and no earlier event lacks its delivery.
     None: nothing was stamped."""
-    with prepared_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:

@@ -11,7 +11,6 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from core.db import prepared_cursor
 from domain_events import sql
 from domain_events.conf import handler_retry_policy
 from domain_events.locking import Blocker
@@ -53,7 +52,7 @@ def mark_succeeded(delivery_ids: list[int], now, recorded: Sequence[datetime] | 
         params = {"ids": delivery_ids, "now": now}
         if recorded is not None:
             params["recorded"] = list(recorded)
-        with prepared_cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(sql.MARK_SUCCEEDED if recorded is None else sql.MARK_SUCCEEDED_IN_MONTHS, params)
         return
     Delivery.objects.filter(pk__in=delivery_ids).update(

@@ -27,7 +27,6 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import tracing
-from core.db import prepared_cursor
 from core.log_context import log_scope
 from core.masking import mask_error, private_values
 from core.replica import PRIMARY, primary_position, reads_from_replica, replica_failed
@@ -181,7 +180,7 @@ def _claim(key: str, types: list[str], size: int, top: int, events_from: str) ->
     a failure rolls both back. On PostgreSQL, with the events on this server, that is one statement."""
     now = timezone.now()
     if connection.vendor == "postgresql" and events_from == PRIMARY:
-        with prepared_cursor() as cursor:
+        with connection.cursor() as cursor:
             cursor.execute(_BATCH_SQL, {"name": key, "top": top, "types": types, "size": size, "now": now})
             found = cursor.fetchall()
         if not found:

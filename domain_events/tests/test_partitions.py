@@ -294,9 +294,6 @@ def queued_task(redis_broker, queue: str) -> tuple[list, dict]:
 
 def test_statements_on_claimed_deliveries_search_their_events_month_alone(settings, redis_broker):
     settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
-    # The statements are captured with their values quoted in, to be explained again: bound on the
-    # client, not prepared. What they search is in their text either way.
-    settings.DATABASE_PREPARED_STATEMENTS = False
     redis_broker.flushdb()
     this_month = partitions.month_of(timezone.now())
     months = [previous_month(previous_month(this_month)), previous_month(this_month), this_month]
