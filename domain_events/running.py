@@ -14,6 +14,8 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
+from contextvars import ContextVar
+from uuid import UUID
 
 from django.db import connection, transaction
 
@@ -28,6 +30,27 @@ from domain_events.retry import kept_error
 from domain_events.subscriptions import subscriptions
 
 logger = logging.getLogger(__name__)
+
+# The stored event whose handler is running: what the executor already read of it, for a handler
+# that needs its position (`position_of`).
+_handling: ContextVar[StoredEvent | None] = ContextVar("shelfwise_handling", default=None)
+
+
+def position_of(event_id: UUID) -> int | None:
+    """The position of the event with `event_id` if a handler is running on it here, else None
+    (the caller reads it itself)."""
+    stored = _handling.get()
+    return stored.position if stored is not None and stored.event_id == event_id else None
+
+
+@contextlib.contextmanager
+def _handling_event(stored: StoredEvent) -> Iterator[None]:
+    token = _handling.set(stored)
+    try:
+        yield
+    finally:
+        _handling.reset(token)
+
 
 TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
@@ -159,6 +182,7 @@ def run_one(
             event = _load(delivery, events)
             with (
                 traced(event.correlation_id, causation_id=event.event_id, actor=event.actor),
+                _handling_event(stored),
                 span,
                 time_limit(limit),
             ):

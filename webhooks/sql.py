@@ -31,17 +31,21 @@ OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in WebhookDelivery.OPEN) + ")"
 # endpoints registered when it occurred, each with the event's position and what a delivery of its
 # subject would wait for there (`waiting.with_waiting`): `blocked`, an earlier event of the subject
 # still open for the endpoint; `in_flight`, the senders holding live leases. Written out once, as
-# the ORM would compile its three subqueries again for every event. Parameters by name: event_id,
-# occurred, tenant, subject, now.
-FAN_OUT = f"""WITH ev AS (SELECT position FROM {EVENTS} WHERE event_id = %(event_id)s LIMIT 1)
-SELECT e.*, (SELECT position FROM ev) AS event_position,
+# the ORM would compile its three subqueries again for every event. `FAN_OUT` looks the event's
+# position up (parameters by name: event_id, occurred, tenant, subject, now); `FAN_OUT_AT` is given
+# it (`position` instead of event_id), when the executor has read the event already.
+_FAN_OUT = f"""SELECT e.*, {{position}} AS event_position,
        EXISTS (SELECT 1 FROM {DELIVERIES} d
                 WHERE d.endpoint_id = e.id AND d.subject = %(subject)s AND d.status IN {OPEN_SQL}
-                  AND d.position < (SELECT position FROM ev)) AS blocked,
+                  AND d.position < {{position}}) AS blocked,
        (SELECT count(DISTINCT COALESCE(f.lease_token, f.id)) FROM {DELIVERIES} f
          WHERE f.endpoint_id = e.id AND f.leased_until > %(now)s) AS in_flight
   FROM {ENDPOINTS} e
  WHERE e.created_at <= %(occurred)s AND e.tenant_id = %(tenant)s AND e.is_active"""
+FAN_OUT = f"WITH ev AS (SELECT position FROM {EVENTS} WHERE event_id = %(event_id)s LIMIT 1)\n" + _FAN_OUT.format(
+    position="(SELECT position FROM ev)"
+)
+FAN_OUT_AT = _FAN_OUT.format(position="%(position)s::bigint")
 
 # One row per attempted delivery; the lease token fences it (a sender whose lease ran out and was
 # taken by another writes nothing). Attempts count up in the row itself, and each written row gets

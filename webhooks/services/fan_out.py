@@ -12,6 +12,7 @@ from core.db import insert_rows
 from domain_events.cloudevents import to_cloudevent
 from domain_events.events import DomainEvent
 from domain_events.models import StoredEvent
+from domain_events.running import position_of
 from webhooks import sql
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services.queue import enqueue_on_commit
@@ -65,16 +66,12 @@ def _candidates(event: DomainEvent, subject: str, now) -> Iterable[WebhookEndpoi
     from its registration on, whenever the relay runs this), with the event's position and what a
     delivery would wait for at each (`waiting.with_waiting`)."""
     if connection.vendor == "postgresql":
-        return WebhookEndpoint.objects.raw(
-            sql.FAN_OUT,
-            {
-                "event_id": event.event_id,
-                "occurred": event.occurred_at,
-                "tenant": event.tenant_id,
-                "subject": subject,
-                "now": now,
-            },
-        )
+        params = {"occurred": event.occurred_at, "tenant": event.tenant_id, "subject": subject, "now": now}
+        position = position_of(event.event_id)
+        if position is None:
+            return WebhookEndpoint.objects.raw(sql.FAN_OUT, {**params, "event_id": event.event_id})
+        # Run by the executor, which read the event: its position needs no look-up.
+        return WebhookEndpoint.objects.raw(sql.FAN_OUT_AT, {**params, "position": position})
     position = StoredEvent.objects.filter(event_id=event.event_id).values("position")[:1]
     registered = WebhookEndpoint.objects.filter(created_at__lte=event.occurred_at)
     candidates = registered.filter(tenant_id=event.tenant_id, is_active=True).annotate(

@@ -6,13 +6,16 @@ from decimal import Decimal
 from uuid import uuid4
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from domain_events.bus import event_bus
 from domain_events.context import acting_as
 from domain_events.events import OrderConfirmed
+from domain_events.models import StoredEvent
 from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services.fan_out import deliveries_fan_out
 from webhooks.tests.factories import endpoint_with_secret, publish_confirmed, send_due_now
 from webhooks.tests.receiver import Answer, Receiver, running
 
@@ -209,3 +212,21 @@ def test_a_rotated_secret_signs_alongside_the_old_one_for_a_day(tenant):
     assert received.headers["webhook-signature"].count("v1,") == 2
     received.verified(old)
     received.verified(new)
+
+
+def test_the_fan_out_run_by_the_executor_takes_the_events_position_from_it_and_a_direct_call_looks_it_up(tenant):
+    """Both write the event's position on its delivery; only the direct call reads the events table."""
+    endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    with CaptureQueriesContext(connection) as run_by_executor:
+        confirmed = publish_confirmed(tenant.pk)
+    stored = StoredEvent.objects.get(event_id=confirmed.event_id)
+    [fan_out] = [q["sql"] for q in run_by_executor.captured_queries if "FROM webhooks_webhookendpoint e" in q["sql"]]
+    assert StoredEvent._meta.db_table not in fan_out
+    assert WebhookDelivery.objects.get(event_id=confirmed.event_id).position == stored.position
+
+    WebhookDelivery.objects.all().delete()
+    with CaptureQueriesContext(connection) as called_directly:
+        [delivery] = deliveries_fan_out(event=confirmed)
+    [fan_out] = [q["sql"] for q in called_directly.captured_queries if "FROM webhooks_webhookendpoint e" in q["sql"]]
+    assert StoredEvent._meta.db_table in fan_out
+    assert delivery.position == stored.position
