@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Field, Model
+from django.db.models.expressions import DatabaseDefault
 
 M = TypeVar("M", bound=Model)
 
@@ -60,7 +61,12 @@ def _insert(
 
 
 def _values(rows: Sequence[Model], fields: tuple[Field, ...]) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(row, add=True), connection) for row in rows for f in fields]
+    values = [f.pre_save(row, add=True) for row in rows for f in fields]
+    if any(isinstance(v, DatabaseDefault) for v in values):
+        # The written-out statement binds every value; a column left to its database default
+        # needs the ORM's `DEFAULT`.
+        raise ValueError("a value left to its database default cannot be bound: use the ORM")
+    return [f.get_db_prep_save(v, connection) for v, f in zip(values, fields * len(rows), strict=True)]
 
 
 def _saved(row: Model, field_values: Sequence[Any], drawn: tuple[Field, ...]) -> None:

@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import Value
+from django.db.models.expressions import DatabaseDefault
 from django.test.utils import CaptureQueriesContext
 
 from core.db import get_or_insert, insert_rows, long_statements_allowed
@@ -107,3 +109,10 @@ def test_insert_rows_leaves_a_conflicting_row_alone_and_writes_the_others(tenant
     assert (tenant.slug, tenant.currency) == ("tenant-a", "USD")
     assert Tenant.objects.filter(pk=other.pk, slug="second-shop").exists()
     assert not Tenant.objects.filter(slug="clash").exists()
+
+
+def test_insert_rows_refuses_a_value_left_to_its_database_default_and_writes_nothing(customer):
+    row = IdempotencyKey(user=customer, key="k", fingerprint=DatabaseDefault(Value("f")), created_at=CREATED)
+    with pytest.raises(ValueError, match="database default"):
+        insert_rows([row])
+    assert not IdempotencyKey.objects.exists()

@@ -76,48 +76,28 @@ def test_another_tenants_product_is_unknown(tenant, other_tenant):
     assert event.payload["shortages"] == [{"sku": "DUNE", "requested": 1, "available": 0}]
 
 
-def test_reserving_the_same_order_again_does_nothing(tenant):
-    dune = ProductFactory(tenant=tenant, on_hand=5)
-    order_id = uuid.uuid4()
-    first = stock_reserve_for_order(tenant_id=tenant.pk, order_id=order_id, lines=(order_line(dune, 2),))
-    again = stock_reserve_for_order(tenant_id=tenant.pk, order_id=order_id, lines=(order_line(dune, 2),))
-    assert again.pk == first.pk
-    dune.refresh_from_db()
-    assert dune.reserved == 2
-    assert len(events_of("inventory.reserved")) == 1
-
-
-def test_reserving_again_when_the_first_reservation_took_the_last_copies_keeps_it(tenant):
-    """The redelivery finds the stock short by its own reservation: no failure is published."""
-    dune = ProductFactory(tenant=tenant, on_hand=2)
+@pytest.mark.parametrize("on_hand", [5, 2], ids=["copies left", "the first took the last copies"])
+def test_reserving_the_same_order_again_does_nothing(tenant, on_hand):
+    """A redelivery that finds the stock short by its own reservation publishes no failure either."""
+    dune = ProductFactory(tenant=tenant, on_hand=on_hand)
     order_id = uuid.uuid4()
     first = stock_reserve_for_order(tenant_id=tenant.pk, order_id=order_id, lines=(order_line(dune, 2),))
     again = stock_reserve_for_order(tenant_id=tenant.pk, order_id=order_id, lines=(order_line(dune, 2),))
     assert again.pk == first.pk
     assert again.status == Reservation.Status.RESERVED
     dune.refresh_from_db()
-    assert (dune.on_hand, dune.reserved) == (2, 2)
+    assert (dune.on_hand, dune.reserved) == (on_hand, 2)
     assert len(events_of("inventory.reserved")) == 1
     assert events_of("inventory.reservation_failed") == []
 
 
-def test_an_order_released_before_its_reservation_stays_released_even_when_stock_is_short(tenant):
-    dune = ProductFactory(tenant=tenant, on_hand=1)
+@pytest.mark.parametrize(("on_hand", "quantity"), [(5, 2), (1, 5)], ids=["enough stock", "stock short"])
+def test_an_order_released_before_its_reservation_is_never_reserved(tenant, on_hand, quantity):
+    dune = ProductFactory(tenant=tenant, on_hand=on_hand)
     order_id = uuid.uuid4()
     stock_release_for_order(tenant_id=tenant.pk, order_id=order_id)
 
-    tombstone = stock_reserve_for_order(tenant_id=tenant.pk, order_id=order_id, lines=(order_line(dune, 5),))
-
-    assert tombstone.status == Reservation.Status.RELEASED
-    assert not StoredEvent.objects.filter(type__startswith="inventory.reserv").exists()
-
-
-def test_an_order_released_before_its_reservation_is_never_reserved(tenant):
-    dune = ProductFactory(tenant=tenant, on_hand=5)
-    order_id = uuid.uuid4()
-    stock_release_for_order(tenant_id=tenant.pk, order_id=order_id)
-
-    tombstone = stock_reserve_for_order(tenant_id=tenant.pk, order_id=order_id, lines=(order_line(dune, 2),))
+    tombstone = stock_reserve_for_order(tenant_id=tenant.pk, order_id=order_id, lines=(order_line(dune, quantity),))
 
     assert tombstone.status == Reservation.Status.RELEASED
     assert not tombstone.lines.exists()
