@@ -125,9 +125,13 @@ class WebhookDelivery(models.Model):
             models.Index(
                 fields=["endpoint", "position"], name="webhook_delivery_open_queue", condition=Q(status__in=OPEN)
             ),
-            # The requests in flight to an endpoint (a lease is cleared when its attempt is recorded).
+            # The requests in flight to an endpoint (a lease is cleared when its attempt is recorded):
+            # live leases are a range of the index, so counting them never reads the endpoint's
+            # other deliveries, whatever the planner believes of their number.
             models.Index(
-                fields=["endpoint"], name="webhook_delivery_in_flight", condition=Q(leased_until__isnull=False)
+                fields=["endpoint", "leased_until"],
+                name="webhook_delivery_leased",
+                condition=Q(leased_until__isnull=False),
             ),
             # The API's and the admin's lists, newest first: per endpoint, per tenant, and every
             # tenant's for operators.
