@@ -5,38 +5,25 @@ wanted yet; the relays' housekeeping makes them when their time comes. A partiti
 row is kept. PostgreSQL only (SQLite has no partitions).
 """
 
-import re
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from django.db import migrations
 
-from domain_events.partitions import months_wanted
-
-TABLES = ("domain_events_storedevent", "domain_events_delivery")
-_MONTH = re.compile(r"_(\d{4})_(\d{2})$")
+from domain_events import partitions
 
 
 def forward(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
+    if schema_editor.connection.vendor != "postgresql":
         return
-    wanted = months_wanted(datetime.now(tz=UTC))
-    with connection.cursor() as cursor:
-        for table in TABLES:
-            cursor.execute(
-                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                " WHERE i.inhparent = to_regclass(%s) ORDER BY 1",
-                [table],
-            )
-            for (name,) in cursor.fetchall():
-                found = _MONTH.search(name)
-                if found is None or date(int(found[1]), int(found[2]), 1) <= max(wanted):
+    latest = max(partitions.months_wanted(datetime.now(tz=UTC)))
+    with schema_editor.connection.cursor() as cursor:
+        for table in partitions.KEYS:
+            for partition in partitions.month_partitions(table):
+                if partition.month is None or partition.month <= latest:
                     continue
-                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")  # noqa: S608
-                if cursor.fetchone()[0]:
-                    continue
-                cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
-                cursor.execute(f"DROP TABLE {name}")
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {partition.name})")  # noqa: S608
+                if not cursor.fetchone()[0]:
+                    partitions.drop_month(table=table, month=partition.month)
 
 
 class Migration(migrations.Migration):
