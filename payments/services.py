@@ -211,7 +211,8 @@ def _settle_claim(*, tenant_id: UUID, order_id: UUID, amount: Decimal, currency:
     """Void what can be voided here; a captured payment comes back with its `refund_key` claimed."""
     payment = _locked_payment(tenant_id=tenant_id, order_id=order_id)
     if payment is None:
-        payment, created = Payment.objects.get_or_create(
+        payment, created = get_or_insert(
+            Payment,
             order_id=order_id,
             defaults={"tenant_id": tenant_id, "amount": amount, "currency": currency, "status": Payment.Status.VOIDED},
         )
