@@ -192,11 +192,15 @@ def _record(fields: Iterable[models.Field]) -> str:
 def _select_sql(model: type[models.Model]) -> str:
     qn = connection.ops.quote_name
     keys = [model._meta.get_field(name) for name in key_fields(model)]
-    columns = ", ".join(f"t.{qn(f.column)}" for f in row_fields(model))
+    columns = ", ".join(qn(f.column) for f in row_fields(model))
+    outer = ", ".join(f"t.{qn(f.column)}" for f in row_fields(model))
     match = " AND ".join(f"t.{qn(f.column)} = k.{qn(f.name)}" for f in keys)
+    # A probe of the key's index for each key (LATERAL … LIMIT 1 keeps it one): joined as a whole,
+    # the planner, which takes the keys for a hundred rows, may read the generation's every row.
     return (
-        f"SELECT {columns} FROM {qn(model._meta.db_table)} t "  # noqa: S608 (names from the model)
-        f"JOIN jsonb_to_recordset(%s::jsonb) AS k({_record(keys)}) ON {match} WHERE t.generation = %s"
+        f"SELECT {outer} FROM jsonb_to_recordset(%s::jsonb) AS k({_record(keys)}) "  # noqa: S608 (names from the model)
+        f"CROSS JOIN LATERAL (SELECT {columns} FROM {qn(model._meta.db_table)} t "
+        f"WHERE t.generation = %s AND {match} LIMIT 1) t"
     )
 
 

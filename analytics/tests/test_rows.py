@@ -1,5 +1,6 @@
 """Read-model rows as dicts: read by exact key, written whole, counters added without a read."""
 
+import json
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -9,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from analytics.models import OrderSummary, ProductSales, TenantMonth
-from analytics.rows import row_new, rows_add, rows_get, rows_write
+from analytics.rows import _json, _select_sql, row_new, rows_add, rows_get, rows_write
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +115,27 @@ def test_counters_are_added_and_other_fields_set_or_left_alone():
     }
     new = row_new(ProductSales, (T1, "B"))
     assert found[(T1, "B")] == {**new, "units": 2, "revenue": Decimal("5.00"), "title": "B"}
+
+
+def test_reading_a_few_rows_of_a_large_generation_probes_the_key_for_each():
+    """The keys travel as JSON, which the planner takes for a hundred rows: joined as a whole, it
+    may read the generation's every row. Each key is a probe of the key's index instead."""
+    rows = [summary(placed_at=datetime(2026, 3, 10, tzinfo=UTC), position=n) for n in range(3000)]
+    rows_write(OrderSummary, generation=1, rows=rows)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {OrderSummary._meta.db_table}")
+    wanted = [(rows[5]["order_id"],), (rows[2900]["order_id"],)]
+    with connection.cursor() as cursor:
+        keys = _json([{"order_id": str(key)} for (key,) in wanted])
+        cursor.execute("EXPLAIN (FORMAT JSON) " + _select_sql(OrderSummary), [keys, 1])
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    scans, nodes = [], [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.get("Plans", ()))
+        if node.get("Relation Name") == OrderSummary._meta.db_table:
+            scans.append(node)
+    assert scans, plan
+    assert all(scan["Node Type"] in ("Index Scan", "Index Only Scan") for scan in scans), plan
+    assert set(rows_get(OrderSummary, generation=1, keys=wanted)) == set(wanted)
