@@ -13,6 +13,10 @@ and is not applied again.
   optimistic commit; when a handler fails (in a relay, also past its time limit), the batch is
   rolled back and run again with a savepoint per handler, and the handler that failed is
   recorded, not run again.
+- In an optimistic pass a handler may leave a write to the pass's end (`running.defer`), to be
+  made once for all the pass's events (the webhooks fan-out: one query and one insert for a batch
+  of events). A failing write fails the pass like a failing handler, with no delivery to blame:
+  the batch runs again with a savepoint per handler, each writing its own.
 - An error that breaks the connection or the batch's transaction (a lost backend, a handler
   stopped in the middle of a statement, a failed commit) ends the batch: it runs again one delivery
   per transaction, and a delivery that breaks its own transaction too is recorded as failed in a
@@ -57,9 +61,11 @@ from domain_events.outcomes import (
 )
 from domain_events.running import (
     BrokenBatch,
+    Deferred,
     RunCarefully,
     Transient,
     connection_broken,
+    deferring,
     is_transient,
     run_one,
     span_attributes,
@@ -392,7 +398,8 @@ def _run_isolated(lock: Lock, only: set[int] | None, *, optimistic: bool = False
                 rows = lock(only)
                 report = _run_locked(rows, careful=len(rows) > 1 and not optimistic, limit=limit)
         except RunCarefully as failure:
-            known_failures[failure.delivery_id] = failure.error
+            if failure.delivery_id is not None:
+                known_failures[failure.delivery_id] = failure.error
             with _collecting() as follow_ups, transaction.atomic():
                 report = _run_locked(lock(only), careful=True, known_failures=known_failures, limit=limit)
     except (Transient, BrokenBatch):
@@ -419,7 +426,8 @@ def _run_batch(lock: Lock, only: set[int] | None) -> Report:
         report.follow_ups = follow_ups
         return report
     except RunCarefully as failure:
-        known_failures[failure.delivery_id] = failure.error
+        if failure.delivery_id is not None:
+            known_failures[failure.delivery_id] = failure.error
     except Transient:
         raise
     except DatabaseError as exc:
@@ -460,41 +468,59 @@ def _run_rows(
     closed: dict[tuple[str, UUID], Delivery] = {}
     # What the handlers publish goes to their aggregates' streams: take them in one order first.
     streams.lock_existing(d.aggregate_id for d, b in rows if b is None)
-    for delivery, blocker in rows:
-        key = (delivery.handler, delivery.aggregate_id)
-        if key in closed:
-            earlier = closed[key]
-            blocker = Blocker(earlier.pk, earlier.status, earlier.next_attempt_at)
-        if blocker is not None:
-            hold(delivery, blocker)
+    # The optimistic pass lets handlers leave writes to its end (`running.defer`).
+    deferred = None if careful else Deferred()
+    with deferring(deferred):
+        for delivery, blocker in rows:
+            key = (delivery.handler, delivery.aggregate_id)
+            if key in closed:
+                earlier = closed[key]
+                blocker = Blocker(earlier.pk, earlier.status, earlier.next_attempt_at)
+            if blocker is not None:
+                hold(delivery, blocker)
+                changed.append(delivery)
+                report.waiting += 1
+                if blocker.status != DeliveryStatus.DEAD:
+                    report.held.append((delivery.pk, delivery.event_recorded_at))
+                continue
+            if known_failures and delivery.pk in known_failures:
+                error = known_failures[delivery.pk]
+            else:
+                error = run_one(delivery, events, careful=careful, limit=limit)
+            if error is None:
+                succeeded.append(delivery)
+                outcomes[delivery.handler, "succeeded"] += 1
+                report.succeeded += 1
+                continue
+            schedule_retry(delivery, error, now)
+            outcomes[delivery.handler, str(delivery.status)] += 1
+            closed[key] = delivery
             changed.append(delivery)
-            report.waiting += 1
-            if blocker.status != DeliveryStatus.DEAD:
-                report.held.append((delivery.pk, delivery.event_recorded_at))
-            continue
-        if known_failures and delivery.pk in known_failures:
-            error = known_failures[delivery.pk]
-        else:
-            error = run_one(delivery, events, careful=careful, limit=limit)
-        if error is None:
-            succeeded.append(delivery)
-            outcomes[delivery.handler, "succeeded"] += 1
-            report.succeeded += 1
-            continue
-        schedule_retry(delivery, error, now)
-        outcomes[delivery.handler, str(delivery.status)] += 1
-        closed[key] = delivery
-        changed.append(delivery)
-        if delivery.status == DeliveryStatus.DEAD:
-            report.dead += 1
-        else:
-            report.failed += 1
+            if delivery.status == DeliveryStatus.DEAD:
+                report.dead += 1
+            else:
+                report.failed += 1
+    if deferred is not None:
+        _write_deferred(deferred)
     if succeeded:
         mark_succeeded([d.pk for d in succeeded], now, sorted({d.event_recorded_at for d in succeeded}))
     metrics.count_outcomes(outcomes)
     if changed:
         save_outcomes(changed, now)
     return report
+
+
+def _write_deferred(deferred: Deferred) -> None:
+    """The writes the handlers of an optimistic pass left to its end. A failing one fails the pass
+    with no delivery to blame: it runs again handler by handler, each writing its own in its own
+    savepoint, where the failure is the delivery's own."""
+    try:
+        deferred.write()
+    except Exception as exc:
+        if is_transient(exc):
+            raise Transient from exc
+        logger.warning("a write left to the end of a batch failed; running the batch handler by handler", exc_info=True)
+        raise RunCarefully(None, f"{type(exc).__name__}: {exc}") from exc
 
 
 def _batch_span(rows: Locked):

@@ -13,8 +13,9 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -52,14 +53,59 @@ def _handling_event(stored: StoredEvent) -> Iterator[None]:
         _handling.reset(token)
 
 
+class Deferred:
+    """What the handlers of an optimistic pass left to its end (`defer`): for each kind, the
+    function that writes them all and the items, in the order of the pass (position order)."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, tuple[Callable[[list[Any]], object], list[Any]]] = {}
+
+    def add(self, kind: str, write: Callable[[list[Any]], object], item: object) -> None:
+        self._kinds.setdefault(kind, (write, []))[1].append(item)
+
+    def write(self) -> None:
+        for write, items in self._kinds.values():
+            write(items)
+        self._kinds.clear()
+
+
+# The optimistic pass running here, if any (`executor._run_rows`).
+_deferred: ContextVar[Deferred | None] = ContextVar("shelfwise_deferred", default=None)
+
+
+@contextlib.contextmanager
+def deferring(deferred: Deferred | None) -> Iterator[None]:
+    token = _deferred.set(deferred)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+
+
+def defer(kind: str, write: Callable[[list[Any]], object], item: object) -> bool:
+    """Leave `item` to the end of the optimistic pass of a batch running here, to be written with
+    the others of its `kind` by one call of `write(items)`, in the batch's transaction before the
+    outcomes: True. Elsewhere (a careful pass, with a savepoint per handler; no batch) False: the
+    caller writes it now.
+
+    One write for many events is what the pass saves; isolation is kept because a failing write
+    fails the pass, which runs again handler by handler, each writing its own."""
+    deferred = _deferred.get()
+    if deferred is None:
+        return False
+    deferred.add(kind, write, item)
+    return True
+
+
 TRANSIENT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 
 
 class RunCarefully(Exception):
     """The optimistic pass met a failing handler: roll the pass back, record that failure, and run
-    the rest of the batch handler by handler."""
+    the rest of the batch handler by handler. Without a delivery (a failed write left to the end of
+    the pass, `defer`), no failure is known: the careful pass finds it."""
 
-    def __init__(self, delivery_id: int, error: str) -> None:
+    def __init__(self, delivery_id: int | None, error: str) -> None:
         super().__init__(error)
         self.delivery_id = delivery_id
         self.error = error

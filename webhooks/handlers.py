@@ -12,5 +12,6 @@ from webhooks import services
 
 
 def queue_webhook_deliveries(event: DomainEvent) -> None:
-    """One webhook delivery of `event` per active endpoint of its tenant that wants its type."""
-    services.deliveries_fan_out(event=event)
+    """One webhook delivery of `event` per active endpoint of its tenant that wants its type (with
+    the other events of the executor's batch, when it runs in one)."""
+    services.deliveries_fan_out_in_batch(event=event)

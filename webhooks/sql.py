@@ -27,25 +27,33 @@ RETURNING *"""
 
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in WebhookDelivery.OPEN) + ")"
 
-# The fan-out of one event (`fan_out.deliveries_fan_out`, run for every event): the tenant's active
-# endpoints registered when it occurred, each with the event's position and what a delivery of its
-# subject would wait for there (`waiting.with_waiting`): `blocked`, an earlier event of the subject
-# still open for the endpoint; `in_flight`, the senders holding live leases. Written out once, as
-# the ORM would compile its three subqueries again for every event. `FAN_OUT` looks the event's
-# position up (parameters by name: event_id, occurred, tenant, subject, now); `FAN_OUT_AT` is given
-# it (`position` instead of event_id), when the executor has read the event already.
-_FAN_OUT = f"""SELECT e.*, {{position}} AS event_position,
+# The fan-out of events (`fan_out.deliveries_fan_out_many`: one or the several of an executor's
+# batch): for each event (`n`, its number in the call), the tenant's active endpoints registered when
+# it occurred, with what its delivery there would wait for (`waiting.with_waiting`): `blocked`, an
+# earlier event of the subject still open for the endpoint; `in_flight`, the senders holding live
+# leases; and `present`, whether the endpoint has its delivery already. Written out once, as the ORM
+# would compile its subqueries again for every event. The events travel as arrays (parameters by
+# name: n, event_id, tenant, subject, occurred, and now); `FAN_OUT_AT` is given their positions
+# (`position`), when the executor has read the events already; `FAN_OUT` looks them up.
+_FAN_OUT = f"""WITH ev AS ({{events}})
+SELECT e.*, ev.n AS event_n, ev.position AS event_position,
        EXISTS (SELECT 1 FROM {DELIVERIES} d
-                WHERE d.endpoint_id = e.id AND d.subject = %(subject)s AND d.status IN {OPEN_SQL}
-                  AND d.position < {{position}}) AS blocked,
+                WHERE d.endpoint_id = e.id AND d.subject = ev.subject AND d.status IN {OPEN_SQL}
+                  AND d.position < ev.position) AS blocked,
        (SELECT count(DISTINCT COALESCE(f.lease_token, f.id)) FROM {DELIVERIES} f
-         WHERE f.endpoint_id = e.id AND f.leased_until > %(now)s) AS in_flight
-  FROM {ENDPOINTS} e
- WHERE e.created_at <= %(occurred)s AND e.tenant_id = %(tenant)s AND e.is_active"""
-FAN_OUT = f"WITH ev AS (SELECT position FROM {EVENTS} WHERE event_id = %(event_id)s LIMIT 1)\n" + _FAN_OUT.format(
-    position="(SELECT position FROM ev)"
+         WHERE f.endpoint_id = e.id AND f.leased_until > %(now)s) AS in_flight,
+       EXISTS (SELECT 1 FROM {DELIVERIES} x WHERE x.endpoint_id = e.id AND x.event_id = ev.event_id) AS present
+  FROM ev JOIN {ENDPOINTS} e ON e.tenant_id = ev.tenant_id AND e.created_at <= ev.occurred_at AND e.is_active
+ ORDER BY ev.n"""
+_EVENTS = """unnest(%(n)s::integer[], %(event_id)s::uuid[], %(tenant)s::uuid[], %(subject)s::varchar[],
+              %(occurred)s::timestamptz[]{positions}) AS v(n, event_id, tenant_id, subject, occurred_at{position})"""
+FAN_OUT = _FAN_OUT.format(
+    events=f"SELECT v.*, (SELECT s.position FROM {EVENTS} s WHERE s.event_id = v.event_id LIMIT 1) AS position"
+    f" FROM {_EVENTS.format(positions='', position='')}"
 )
-FAN_OUT_AT = _FAN_OUT.format(position="%(position)s::bigint")
+FAN_OUT_AT = _FAN_OUT.format(
+    events=f"SELECT * FROM {_EVENTS.format(positions=', %(position)s::bigint[]', position=', position')}"
+)
 
 # One row per attempted delivery; the lease token fences it (a sender whose lease ran out and was
 # taken by another writes nothing). Attempts count up in the row itself, and each written row gets

@@ -15,7 +15,8 @@ One job a file:
 How a delivery travels:
 1. `deliveries_fan_out` (an in-process handler of every event, in the executor's transaction,
    so effectively once) writes one `WebhookDelivery` per matching active endpoint, and asks for a
-   Celery message (queue `webhooks`) once that commits.
+   Celery message (queue `webhooks`) once that commits. A relay's batch of events fans them out
+   together (`deliveries_fan_out_in_batch`): one query and one insert for all.
    A delivery that would have to wait (an earlier event of its subject still open for the
    endpoint, or the endpoint at its in-flight limit) gets no message.
 2. `delivery_send` (the Celery task) claims, in one short transaction, a batch of its endpoint's
@@ -46,7 +47,7 @@ from webhooks.services.endpoints import (
     endpoint_url_validate,
     event_types_validate,
 )
-from webhooks.services.fan_out import deliveries_fan_out
+from webhooks.services.fan_out import deliveries_fan_out, deliveries_fan_out_in_batch
 from webhooks.services.redelivery import deliveries_enqueue_due, delivery_redeliver, endpoint_recover
 from webhooks.services.sending import delivery_send
 
@@ -54,6 +55,7 @@ __all__ = [
     "EndpointDisabled",
     "deliveries_enqueue_due",
     "deliveries_fan_out",
+    "deliveries_fan_out_in_batch",
     "delivery_redeliver",
     "delivery_send",
     "endpoint_create",

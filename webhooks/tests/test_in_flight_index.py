@@ -54,7 +54,15 @@ def test_the_in_flight_count_reads_only_live_leases_of_an_endpoint_with_a_long_h
         cursor.execute(f"ANALYZE {WebhookDelivery._meta.db_table}")
         cursor.execute(
             "EXPLAIN (FORMAT JSON) " + sql.FAN_OUT_AT,
-            {"occurred": now, "tenant": tenant.pk, "subject": "s", "now": now, "position": 3002},
+            {
+                "n": [0],
+                "event_id": [uuid4()],
+                "tenant": [tenant.pk],
+                "subject": ["s"],
+                "occurred": [now],
+                "position": [3002],
+                "now": now,
+            },
         )
         plan = cursor.fetchone()[0]
     plan = json.loads(plan) if isinstance(plan, str) else plan
