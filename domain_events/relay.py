@@ -230,9 +230,9 @@ class Relay:
         With position readers the relay looks at the head every `READER_POLL_INTERVAL` (one cheap
         query), and after `FENCE_RECHECK` while a fence waits for open transactions or when the
         readers have just applied events; otherwise it sleeps for the poll interval. After a
-        notification of delivery work the relay lingers until `RELAY_GATHER` seconds have passed
-        since its last pass (`_linger`) and swallows the notifications of that moment, so that busy
-        publishers make batches, not a claim each, while a relay that was idle claims at once.
+        notification of delivery work a relay that was busy lingers for `RELAY_GATHER` seconds
+        (`_linger`) and swallows the notifications of that moment, so that busy publishers make
+        batches, not a claim each, while a relay that was idle claims at once.
         """
         readers = self._readers_thread is None and bool(subscriptions.trackers())
         timeout = min(self.poll_interval, self.reader_poll) if readers else self.poll_interval
@@ -270,11 +270,11 @@ class Relay:
         return READERS if readers else False
 
     def _linger(self) -> float:
-        """How long to let more events gather before the pass a notification asked for: what is
-        left of `RELAY_GATHER` since the last pass ended. A relay idle that long claims at once (an
-        order placed on a quiet shop is handled without waiting); one woken right after a pass, as
-        under load, waits the rest of it, so that it makes a claim every `RELAY_GATHER` at most."""
-        return max(0.0, self.gather - (time.monotonic() - self._last_drain))
+        """How long to let more events gather before the pass a notification asked for. A relay
+        idle for `RELAY_GATHER` or longer since its last pass claims at once (an order placed on a
+        quiet shop is handled without waiting); one woken sooner, as under load, lets events gather
+        for `RELAY_GATHER`, so that busy publishers make batches, not a claim each."""
+        return 0.0 if time.monotonic() - self._last_drain >= self.gather else self.gather
 
     def _move_readers(self, *, full: bool = False) -> bool | None:
         """Move the position readers if the head moved since they last reached it (with `full`,
