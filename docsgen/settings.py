@@ -102,8 +102,7 @@ MEANINGS = {
     "OUTBOX_CELERY_LEASE": "Seconds after which a relay sends an unstarted Celery message again, proved lost or not.",
     "OUTBOX_RELAY_BATCH_SIZE": "Deliveries a relay claims at a time.",
     "OUTBOX_RELAY_POLL_INTERVAL": "Seconds between a relay's passes when no NOTIFY wakes it sooner.",
-    "OUTBOX_RELAY_GATHER": "Seconds a relay woken by a NOTIFY lets more events gather before it claims a batch, "
-    "when its last pass ended less than that ago; idle longer, it claims at once.",
+    "OUTBOX_RELAY_GATHER": "Seconds a relay woken by a NOTIFY lets more events gather before it claims a batch.",
     "OUTBOX_READER_POLL_INTERVAL": "Seconds between an idle relay's looks for new positions for the position readers "
     "(projections, the audit chain, the broker relay): one cheap query each.",
     "OUTBOX_READER_HELD_WARNING": "Seconds the position readers may be held back by an open writing transaction "

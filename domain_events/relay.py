@@ -230,9 +230,8 @@ class Relay:
         With position readers the relay looks at the head every `READER_POLL_INTERVAL` (one cheap
         query), and after `FENCE_RECHECK` while a fence waits for open transactions or when the
         readers have just applied events; otherwise it sleeps for the poll interval. After a
-        notification of delivery work a relay that was busy lingers for `RELAY_GATHER` seconds
-        (`_linger`) and swallows the notifications of that moment, so that busy publishers make
-        batches, not a claim each, while a relay that was idle claims at once.
+        notification of delivery work the relay lingers for `RELAY_GATHER` seconds and swallows the
+        notifications of that moment, so that busy publishers make batches, not a claim each.
         """
         readers = self._readers_thread is None and bool(subscriptions.trackers())
         timeout = min(self.poll_interval, self.reader_poll) if readers else self.poll_interval
@@ -249,9 +248,8 @@ class Relay:
         try:
             payloads = {n.payload for n in self._listener.notifies(timeout=timeout, stop_after=1)}
             if payloads:
-                linger = self._linger()
-                if linger > 0:
-                    time.sleep(linger)
+                if self.gather > 0:
+                    time.sleep(self.gather)
                 # What has arrived: a process that recorded its handlers may be among them.
                 payloads |= {n.payload for n in self._listener.notifies(timeout=0, stop_after=10_000)}
         except psycopg.Error:
@@ -268,13 +266,6 @@ class Relay:
         if payloads or pass_due:
             return True
         return READERS if readers else False
-
-    def _linger(self) -> float:
-        """How long to let more events gather before the pass a notification asked for. A relay
-        idle for `RELAY_GATHER` or longer since its last pass claims at once (an order placed on a
-        quiet shop is handled without waiting); one woken sooner, as under load, lets events gather
-        for `RELAY_GATHER`, so that busy publishers make batches, not a claim each."""
-        return 0.0 if time.monotonic() - self._last_drain >= self.gather else self.gather
 
     def _move_readers(self, *, full: bool = False) -> bool | None:
         """Move the position readers if the head moved since they last reached it (with `full`,
