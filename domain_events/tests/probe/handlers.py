@@ -16,8 +16,8 @@ class ProbeFailure(RuntimeError):
     pass
 
 
-def _record(handler: str, event) -> None:
-    ProbeRecord.objects.create(
+def _row(handler: str, event) -> ProbeRecord:
+    return ProbeRecord(
         handler=handler,
         event_id=event.event_id,
         aggregate_id=event.aggregate_id,
@@ -26,6 +26,10 @@ def _record(handler: str, event) -> None:
         causation_id=event.causation_id,
         pid=os.getpid(),
     )
+
+
+def _record(handler: str, event) -> None:
+    _row(handler, event).save()
 
 
 def _misbehave(handler: str, event) -> None:
@@ -73,18 +77,7 @@ def _record_all_other(events: list[ProbeHappened]) -> None:
     if ProbeSwitch.value_of("probe.other:defer_fail"):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 / 0")
-    ProbeRecord.objects.bulk_create(
-        ProbeRecord(
-            handler="probe.other",
-            event_id=e.event_id,
-            aggregate_id=e.aggregate_id,
-            n=e.n,
-            correlation_id=e.correlation_id,
-            causation_id=e.causation_id,
-            pid=os.getpid(),
-        )
-        for e in events
-    )
+    ProbeRecord.objects.bulk_create(_row("probe.other", e) for e in events)
 
 
 def record_slow(event: ProbeHappened) -> None:
