@@ -89,7 +89,8 @@ def defer(kind: str, write: Callable[[list[Any]], object], item: object) -> bool
     caller writes it now.
 
     One write for many events is what the pass saves; isolation is kept because a failing write
-    fails the pass, which runs again handler by handler, each writing its own."""
+    fails the pass, which runs again handler by handler, each writing its own. Only for a write
+    that no handler of the same pass reads: it is not there until the pass's end."""
     deferred = _deferred.get()
     if deferred is None:
         return False

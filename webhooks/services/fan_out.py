@@ -19,6 +19,9 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.services.queue import enqueue_on_commit
 from webhooks.services.waiting import must_wait, with_waiting
 
+# What the fan-out leaves to the end of an executor's optimistic pass (`running.defer`).
+DEFERRED = "webhooks.fan_out"
+
 
 def deliveries_fan_out(*, event: DomainEvent) -> list[WebhookDelivery]:
     """One delivery of `event` per active endpoint of its tenant that wants its type and was
@@ -41,17 +44,10 @@ def deliveries_fan_out_in_batch(*, event: DomainEvent) -> None:
     if (
         connection.vendor == "postgresql"
         and position is not None
-        and defer(FAN_OUT, _fan_out_deferred, (event, position))
+        and defer(DEFERRED, deliveries_fan_out_many, (event, position))
     ):
         return
     deliveries_fan_out(event=event)
-
-
-FAN_OUT = "webhooks.fan_out"
-
-
-def _fan_out_deferred(items: list[tuple[DomainEvent, int]]) -> None:
-    deliveries_fan_out_many(items)
 
 
 def deliveries_fan_out_many(items: Sequence[tuple[DomainEvent, int | None]]) -> list[WebhookDelivery]:
