@@ -64,8 +64,8 @@ TASKS = {
     # the handler's deliveries still queued (1).
     "payments.capture_payment_for_order": 24,
     # The stamp, the order's contact, the e-mail's log row (inserted unless there: 1), the
-    # customer, the store's name, the row marked sent (1), the outcome, the look for more.
-    "notifications.email_customer_about_order": 8,
+    # customer with the store's name (1), the row marked sent (1), the outcome, the look for more.
+    "notifications.email_customer_about_order": 7,
     # Four webhooks (the order placed, its stock reserved, its payment captured, the order
     # confirmed), one after the other as each subject's order requires, in two tasks of two
     # batches. Per batch a claim (4: the endpoint locked and read with its signing secrets, the

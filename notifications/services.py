@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.db.models import Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -120,11 +121,16 @@ def _contact(event: DomainEvent) -> OrderContact:
     return order_contact_record(event=placed)
 
 
+def _customer(event: DomainEvent, contact: OrderContact) -> User | None:
+    """The order's customer, with the name of the order's store (`store_name`) in the same query."""
+    store = Tenant.objects.filter(pk=event.tenant_id).values("name")[:1]
+    return User.objects.filter(pk=contact.customer_id).annotate(store_name=Subquery(store)).first()
+
+
 def _context(event: DomainEvent, contact: OrderContact, customer: User) -> dict:
-    store = Tenant.objects.filter(pk=event.tenant_id).values_list("name", flat=True).first() or "our store"
     context = {
         "name": customer.first_name or customer.username,
-        "store": store,
+        "store": customer.store_name or "our store",
         "short_id": str(event.order_id)[:8],
         "lines": contact.lines,
         "total": contact.total_amount,
@@ -162,7 +168,7 @@ def order_email_send(*, event: OrderConfirmed | OrderCancelled | OrderFulfilled 
     if message.status in (EmailMessage.Status.SENT, EmailMessage.Status.SKIPPED):
         logger.info("e-mail %s for event %s was %s already", template, event.event_id, message.status)
         return message
-    customer = User.objects.filter(pk=contact.customer_id).first()
+    customer = _customer(event, contact)
     if customer is None or not customer.email:
         message.status = EmailMessage.Status.SKIPPED
         message.last_error = "the customer has no e-mail address"

@@ -72,6 +72,7 @@ def test_a_confirmed_order_gives_exactly_one_message_with_its_lines(tenant, smtp
     assert message["Subject"] == f"Your order {str(order_id)[:8]} is confirmed"
     assert message["Message-ID"] == f"<{event.event_id}.order_confirmed@shelfwise>"
     assert "Hello Carol" in text_of(message)
+    assert f"your order {str(order_id)[:8]} at {tenant.name} is confirmed" in text_of(message)
     assert "2 \N{MULTIPLICATION SIGN} Dune (BOOK-DUNE)" in text_of(message)
     assert "Total: 19.98 USD" in text_of(message)
     assert "<strong>Total: 19.98 USD</strong>" in html_of(message)
