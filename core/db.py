@@ -53,7 +53,8 @@ def _insert(
     else:
         target = ", ".join(quote(meta.get_field(name).column) for name in conflict)
         on_conflict = f" ON CONFLICT ({target}) DO NOTHING" if target else " ON CONFLICT DO NOTHING"
-    returning = ", ".join(quote(f.column) for f in drawn) or "1"
+    # The drawn key, or else the row's own: with conflicts left out, which rows were written.
+    returning = ", ".join(quote(f.column) for f in drawn) or quote(meta.pk.column)
     table = quote(meta.db_table)
     # Names from the model, every value bound.
     statement = f"INSERT INTO {table} ({columns}) VALUES {values}{on_conflict} RETURNING {returning}"  # noqa: S608
@@ -80,8 +81,9 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> list[M]
     """`bulk_create` for the hot paths: one written-out INSERT per `INSERT_CHUNK` rows on PostgreSQL,
     its text kept per model and row count, so nothing is compiled again for every call. A drawn key
     (an auto-increment id) is set on each row, as `bulk_create` does. With `ignore_conflicts`, a
-    row that conflicts with one already there is left out, and rows whose key is drawn by the
-    database cannot be told apart: use `bulk_create` then. Elsewhere than on PostgreSQL, `bulk_create`."""
+    row that conflicts with one already there is not written and not returned (rows whose key is
+    drawn by the database cannot be told apart: use `bulk_create` then). Elsewhere than on
+    PostgreSQL, `bulk_create`, which returns every row."""
     if not rows:
         return []
     model = type(rows[0])
@@ -89,6 +91,7 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> list[M]
         return model.objects.bulk_create(rows, ignore_conflicts=ignore_conflicts)
     if ignore_conflicts and any(f.db_returning for f in model._meta.concrete_fields):
         raise ValueError(f"{model.__name__}: a drawn key cannot be matched to its row when conflicts are left out")
+    written: list[M] = []
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
         statement, fields, drawn = _insert(model, len(chunk), () if ignore_conflicts else None)
@@ -96,13 +99,13 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> list[M]
             cursor.execute(statement, _values(chunk, fields))
             returned = cursor.fetchall()
         if ignore_conflicts:
-            for row in chunk:
-                row._state.adding = False
-                row._state.db = connection.alias
-        else:
-            for row, field_values in zip(chunk, returned, strict=True):
-                _saved(row, field_values, drawn)
-    return list(rows)
+            keys = {key for (key,) in returned}
+            chunk = [row for row in chunk if row.pk in keys]
+            returned = [()] * len(chunk)
+        for row, field_values in zip(chunk, returned, strict=True):
+            _saved(row, field_values, drawn)
+        written += chunk
+    return written
 
 
 def get_or_insert(model: type[M], *, defaults: dict[str, Any], **lookup: Any) -> tuple[M, bool]:

@@ -103,8 +103,9 @@ def test_insert_rows_leaves_a_conflicting_row_alone_and_writes_the_others(tenant
     clash = Tenant(pk=tenant.pk, slug="clash", name="Clash", currency="EUR")
     other = Tenant(slug="second-shop", name="Second Shop", currency="USD")
     with CaptureQueriesContext(connection) as queries:
-        insert_rows([clash, other], ignore_conflicts=True)
+        written = insert_rows([clash, other], ignore_conflicts=True)
     assert len(queries) == 1
+    assert written == [other]
     tenant.refresh_from_db()
     assert (tenant.slug, tenant.currency) == ("tenant-a", "USD")
     assert Tenant.objects.filter(pk=other.pk, slug="second-shop").exists()
