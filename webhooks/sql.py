@@ -35,15 +35,20 @@ OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in WebhookDelivery.OPEN) + ")"
 # would compile its subqueries again for every event. The events travel as arrays (parameters by
 # name: n, event_id, tenant, subject, occurred, and now); `FAN_OUT_AT` is given their positions
 # (`position`), when the executor has read the events already; `FAN_OUT` looks them up.
-_FAN_OUT = f"""WITH ev AS ({{events}})
+# The senders in flight are counted once per endpoint (`e`), however many of the events it gets.
+_FAN_OUT = f"""WITH ev AS ({{events}}),
+e AS MATERIALIZED (
+    SELECT e.*, (SELECT count(DISTINCT COALESCE(f.lease_token, f.id)) FROM {DELIVERIES} f
+                  WHERE f.endpoint_id = e.id AND f.leased_until > %(now)s) AS in_flight
+      FROM {ENDPOINTS} e
+     WHERE e.is_active AND e.tenant_id IN (SELECT tenant_id FROM ev)
+)
 SELECT e.*, ev.n AS event_n, ev.position AS event_position,
        EXISTS (SELECT 1 FROM {DELIVERIES} d
                 WHERE d.endpoint_id = e.id AND d.subject = ev.subject AND d.status IN {OPEN_SQL}
                   AND d.position < ev.position) AS blocked,
-       (SELECT count(DISTINCT COALESCE(f.lease_token, f.id)) FROM {DELIVERIES} f
-         WHERE f.endpoint_id = e.id AND f.leased_until > %(now)s) AS in_flight,
        EXISTS (SELECT 1 FROM {DELIVERIES} x WHERE x.endpoint_id = e.id AND x.event_id = ev.event_id) AS present
-  FROM ev JOIN {ENDPOINTS} e ON e.tenant_id = ev.tenant_id AND e.created_at <= ev.occurred_at AND e.is_active
+  FROM ev JOIN e ON e.tenant_id = ev.tenant_id AND e.created_at <= ev.occurred_at
  ORDER BY ev.n"""
 _EVENTS = """unnest(%(n)s::integer[], %(event_id)s::uuid[], %(tenant)s::uuid[], %(subject)s::varchar[],
               %(occurred)s::timestamptz[]{positions}) AS v(n, event_id, tenant_id, subject, occurred_at{position})"""
