@@ -38,7 +38,6 @@ DELIVERY_INSERT_COLUMNS = (
     "event_recorded_at",
 )
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN) + ")"
-BLOCKING_SQL = "(" + ", ".join(f"'{s}'" for s in Delivery.BLOCKING) + ")"
 
 NOTIFY = "SELECT pg_notify(%s, %s)"
 TRY_PRUNE_LOCK = f"SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"
@@ -163,39 +162,27 @@ _D = ", ".join("d." + c for c in DELIVERY_COLUMNS)
 _E = ", ".join("e." + c for c in EVENT_COLUMNS)
 
 
-def _blocker(mine: str) -> str:
+def _blocker(mine: str, tokens: str = "NULL", *, open_only: bool = False) -> str:
     """The first unfinished (or dead) delivery of the same handler and aggregate whose event comes
-    earlier in the aggregate's stream, leaving out `mine`: the rows the statement locks itself."""
+    earlier in the aggregate's stream, leaving out the rows the statement locks itself: those of
+    `mine` (an array of ids), under one of `tokens` where named and open where `open_only`.
+
+    A function (migration 0019) rather than a sub-query: its statement keeps its plan for the
+    session, where a sub-query was planned again on every run over every partition."""
     return f"""
-LEFT JOIN LATERAL (
-    SELECT o.id, o.status, o.next_attempt_at
-      FROM {DELIVERIES} o
-     WHERE o.aggregate_id = d.aggregate_id AND o.handler = d.handler AND o.status IN {BLOCKING_SQL}
-       AND o.revision < d.revision AND NOT ({mine})
-     ORDER BY o.revision
-     LIMIT 1
+LEFT JOIN LATERAL domain_events_blocker(
+    d.aggregate_id, d.handler, d.revision, {mine}, {tokens}, {"true" if open_only else "false"}
 ) b ON true"""
 
 
-def _uncovered() -> str:
-    """The first earlier event of the same aggregate that the handler subscribes to but has no
-    delivery for: recorded by a publisher running code without the handler, and not yet covered
-    (`subscribers`). The executor writes the missing deliveries and waits behind them."""
-    return f"""
-LEFT JOIN LATERAL (
-    SELECT pe.id
-      FROM {SUBSCRIBERS} s JOIN {EVENTS} pe ON pe.aggregate_id = d.aggregate_id
-     WHERE s.name = d.handler AND pe.position > s.covered_position AND pe.position < e.position
-       AND pe.revision < d.revision AND s.event_types ? pe.type
-       AND NOT EXISTS (SELECT 1 FROM {DELIVERIES} x
-                        WHERE x.stored_event_id = pe.id AND x.event_recorded_at = pe.recorded_at
-                          AND x.handler = d.handler)
-     ORDER BY pe.position
-     LIMIT 1
-) u ON true"""
+# The first earlier event of the same aggregate that the handler subscribes to but has no delivery
+# for: recorded by a publisher running code without the handler, and not yet covered
+# (`subscribers`). The executor writes the missing deliveries and waits behind them. A function
+# (migration 0019), like the blocker.
+_UNCOVERED = "domain_events_uncovered(d.handler, d.aggregate_id, e.position, d.revision)"
 
 
-_SELECT_LOCKED = f"SELECT {_D}, {_E}, b.id, b.status, b.next_attempt_at, u.id"
+_SELECT_LOCKED = f"SELECT {_D}, {_E}, b.id, b.status, b.next_attempt_at, {_UNCOVERED}"
 # Below, a delivery is joined to its event on (id, recorded_at), the events' primary key: where
 # the tables are partitioned by month (`partitions`), only the event's month is searched.
 
@@ -212,8 +199,7 @@ def _lock_leased(in_months: str) -> str:
     return f"""
 {_SELECT_LOCKED}
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
-  {_blocker(f"o.id = ANY(%(ids)s) AND o.lease_token = ANY(%(tokens)s) AND o.status IN {OPEN_SQL}")}
-  {_uncovered()}
+  {_blocker("%(ids)s::bigint[]", "%(tokens)s::uuid[]", open_only=True)}
  WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} AND d.lease_token = ANY(%(tokens)s) {in_months}
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
@@ -236,8 +222,7 @@ WITH d AS (
 )
 {_SELECT_LOCKED}
   FROM d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
-  {_blocker("o.id = %(id)s")}
-  {_uncovered()}"""
+  {_blocker("ARRAY[%(id)s]::bigint[]")}"""
 
 
 START_LEASED = _start_leased("")
@@ -257,16 +242,14 @@ WITH due AS MATERIALIZED (
 {_SELECT_LOCKED}
   FROM due JOIN {DELIVERIES} d ON d.id = due.id AND d.event_recorded_at = due.event_recorded_at
   JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
-  {_blocker("o.id IN (SELECT id FROM due)")}
-  {_uncovered()}
+  {_blocker("(SELECT array_agg(id) FROM due)")}
  ORDER BY e.position, d.id"""
 
 # The same rows again, for the careful pass of a relay's batch.
 LOCK_CHOSEN = f"""
 {_SELECT_LOCKED}
   FROM {DELIVERIES} d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
-  {_blocker(f"o.id = ANY(%(ids)s) AND o.status IN {OPEN_SQL}")}
-  {_uncovered()}
+  {_blocker("%(ids)s::bigint[]", open_only=True)}
  WHERE d.id = ANY(%(ids)s) AND d.status IN {OPEN_SQL} {_D_IN_MONTHS}
  ORDER BY e.position, d.id
    FOR UPDATE OF d"""
