@@ -297,14 +297,3 @@ def test_a_delivery_held_while_its_blocker_commits_its_success_is_released_at_on
     Relay(batch_size=50).drain()
     assert applied("probe.fast") == [2]
 
-
-def test_the_blocker_function_counts_the_statuses_the_model_counts_as_blocking_and_open():
-    """The statements ask `domain_events_blocker` (migration 0019) what holds a delivery back; its
-    status lists are written out in the function and must stay those of the model."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_functiondef('domain_events_blocker'::regproc)")
-        body = cursor.fetchone()[0]
-    blocking = ", ".join(f"'{s}'" for s in Delivery.BLOCKING)
-    still_open = ", ".join(f"'{s}'" for s in Delivery.OPEN)
-    assert f"o.status IN ({blocking})" in body
-    assert f"o.status IN ({still_open})" in body
