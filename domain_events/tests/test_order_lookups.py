@@ -76,3 +76,7 @@ def test_plans_made_on_empty_tables_probe_the_indexes_on_every_later_call():
     for plan in uncovered:
         assert "Seq Scan" not in plan
         assert "aggregate_id_position" in plan
+        # An event's deliveries are read on the (event, handler, month) key, never on the
+        # handler's index, which holds every delivery of the handler.
+        assert "stored_event_id_handler" in plan
+        assert "handler_id_idx" not in plan

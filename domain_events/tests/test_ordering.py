@@ -296,4 +296,3 @@ def test_a_delivery_held_while_its_blocker_commits_its_success_is_released_at_on
     assert follower.next_attempt_at <= timezone.now()
     Relay(batch_size=50).drain()
     assert applied("probe.fast") == [2]
-
