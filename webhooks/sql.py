@@ -64,9 +64,11 @@ FAN_OUT_AT = _FAN_OUT.format(
 # taken by another writes nothing). Attempts count up in the row itself, and each written row gets
 # its attempt's log row, numbered by its new count. Where a written delivery ended (succeeded or
 # dead), the first open delivery of its subject after it becomes due (no message: the sender goes
-# on with it or hands it on). One statement reads the rows as they were before it: the deliveries
-# it ends are left out of what the next one waits for. Parameters: the rows, then now (4 times)
-# and the endpoint's id.
+# on with it or hands it on), unless it is one of the batch's own. One statement reads the rows as
+# they were before it: the deliveries it ends are left out of what the next one waits for. The
+# first open delivery is looked up per subject on the (endpoint, subject, position) index, one
+# probe each, rather than every open delivery of the endpoint tested against its subject.
+# Parameters: the rows, then now (4 times) and the endpoint's id.
 OUTCOME_ROW = (
     "(%s::uuid, %s::uuid, %s::varchar, %s::integer, %s::text, %s::timestamptz, %s::timestamptz, %s::timestamptz,"
     " %s::timestamptz, %s::integer, %s::text, %s::text)"
@@ -90,11 +92,12 @@ OUTCOMES = f"""WITH v(id, token, status, last_status_code, last_error, next_atte
       FROM written w JOIN v ON v.id = w.id
 ), woken AS (
     UPDATE {DELIVERIES} AS n SET next_attempt_at = %s, enqueued_at = NULL, last_error = '', updated_at = %s
-     WHERE n.endpoint_id = %s AND n.status IN {OPEN_SQL} AND n.subject IN (SELECT subject FROM ended)
-       AND n.id NOT IN (SELECT id FROM v)
-       AND NOT EXISTS (
-           SELECT 1 FROM {DELIVERIES} o
-            WHERE o.endpoint_id = n.endpoint_id AND o.subject = n.subject AND o.status IN {OPEN_SQL}
-              AND o.position < n.position AND o.id NOT IN (SELECT id FROM ended))
+      FROM (SELECT DISTINCT subject FROM ended) s, LATERAL (
+           SELECT f.id FROM {DELIVERIES} f
+            WHERE f.endpoint_id = %s AND f.subject = s.subject AND f.status IN {OPEN_SQL}
+              AND f.id NOT IN (SELECT id FROM ended)
+            ORDER BY f.position
+            LIMIT 1) first
+     WHERE n.id = first.id AND n.id NOT IN (SELECT id FROM v)
 )
 SELECT id FROM written"""

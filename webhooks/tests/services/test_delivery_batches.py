@@ -69,3 +69,23 @@ def test_a_delivery_whose_lease_was_taken_keeps_the_new_holders_state_and_the_ot
     assert (rows[third.pk].status, rows[third.pk].attempts) == ("succeeded", 1)
     assert (rows[taken.pk].status, rows[taken.pk].attempts, rows[taken.pk].lease_token) == ("pending", 0, other_token)
     assert not rows[taken.pk].attempt_log.exists(), "its outcome is the new holder's to write"
+
+
+def test_a_recorded_success_wakes_the_next_event_of_its_subject_and_only_that_one(tenant):
+    endpoint, _ = endpoint_with_secret(tenant=tenant, url="http://127.0.0.1:9/x")
+    order_id = uuid4()
+    for _ in range(3):
+        publish_confirmed(tenant.pk, order_id)
+    first, second, third = WebhookDelivery.objects.order_by("position")
+    batch = batches.batch_claim(endpoint.pk, limit=50)
+    assert batch is not None
+    assert [d.pk for d in batch.deliveries] == [first.pk], "the later events of the subject wait"
+
+    batches.batch_record(batch, [batches.Sent(batch.deliveries[0], first.updated_at, transport.Outcome(204))])
+
+    rows = {d.pk: d for d in WebhookDelivery.objects.all()}
+    assert rows[first.pk].status == "succeeded"
+    assert rows[second.pk].next_attempt_at > second.next_attempt_at, "the next of the subject is due now"
+    assert rows[second.pk].updated_at > second.updated_at
+    assert rows[third.pk].next_attempt_at == third.next_attempt_at, "the one after it still waits"
+    assert rows[third.pk].updated_at == third.updated_at
