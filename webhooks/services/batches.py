@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from domain_events.retry import RetryPolicy
@@ -29,7 +29,7 @@ from webhooks import sql, transport
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services.endpoints import signing_secrets, with_signing_secrets
 from webhooks.services.queue import enqueue_on_commit
-from webhooks.services.waiting import earlier_open_of_subject, senders_in_flight_to
+from webhooks.services.waiting import earlier_open_of_subject, first_open_position_of_subject, senders_in_flight_to
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def free_deliveries(endpoint_id: uuid.UUID, now: datetime) -> QuerySet[WebhookDe
             endpoint_id=endpoint_id, status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now
         )
         .exclude(leased_until__gt=now)
-        .exclude(Exists(earlier_open_of_subject(OuterRef("endpoint_id"), OuterRef("subject"), OuterRef("position"))))
+        .filter(position=Subquery(first_open_position_of_subject(OuterRef("endpoint_id"), OuterRef("subject"))))
     )
 
 

@@ -27,6 +27,20 @@ def earlier_open_of_subject(endpoint_id, subject, position) -> QuerySet[WebhookD
     )
 
 
+def first_open_position_of_subject(endpoint_id, subject) -> QuerySet[WebhookDelivery]:
+    """The position of the first open delivery to the endpoint of `subject`, as a subquery (of
+    `OuterRef`s): a delivery is free of what comes before it when it is that first one.
+
+    Asked this way, PostgreSQL reads it for each row by one probe of the subject's index; asked as
+    "no earlier open delivery exists", it may join it as a whole and read every open delivery of
+    the endpoint once for each row."""
+    return (
+        WebhookDelivery.objects.filter(endpoint_id=endpoint_id, subject=subject, status__in=WebhookDelivery.OPEN)
+        .order_by("position")
+        .values("position")[:1]
+    )
+
+
 def in_flight_to(endpoint_id, now: datetime) -> QuerySet[WebhookDelivery]:
     """The endpoint's deliveries whose sender holds a live lease (a value or an `OuterRef`)."""
     return WebhookDelivery.objects.filter(endpoint_id=endpoint_id, leased_until__gt=now)
