@@ -40,7 +40,7 @@ from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -237,6 +237,28 @@ def start_and_run(claim: Claim) -> Report | None:
     delivery, clear = started
     # Held behind an earlier delivery, or an earlier event left without one: the lease check in a
     # transaction of its own holds it (or, its blocker gone meanwhile, runs it).
+    return _run_outside(claim, limit=handler_time_limit(), checked=delivery if clear else None)
+
+
+def take_and_run(handler: str) -> Report | None:
+    """A worker with room in its batch (`batches`, PostgreSQL): take the oldest delivery of
+    `handler`, a handler that calls out, whose message is still on its way; stamp it as started
+    and check what holds it back in the same statement; then run it as `start_and_run` does. Its
+    new lease token makes its own message stale. None: there was none to take."""
+    now = timezone.now()
+    token = uuid4()
+    params = {
+        "token": token,
+        "now": now,
+        "until": now + domain_events_settings()["CELERY_RUN_LEASE"],
+        "handler": handler,
+    }
+    started = fetch_started(sql.TAKE_AND_START, params)
+    if started is None:
+        return None
+    delivery, clear = started
+    claim = Claim(delivery.pk, token, handler, event_recorded_at=delivery.event_recorded_at)
+    logger.debug("took queued delivery %s of %s into this batch", delivery.pk, handler)
     return _run_outside(claim, limit=handler_time_limit(), checked=delivery if clear else None)
 
 

@@ -283,6 +283,26 @@ SELECT id, event_recorded_at, false FROM {DELIVERIES}
 TAKE_IN_FLIGHT = _take_in_flight("")
 TAKE_IN_FLIGHT_IN_MONTHS = _take_in_flight("AND event_recorded_at = ANY(%(recorded)s)")
 
+# The same for a handler that calls out, one delivery at a time: the oldest such delivery taken and
+# stamped as started, with its event and what holds it back, as `START_LEASED` reads them. The
+# worker runs it as it runs a delivery its own message named, with no second look at its lease.
+TAKE_AND_START = f"""
+WITH d AS (
+    UPDATE {DELIVERIES} t
+       SET lease_token = %(token)s, started_at = %(now)s, next_attempt_at = %(until)s, updated_at = %(now)s
+     WHERE (t.id, t.event_recorded_at) IN (
+        SELECT id, event_recorded_at FROM {DELIVERIES}
+         WHERE handler = %(handler)s AND status IN {OPEN_SQL} AND lease_token IS NOT NULL
+           AND started_at IS NULL AND held_by IS NULL
+         ORDER BY next_attempt_at
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED)
+ RETURNING *
+)
+{_SELECT_LOCKED}
+  FROM d JOIN {EVENTS} e ON e.id = d.stored_event_id AND e.recorded_at = d.event_recorded_at
+  {_blocker("ARRAY[d.id]::bigint[]")}"""
+
 
 # Success, and the release of whatever waited behind the succeeded rows (leaving out the rows the
 # first part updates: one statement must not update a row twice). A row under someone's lease is
