@@ -107,8 +107,9 @@ def _capture_claim(*, tenant_id: UUID, order_id: UUID, idempotency_key: str) -> 
     if connection.vendor != "postgresql":
         return _capture_claim_locked(tenant_id=tenant_id, order_id=order_id, idempotency_key=idempotency_key)
     now = timezone.now()
-    params = [Payment.Status.PENDING, idempotency_key, Payment.Status.PENDING, now, tenant_id, order_id]
-    claimed = list(Payment.objects.raw(sql.CLAIM_CAPTURE, params))
+    pending = Payment.Status.PENDING
+    params = [tenant_id, pending, idempotency_key, tenant_id, pending, now, order_id]
+    claimed = [p for p in Payment.objects.raw(sql.CLAIM_CAPTURE, params) if str(p.tenant_id) == str(tenant_id)]
     if not claimed:
         raise PaymentNotRegistered(f"no payment is registered for order {order_id} yet")
     return claimed[0]

@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 
 from domain_events.context import traced
+from payments import sql
 from payments.gateways import GatewayTimeout, SimulatedGateway
 from payments.models import Payment, SimulatedCharge
 from payments.services import PaymentNotRegistered, payment_capture_for_order
@@ -97,6 +98,18 @@ def test_another_tenants_payment_is_not_captured(tenant, other_tenant, gateway):
         payment_capture_for_order(tenant_id=tenant.id, order_id=payment.order_id, idempotency_key="k", gateway=gateway)
     payment.refresh_from_db()
     assert payment.status == Payment.Status.PENDING
+    assert payment.capture_key == "", "no capture was claimed for it"
+    assert not SimulatedCharge.objects.exists()
+
+
+def test_the_claim_finds_the_payment_by_its_order_among_many_of_the_tenant(tenant):
+    """The claim reads one row by the order's unique index, never every payment of the tenant."""
+    payments = PaymentFactory.create_batch(80, tenant=tenant)
+    params = [tenant.id, "pending", "k", tenant.id, "pending", payments[0].created_at, payments[40].order_id]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql.CLAIM_CAPTURE, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "payments_payment_order_id_key" in plan, plan
 
 
 def test_a_timeout_goes_through_and_changes_nothing(tenant, gateway):
