@@ -70,12 +70,17 @@ def test_plans_made_on_empty_tables_probe_the_indexes_on_every_later_call():
     # The last calls run the generic plan ($1, $2 …), which the session keeps.
     assert "$1" in blocker[-1]
     assert "$1" in uncovered[-1]
+    # Each probes its index by the aggregate: an index read whole, its conditions left to a
+    # filter, would be as wrong as a sequential scan.
     for plan in blocker:
         assert "Seq Scan" not in plan
         assert "aggregate_id_handler_revision" in plan
+        assert "Index Cond: ((aggregate_id = " in plan
     for plan in uncovered:
         assert "Seq Scan" not in plan
         assert "aggregate_id_position" in plan
+        assert "Index Cond: ((aggregate_id = " in plan
+        assert "Index Cond: ((stored_event_id = pe" in plan
         # An event's deliveries are read on the (event, handler, month) key, never on the
         # handler's index, which holds every delivery of the handler.
         assert "stored_event_id_handler" in plan
