@@ -165,21 +165,28 @@ _E = ", ".join("e." + c for c in EVENT_COLUMNS)
 def _blocker(mine: str, tokens: str = "NULL", *, open_only: bool = False) -> str:
     """The first unfinished (or dead) delivery of the same handler and aggregate whose event comes
     earlier in the aggregate's stream, leaving out the rows the statement locks itself: those of
-    `mine` (an array of ids), under one of `tokens` where named and open where `open_only`.
+    `mine` (an array of ids), under one of `tokens` where named and open where `open_only`. The
+    first event of its aggregate (revision 1) has nothing before it: the function is not called
+    (`OFFSET 0` keeps the sub-query whole, so that its condition is tested before the call
+    rather than on what the call returned).
 
     A function (migration 0019) rather than a sub-query: its statement keeps its plan for the
     session, where a sub-query was planned again on every run over every partition."""
     return f"""
-LEFT JOIN LATERAL domain_events_blocker(
-    d.aggregate_id, d.handler, d.revision, {mine}, {tokens}, {"true" if open_only else "false"}
+LEFT JOIN LATERAL (
+    SELECT * FROM domain_events_blocker(
+        d.aggregate_id, d.handler, d.revision, {mine}, {tokens}, {"true" if open_only else "false"}
+    ) WHERE d.revision > 1 OFFSET 0
 ) b ON true"""
 
 
 # The first earlier event of the same aggregate that the handler subscribes to but has no delivery
 # for: recorded by a publisher running code without the handler, and not yet covered
 # (`subscribers`). The executor writes the missing deliveries and waits behind them. A function
-# (migration 0019), like the blocker.
-_UNCOVERED = "domain_events_uncovered(d.handler, d.aggregate_id, e.position, d.revision)"
+# (migration 0019), like the blocker, and like it not called for an aggregate's first event.
+_UNCOVERED = (
+    "CASE WHEN d.revision > 1 THEN domain_events_uncovered(d.handler, d.aggregate_id, e.position, d.revision) END"
+)
 
 
 _SELECT_LOCKED = f"SELECT {_D}, {_E}, b.id, b.status, b.next_attempt_at, {_UNCOVERED}"
