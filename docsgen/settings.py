@@ -97,8 +97,7 @@ MEANINGS = {
     "delivery fails and retries on its schedule while the rest of the batch goes on.",
     "OUTBOX_CELERY_BATCH": "The most deliveries of one handler that one Celery task runs: a task sent when the "
     "queue is idle carries one; under backlog a worker also takes the same handler's deliveries still queued "
-    "behind it, up to this many (not for a handler that calls out with nothing its calls share, such as the "
-    "payment capture). Each keeps its own transaction or savepoint, outcome and retry schedule.",
+    "behind it, up to this many. Each keeps its own transaction or savepoint, outcome and retry schedule.",
     "OUTBOX_CELERY_RUN_LEASE": "Seconds a started Celery delivery belongs to its worker before a relay sends it again.",
     "OUTBOX_CELERY_LEASE": "Seconds after which a relay sends an unstarted Celery message again, proved lost or not.",
     "OUTBOX_RELAY_BATCH_SIZE": "Deliveries a relay claims at a time.",

@@ -3,9 +3,8 @@
 How many a task runs adapts to the queue. A task names its deliveries with their lease tokens: one
 when a publisher's commit hands on an event, up to `CELERY_BATCH` when a relay hands on a backlog
 (`handoff.send_to_celery`). Under backlog the worker also takes the same handler's deliveries whose
-messages are still queued behind its own (`sql.TAKE_IN_FLIGHT`, `sql.TAKE_AND_START`), up to
-`CELERY_BATCH` in all, for the handlers below that have something to share; when the queue is idle
-there are none, and the task runs its one delivery at once.
+messages are still queued behind its own (`sql.TAKE_IN_FLIGHT`), up to `CELERY_BATCH` in all; when
+the queue is idle there are none, and the task runs its one delivery at once.
 
 Every row is re-read under its lease token. A taken row gets a new token, so its own message,
 when it comes, finds it no longer leased to it and is dropped: a message lost (a relay sends the
