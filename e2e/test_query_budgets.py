@@ -60,9 +60,9 @@ TASKS = {
     # The stamp (1), the claim of the capture's key (1), the record with its event (4), the fast
     # path of what that published (confirm_order and the fan-out of payment.captured in one batch,
     # 10; the fan-out of order.confirmed, 6: a fan-out reads the endpoints, the event's position
-    # and what a delivery would wait for in one query), and the outcome (1). A capture shares
-    # nothing with the next, so the task takes no other capture still queued.
-    "payments.capture_payment_for_order": 23,
+    # and what a delivery would wait for in one query), the outcome (1), and the look for more of
+    # the handler's deliveries still queued (1).
+    "payments.capture_payment_for_order": 24,
     # The stamp, the order's contact, the e-mail's log row (inserted unless there: 1), the
     # customer with the store's name (1), the row marked sent (1), the outcome, the look for more.
     "notifications.email_customer_about_order": 7,
