@@ -18,8 +18,7 @@ Each delivery keeps its own isolation:
   delivery: the delivery stamped as started and its lease checked in one statement, the call made
   with no transaction open, the outcome recorded in another short transaction. The handler's
   batch scope, if it has one (`Subscription.batch_scope`: the e-mails' one SMTP connection), is
-  open around the whole batch. Only such a handler takes queued deliveries into its batch: the
-  others have nothing to share between calls, and each delivery runs as its message comes.
+  open around the whole batch.
 """
 
 from __future__ import annotations
@@ -82,10 +81,7 @@ def _run_calling_out(subscription: Subscription, own: Sequence[Claim], room: int
                 give_back(own[index:])
                 return report
             report.add(_start_and_run(claim))
-        # More are taken only for what the calls share (the scope): without one, a delivery
-        # taken here runs just as its own message would run it, and that message, made stale,
-        # costs a task and a statement for nothing.
-        while subscription.batch_scope is not None and room > 0 and time.monotonic() <= stop_at:
+        while room > 0 and time.monotonic() <= stop_at:
             taken = _take_and_run(subscription)
             if taken is None:
                 break

@@ -1,11 +1,8 @@
 """A worker with room in its batch takes the deliveries of a handler that calls out whose messages
-are still queued behind its own, when the handler has something its calls share (a batch scope):
-one statement takes each, stamps it as started and reads what holds it back; its own message,
-when it comes, finds it taken and runs nothing. A handler without a scope takes nothing."""
+are still queued behind its own: one statement takes each, stamps it as started and reads what
+holds it back; its own message, when it comes, finds it taken and runs nothing."""
 
 import uuid
-from contextlib import contextmanager
-from dataclasses import replace
 
 import pytest
 from django.db import connection, transaction
@@ -29,25 +26,6 @@ def recorded_only(settings):
     settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False, "CELERY_BATCH": 10}
 
 
-@pytest.fixture
-def scopes_opened():
-    """The handler that calls out, with a batch scope that counts how often it is opened."""
-    opened: list[int] = []
-
-    @contextmanager
-    def scope():
-        opened.append(1)
-        yield
-
-    (plain,) = subscriptions.remove(CALL_OUT)
-    subscriptions.add(replace(plain, batch_scope=scope))
-    try:
-        yield opened
-    finally:
-        subscriptions.remove(CALL_OUT)
-        subscriptions.add(plain)
-
-
 def leased(count: int, *, aggregate: uuid.UUID | None = None):
     """`count` events of the handler that calls out, leased to workers as a relay leases them."""
     for n in range(1, count + 1):
@@ -69,7 +47,7 @@ def runs() -> list[int]:
     return sorted(ProbeRecord.objects.filter(handler=CALL_OUT).values_list("n", flat=True))
 
 
-def test_a_message_runs_its_delivery_and_takes_the_queued_ones_each_in_one_statement(recorded_only, scopes_opened):
+def test_a_message_runs_its_delivery_and_takes_the_queued_ones_each_in_one_statement(recorded_only):
     first, second, third = leased(3)
 
     with CaptureQueriesContext(connection) as queries:
@@ -77,7 +55,6 @@ def test_a_message_runs_its_delivery_and_takes_the_queued_ones_each_in_one_state
 
     assert report == {"succeeded": 3, "failed": 0, "dead": 0, "waiting": 0}
     assert runs() == [1, 2, 3]
-    assert scopes_opened == [1], "the three calls shared one scope"
     assert set(Delivery.objects.filter(handler=CALL_OUT).values_list("status", flat=True)) == {"succeeded"}
     takes = [q["sql"] for q in queries.captured_queries if "FOR UPDATE SKIP LOCKED" in q["sql"]]
     # Two taken, then one that finds none; no other statement reads a taken delivery before it runs.
@@ -91,7 +68,7 @@ def test_a_message_runs_its_delivery_and_takes_the_queued_ones_each_in_one_state
     assert runs() == [1, 2, 3]
 
 
-def test_a_taken_delivery_behind_an_earlier_one_of_its_aggregate_waits_for_it(recorded_only, scopes_opened):
+def test_a_taken_delivery_behind_an_earlier_one_of_its_aggregate_waits_for_it(recorded_only):
     aggregate = uuid.uuid4()
     first, second = leased(2, aggregate=aggregate)
     ProbeSwitch.set(f"{CALL_OUT}:fail:1")
@@ -104,14 +81,3 @@ def test_a_taken_delivery_behind_an_earlier_one_of_its_aggregate_waits_for_it(re
     assert rows[second.delivery_id].attempts == 0, "taken, it found its aggregate's first event open"
     assert rows[second.delivery_id].held_by == first.delivery_id
     assert runs() == []
-
-
-def test_a_handler_without_a_scope_takes_nothing_and_each_message_runs_its_own(recorded_only):
-    first, second = leased(2)
-
-    assert message(first) == {"succeeded": 1, "failed": 0, "dead": 0, "waiting": 0}
-    assert runs() == [1]
-    assert Delivery.objects.get(pk=second.delivery_id).lease_token == second.token, "still its message's"
-
-    assert message(second) == {"succeeded": 1, "failed": 0, "dead": 0, "waiting": 0}
-    assert runs() == [1, 2]
