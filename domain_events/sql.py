@@ -314,6 +314,9 @@ WITH d AS (
 # Success, and the release of whatever waited behind the succeeded rows (leaving out the rows the
 # first part updates: one statement must not update a row twice). A row under someone's lease is
 # not released: its lease is its holder's to end, and making it due would let a second claim run it.
+# The succeeded ids are named to the second part as an array the statement computes, not as the
+# batch's list of constants: the planner estimated a condition on each constant for every index of
+# every partition, which took half the statement's planning (0.3 of 0.55 ms for 25 ids).
 def _mark_succeeded(in_months: str) -> str:
     return f"""
 WITH done AS (
@@ -325,8 +328,8 @@ WITH done AS (
 )
 UPDATE {DELIVERIES} h
    SET held_by = NULL, next_attempt_at = %(now)s, last_error = '', updated_at = %(now)s
-  FROM done
- WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> ALL(%(ids)s)"""
+ WHERE h.held_by = ANY(ARRAY(SELECT id FROM done)) AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL
+   AND h.id <> ALL(ARRAY(SELECT id FROM done))"""
 
 
 MARK_SUCCEEDED = _mark_succeeded("")
@@ -346,8 +349,8 @@ WITH done AS (
 ), released AS (
     UPDATE {DELIVERIES} h
        SET held_by = NULL, next_attempt_at = %(now)s, last_error = '', updated_at = %(now)s
-      FROM done
-     WHERE h.held_by = done.id AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL AND h.id <> done.id
+     WHERE h.held_by = ANY(ARRAY(SELECT id FROM done)) AND h.status IN {OPEN_SQL} AND h.lease_token IS NULL
+       AND h.id <> %(id)s
 )
 SELECT id FROM done"""
 

@@ -1,6 +1,7 @@
 """A worker with room in its batch takes the deliveries of a handler that calls out whose messages
 are still queued behind its own: one statement takes each, stamps it as started and reads what
-holds it back; its own message, when it comes, finds it taken and runs nothing."""
+holds it back; its own message, when it comes, finds it taken and runs nothing. And what waits
+behind a delivery that calls out is released by the statement that records its success."""
 
 import uuid
 
@@ -81,3 +82,21 @@ def test_a_taken_delivery_behind_an_earlier_one_of_its_aggregate_waits_for_it(re
     assert rows[second.delivery_id].attempts == 0, "taken, it found its aggregate's first event open"
     assert rows[second.delivery_id].held_by == first.delivery_id
     assert runs() == []
+
+
+def test_a_delivery_held_behind_one_that_calls_out_is_released_by_its_success(recorded_only, settings):
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "CELERY_BATCH": 1}  # each message runs its own
+    aggregate = uuid.uuid4()
+    first, second = leased(2, aggregate=aggregate)
+
+    message(second)  # its aggregate's first event is still open: it waits behind it
+    held = Delivery.objects.get(pk=second.delivery_id)
+    assert held.held_by == first.delivery_id
+    assert runs() == []
+
+    message(first)  # succeeds, and in the same statement lets the second go
+
+    released = Delivery.objects.get(pk=second.delivery_id)
+    assert released.held_by is None
+    assert released.next_attempt_at < held.next_attempt_at, "due now, no longer at its blocker's pace"
+    assert runs() == [1]
