@@ -9,6 +9,7 @@ values of the event a handler is running on (`core.masking`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -22,11 +23,17 @@ from core.masking import REDACTED, SENSITIVE_KEY_RE, mask_private, redact_text
 LOG_FORMATS = ("console", "json")
 
 
+@functools.lru_cache(maxsize=1024)
+def _sensitive_key(key: str) -> bool:
+    """Whether a key names a credential; lines use the same few keys over and over."""
+    return SENSITIVE_KEY_RE.match(key) is not None
+
+
 def _redacted(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(mask_private(value))
     if isinstance(value, dict):
-        return {k: REDACTED if SENSITIVE_KEY_RE.match(str(k)) else _redacted(v) for k, v in value.items()}
+        return {k: REDACTED if _sensitive_key(str(k)) else _redacted(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_redacted(v) for v in value]
     return value
