@@ -262,23 +262,30 @@ LOCK_CHOSEN = f"""
    FOR UPDATE OF d"""
 
 
-# A Celery worker under backlog: take up to `limit` more deliveries of its handler whose messages
-# are still on their way (leased, not started, not waiting behind another), oldest lease first. The
-# new token makes their own messages stale at once; the start stamp gives them back to the relays
-# (as started by a worker that died) if this worker dies before it records them. In the same round
-# trip: which of the message's own rows are still leased to it (none: the message is stale).
-def _take_in_flight(in_months: str) -> str:
-    return f"""
-WITH taken AS (
-    UPDATE {DELIVERIES} t
+def _take(also: str, limit: str) -> str:
+    """A worker's take: up to `limit` deliveries of its handler whose messages are still on their
+    way (leased, not started, not waiting behind another, and `also`), oldest lease first, under a
+    new lease token and a start stamp. The new token makes their own messages stale at once; the
+    start stamp gives them back to the relays (as started by a worker that died) if this worker
+    dies before it records them."""
+    return f"""UPDATE {DELIVERIES} t
        SET lease_token = %(token)s, started_at = %(now)s, next_attempt_at = %(until)s, updated_at = %(now)s
      WHERE (t.id, t.event_recorded_at) IN (
         SELECT id, event_recorded_at FROM {DELIVERIES}
          WHERE handler = %(handler)s AND status IN {OPEN_SQL} AND lease_token IS NOT NULL
-           AND started_at IS NULL AND held_by IS NULL AND id <> ALL(%(mine)s)
+           AND started_at IS NULL AND held_by IS NULL{also}
          ORDER BY next_attempt_at
-         LIMIT %(limit)s
-           FOR UPDATE SKIP LOCKED)
+         LIMIT {limit}
+           FOR UPDATE SKIP LOCKED)"""
+
+
+# A Celery worker under backlog: take up to `limit` more deliveries of its handler (`_take`), not
+# those of its own message. In the same round trip: which of the message's own rows are still
+# leased to it (none: the message is stale).
+def _take_in_flight(in_months: str) -> str:
+    return f"""
+WITH taken AS (
+    {_take(" AND id <> ALL(%(mine)s)", "%(limit)s")}
     RETURNING t.id, t.event_recorded_at
 )
 SELECT id, event_recorded_at, true FROM taken
@@ -295,15 +302,7 @@ TAKE_IN_FLIGHT_IN_MONTHS = _take_in_flight("AND event_recorded_at = ANY(%(record
 # worker runs it as it runs a delivery its own message named, with no second look at its lease.
 TAKE_AND_START = f"""
 WITH d AS (
-    UPDATE {DELIVERIES} t
-       SET lease_token = %(token)s, started_at = %(now)s, next_attempt_at = %(until)s, updated_at = %(now)s
-     WHERE (t.id, t.event_recorded_at) IN (
-        SELECT id, event_recorded_at FROM {DELIVERIES}
-         WHERE handler = %(handler)s AND status IN {OPEN_SQL} AND lease_token IS NOT NULL
-           AND started_at IS NULL AND held_by IS NULL
-         ORDER BY next_attempt_at
-         LIMIT 1
-           FOR UPDATE SKIP LOCKED)
+    {_take("", "1")}
  RETURNING *
 )
 {_SELECT_LOCKED}
