@@ -46,8 +46,16 @@ def _insert(
     drawn = tuple(f for f in meta.concrete_fields if f.db_returning)
     fields = tuple(f for f in meta.concrete_fields if not f.db_returning and not getattr(f, "generated", False))
     columns = ", ".join(quote(f.column) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    values = ", ".join([row] * rows)
+    if rows > 1 and _unnestable(fields):
+        # One array per column (`_columns`): the text is the same whatever the number of rows, and
+        # psycopg keeps its parse (it parses again a text longer than 4 KiB or with more than 50
+        # values, as one VALUES row per row soon is). The types lose their length, as Django's
+        # own bulk insert does, so an array never truncates a value.
+        arrays = ", ".join(f"(%s)::{f.db_type(connection).split('(')[0]}[]" for f in fields)
+        values = f"SELECT * FROM UNNEST({arrays})"  # noqa: S608 (the types are the model's)
+    else:
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        values = "VALUES " + ", ".join([row] * rows)
     if conflict is None:
         on_conflict = ""
     else:
@@ -57,8 +65,24 @@ def _insert(
     returning = ", ".join(quote(f.column) for f in drawn) or quote(meta.pk.column)
     table = quote(meta.db_table)
     # Names from the model, every value bound.
-    statement = f"INSERT INTO {table} ({columns}) VALUES {values}{on_conflict} RETURNING {returning}"  # noqa: S608
+    statement = f"INSERT INTO {table} ({columns}) {values}{on_conflict} RETURNING {returning}"
     return statement, fields, drawn
+
+
+def _unnestable(fields: tuple[Field, ...]) -> bool:
+    """Whether rows of `fields` can be sent as one array per column: plain types only, with one
+    placeholder for every value (the conditions of Django's own bulk insert by `UNNEST`)."""
+    return all(
+        not hasattr(f, "get_placeholder")
+        and (f.target_field if f.is_relation else f).get_internal_type() in connection.data_types
+        and f.db_type(connection)
+        for f in fields
+    )
+
+
+def _columns(values: list[Any], width: int) -> list[list[Any]]:
+    """Row-major values as one list per column."""
+    return [values[i::width] for i in range(width)]
 
 
 def _values(rows: Sequence[Model], fields: tuple[Field, ...]) -> list[Any]:
@@ -79,7 +103,8 @@ def _saved(row: Model, field_values: Sequence[Any], drawn: tuple[Field, ...]) ->
 
 def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> list[M]:
     """`bulk_create` for the hot paths: one written-out INSERT per `INSERT_CHUNK` rows on PostgreSQL,
-    its text kept per model and row count, so nothing is compiled again for every call. A drawn key
+    its text kept per model (and row count, where a column's type cannot travel as an array), so
+    nothing is compiled again for every call. A drawn key
     (an auto-increment id) is set on each row, as `bulk_create` does. With `ignore_conflicts`, a
     row that conflicts with one already there is not written and not returned (rows whose key is
     drawn by the database cannot be told apart: use `bulk_create` then). Elsewhere than on
@@ -95,8 +120,11 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> list[M]
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
         statement, fields, drawn = _insert(model, len(chunk), () if ignore_conflicts else None)
+        values = _values(chunk, fields)
+        if " UNNEST(" in statement:
+            values = _columns(values, len(fields))
         with connection.cursor() as cursor:
-            cursor.execute(statement, _values(chunk, fields))
+            cursor.execute(statement, values)
             returned = cursor.fetchall()
         if ignore_conflicts:
             keys = {key for (key,) in returned}

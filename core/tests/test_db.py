@@ -117,3 +117,26 @@ def test_insert_rows_refuses_a_value_left_to_its_database_default_and_writes_not
     with pytest.raises(ValueError, match="database default"):
         insert_rows([row])
     assert not IdempotencyKey.objects.exists()
+
+
+def test_insert_rows_sends_one_array_per_column_whatever_the_number_of_rows(customer):
+    """The same text for 3 rows and for 60, with as many values as columns: psycopg keeps its parse
+    of a text under 4 KiB and 50 values, which one VALUES row per row soon is not. Each row still
+    gets its own drawn key, in order."""
+    texts, casts, unnest = set(), set(), []
+    for size, prefix in ((3, "a"), (60, "b")):
+        rows = [
+            IdempotencyKey(user=customer, key=f"{prefix}-{n}", fingerprint=str(n), created_at=CREATED)
+            for n in range(size)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            insert_rows(rows)
+        (query,) = queries.captured_queries
+        texts.add(query["sql"].split(" SELECT ")[0])
+        casts.add(query["sql"].count("::"))  # one cast an array, however long
+        unnest.append("SELECT * FROM UNNEST(" in query["sql"])
+        stored = dict(IdempotencyKey.objects.filter(key__startswith=f"{prefix}-").values_list("key", "pk"))
+        assert stored == {row.key: row.pk for row in rows}
+    assert len(texts) == 1
+    assert len(casts) == 1
+    assert unnest == [True, True]
