@@ -20,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from domain_events.retry import RetryPolicy
@@ -29,7 +29,7 @@ from webhooks import sql, transport
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services.endpoints import signing_secrets, with_signing_secrets
 from webhooks.services.queue import enqueue_on_commit
-from webhooks.services.waiting import earlier_open_of_subject, first_open_position_of_subject, senders_in_flight_to
+from webhooks.services.waiting import first_open_of_its_subject, senders_in_flight_to
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def free_deliveries(endpoint_id: uuid.UUID, now: datetime) -> QuerySet[WebhookDe
             endpoint_id=endpoint_id, status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now
         )
         .exclude(leased_until__gt=now)
-        .filter(position=Subquery(first_open_position_of_subject(OuterRef("endpoint_id"), OuterRef("subject"))))
+        .filter(first_open_of_its_subject())
     )
 
 
@@ -279,9 +279,10 @@ def _wake_next_of_subjects(endpoint_id: uuid.UUID, subjects: set[str], now: date
     if not subjects:
         return
     WebhookDelivery.objects.filter(
-        endpoint_id=endpoint_id, subject__in=sorted(subjects), status__in=WebhookDelivery.OPEN
-    ).exclude(
-        Exists(earlier_open_of_subject(OuterRef("endpoint_id"), OuterRef("subject"), OuterRef("position")))
+        first_open_of_its_subject(),
+        endpoint_id=endpoint_id,
+        subject__in=sorted(subjects),
+        status__in=WebhookDelivery.OPEN,
     ).update(next_attempt_at=now, enqueued_at=None, last_error="", updated_at=now)
 
 

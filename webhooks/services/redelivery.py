@@ -17,7 +17,7 @@ from domain_events.probes import send_probes
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from webhooks.services.endpoints import EndpointDisabled
 from webhooks.services.queue import WEBHOOK_QUEUE, enqueue_on_commit
-from webhooks.services.waiting import earlier_open_of_subject, in_flight_to
+from webhooks.services.waiting import first_open_of_its_subject, in_flight_to
 
 
 def _restart(deliveries: Sequence[WebhookDelivery], now: datetime) -> None:
@@ -99,9 +99,7 @@ def deliveries_enqueue_due(*, limit: int = 500) -> int:
             # One waiting behind an earlier open event of its subject could only be refused: it is
             # woken when that one ends. Handing those on flooded the queue with refusals ahead of
             # the deliveries that could go, and a backlog drained at a few sends a second.
-            .exclude(
-                Exists(earlier_open_of_subject(OuterRef("endpoint_id"), OuterRef("subject"), OuterRef("position")))
-            )
+            .filter(first_open_of_its_subject())
             # Nor one whose endpoint has a request in flight: that sender hands on the next.
             .exclude(Exists(in_flight_to(OuterRef("endpoint_id"), now)))
         )

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -21,24 +21,28 @@ from webhooks.services.queue import enqueue_on_commit
 
 def earlier_open_of_subject(endpoint_id, subject, position) -> QuerySet[WebhookDelivery]:
     """Open deliveries to the endpoint of an earlier event of `subject`: one waits for these.
-    (Values or `OuterRef`s.)"""
+    (Values or `OuterRef`s.) For deliveries already written, `first_open_of_its_subject`."""
     return WebhookDelivery.objects.filter(
         endpoint_id=endpoint_id, subject=subject, status__in=WebhookDelivery.OPEN, position__lt=position
     )
 
 
-def first_open_position_of_subject(endpoint_id, subject) -> QuerySet[WebhookDelivery]:
-    """The position of the first open delivery to the endpoint of `subject`, as a subquery (of
-    `OuterRef`s): a delivery is free of what comes before it when it is that first one.
+def first_open_of_its_subject() -> Q:
+    """A filter of open deliveries: the delivery is the first open one of its subject to its
+    endpoint, so nothing earlier holds it back.
 
-    Asked this way, PostgreSQL reads it for each row by one probe of the subject's index; asked as
-    "no earlier open delivery exists", it may join it as a whole and read every open delivery of
-    the endpoint once for each row."""
-    return (
-        WebhookDelivery.objects.filter(endpoint_id=endpoint_id, subject=subject, status__in=WebhookDelivery.OPEN)
+    It compares the delivery's position with that of its subject's first open delivery, one probe
+    of the (endpoint, subject, position) index per row. Asked as "no earlier open delivery exists",
+    PostgreSQL may turn the question into a join and read every open delivery of the endpoint once
+    for each row."""
+    first = (
+        WebhookDelivery.objects.filter(
+            endpoint_id=OuterRef("endpoint_id"), subject=OuterRef("subject"), status__in=WebhookDelivery.OPEN
+        )
         .order_by("position")
         .values("position")[:1]
     )
+    return Q(position=Subquery(first))
 
 
 def in_flight_to(endpoint_id, now: datetime) -> QuerySet[WebhookDelivery]:
