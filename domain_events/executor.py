@@ -35,7 +35,7 @@ import logging
 import random
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
@@ -221,23 +221,11 @@ def start_and_run(claim: Claim) -> Report | None:
     (the row kept for `CELERY_RUN_LEASE`), its lease and its aggregate's order checked, in one
     statement; then run as `_run_outside` runs it. None: the message is stale (its lease taken
     over, the delivery finished or started by another copy of the message)."""
-    now = timezone.now()
-    params = {
-        "id": claim.delivery_id,
-        "token": claim.token,
-        "now": now,
-        "until": now + domain_events_settings()["CELERY_RUN_LEASE"],
-    }
+    params = {"id": claim.delivery_id, "token": claim.token}
     statement = sql.START_LEASED
     if claim.event_recorded_at is not None:
         statement, params["recorded"] = sql.START_LEASED_IN_MONTH, claim.event_recorded_at
-    started = fetch_started(statement, params)
-    if started is None:
-        return None
-    delivery, clear = started
-    # Held behind an earlier delivery, or an earlier event left without one: the lease check in a
-    # transaction of its own holds it (or, its blocker gone meanwhile, runs it).
-    return _run_outside(claim, limit=handler_time_limit(), checked=delivery if clear else None)
+    return _start_and_run(statement, params, lambda delivery: claim)
 
 
 def take_and_run(handler: str) -> Report | None:
@@ -245,21 +233,28 @@ def take_and_run(handler: str) -> Report | None:
     `handler`, a handler that calls out, whose message is still on its way; stamp it as started
     and check what holds it back in the same statement; then run it as `start_and_run` does. Its
     new lease token makes its own message stale. None: there was none to take."""
-    now = timezone.now()
     token = uuid4()
-    params = {
-        "token": token,
-        "now": now,
-        "until": now + domain_events_settings()["CELERY_RUN_LEASE"],
-        "handler": handler,
-    }
-    started = fetch_started(sql.TAKE_AND_START, params)
+
+    def taken(delivery: Delivery) -> Claim:
+        logger.debug("took queued delivery %s of %s into this batch", delivery.pk, handler)
+        return Claim(delivery.pk, token, handler, event_recorded_at=delivery.event_recorded_at)
+
+    return _start_and_run(sql.TAKE_AND_START, {"token": token, "handler": handler}, taken)
+
+
+def _start_and_run(statement: str, params: dict, claim_of: Callable[[Delivery], Claim]) -> Report | None:
+    """Stamp a delivery as started for `CELERY_RUN_LEASE` with `statement`, which reads its event
+    and what holds it back too, then run it outside any transaction of ours. None: nothing stamped."""
+    now = timezone.now()
+    started = fetch_started(
+        statement, {**params, "now": now, "until": now + domain_events_settings()["CELERY_RUN_LEASE"]}
+    )
     if started is None:
         return None
     delivery, clear = started
-    claim = Claim(delivery.pk, token, handler, event_recorded_at=delivery.event_recorded_at)
-    logger.debug("took queued delivery %s of %s into this batch", delivery.pk, handler)
-    return _run_outside(claim, limit=handler_time_limit(), checked=delivery if clear else None)
+    # Held behind an earlier delivery, or an earlier event left without one: the lease check in a
+    # transaction of its own holds it (or, its blocker gone meanwhile, runs it).
+    return _run_outside(claim_of(delivery), limit=handler_time_limit(), checked=delivery if clear else None)
 
 
 def _run_outside(claim: Claim, *, limit: float | None = None, checked: Delivery | None = None) -> Report:
