@@ -37,16 +37,19 @@ INSERT_CHUNK = 1000
 @functools.lru_cache(maxsize=512)
 def _insert(
     model: type[Model], rows: int, conflict: tuple[str, ...] | None
-) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
-    """A written-out INSERT of `rows` rows of `model` (PostgreSQL), the fields it writes and those the
-    database draws (an auto-increment key), which it returns in the rows' order. `conflict`: None
-    for none; the fields of the unique constraint a conflicting row is left alone on; () for any."""
+) -> tuple[str, tuple[Field, ...], tuple[Field, ...], bool]:
+    """A written-out INSERT of `rows` rows of `model` (PostgreSQL), the fields it writes, those the
+    database draws (an auto-increment key), which it returns in the rows' order, and whether it
+    takes one array per column (`_columns`) rather than one value per field and row. `conflict`:
+    None for none; the fields of the unique constraint a conflicting row is left alone on; () for
+    any."""
     meta = model._meta
     quote = connection.ops.quote_name
     drawn = tuple(f for f in meta.concrete_fields if f.db_returning)
     fields = tuple(f for f in meta.concrete_fields if not f.db_returning and not getattr(f, "generated", False))
     columns = ", ".join(quote(f.column) for f in fields)
-    if rows > 1 and _unnestable(fields):
+    by_column = rows > 1 and _unnestable(fields)
+    if by_column:
         # One array per column (`_columns`): the text is the same whatever the number of rows, and
         # psycopg keeps its parse (it parses again a text longer than 4 KiB or with more than 50
         # values, as one VALUES row per row soon is). The types lose their length, as Django's
@@ -66,7 +69,7 @@ def _insert(
     table = quote(meta.db_table)
     # Names from the model, every value bound.
     statement = f"INSERT INTO {table} ({columns}) {values}{on_conflict} RETURNING {returning}"
-    return statement, fields, drawn
+    return statement, fields, drawn, by_column
 
 
 def _unnestable(fields: tuple[Field, ...]) -> bool:
@@ -119,9 +122,9 @@ def insert_rows(rows: Sequence[M], *, ignore_conflicts: bool = False) -> list[M]
     written: list[M] = []
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
-        statement, fields, drawn = _insert(model, len(chunk), () if ignore_conflicts else None)
+        statement, fields, drawn, by_column = _insert(model, len(chunk), () if ignore_conflicts else None)
         values = _values(chunk, fields)
-        if " UNNEST(" in statement:
+        if by_column:
             values = _columns(values, len(fields))
         with connection.cursor() as cursor:
             cursor.execute(statement, values)
@@ -144,7 +147,7 @@ def get_or_insert(model: type[M], *, defaults: dict[str, Any], **lookup: Any) ->
     if connection.vendor != "postgresql":
         return model.objects.get_or_create(defaults=defaults, **lookup)
     row = model(**lookup, **defaults)
-    statement, fields, drawn = _insert(model, 1, tuple(lookup))
+    statement, fields, drawn, _ = _insert(model, 1, tuple(lookup))
     with connection.cursor() as cursor:
         cursor.execute(statement, _values([row], fields))
         inserted = cursor.fetchone()
