@@ -46,7 +46,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from core import tracing
-from domain_events import metrics, sql, streams
+from domain_events import metrics, sql
 from domain_events.claims import Claim, months_of
 from domain_events.conf import domain_events_settings
 from domain_events.events import DomainEvent
@@ -483,8 +483,11 @@ def _run_rows(
     outcomes: Tally[tuple[str, str]] = Tally()
     # (handler, aggregate) whose earlier delivery in this batch did not succeed, and which one.
     closed: dict[tuple[str, UUID], Delivery] = {}
-    # What the handlers publish goes to their aggregates' streams: take them in one order first.
-    streams.lock_existing(d.aggregate_id for d, b in rows if b is None)
+    # What a handler records goes to its delivery's aggregate's stream, locked until the batch
+    # ends: running the batch in aggregate id order takes those locks in one order, so two batches
+    # never wait for each other in a circle, and an aggregate none of its handlers records on stays
+    # free (the stable sort keeps each aggregate's deliveries in position order).
+    rows = sorted(rows, key=_by_aggregate)
     # The optimistic pass lets handlers leave writes to its end (`running.defer`).
     deferred = None if careful else Deferred()
     with deferring(deferred):
@@ -525,6 +528,10 @@ def _run_rows(
     if changed:
         save_outcomes(changed, now)
     return report
+
+
+def _by_aggregate(row: tuple[Delivery, Blocker | None]) -> UUID:
+    return row[0].aggregate_id
 
 
 def _write_deferred(deferred: Deferred) -> None:

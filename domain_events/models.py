@@ -271,7 +271,7 @@ class Stream(models.Model):
     Recording an event upserts its aggregate's row in the same statement, so the row stays locked
     until the recording transaction ends: a second transaction on the same aggregate waits for it,
     and one aggregate's revisions commit in order. A transaction that records events of several
-    aggregates locks their rows in one order first (`domain_events.streams.lock`), so two of them
+    aggregates takes their rows in aggregate id order (`domain_events.streams`), so two of them
     never wait for each other.
     """
 

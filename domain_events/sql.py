@@ -114,10 +114,6 @@ WITH wanted AS (
 )
 SELECT s.aggregate_id FROM {STREAMS} s WHERE s.aggregate_id = ANY(%(ids)s::uuid[]) ORDER BY s.aggregate_id FOR UPDATE"""
 
-LOCK_EXISTING_STREAMS = (
-    f"SELECT aggregate_id FROM {STREAMS} WHERE aggregate_id = ANY(%s) ORDER BY aggregate_id FOR UPDATE"
-)
-
 # --- the readers' head ----------------------------------------------------------------------
 
 # The last position drawn, then the open transactions of this database that hold the events

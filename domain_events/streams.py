@@ -2,9 +2,11 @@
 
 Recording an event upserts its aggregate's row and keeps it locked until the transaction ends, so
 one aggregate's events commit in revision order. A transaction that records events of several
-aggregates takes their rows in one order first, sorted by aggregate id: two such transactions then
-never wait for each other in a circle, whatever order they record their events in. The bus does it
-for `publish_all`, and the executor for a batch that runs several aggregates' deliveries.
+aggregates takes their rows in one order, sorted by aggregate id: two such transactions then never
+wait for each other in a circle, whatever order they record their events in. The bus locks them
+first for `publish_all`. The executor runs a batch's deliveries in aggregate id order instead, so
+that its handlers take them in that order as they record, and a batch holds only the streams its
+handlers record on: a batch of webhook fan-outs does not keep a capture on the same order waiting.
 
 SQLite runs one writer at a time: nothing to lock there.
 """
@@ -12,7 +14,6 @@ SQLite runs one writer at a time: nothing to lock there.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from uuid import UUID
 
 from django.db import transaction
 
@@ -32,13 +33,3 @@ def lock(events: Iterable[DomainEvent]) -> None:
             sql.LOCK_STREAMS,
             {"ids": ids, "types": [wanted[i][0] for i in ids], "tenants": [wanted[i][1] for i in ids]},
         )
-
-
-def lock_existing(aggregate_ids: Iterable[UUID]) -> None:
-    """Lock the streams of aggregates that already have events, in aggregate id order."""
-    ids = sorted(set(aggregate_ids))
-    connection = transaction.get_connection()
-    if len(ids) < 2 or connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(sql.LOCK_EXISTING_STREAMS, [ids])
