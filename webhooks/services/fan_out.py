@@ -100,10 +100,16 @@ def _deliveries(
 
 
 def _insert(rows: list[WebhookDelivery]) -> list[WebhookDelivery]:
-    """Write the deliveries (one already there is left as it is) and send the messages of those
-    that may go now once the transaction commits."""
+    """Write the deliveries (one already there is left as it is) and, once the transaction
+    commits, send one message per endpoint for those that may go now: the first one's. Its task
+    claims the endpoint's batch, which takes the others with it (`sending`); a message lost loses
+    them all alike, and the sweep's proof of loss covers each (`redelivery`)."""
     deliveries = insert_rows(rows, ignore_conflicts=True)
-    enqueue_on_commit([d.pk for d in deliveries if d.enqueued_at is not None])
+    first: dict[object, WebhookDelivery] = {}
+    for delivery in deliveries:
+        if delivery.enqueued_at is not None:
+            first.setdefault(delivery.endpoint_id, delivery)
+    enqueue_on_commit([d.pk for d in first.values()])
     return deliveries
 
 

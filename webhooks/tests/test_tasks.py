@@ -95,3 +95,34 @@ def test_a_message_delivered_twice_sends_nothing_twice(processes, tenant):
         time.sleep(2)  # let every copy reach the worker
     assert sorted(_webhook_ids(receiver)) == sorted(deliveries), "each delivery once"
     assert set(WebhookDelivery.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_a_fan_out_sends_one_message_per_endpoint_and_its_task_sends_every_delivery(
+    processes, tenant, settings, redis_broker
+):
+    """Three orders fanned out in one relay pass to two endpoints: two messages, the first delivery
+    of each endpoint's, and each task's batch takes the other two with it."""
+    from domain_events.relay import Relay
+    from webhooks.tests.test_sweep import messages_per_delivery
+
+    settings.DOMAIN_EVENTS = {**settings.DOMAIN_EVENTS, "DISPATCH_ON_COMMIT": False}
+    redis_broker.flushdb()
+    with running(Receiver()) as one, running(Receiver()) as other:
+        endpoint_with_secret(tenant=tenant, url=one.url, description="one")
+        endpoint_with_secret(tenant=tenant, url=other.url, description="other")
+        for _ in range(3):
+            publish_confirmed(tenant.pk)
+        Relay(poll_interval=0.05).drain()
+        deliveries = WebhookDelivery.objects.order_by("position", "endpoint__description")
+        assert deliveries.count() == 6
+        firsts = {str(d.pk) for d in deliveries[:2]}
+        assert messages_per_delivery(redis_broker) == dict.fromkeys(firsts, 1)
+        processes.worker("worker", **WORKER_ENV)
+        wait_until(
+            lambda: set(WebhookDelivery.objects.values_list("status", flat=True)) == {"succeeded"},
+            timeout=30,
+            what="every delivery sent",
+        )
+    for receiver, description in ((one, "one"), (other, "other")):
+        sent = deliveries.filter(endpoint__description=description).values_list("pk", flat=True)
+        assert _webhook_ids(receiver) == [str(pk) for pk in sent], "each once, in order"
