@@ -55,7 +55,8 @@ def _handling_event(stored: StoredEvent) -> Iterator[None]:
 
 class Deferred:
     """What the handlers of an optimistic pass left to its end (`defer`): for each kind, the
-    function that writes them all and the items, in the order of the pass (position order)."""
+    function that writes them all and the items, in the order of the pass (by aggregate, each
+    aggregate's in position order)."""
 
     def __init__(self) -> None:
         self._kinds: dict[str, tuple[Callable[[list[Any]], object], list[Any]]] = {}

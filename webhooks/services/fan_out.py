@@ -51,10 +51,13 @@ def deliveries_fan_out_in_batch(*, event: DomainEvent) -> None:
 
 
 def deliveries_fan_out_many(items: Sequence[tuple[DomainEvent, int | None]]) -> list[WebhookDelivery]:
-    """`deliveries_fan_out` for several events, in position order, each with its position if the
-    caller knows it (PostgreSQL): one query, one insert. A delivery waits for what it would wait for
-    had the events been fanned out one by one: an earlier event of its subject open at its
-    endpoint, in the database or among these."""
+    """`deliveries_fan_out` for several events, each with its position if the caller knows it
+    (PostgreSQL): one query, one insert. A delivery waits for what it would wait for had the events
+    been fanned out one by one in position order: an earlier event of its subject open at its
+    endpoint, in the database or among these. Events with positions are taken in position order
+    whatever order they come in (an executor's pass runs by aggregate)."""
+    if all(position is not None for _, position in items):
+        items = sorted(items, key=lambda item: item[1])
     now = timezone.now()
     found: dict[int, list[WebhookEndpoint]] = {}
     for endpoint in _candidates(items, now):
