@@ -27,6 +27,13 @@ RETURNING *"""
 
 OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in WebhookDelivery.OPEN) + ")"
 
+# A message's own delivery, if it may go now (open, due, not leased), with whether its endpoint is
+# active: the first statement of every send task, and the only one of the many whose delivery an
+# earlier batch already sent. Parameters: the delivery's id, then now (twice).
+NAMED = f"""SELECT d.endpoint_id, e.is_active FROM {DELIVERIES} d JOIN {ENDPOINTS} e ON e.id = d.endpoint_id
+ WHERE d.id = %s AND d.status IN {OPEN_SQL} AND d.next_attempt_at <= %s
+   AND (d.leased_until IS NULL OR d.leased_until <= %s)"""
+
 # The fan-out of events (`fan_out.deliveries_fan_out_many`: one or the several of an executor's
 # batch): for each event (`n`, its number in the call), the tenant's active endpoints registered when
 # it occurred, with what its delivery there would wait for (`waiting.with_waiting`): `blocked`, an

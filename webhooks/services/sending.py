@@ -10,7 +10,7 @@ import time
 import uuid
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -18,7 +18,7 @@ from core import tracing
 from core.log_context import log_scope
 from domain_events.cloudevents import CONTENT_TYPE
 from domain_events.probes import queue_reached
-from webhooks import transport
+from webhooks import sql, transport
 from webhooks.metrics import WEBHOOK_REQUESTS, outcome_of
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.services.batches import Batch, Sent, batch_claim, batch_record, free_deliveries
@@ -31,6 +31,24 @@ logger = logging.getLogger(__name__)
 # one task; then it hands the next to the broker. A batch is at most `CHAIN_LIMIT` deliveries.
 CHAIN_LIMIT = 50
 CHAIN_SECONDS = 10.0
+
+
+def _named(delivery_id: uuid.UUID | str, now: datetime) -> tuple[uuid.UUID, bool] | None:
+    """The endpoint of a message's delivery and whether it is active, if the delivery may go now
+    (open, due, not leased); None otherwise. On PostgreSQL one hand-written statement: most
+    messages find their delivery sent already by a batch, and this is all they cost."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql.NAMED, [uuid.UUID(str(delivery_id)), now, now])
+            row = cursor.fetchone()
+        return (row[0], row[1]) if row is not None else None
+    named = (
+        WebhookDelivery.objects.filter(pk=delivery_id, status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now)
+        .exclude(leased_until__gt=now)
+        .values_list("endpoint_id", "endpoint__is_active")
+        .first()
+    )
+    return (named[0], named[1]) if named is not None else None
 
 
 def delivery_send(*, delivery_id: uuid.UUID | str, sent_at: str | None = None) -> None:
@@ -51,12 +69,7 @@ def delivery_send(*, delivery_id: uuid.UUID | str, sent_at: str | None = None) -
     if sent_at:
         queue_reached(WEBHOOK_QUEUE, datetime.fromisoformat(sent_at), throttled=True)
     now = timezone.now()
-    named = (
-        WebhookDelivery.objects.filter(pk=delivery_id, status__in=WebhookDelivery.OPEN, next_attempt_at__lte=now)
-        .exclude(leased_until__gt=now)
-        .values_list("endpoint_id", "endpoint__is_active")
-        .first()
-    )
+    named = _named(delivery_id, now)
     if named is None:
         return  # done, dead, leased, or an early or duplicate message: whoever planned it sends it
     endpoint_id, active = named
